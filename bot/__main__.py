@@ -1,0 +1,150 @@
+"""Command line: ``volunteer-bot [run] | db upgrade | check-config``."""
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+from collections.abc import Sequence
+
+from bot import __version__
+from bot.config import ConfigError, Settings, find_config_file, load_settings
+from bot.loader import UnknownCog
+from storage.db import DatabaseUnavailable
+
+log = logging.getLogger("bot")
+
+
+def _run_options(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        default=default,
+        help="TOML config file (default: $VOLUNTEER_BOT_CONFIG or ./config.toml)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=default,
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging detail",
+    )
+    parser.add_argument(
+        "--as",
+        dest="as_user",
+        metavar="NAME",
+        default=default,
+        help="console: act as this person (default: your login name)",
+    )
+    parser.add_argument("--coordinator", metavar="NAME", action="append", default=default,
+                        help="console: give NAME coordinator rights (repeatable)")  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="volunteer-bot",
+        description="Coordinates campaign volunteers on Discord, Matrix and the console.",
+    )
+    parser.add_argument("--version", action="version", version=f"volunteer-bot {__version__}")
+    _run_options(parser, None)
+    sub = parser.add_subparsers(dest="command", metavar="{run,db,check-config}")
+    run = sub.add_parser("run", help="run the bot (the default)")
+    _run_options(run, argparse.SUPPRESS)
+    db = sub.add_parser("db", help="database maintenance")
+    _run_options(db, argparse.SUPPRESS)
+    db_sub = db.add_subparsers(dest="db_command", metavar="{upgrade}", required=True)
+    db_sub.add_parser("upgrade", help="apply pending schema migrations")
+    check = sub.add_parser("check-config", help="validate the configuration and exit")
+    _run_options(check, argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings, warnings = load_settings(find_config_file(args.config))
+    except ConfigError as exc:
+        print(f"volunteer-bot: {exc}", file=sys.stderr)
+        return 2
+    console = args.command in (None, "run") and not (
+        settings.matrix.enabled or settings.discord.enabled
+    )
+    level = args.log_level or ("WARNING" if console else settings.bot.log_level)
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    for warning in warnings:
+        log.warning("%s", warning)
+    try:
+        if args.command == "check-config":
+            return _check_config(settings)
+        if args.command == "db":
+            return _db_upgrade(settings)
+        return asyncio.run(_run(settings, args, console))
+    except (DatabaseUnavailable, UnknownCog) as exc:
+        print(
+            f"volunteer-bot: {exc} ({settings.storage.url.split('://')[0]} storage)",
+            file=sys.stderr,
+        )
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _check_config(settings: Settings) -> int:
+    from bot import loader
+
+    names = settings.bot.cogs or loader.available()
+    unknown = sorted(set(names) - set(loader.available()))
+    if unknown:
+        print(f"volunteer-bot: config error: bot.cogs: unknown cogs {unknown}", file=sys.stderr)
+        return 2
+    platforms = [p for p in ("matrix", "discord") if getattr(settings, p).enabled] or ["console"]
+    print(f"config ok: platforms {', '.join(platforms)}; cogs {', '.join(names)}")
+    return 0
+
+
+def _db_upgrade(settings: Settings) -> int:
+    from storage import migrations
+    from storage.db import Database
+
+    db = Database(settings.storage.url, busy_timeout_ms=settings.storage.busy_timeout_ms)
+    try:
+        applied = migrations.upgrade(db)
+        with db.engine.connect() as conn:
+            version = migrations.current_version(conn)
+    finally:
+        db.close()
+    for step in applied:
+        print(f"applied {step.version}: {step.description}")
+    print(f"schema is at version {version}")
+    return 0
+
+
+async def _run(settings: Settings, args: argparse.Namespace, console: bool) -> int:
+    from bot.adapters import Adapter
+    from bot.adapters.console_adapter import ConsoleAdapter
+    from bot.app import App
+
+    app = App(settings)
+    adapters: list[Adapter]
+    if console:
+        coordinators = set(settings.console.coordinators) | set(args.coordinator or [])
+        adapters = [ConsoleAdapter(app, user=args.as_user or _login(), coordinators=coordinators)]
+    else:
+        adapters = app.platform_adapters()
+    await app.run(adapters)
+    return 0
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "me"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

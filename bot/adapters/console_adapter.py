@@ -1,0 +1,156 @@
+"""The terminal: the embedded default when no platform is configured.
+
+On a TTY it shows a prompt; otherwise it reads one command per line and prints each reply,
+so sessions can be scripted. ``:as NAME`` switches the acting user. Posts addressed to the
+console (announcements, reminders, notices) print when they fire.
+"""
+
+import asyncio
+import contextlib
+import sys
+import threading
+from typing import TYPE_CHECKING, TextIO
+
+from bot.context import Actor, Ctx, Place, Reply, UserRef
+from bot.markup import Markup
+from storage.outbox import Delivery
+
+if TYPE_CHECKING:
+    from bot.app import App
+
+PLATFORM = "console"
+PREFIXES = ("!", "/", "")
+HELP = (
+    "Console commands: `:as NAME` acts as another person, `:quit` leaves. "
+    "Everything else is a bot command; try `help`."
+)
+
+
+class ConsoleAdapter:
+    """Reads commands from a stream and prints replies and posts to another."""
+
+    platform = PLATFORM
+
+    def __init__(
+        self,
+        app: "App",
+        *,
+        user: str,
+        coordinators: set[str],
+        stdin: TextIO | None = None,
+        stdout: TextIO | None = None,
+        interactive: bool | None = None,
+    ) -> None:
+        self.app = app
+        self.user = user
+        self.coordinators = coordinators
+        self.stdin = stdin or sys.stdin
+        self.stdout = stdout or sys.stdout
+        self.interactive = self.stdin.isatty() if interactive is None else interactive
+        self._lines: asyncio.Queue[str | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._done = asyncio.Event()
+        self._print_lock = asyncio.Lock()
+
+    def actor(self) -> Actor:
+        """The current acting user."""
+        return Actor(UserRef(PLATFORM, self.user, self.user), self.user in self.coordinators)
+
+    async def start(self) -> None:
+        """Start reading input and register the console as an outbox target."""
+        self.app.services.outbox.register(PLATFORM, self.deliver)
+        loop = asyncio.get_running_loop()
+        reader = threading.Thread(
+            target=self._read, args=(loop,), name="console-stdin", daemon=True
+        )
+        reader.start()
+        self._task = asyncio.create_task(self._serve(), name="console")
+        if self.interactive:
+            self._write(f"volunteer-bot console — {HELP.replace('`', '')}\n")
+
+    def _read(self, loop: asyncio.AbstractEventLoop) -> None:
+        while True:
+            try:
+                line = self.stdin.readline()
+            except (OSError, ValueError):
+                line = ""
+            with contextlib.suppress(RuntimeError):  # loop closed while we were blocked
+                loop.call_soon_threadsafe(self._lines.put_nowait, line if line else None)
+            if not line:
+                return
+
+    async def _serve(self) -> None:
+        try:
+            while True:
+                if self.interactive:
+                    self._write(f"{self.user}> ")
+                line = await self._lines.get()
+                if line is None:
+                    break
+                if not await self.handle_line(line):
+                    break
+            # Deliver what the last commands made due, so a script sees it.
+            await self.app.services.outbox.run_once()
+        finally:
+            self._done.set()
+
+    async def handle_line(self, line: str) -> bool:
+        """Run one input line; returns False when the console should close."""
+        text = line.strip()
+        if not text or text.startswith("#"):
+            return True
+        if text in (":quit", ":exit", ":q"):
+            return False
+        if text.startswith(":as"):
+            name = text[3:].strip().lstrip("@")
+            if name:
+                self.user = name
+                rights = " — coordinator" if name in self.coordinators else ""
+                self._write(f"(now acting as {name}{rights})\n")
+            else:
+                self._write(f"(acting as {self.user}; `:as NAME` switches)\n")
+            return True
+        if text.startswith(":"):
+            self._write(HELP.replace("`", "") + "\n")
+            return True
+        ctx = Ctx(actor=self.actor(), place=Place(PLATFORM), now=self.app.clock.now())
+        reply = await self.app.core.handle_text(ctx, text, prefixes=PREFIXES)
+        if reply is not None:
+            async with self._print_lock:
+                self._write(render(reply) + "\n")
+        await self.app.services.outbox.run_once()
+        return True
+
+    async def deliver(self, delivery: Delivery) -> None:
+        """Print a post addressed to the console."""
+        who = f"@{delivery.recipient_id}: " if delivery.recipient_id else ""
+        async with self._print_lock:
+            self._write(f"📣 {who}{delivery.body.plain()}\n")
+            if delivery.attachment:
+                self._write(f"   (attached: {delivery.attachment.filename})\n")
+
+    def _write(self, text: str) -> None:
+        self.stdout.write(text)
+        self.stdout.flush()
+
+    async def stop(self) -> None:
+        """Stop serving."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def wait_closed(self) -> None:
+        """Return at end of input or ``:quit``."""
+        await self._done.wait()
+
+
+def render(reply: Reply) -> str:
+    """A reply as terminal text."""
+    parts = [reply.body.plain()]
+    parts += [f"  [{b.label}: {b.command}]" for b in reply.buttons]
+    parts += [f"  (attached: {a.filename}, {len(a.data)} bytes)" for a in reply.attachments]
+    return "\n".join(parts)
+
+
+__all__ = ["ConsoleAdapter", "Markup", "render"]

@@ -1,0 +1,273 @@
+"""Configuration: a TOML file, overridden by ``VOLUNTEER_BOT_<SECTION>__<KEY>`` variables.
+
+The file is ``--config PATH``, else ``$VOLUNTEER_BOT_CONFIG``, else ``./config.toml`` if it
+exists; with none, every default applies (the console on an embedded SQLite database).
+Secrets are ``SecretStr`` and never printed.
+"""
+
+import os
+import tomllib
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, SecretStr
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "VOLUNTEER_BOT_"
+DEFAULT_FILE = Path("config.toml")
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message is one line per problem."""
+
+
+def _duration(value: Any) -> Any:
+    if isinstance(value, str) and value and value[0].isdigit():
+        from bot.params import parse_duration
+
+        try:
+            return parse_duration(value)
+        except Exception as exc:
+            raise ValueError(f"{value!r} is not a duration like 90s, 15m, 6h or 7d") from exc
+    return value
+
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone like Europe/Brussels") from None
+    return value
+
+
+Span = Annotated[timedelta, BeforeValidator(_duration)]
+Zone = Annotated[str, AfterValidator(_zone)]
+
+
+class Section(BaseModel):
+    """A config table; unknown keys are reported by :func:`unknown_keys`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class BotSection(Section):
+    """General behaviour."""
+
+    command_prefix: str = "!"
+    cogs: list[str] | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class StorageSection(Section):
+    """Where state lives."""
+
+    url: str = "sqlite:///volunteer-bot.db"
+    busy_timeout_ms: int = 5000
+
+
+class ConsoleSection(Section):
+    """The terminal adapter."""
+
+    coordinators: list[str] = []
+
+
+class CampaignSection(Section):
+    """The initiative itself."""
+
+    name: str = "Reclaim Your Face"
+    goal: int = 1_000_000
+    countries_needed: int = 7
+    registered: date = date(2025, 1, 15)
+    collection_ends: date | None = None
+    timezone: Zone = "Europe/Brussels"
+
+
+class TasksSection(Section):
+    """The task queue."""
+
+    max_open_claims: int = 3
+    claim_ttl: Span = timedelta(days=7)
+    page_size: int = 10
+
+
+class RemindersSection(Section):
+    """Scheduled reminders."""
+
+    late_grace: Span = timedelta(hours=6)
+
+
+class PrivacySection(Section):
+    """Personal data handling."""
+
+    retention_days: int = 365
+
+
+class MatrixSection(Section):
+    """The Matrix adapter."""
+
+    enabled: bool = False
+    homeserver: str = ""
+    user_id: str = ""
+    access_token: SecretStr | None = None
+    password: SecretStr | None = None
+    device_id: str | None = None
+    rooms: list[str] = []
+    coordinators: list[str] = []
+    invite_allowlist: list[str] = []
+    command_prefix: str | None = None
+    store_path: str = "matrix-store"
+
+
+class DiscordSection(Section):
+    """The Discord adapter."""
+
+    enabled: bool = False
+    token: SecretStr | None = None
+    application_id: int | None = None
+    guild_ids: list[int] = []
+    coordinator_role_ids: list[int] = []
+    api_base: str = "https://discord.com/api/v10"
+    gateway_url: str = "wss://gateway.discord.gg/"
+
+
+class SignatureSourceSection(Section):
+    """Where signature counts come from besides coordinators typing them."""
+
+    kind: Literal["manual", "json", "eci_register", "eci_cocs"] = "manual"
+    url: str = ""
+    poll_interval: Span = timedelta(minutes=15)
+    total_path: str = "total"
+    countries_path: str = ""
+
+
+class SignaturesSection(Section):
+    """Signature counting."""
+
+    source: SignatureSourceSection = SignatureSourceSection()
+
+
+class MilestonesSection(Section):
+    """What gets announced."""
+
+    totals: list[int] = [10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 750_000, 1_000_000]
+
+
+class AnnounceSection(Section):
+    """Where announcements go."""
+
+    targets: list[str] = ["console"]
+    digest_cron: str = "0 9 * * 1"
+
+
+class Settings(BaseSettings):
+    """Every setting, with its default."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    bot: BotSection = BotSection()
+    storage: StorageSection = StorageSection()
+    console: ConsoleSection = ConsoleSection()
+    campaign: CampaignSection = CampaignSection()
+    tasks: TasksSection = TasksSection()
+    reminders: RemindersSection = RemindersSection()
+    privacy: PrivacySection = PrivacySection()
+    matrix: MatrixSection = MatrixSection()
+    discord: DiscordSection = DiscordSection()
+    signatures: SignaturesSection = SignaturesSection()
+    milestones: MilestonesSection = MilestonesSection()
+    announce: AnnounceSection = AnnounceSection()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The environment overrides the file, which is passed in as init values."""
+        return (env_settings, init_settings)
+
+
+def find_config_file(explicit: str | None) -> Path | None:
+    """The file to read, by precedence; None when there is none."""
+    if explicit:
+        return Path(explicit)
+    if env := os.environ.get(ENV_PREFIX + "CONFIG"):
+        return Path(env)
+    return DEFAULT_FILE if DEFAULT_FILE.exists() else None
+
+
+def load_settings(path: Path | None) -> tuple[Settings, list[str]]:
+    """Read and validate; returns the settings and warnings about unknown keys.
+
+    Raises ConfigError with one line per problem, naming the key path.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"config file {path} cannot be read: {exc.__class__.__name__}"
+            ) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    warnings = [f"unknown config key '{key}' is ignored" for key in unknown_keys(Settings, data)]
+    warnings += [
+        f"unknown environment variable {name} is ignored"
+        for name in os.environ
+        if name.startswith(ENV_PREFIX) and name != ENV_PREFIX + "CONFIG" and not _env_known(name)
+    ]
+    try:
+        return Settings(**data), warnings
+    except PydanticValidationError as exc:
+        raise ConfigError("\n".join(_describe(error) for error in exc.errors())) from None
+
+
+def unknown_keys(model: type[BaseModel], data: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted paths in ``data`` that ``model`` has no field for."""
+    found: list[str] = []
+    for key, value in data.items():
+        field = model.model_fields.get(key)
+        path = f"{prefix}{key}"
+        if field is None:
+            found.append(path)
+            continue
+        annotation = field.annotation
+        if (
+            isinstance(value, dict)
+            and isinstance(annotation, type)
+            and issubclass(annotation, BaseModel)
+        ):
+            found.extend(unknown_keys(annotation, value, path + "."))
+    return found
+
+
+def _env_known(name: str) -> bool:
+    parts = name[len(ENV_PREFIX) :].lower().split("__")
+    model: type[BaseModel] = Settings
+    for part in parts:
+        field = model.model_fields.get(part)
+        if field is None:
+            return False
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+    return True
+
+
+def _describe(error: Any) -> str:
+    path = ".".join(str(part) for part in error["loc"])
+    message = str(error["msg"])
+    # Never echo secret values: pydantic's input is left out on purpose.
+    env = ENV_PREFIX + "__".join(str(part).upper() for part in error["loc"])
+    return f"config error: {path}: {message} (in the config file or {env})"

@@ -1,0 +1,247 @@
+"""BotCore: the command registry, invocation and the one place errors become replies."""
+
+import difflib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from bot.commands import ArgSpec, Cog, CommandSpec
+from bot.context import Ctx, Reply, UserRef
+from bot.errors import BadArgument, NotFound, NotPermitted, UserError
+from bot.markup import Markup
+from bot.params import ParseEnv
+from bot.textparse import bind, normalise, tokenize
+
+log = logging.getLogger(__name__)
+
+ActivityHook = Callable[[UserRef, Ctx], Awaitable[None]]
+_PREVIEW = 40
+
+
+class Registry:
+    """Every loaded command, by group and name."""
+
+    def __init__(self) -> None:
+        self.cogs: list[Cog] = []
+        self._by_name: dict[tuple[str | None, str], CommandSpec] = {}
+        self._owner: dict[tuple[str | None, str], Cog] = {}
+        self.group_descriptions: dict[str, str] = {}
+
+    def add(self, cog: Cog) -> None:
+        """Register a cog's commands; a name clash is a programming error."""
+        for spec in cog.specs:
+            key = (spec.group, spec.name)
+            if key in self._by_name or (spec.group is None and spec.name in self.groups):
+                raise ValueError(f"command {spec.qualified_name!r} is defined twice")
+            self._by_name[key] = spec
+            self._owner[key] = cog
+        if cog.group:
+            self.group_descriptions[cog.group] = cog.description
+        self.cogs.append(cog)
+
+    @property
+    def specs(self) -> list[CommandSpec]:
+        """All commands, in registration order."""
+        return list(self._by_name.values())
+
+    @property
+    def groups(self) -> set[str]:
+        """Names of command groups."""
+        return {g for g, _ in self._by_name if g is not None}
+
+    def get(self, group: str | None, name: str) -> CommandSpec | None:
+        """One command, or None."""
+        return self._by_name.get((group, name))
+
+    def owner(self, spec: CommandSpec) -> Cog:
+        """The cog instance that runs a command."""
+        return self._owner[(spec.group, spec.name)]
+
+    def in_group(self, group: str) -> list[CommandSpec]:
+        """The commands of one group."""
+        return [s for s in self._by_name.values() if s.group == group]
+
+    def default_of(self, group: str) -> CommandSpec | None:
+        """The command a bare group name runs, if any."""
+        return next((s for s in self.in_group(group) if s.default), None)
+
+    def find(self, words: Sequence[str]) -> tuple[CommandSpec, int]:
+        """Resolve the leading words of a command line; returns the spec and words used.
+
+        Raises NotFound with the closest known command.
+        """
+        if not words:
+            raise NotFound("Type a command, or `help` to see them all.")
+        first = words[0].lower()
+        if first in self.groups:
+            if len(words) > 1 and (spec := self.get(first, words[1].lower())):
+                return spec, 2
+            if default := self.default_of(first):
+                return default, 1
+            subs = ", ".join(f"`{s.name}`" for s in self.in_group(first))
+            if len(words) > 1:
+                raise NotFound(
+                    "`{group} {sub}` is not a command"
+                    + self._suggest(f"{first} {words[1]}")
+                    + " `{group}` has: "
+                    + subs
+                    + ".",
+                    group=first,
+                    sub=words[1],
+                )
+            raise NotFound("`{group}` needs one of: " + subs + ".", group=first)
+        if spec := self.get(None, first):
+            return spec, 1
+        raise NotFound(
+            "`{word}` is not a command"
+            + self._suggest(" ".join(words[:2]).lower())
+            + " Type `help` to see them all.",
+            word=words[0][:_PREVIEW],
+        )
+
+    def _suggest(self, typed: str) -> str:
+        names = [s.qualified_name for s in self.specs] + sorted(self.groups)
+        close = difflib.get_close_matches(typed, names, n=1, cutoff=0.5)
+        if not close:
+            first = typed.split(" ")[0]
+            close = difflib.get_close_matches(first, names, n=1, cutoff=0.5)
+        return f" — did you mean `{close[0]}`?" if close else "."
+
+
+class BotCore:
+    """Turns invocations into replies, applying rights and the error policy."""
+
+    def __init__(self, registry: Registry, *, timezone: str, prefix: str = "!") -> None:
+        self.registry = registry
+        self.timezone = timezone
+        self.prefix = prefix
+        self.activity_hooks: list[ActivityHook] = []
+
+    async def handle_text(
+        self, ctx: Ctx, line: str, *, prefixes: Iterable[str] | None = None
+    ) -> Reply | None:
+        """Run one text command line. Returns None if the line is not addressed to the bot."""
+        text = line.strip()
+        for prefix in (self.prefix,) if prefixes is None else prefixes:
+            if text.startswith(prefix) and (prefix or text):
+                text = text[len(prefix) :].strip()
+                break
+        else:
+            return None
+        if not text:
+            return None
+        ctx.raw = text
+        try:
+            text = normalise(text)
+            tokens = tokenize(text)
+            spec, used = self.registry.find([t.text for t in tokens])
+            raw = bind(spec, text, tokens[used:])
+        except UserError as exc:
+            return self._user_error(exc)
+        return await self.invoke(ctx, spec, raw)
+
+    async def invoke(self, ctx: Ctx, spec: CommandSpec, raw: Mapping[str, object]) -> Reply:
+        """Convert arguments, check rights, run the handler; never raises."""
+        started = time.perf_counter()
+        try:
+            self._check_rights(ctx, spec)
+            env = ParseEnv(now=ctx.now, timezone=self.timezone, platform=ctx.user.platform)
+            kwargs = {
+                arg.name: convert(arg, raw[arg.name], env) if arg.name in raw else arg.default
+                for arg in spec.args
+            }
+            for arg in spec.args:
+                if arg.required and kwargs[arg.name] is None:
+                    raise BadArgument("`{name}` is required. Usage: `{usage}`.",
+                                      name=arg.name, usage=spec.usage())  # fmt: skip
+            result = await spec.func(self.registry.owner(spec), ctx, **kwargs)
+            reply = as_reply(result, private=spec.private)
+        except UserError as exc:
+            log.debug("command %s refused: %s", spec.qualified_name, type(exc).__name__)
+            return self._user_error(exc)
+        except Exception:
+            ref = secrets.token_hex(2)
+            log.exception("command %s failed (ref: %s)", spec.qualified_name, ref)
+            return Reply(
+                Markup.format(
+                    "Something went wrong on my side (ref: `{ref}`). Nothing you typed was "
+                    "lost; please try again, and tell a coordinator the ref if it keeps "
+                    "happening.",
+                    ref=ref,
+                ),
+                private=True,
+                is_error=True,
+            )
+        for hook in self.activity_hooks:
+            try:
+                await hook(ctx.user, ctx)
+            except Exception:
+                log.exception("activity hook failed")
+        log.info(
+            "command %s on %s took %.1f ms",
+            spec.qualified_name,
+            ctx.place.platform,
+            (time.perf_counter() - started) * 1000,
+        )
+        return reply
+
+    def _check_rights(self, ctx: Ctx, spec: CommandSpec) -> None:
+        if "coordinator" in spec.requires and not ctx.actor.is_coordinator:
+            raise NotPermitted(
+                "`{command}` is for coordinators. If you should be one, ask a coordinator to "
+                "add you to the bot's configuration.",
+                command=spec.qualified_name,
+            )
+
+    @staticmethod
+    def _user_error(exc: UserError) -> Reply:
+        return Reply(exc.markup, private=True, is_error=True)
+
+
+def convert(arg: ArgSpec, value: object, env: ParseEnv) -> Any:
+    """Parse (text) or check (already typed) one argument against its spec."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            raise BadArgument("`{name}` cannot be empty.", name=arg.name.replace("_", "-"))
+        value = arg.kind.parse(text, env)
+    elif arg.kind.wire == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
+        raise BadArgument("`{name}` must be a whole number.", name=arg.name)
+    p = arg.param
+    if isinstance(value, int) and not isinstance(value, bool):
+        if p.min is not None and value < p.min:
+            raise BadArgument(
+                "`{value}` is too small for `{name}`: the smallest is {limit}.",
+                value=value, name=arg.name, limit=p.min,
+            )  # fmt: skip
+        if p.max is not None and value > p.max:
+            raise BadArgument(
+                "`{value}` is too large for `{name}`: the largest is {limit}.",
+                value=value, name=arg.name, limit=p.max,
+            )  # fmt: skip
+    if isinstance(value, str) and p.max_length is not None and len(value) > p.max_length:
+        raise BadArgument(
+            "That {name} is {length} characters long; the limit is {limit}. It starts "
+            "`{preview}…` — shorten it and send it again.",
+            name=arg.name.replace("_", " "),
+            length=len(value),
+            limit=p.max_length,
+            preview=value[:_PREVIEW],
+        )
+    return value
+
+
+def as_reply(result: object, *, private: bool = False) -> Reply:
+    """Normalise what a handler returned."""
+    if isinstance(result, Reply):
+        return result if result.private or not private else replace(result, private=True)
+    if isinstance(result, Markup):
+        return Reply(result, private=private)
+    if isinstance(result, str):
+        return Reply(Markup.trusted(result), private=private)
+    raise TypeError(f"a command returned {type(result).__name__}, not a Reply")

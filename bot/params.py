@@ -1,0 +1,362 @@
+"""Neutral parameter kinds and the pure parsers behind them.
+
+Every platform converts arguments with these functions: text commands parse strings, Discord
+hands over already-typed values that are checked against the same bounds.
+"""
+
+import difflib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from enum import Enum
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from bot.context import UserRef
+from bot.errors import BadArgument
+from bot.vocab import COUNTRIES, COUNTRY_ALIASES, LANGUAGES
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """Metadata for one command parameter, used as ``Annotated[T, Param(...)]``."""
+
+    description: str
+    min: int | None = None
+    max: int | None = None
+    max_length: int | None = None
+    rest: bool = False
+    autocomplete: bool = False
+
+
+class Language(str):
+    """An official EU language code such as ``pl``."""
+
+
+class Country(str):
+    """An EU member state code such as ``PL`` (``EL`` for Greece)."""
+
+
+class LanguageList(tuple[str, ...]):
+    """Comma-separated language codes, e.g. ``de,fr``."""
+
+
+class TimeZone(str):
+    """An IANA time zone name such as ``Europe/Brussels``."""
+
+
+class When(datetime):
+    """A moment given as ISO date/time or ``in 3d``; stored as aware UTC."""
+
+
+class Duration(timedelta):
+    """A span such as ``90s``, ``15m``, ``2h30m``, ``3d`` or ``1w``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParseEnv:
+    """What parsers may need beyond the text: the clock, the campaign zone, the platform."""
+
+    now: datetime
+    timezone: str
+    platform: str
+
+
+# --- languages and countries -------------------------------------------------------------
+
+_LANGUAGE_BY_NAME = {name.lower(): code for code, name in LANGUAGES.items()}
+_COUNTRY_BY_NAME = {name.lower(): code for code, name in COUNTRIES.items()}
+# Language codes mistaken for country codes and back (Czech cs / Czechia CZ ...).
+_LANGUAGE_FOR_COUNTRY = {
+    "CZ": "cs", "EL": "el", "GR": "el", "SI": "sl", "DK": "da", "SE": "sv", "EE": "et",
+    "IE": "ga", "AT": "de", "BE": "nl", "CY": "el", "LU": "fr",
+}  # fmt: skip
+
+
+def _closest(word: str, options: list[str]) -> str | None:
+    match = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def parse_language(text: str) -> Language:
+    """Read one language by code or English name (``pl``, ``Polish``)."""
+    word = text.strip()
+    low = word.lower()
+    if low in LANGUAGES:
+        return Language(low)
+    if low in _LANGUAGE_BY_NAME:
+        return Language(_LANGUAGE_BY_NAME[low])
+    hint = ""
+    if word.upper() in _LANGUAGE_FOR_COUNTRY and word.upper() in COUNTRIES:
+        code = _LANGUAGE_FOR_COUNTRY[word.upper()]
+        hint = f" ({word.upper()} is the country {COUNTRIES[word.upper()]}; "
+        hint += f"its language is `{code}`, {LANGUAGES[code]})"
+    else:
+        guess = _closest(low, [*LANGUAGES, *_LANGUAGE_BY_NAME])
+        if guess:
+            code = _LANGUAGE_BY_NAME.get(guess, guess)
+            hint = f" — did you mean `{code}` ({LANGUAGES[code]})?"
+    raise BadArgument(
+        "`{word}` is not an official EU language" + hint + ". Use a two-letter code: {codes}.",
+        word=word,
+        codes=" ".join(LANGUAGES),
+    )
+
+
+def parse_language_list(text: str) -> LanguageList:
+    """Read ``de,fr`` or ``de fr``; duplicates collapse, order is kept."""
+    items = [part for part in re.split(r"[,\s;]+", text.strip()) if part]
+    if not items:
+        raise BadArgument("Give at least one language code, e.g. `de,fr`.")
+    return LanguageList(dict.fromkeys(parse_language(item) for item in items))
+
+
+def parse_country(text: str) -> Country:
+    """Read one member state by EU code or English name (``PL``, ``Poland``, ``GR``→``EL``)."""
+    word = text.strip()
+    up = word.upper()
+    up = COUNTRY_ALIASES.get(up, up)
+    if up in COUNTRIES:
+        return Country(up)
+    if word.lower() in _COUNTRY_BY_NAME:
+        return Country(_COUNTRY_BY_NAME[word.lower()])
+    hint = ""
+    if word.lower() in LANGUAGES:
+        hint = f" (`{word.lower()}` is the language {LANGUAGES[word.lower()]})"
+    else:
+        guess = _closest(word.lower(), [c.lower() for c in COUNTRIES] + list(_COUNTRY_BY_NAME))
+        if guess:
+            code = _COUNTRY_BY_NAME.get(guess, guess.upper())
+            hint = f" — did you mean `{code}` ({COUNTRIES[code]})?"
+    raise BadArgument(
+        "`{word}` is not an EU member state" + hint + ". Use a code: {codes}.",
+        word=word,
+        codes=" ".join(COUNTRIES),
+    )
+
+
+# --- time -------------------------------------------------------------------------------
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION_PART = re.compile(
+    r"(\d+)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hr|hrs|hours?|d|days?|w|weeks?)",
+    re.IGNORECASE,
+)
+MAX_DURATION = timedelta(days=731)
+
+
+def parse_duration(text: str) -> Duration:
+    """Read ``90s``, ``15m``, ``2h30m``, ``1d 2h``, ``3 days`` (at most two years)."""
+    raw = text.strip()
+    body = re.sub(r"^(in|\+)\s*", "", raw, flags=re.IGNORECASE)
+    pos = 0
+    seconds = 0
+    for match in _DURATION_PART.finditer(body):
+        if body[pos : match.start()].strip(" ,"):
+            break
+        seconds += int(match.group(1)) * _DURATION_UNITS[match.group(2)[0].lower()]
+        pos = match.end()
+    if pos == 0 or body[pos:].strip(" ,"):
+        raise BadArgument(
+            "`{text}` is not a duration. Try `90s`, `15m`, `2h30m`, `3d` or `1w`.", text=raw
+        )
+    if seconds <= 0:
+        raise BadArgument("`{text}` is no time at all; give a duration above zero.", text=raw)
+    span = timedelta(seconds=seconds)
+    if span > MAX_DURATION:
+        raise BadArgument("`{text}` is too far ahead; the limit is two years.", text=raw)
+    return Duration(seconds=seconds)
+
+
+def parse_timezone(text: str) -> TimeZone:
+    """Read an IANA zone name such as ``Europe/Warsaw`` (case-insensitive)."""
+    name = text.strip()
+    try:
+        ZoneInfo(name)
+        if "/" in name or name == "UTC":
+            return TimeZone(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        pass
+    zones = _zone_names()
+    if name.lower() in zones:
+        return TimeZone(zones[name.lower()])
+    guess = _closest(name.lower(), list(zones))
+    hint = f" — did you mean `{zones[guess]}`?" if guess else ""
+    raise BadArgument(
+        "`{name}` is not a time zone" + hint + " Use an Area/City name like `Europe/Brussels`.",
+        name=name,
+    )
+
+
+_ZONES: dict[str, str] = {}
+
+
+def _zone_names() -> dict[str, str]:
+    if not _ZONES:
+        _ZONES.update({z.lower(): z for z in available_timezones() if "/" in z or z == "UTC"})
+    return _ZONES
+
+
+def local_to_utc(day: date, at: time, zone: ZoneInfo, original: str) -> datetime:
+    """Attach a zone to a wall-clock time, refusing times a DST change skips."""
+    local = datetime.combine(day, at, tzinfo=zone)
+    back = local.astimezone(ZoneInfo("UTC")).astimezone(zone)
+    if back.replace(tzinfo=None) != local.replace(tzinfo=None):
+        raise BadArgument(
+            "`{text}` does not exist in {zone}: the clocks skip that hour. Pick another time.",
+            text=original,
+            zone=str(zone),
+        )
+    return local.astimezone(ZoneInfo("UTC"))
+
+
+_TIME = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
+
+
+def parse_when(
+    text: str,
+    env: ParseEnv,
+    *,
+    zone: str | None = None,
+    date_only_at: time = time(9, 0),
+) -> When:
+    """Read a moment: ``in 3d``, ``tomorrow``, ``14:30``, ``2026-12-01``, ``2026-12-01 14:30``.
+
+    Wall-clock times are read in ``zone`` (default: the campaign's). A bare date means
+    ``date_only_at`` that day. The result is aware UTC.
+    """
+    raw = text.strip()
+    tz = ZoneInfo(zone or env.timezone)
+    low = raw.lower()
+    today = env.now.astimezone(tz).date()
+    if low.startswith(("in ", "+")) or _DURATION_PART.fullmatch(low.replace(" ", "")):
+        return _as_when(env.now + parse_duration(raw))
+    if low in ("now",):
+        return _as_when(env.now)
+    if low in ("today", "tomorrow"):
+        day = today if low == "today" else today + timedelta(days=1)
+        return _as_when(local_to_utc(day, date_only_at, tz, raw))
+    clock = _TIME.match(low)
+    if clock:
+        at = _make_time(clock, raw)
+        moment = local_to_utc(today, at, tz, raw)
+        if moment <= env.now:
+            moment = local_to_utc(today + timedelta(days=1), at, tz, raw)
+        return _as_when(moment)
+    try:
+        parsed = datetime.fromisoformat(raw.replace(" ", "T", 1) if " " in raw else raw)
+    except ValueError:
+        raise BadArgument(
+            "`{text}` is not a date or time I can read. Try `2026-12-01`, "
+            "`2026-12-01 14:30`, `14:30`, `tomorrow` or `in 3d`.",
+            text=raw,
+        ) from None
+    if parsed.tzinfo is not None:
+        return _as_when(parsed.astimezone(ZoneInfo("UTC")))
+    if len(raw) <= 10:  # a bare date
+        return _as_when(local_to_utc(parsed.date(), date_only_at, tz, raw))
+    return _as_when(local_to_utc(parsed.date(), parsed.time(), tz, raw))
+
+
+def _make_time(match: re.Match[str], raw: str) -> time:
+    hour, minute, second = int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
+    if hour > 23 or minute > 59 or second > 59:
+        raise BadArgument("`{text}` is not a time of day; use 24-hour `HH:MM`.", text=raw)
+    return time(hour, minute, second)
+
+
+def _as_when(moment: datetime) -> When:
+    utc = moment.astimezone(ZoneInfo("UTC"))
+    return When(
+        utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond, utc.tzinfo
+    )
+
+
+# --- kinds: how each annotated type is read, checked and shown ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """How values of one parameter type are parsed from text and shown in help."""
+
+    name: str  # shown in usage lines, e.g. "number", "language"
+    wire: str  # "string", "integer", "boolean" or "user": the Discord option type
+    parse: Callable[[str, ParseEnv], Any]
+    choices: tuple[str, ...] = ()
+
+
+def _parse_int(text: str, env: ParseEnv) -> int:
+    cleaned = text.strip().lstrip("#").replace("_", "")
+    if re.fullmatch(r"[+-]?\d{1,18}", cleaned):
+        return int(cleaned)
+    raise BadArgument("`{text}` is not a whole number.", text=text)
+
+
+_TRUE = {"yes", "y", "true", "1", "on"}
+_FALSE = {"no", "n", "false", "0", "off"}
+
+
+def _parse_bool(text: str, env: ParseEnv) -> bool:
+    low = text.strip().lower()
+    if low in _TRUE | _FALSE:
+        return low in _TRUE
+    raise BadArgument("`{text}` is not yes or no.", text=text)
+
+
+def _parse_user(text: str, env: ParseEnv) -> UserRef:
+    name = text.strip()
+    if env.platform == "console":
+        name = name.lstrip("@")
+    if not name:
+        raise BadArgument("Name a person, e.g. `alice`.")
+    return UserRef(env.platform, name)
+
+
+def enum_kind(enum: type[Enum]) -> Kind:
+    """A kind whose values are the members of ``enum``."""
+    values = tuple(str(member.value) for member in enum)
+
+    def parse(text: str, env: ParseEnv) -> Enum:
+        word = text.strip().lower().replace("_", "-")
+        for member in enum:
+            if word == member.value:
+                return member
+        # Accept unambiguous prefixes and plurals: "trans" -> translator, "translators".
+        starts = [m for m in enum if str(m.value).startswith(word.rstrip("s"))] if word else []
+        if len(starts) == 1:
+            return starts[0]
+        guess = _closest(word, list(values))
+        hint = f" — did you mean `{guess}`?" if guess else "."
+        raise BadArgument(
+            "`{text}` is not a valid {what}" + hint + " Choose one of: {choices}.",
+            text=text.strip(),
+            what=enum.__name__.lower().replace("task", ""),
+            choices=", ".join(values),
+        )
+
+    return Kind(enum.__name__.lower(), "string", parse, values)
+
+
+KINDS: dict[type, Kind] = {
+    int: Kind("number", "integer", _parse_int),
+    str: Kind("text", "string", lambda text, env: text),
+    bool: Kind("yes/no", "boolean", _parse_bool),
+    Language: Kind("language", "string", lambda text, env: parse_language(text)),
+    LanguageList: Kind("languages", "string", lambda text, env: parse_language_list(text)),
+    Country: Kind("country", "string", lambda text, env: parse_country(text)),
+    TimeZone: Kind("time zone", "string", lambda text, env: parse_timezone(text)),
+    Duration: Kind("duration", "string", lambda text, env: parse_duration(text)),
+    When: Kind("when", "string", lambda text, env: parse_when(text, env)),
+    UserRef: Kind("user", "user", _parse_user),
+}
+
+
+def kind_for(annotation: type) -> Kind:
+    """The kind for a parameter type; raises TypeError for a type no platform can carry."""
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return enum_kind(annotation)
+    try:
+        return KINDS[annotation]
+    except KeyError:
+        raise TypeError(f"no parameter kind for {annotation!r}") from None

@@ -1,0 +1,1 @@
+"""Platform-free command modules; each public module holds one cog."""

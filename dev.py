@@ -1,0 +1,67 @@
+"""Set up a virtual environment and run the bot or the test suite; needs only Python 3.11+.
+
+    python3 dev.py run [ARGS...]   run the bot (console on ./volunteer-bot.db when unconfigured)
+    python3 dev.py test [PYTEST ARGS...]   install the test dependencies, lint, type-check, test
+"""
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = Path(os.environ.get("VOLUNTEER_BOT_VENV", ROOT / ".venv"))
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / ("python.exe" if os.name == "nt" else "python")
+
+
+def ensure_env(extra: str) -> None:
+    """Create the venv and install the project (with ``extra``) when pyproject changed."""
+    if sys.version_info < (3, 11):
+        sys.exit("volunteer-bot needs Python 3.11 or newer")
+    if not PY.exists():
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    spec = f".[{extra}]" if extra else "."
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + spec.encode()).hexdigest()
+    stamp = VENV / ".installed"
+    if stamp.exists() and digest in stamp.read_text().split():
+        return
+    quiet = ["--quiet"] if not os.environ.get("CI") else []
+    subprocess.run([PY, "-m", "pip", "install", *quiet, "--upgrade", "pip"], check=True)
+    subprocess.run([PY, "-m", "pip", "install", *quiet, "-e", spec], check=True, cwd=ROOT)
+    with stamp.open("a") as fh:
+        fh.write(digest + "\n")
+
+
+def run(args: list[str]) -> int:
+    """Run the bot."""
+    ensure_env("")
+    return subprocess.call([PY, "-m", "bot", *args])
+
+
+def test(args: list[str]) -> int:
+    """Lint, type-check and run every test; no tests collected is a failure."""
+    ensure_env("test")
+    for step in ([PY, "-m", "ruff", "check", "."], [PY, "-m", "mypy"]):
+        if subprocess.call(step, cwd=ROOT):
+            print(f"{' '.join(map(str, step[2:]))} failed", file=sys.stderr)
+            return 1
+    code = subprocess.call([PY, "-m", "pytest", *args], cwd=ROOT)
+    if code == 5:
+        print("pytest collected no tests: that is a failure", file=sys.stderr)
+        return 1
+    return code
+
+
+def main() -> int:
+    """Dispatch ``run`` or ``test``."""
+    if len(sys.argv) < 2 or sys.argv[1] not in ("run", "test"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    return (run if sys.argv[1] == "run" else test)(sys.argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

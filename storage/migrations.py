@@ -1,0 +1,138 @@
+"""Numbered, described schema upgrades, applied in order at start and by ``db upgrade``.
+
+Each migration spells out its own DDL (it must keep meaning the same thing when the models
+move on). ``schema_version`` records what has been applied; running again is a no-op.
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from storage.db import Database
+from storage.types import UTCDateTime
+
+log = logging.getLogger(__name__)
+
+Upgrade = Callable[[Connection], None]
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step."""
+
+    version: int
+    description: str
+    upgrade: Upgrade
+
+
+MIGRATIONS: list[Migration] = []
+
+
+def migration(version: int, description: str) -> Callable[[Upgrade], Upgrade]:
+    """Register an upgrade step; versions must be consecutive from 1."""
+
+    def register(fn: Upgrade) -> Upgrade:
+        if version != len(MIGRATIONS) + 1:
+            raise ValueError(f"migration {version} out of order")
+        MIGRATIONS.append(Migration(version, description, fn))
+        return fn
+
+    return register
+
+
+_version_table = sa.Table(
+    "schema_version",
+    sa.MetaData(),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("description", sa.String(255), nullable=False),
+    sa.Column("applied_at", UTCDateTime(), nullable=False),
+)
+
+
+def current_version(conn: Connection) -> int:
+    """The highest applied version (0 for an empty database)."""
+    if not sa.inspect(conn).has_table("schema_version"):
+        return 0
+    return int(conn.execute(sa.select(sa.func.max(_version_table.c.version))).scalar() or 0)
+
+
+def upgrade(db: Database) -> list[Migration]:
+    """Apply every pending migration, each in its own transaction; returns those applied."""
+    applied: list[Migration] = []
+    with db.engine.connect() as conn:
+        if db.is_sqlite:
+            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+        with conn.begin():
+            _version_table.create(conn, checkfirst=True)
+        for step in MIGRATIONS:
+            with conn.begin():
+                if step.version <= current_version(conn):
+                    continue
+                step.upgrade(conn)
+                conn.execute(
+                    _version_table.insert().values(
+                        version=step.version,
+                        description=step.description,
+                        applied_at=datetime.now(UTC),
+                    )
+                )
+            log.info("schema upgraded to %d: %s", step.version, step.description)
+            applied.append(step)
+    return applied
+
+
+def _ts(name: str, *, nullable: bool = False, index: bool = False) -> sa.Column[datetime]:
+    return sa.Column(name, UTCDateTime(), nullable=nullable, index=index)
+
+
+@migration(1, "volunteers, roles, outbox and bot state")
+def _v1(conn: Connection) -> None:
+    md = sa.MetaData()
+    sa.Table(
+        "volunteer", md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("platform", sa.String(16), nullable=False),
+        sa.Column("external_id", sa.String(255), nullable=False),
+        sa.Column("display_name", sa.String(255), nullable=False),
+        sa.Column("languages", sa.String(255), nullable=False),
+        sa.Column("country", sa.String(2)),
+        _ts("created_at"),
+        _ts("last_active_at", index=True),
+        sa.UniqueConstraint("platform", "external_id"),
+    )  # fmt: skip
+    sa.Table(
+        "volunteer_role", md,
+        sa.Column("volunteer_id", sa.Integer, sa.ForeignKey("volunteer.id", ondelete="CASCADE"),
+                  primary_key=True),
+        sa.Column("role", sa.String(32), primary_key=True),
+        _ts("since"),
+    )  # fmt: skip
+    sa.Table(
+        "outbox", md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("key", sa.String(255), nullable=False, unique=True),
+        sa.Column("platform", sa.String(16), nullable=False),
+        sa.Column("target", sa.String(255), nullable=False),
+        sa.Column("recipient_id", sa.String(255), index=True),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.Column("attachment_name", sa.String(255)),
+        sa.Column("attachment", sa.LargeBinary),
+        _ts("created_at"),
+        _ts("due_at"),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        _ts("lease_until", nullable=True),
+        _ts("sent_at", nullable=True),
+        sa.Column("last_error", sa.String(255)),
+        sa.Index("ix_outbox_pending", "platform", "sent_at", "due_at"),
+    )  # fmt: skip
+    sa.Table(
+        "bot_state", md,
+        sa.Column("key", sa.String(255), primary_key=True),
+        sa.Column("value", sa.Text, nullable=False),
+        _ts("updated_at"),
+    )  # fmt: skip
+    md.create_all(conn)

@@ -1,0 +1,76 @@
+"""The tables. Every timestamp is aware UTC; identities are (platform, external_id)."""
+
+from datetime import datetime
+
+from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from storage.types import UTCDateTime
+
+
+def utc_column(*, nullable: bool = False, index: bool = False) -> Column[datetime]:
+    """A UTC timestamp column."""
+    return Column(UTCDateTime(), nullable=nullable, index=index)
+
+
+class Volunteer(SQLModel, table=True):
+    """A registered person: the minimum we need to match them to tasks."""
+
+    __tablename__ = "volunteer"
+    __table_args__ = (UniqueConstraint("platform", "external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=16)
+    external_id: str = Field(max_length=255)
+    display_name: str = Field(max_length=255)
+    languages: str = Field(default="", max_length=255)  # comma-separated codes, in order given
+    country: str | None = Field(default=None, max_length=2)
+    created_at: datetime = Field(sa_column=utc_column())
+    last_active_at: datetime = Field(sa_column=utc_column(index=True))
+
+    @property
+    def language_list(self) -> list[str]:
+        """The languages as a list."""
+        return [code for code in self.languages.split(",") if code]
+
+
+class VolunteerRole(SQLModel, table=True):
+    """One role a volunteer has taken on."""
+
+    __tablename__ = "volunteer_role"
+
+    volunteer_id: int = Field(foreign_key="volunteer.id", primary_key=True, ondelete="CASCADE")
+    role: str = Field(primary_key=True, max_length=32)
+    since: datetime = Field(sa_column=utc_column())
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A post the bot owes someone: written with the change that causes it, sent once."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_pending", "platform", "sent_at", "due_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=255, unique=True)
+    platform: str = Field(max_length=16)
+    target: str = Field(max_length=255)
+    recipient_id: str | None = Field(default=None, max_length=255, index=True)
+    body: str  # Markup JSON
+    attachment_name: str | None = Field(default=None, max_length=255)
+    attachment: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    created_at: datetime = Field(sa_column=utc_column())
+    due_at: datetime = Field(sa_column=utc_column())
+    attempts: int = 0
+    lease_until: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    sent_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    last_error: str | None = Field(default=None, max_length=255)
+
+
+class BotState(SQLModel, table=True):
+    """Small named values the bot keeps between runs (sync tokens, command hashes)."""
+
+    __tablename__ = "bot_state"
+
+    key: str = Field(primary_key=True, max_length=255)
+    value: str
+    updated_at: datetime = Field(sa_column=utc_column())

@@ -1,0 +1,221 @@
+"""Volunteer records and their roles."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, literal, update
+from sqlmodel import Session, col, select
+
+from bot.context import UserRef
+from storage.db import Database
+from storage.models import Volunteer, VolunteerRole
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """A volunteer as the cogs see it."""
+
+    id: int
+    user: UserRef
+    roles: tuple[str, ...]
+    languages: tuple[str, ...]
+    country: str | None
+    created_at: datetime
+    last_active_at: datetime
+
+
+def find_volunteer(session: Session, user: UserRef) -> Volunteer | None:
+    """The row for a person, inside an existing transaction."""
+    return session.exec(
+        select(Volunteer).where(
+            Volunteer.platform == user.platform, Volunteer.external_id == user.external_id
+        )
+    ).first()
+
+
+def roles_of(session: Session, volunteer_id: int) -> tuple[str, ...]:
+    """A volunteer's roles, sorted."""
+    rows = session.exec(
+        select(VolunteerRole.role)
+        .where(VolunteerRole.volunteer_id == volunteer_id)
+        .order_by(col(VolunteerRole.role))
+    )
+    return tuple(rows)
+
+
+def _profile(session: Session, row: Volunteer) -> Profile:
+    assert row.id is not None
+    return Profile(
+        id=row.id,
+        user=UserRef(row.platform, row.external_id, row.display_name),
+        roles=roles_of(session, row.id),
+        languages=tuple(row.language_list),
+        country=row.country,
+        created_at=row.created_at,
+        last_active_at=row.last_active_at,
+    )
+
+
+class VolunteerRepo:
+    """Registration, roles, lookups, export and erasure of volunteers."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def join(
+        self,
+        user: UserRef,
+        role: str,
+        *,
+        languages: Sequence[str] | None,
+        country: str | None,
+        now: datetime,
+    ) -> tuple[Profile, bool]:
+        """Register ``user`` or add ``role``; returns the profile and whether the role is new.
+
+        Languages and country replace the stored ones only when given.
+        """
+
+        def tx(session: Session) -> tuple[Profile, bool]:
+            row = find_volunteer(session, user)
+            if row is None:
+                row = Volunteer(
+                    platform=user.platform,
+                    external_id=user.external_id,
+                    display_name=user.label,
+                    languages="",
+                    created_at=now,
+                    last_active_at=now,
+                )
+            if languages is not None:
+                row.languages = ",".join(languages)
+            if country is not None:
+                row.country = country
+            row.display_name = user.label
+            row.last_active_at = now
+            session.add(row)
+            session.flush()
+            assert row.id is not None
+            added = session.get(VolunteerRole, (row.id, role)) is None
+            if added:
+                session.add(VolunteerRole(volunteer_id=row.id, role=role, since=now))
+                session.flush()
+            return _profile(session, row), added
+
+        return await self.db.write(tx)
+
+    async def leave(self, user: UserRef, role: str) -> Profile | None:
+        """Drop one role; returns the updated profile, or None if they did not have it."""
+
+        def tx(session: Session) -> Profile | None:
+            row = find_volunteer(session, user)
+            if row is None or row.id is None:
+                return None
+            result = session.execute(
+                delete(VolunteerRole).where(
+                    col(VolunteerRole.volunteer_id) == row.id, col(VolunteerRole.role) == role
+                )
+            )
+            if result.rowcount == 0:  # type: ignore[attr-defined]
+                return None
+            return _profile(session, row)
+
+        return await self.db.write(tx)
+
+    async def profile(self, user: UserRef) -> Profile | None:
+        """One volunteer, or None."""
+
+        def tx(session: Session) -> Profile | None:
+            row = find_volunteer(session, user)
+            return _profile(session, row) if row else None
+
+        return await self.db.read(tx)
+
+    async def search(
+        self,
+        *,
+        platform: str | None = None,
+        role: str | None = None,
+        language: str | None = None,
+        limit: int = 50,
+    ) -> tuple[list[Profile], int]:
+        """Volunteers by role and language, most recently active first; and the total."""
+
+        def tx(session: Session) -> tuple[list[Profile], int]:
+            query = select(Volunteer)
+            if platform:
+                query = query.where(Volunteer.platform == platform)
+            if role:
+                query = query.where(
+                    col(Volunteer.id).in_(
+                        select(VolunteerRole.volunteer_id).where(VolunteerRole.role == role)
+                    )
+                )
+            if language:
+                padded = literal(",") + col(Volunteer.languages) + literal(",")
+                query = query.where(padded.contains(f",{language},"))
+            total = session.exec(select(func.count()).select_from(query.subquery())).one()
+            rows = session.exec(
+                query.order_by(col(Volunteer.last_active_at).desc()).limit(limit)
+            ).all()
+            return [_profile(session, row) for row in rows], int(total)
+
+        return await self.db.read(tx)
+
+    async def touch(self, user: UserRef, now: datetime) -> None:
+        """Record activity (for retention) and the current display name, if registered."""
+
+        def tx(session: Session) -> None:
+            session.execute(
+                update(Volunteer)
+                .where(
+                    col(Volunteer.platform) == user.platform,
+                    col(Volunteer.external_id) == user.external_id,
+                )
+                .values(last_active_at=now, display_name=user.label)
+            )
+
+        await self.db.write(tx)
+
+    async def export(self, user: UserRef) -> dict[str, Any]:
+        """The stored record, JSON-ready; empty if unknown."""
+        found = await self.profile(user)
+        if found is None:
+            return {}
+        return {
+            "platform": found.user.platform,
+            "id": found.user.external_id,
+            "display_name": found.user.display_name,
+            "roles": list(found.roles),
+            "languages": list(found.languages),
+            "country": found.country,
+            "registered_at": found.created_at.isoformat(),
+            "last_active_at": found.last_active_at.isoformat(),
+        }
+
+    async def erase(self, user: UserRef) -> bool:
+        """Delete the record and its roles; returns whether there was one."""
+
+        def tx(session: Session) -> bool:
+            row = find_volunteer(session, user)
+            if row is None:
+                return False
+            session.delete(row)
+            return True
+
+        return await self.db.write(tx)
+
+    async def inactive_since(self, cutoff: datetime) -> list[UserRef]:
+        """People with no activity since ``cutoff`` (for the retention purge)."""
+
+        def tx(session: Session) -> list[UserRef]:
+            rows = session.exec(
+                select(Volunteer.platform, Volunteer.external_id).where(
+                    col(Volunteer.last_active_at) < cutoff
+                )
+            ).all()
+            return [UserRef(platform, ext) for platform, ext in rows]
+
+        return await self.db.read(tx)
