@@ -7,16 +7,20 @@ console (announcements, reminders, notices) print when they fire.
 
 import asyncio
 import contextlib
+import logging
 import sys
 import threading
 from typing import TYPE_CHECKING, TextIO
 
 from bot.context import Actor, Ctx, Place, Reply, UserRef
 from bot.markup import Markup
+from storage.db import DatabaseUnavailable
 from storage.outbox import Delivery
 
 if TYPE_CHECKING:
     from bot.app import App
+
+log = logging.getLogger(__name__)
 
 PLATFORM = "console"
 PREFIXES = ("!", "/", "")
@@ -90,7 +94,7 @@ class ConsoleAdapter:
                 if not await self.handle_line(line):
                     break
             # Deliver what the last commands made due, so a script sees it.
-            await self.app.services.outbox.run_once()
+            await self._flush()
         finally:
             self._done.set()
 
@@ -118,8 +122,15 @@ class ConsoleAdapter:
         if reply is not None:
             async with self._print_lock:
                 self._write(render(reply) + "\n")
-        await self.app.services.outbox.run_once()
+        await self._flush()
         return True
+
+    async def _flush(self) -> None:
+        """Deliver due posts now; a database that is unavailable only delays them."""
+        try:
+            await self.app.services.outbox.run_once()
+        except DatabaseUnavailable as exc:
+            log.warning("posts not delivered yet: %s", exc)
 
     async def deliver(self, delivery: Delivery) -> None:
         """Print a post addressed to the console."""
