@@ -1,5 +1,6 @@
 """Configuration: TOML < environment, clear errors, warnings for unknown keys, secrets hidden."""
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,8 +18,14 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_defaults_apply_without_a_file(monkeypatch):
-    monkeypatch.delenv("VOLUNTEER_BOT_STORAGE__URL", raising=False)
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch):
+    for name in list(os.environ):
+        if name.startswith("VOLUNTEER_BOT_"):
+            monkeypatch.delenv(name)
+
+
+def test_defaults_apply_without_a_file():
     settings, warnings = load_settings(None)
     assert settings.storage.url == "sqlite:///volunteer-bot.db"
     assert settings.tasks.claim_ttl == timedelta(days=7)
