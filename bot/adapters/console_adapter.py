@@ -55,6 +55,7 @@ class ConsoleAdapter:
         self._task: asyncio.Task[None] | None = None
         self._done = asyncio.Event()
         self._print_lock = asyncio.Lock()
+        self._ready = threading.Event()
 
     def actor(self) -> Actor:
         """The current acting user."""
@@ -70,12 +71,22 @@ class ConsoleAdapter:
         reader.start()
         self._task = asyncio.create_task(self._serve(), name="console")
         if self.interactive:
+            with contextlib.suppress(ImportError):
+                import readline  # noqa: F401 - enables line editing for input()
             self._write(f"volunteer-bot console — {HELP.replace('`', '')}\n")
 
     def _read(self, loop: asyncio.AbstractEventLoop) -> None:
         while True:
+            self._ready.wait()
+            self._ready.clear()
             try:
-                line = self.stdin.readline()
+                if self.interactive:
+                    # input() gives line editing and history; the prompt shows who is acting.
+                    line = input(f"{self.user}> ") + "\n"
+                else:
+                    line = self.stdin.readline()
+            except EOFError:
+                line = ""
             except (OSError, ValueError):
                 line = ""
             with contextlib.suppress(RuntimeError):  # loop closed while we were blocked
@@ -86,8 +97,7 @@ class ConsoleAdapter:
     async def _serve(self) -> None:
         try:
             while True:
-                if self.interactive:
-                    self._write(f"{self.user}> ")
+                self._ready.set()
                 line = await self._lines.get()
                 if line is None:
                     break
