@@ -455,7 +455,7 @@ class FakeDiscord:
             out.append(entry)
         return out
 
-    async def slash(self, user: User, command: str, *, guild: bool = True,
+    async def slash(self, user: User, command: str, /, *, guild: bool = True,
                     channel_id: int | None = None, focused: str | None = None,
                     **values: Any) -> Interaction:  # fmt: skip
         """Send ``/command`` as ``user`` with option values, as registered by the bot."""

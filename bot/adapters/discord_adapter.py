@@ -14,6 +14,7 @@ import inspect
 import io
 import json
 import logging
+import zoneinfo
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Optional, Protocol
 
@@ -28,7 +29,7 @@ from bot.config import ConfigError, DiscordSection
 from bot.context import Actor, Attachment, Ctx, Place, Reply, UserRef
 from bot.markup import Markup
 from bot.outbox import PermanentDeliveryError
-from bot.vocab import LANGUAGES
+from bot.vocab import COUNTRIES, LANGUAGES
 from storage.outbox import Delivery
 
 if TYPE_CHECKING:
@@ -189,6 +190,7 @@ class DiscordAdapter:
         self._task: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
         self._ready_seen = False
+        self.defer_after = DEFER_AFTER
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -322,7 +324,7 @@ class DiscordAdapter:
     ) -> None:
         task = asyncio.ensure_future(work)
         try:
-            done, _ = await asyncio.wait({task}, timeout=DEFER_AFTER)
+            done, _ = await asyncio.wait({task}, timeout=self.defer_after)
             deferred = not done
             if deferred:
                 await interaction.response.defer(ephemeral=deferred_private, thinking=True)
@@ -381,6 +383,13 @@ class DiscordAdapter:
                 return language_choices(current, many=many)
 
             return languages
+        if arg.kind.name in ("country", "time zone"):
+            table = COUNTRIES if arg.kind.name == "country" else _zones()
+
+            async def names(interaction: discord.Interaction, current: str) -> Choices:
+                return name_choices(current, table)
+
+            return names
         if arg.kind.wire == "integer" and arg.name == "id":
             return self._task_choices
         return None
@@ -540,6 +549,20 @@ def language_choices(current: str, *, many: bool) -> list[app_commands.Choice[st
         for code, name in LANGUAGES.items()
         if code not in taken and (code.startswith(word) or name.lower().startswith(word))
     ][:MAX_CHOICES]
+
+
+def name_choices(current: str, table: dict[str, str]) -> list[app_commands.Choice[str]]:
+    """Codes whose code or name starts with what was typed (countries, time zones)."""
+    word = current.strip().lower()
+    return [
+        app_commands.Choice(name=f"{code} ({name})"[:100] if name != code else code, value=code)
+        for code, name in table.items()
+        if code.lower().startswith(word) or name.lower().startswith(word)
+    ][:MAX_CHOICES]
+
+
+def _zones() -> dict[str, str]:
+    return {zone: zone for zone in sorted(zoneinfo.available_timezones()) if "/" in zone}
 
 
 # --- rendering --------------------------------------------------------------------------------
