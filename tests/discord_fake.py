@@ -36,7 +36,9 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     """A JSON answer with ``Content-Type: application/json`` exactly, as discord.py expects."""
     merged = {"Content-Type": "application/json", **(headers or {})}
     return web.Response(body=json.dumps(data).encode(), status=status, headers=merged)
@@ -84,16 +86,26 @@ class User:
 
     def payload(self) -> dict[str, Any]:
         return {
-            "id": str(self.id), "username": self.name, "global_name": self.name.title(),
-            "discriminator": "0", "avatar": None, "bot": self.bot, "public_flags": 0,
-        }  # fmt: skip
+            "id": str(self.id),
+            "username": self.name,
+            "global_name": self.name.title(),
+            "discriminator": "0",
+            "avatar": None,
+            "bot": self.bot,
+            "public_flags": 0,
+        }
 
     def member(self, *, with_user: bool = True) -> dict[str, Any]:
         data: dict[str, Any] = {
-            "roles": [str(r) for r in self.roles], "joined_at": "2025-01-01T00:00:00+00:00",
-            "deaf": False, "mute": False, "flags": 0, "pending": False, "nick": None,
+            "roles": [str(r) for r in self.roles],
+            "joined_at": "2025-01-01T00:00:00+00:00",
+            "deaf": False,
+            "mute": False,
+            "flags": 0,
+            "pending": False,
+            "nick": None,
             "permissions": str(self.permissions),
-        }  # fmt: skip
+        }
         if with_user:
             data["user"] = self.payload()
         return data
@@ -137,21 +149,28 @@ class Interaction:
         self.answers: list[Answer] = []
         self.choices: list[dict[str, Any]] | None = None
 
-    def _record_answer(self, message: dict[str, Any], payload: dict[str, Any], files: list) -> None:
-        self.answers.append(Answer(
-            content=message.get("content", ""), flags=message.get("flags", 0),
-            components=message.get("components", []),
-            allowed_mentions=payload.get("allowed_mentions"), files=files, message=message,
-        ))  # fmt: skip
+    def _record_answer(
+        self, message: dict[str, Any], payload: dict[str, Any], files: list
+    ) -> None:
+        self.answers.append(
+            Answer(
+                content=message.get("content", ""),
+                flags=message.get("flags", 0),
+                components=message.get("components", []),
+                allowed_mentions=payload.get("allowed_mentions"),
+                files=files,
+                message=message,
+            )
+        )
         self._answered.set()
 
-    async def answer(self, timeout: float = 10.0) -> Answer:
+    async def answer(self, seconds: float = 10.0) -> Answer:
         """The first message shown for this interaction (callback, or the reply after a defer)."""
-        await asyncio.wait_for(self._answered.wait(), timeout)
+        await asyncio.wait_for(self._answered.wait(), seconds)
         return self.answers[0]
 
-    async def autocomplete_choices(self, timeout: float = 10.0) -> list[dict[str, Any]]:
-        await asyncio.wait_for(self._answered.wait(), timeout)
+    async def autocomplete_choices(self, seconds: float = 10.0) -> list[dict[str, Any]]:
+        await asyncio.wait_for(self._answered.wait(), seconds)
         assert self.choices is not None, "not an autocomplete answer"
         return self.choices
 
@@ -169,7 +188,9 @@ class Session:
 class FakeDiscord:
     """The HTTP API and gateway on one aiohttp server."""
 
-    def __init__(self, *, token: str = "fake-token", guild_id: int = 4100, channel_id: int = 4200) -> None:
+    def __init__(
+        self, *, token: str = "fake-token", guild_id: int = 4100, channel_id: int = 4200
+    ) -> None:
         self.token = token
         self._ids = itertools.count(1_300_000_000_000_000_000)
         self.bot = User(self.next_id(), "volunteer-bot", bot=True)
@@ -203,15 +224,31 @@ class FakeDiscord:
         self.guilds[guild_id] = {"id": guild_id, "channels": channel_ids}
         for cid in channel_ids:
             self.channels[cid] = {
-                "id": str(cid), "type": 0, "guild_id": str(guild_id), "name": f"channel-{cid}",
-                "position": 0, "permission_overwrites": [], "nsfw": False, "parent_id": None,
-                "topic": None, "last_message_id": None, "rate_limit_per_user": 0, "flags": 0,
-            }  # fmt: skip
+                "id": str(cid),
+                "type": 0,
+                "guild_id": str(guild_id),
+                "name": f"channel-{cid}",
+                "position": 0,
+                "permission_overwrites": [],
+                "nsfw": False,
+                "parent_id": None,
+                "topic": None,
+                "last_message_id": None,
+                "rate_limit_per_user": 0,
+                "flags": 0,
+            }
 
-    def user(self, name: str, *, roles: list[int] | None = None, permissions: int = MEMBER_PERMISSIONS,
-             dms_closed: bool = False) -> User:  # fmt: skip
-        person = User(self.next_id(), name, roles=roles or [], permissions=permissions,
-                      dms_closed=dms_closed)  # fmt: skip
+    def user(
+        self,
+        name: str,
+        *,
+        roles: list[int] | None = None,
+        permissions: int = MEMBER_PERMISSIONS,
+        dms_closed: bool = False,
+    ) -> User:
+        person = User(
+            self.next_id(), name, roles=roles or [], permissions=permissions, dms_closed=dms_closed
+        )
         self.users[person.id] = person
         return person
 
@@ -234,7 +271,9 @@ class FakeDiscord:
         r.add_post(API + "/webhooks/{app}/{token}", self._followup)
         r.add_get(API + "/webhooks/{app}/{token}/messages/{message}", self._get_webhook_message)
         r.add_patch(API + "/webhooks/{app}/{token}/messages/{message}", self._edit_webhook_message)
-        r.add_delete(API + "/webhooks/{app}/{token}/messages/{message}", self._delete_webhook_message)
+        r.add_delete(
+            API + "/webhooks/{app}/{token}/messages/{message}", self._delete_webhook_message
+        )
         r.add_post(API + "/channels/{channel}/messages", self._post_message)
         r.add_get(API + "/channels/{channel}", self._get_channel)
         self._runner = web.AppRunner(app, access_log=None)
@@ -263,18 +302,31 @@ class FakeDiscord:
 
     # --- faults and assertions ------------------------------------------------------------
 
-    def fail(self, method: str, path: str, *, status: int = 429, times: int = 1,
-             retry_after: float = 0.2, code: int = 0, after_handling: bool = False,
-             via: bool = True) -> None:  # fmt: skip
-        """Answer the next ``times`` requests whose path matches the regex ``path`` with an error."""
+    def fail(
+        self,
+        method: str,
+        path: str,
+        *,
+        status: int = 429,
+        times: int = 1,
+        retry_after: float = 0.2,
+        code: int = 0,
+        after_handling: bool = False,
+        via: bool = True,
+    ) -> None:
+        """Answer the next ``times`` requests whose path matches ``path`` with an error."""
         if status == 429:
-            body: dict[str, Any] = {"message": "You are being rate limited.",
-                                    "retry_after": retry_after, "global": False}  # fmt: skip
+            body: dict[str, Any] = {
+                "message": "You are being rate limited.",
+                "retry_after": retry_after,
+                "global": False,
+            }
             headers = {"Via": "1.1 google"} if via else {}
         else:
             body, headers = {"message": "injected failure", "code": code}, {}
-        self.faults.append(Fault(method.upper(), re.compile(path), status, body, headers, times,
-                                 after_handling))  # fmt: skip
+        self.faults.append(
+            Fault(method.upper(), re.compile(path), status, body, headers, times, after_handling)
+        )
 
     def requests_to(self, method: str, path: str) -> list[Recorded]:
         pattern = re.compile(path)
@@ -283,23 +335,29 @@ class FakeDiscord:
     def channel_messages(self, channel_id: int) -> list[dict[str, Any]]:
         return [m for m in self.messages.values() if m["channel_id"] == str(channel_id)]
 
-    async def wait_connected(self, *, after: int = 0, timeout: float = 15.0) -> Session:
+    async def wait_connected(self, *, after: int = 0, seconds: float = 15.0) -> Session:
         """Until more than ``after`` IDENTIFYs came and the active session's socket is open."""
+
         def ready() -> bool:
-            return len(self.identifies) > after and self.active is not None and self._live(self.active)
+            return (
+                len(self.identifies) > after
+                and self.active is not None
+                and self._live(self.active)
+            )
 
         async with self._connected:
-            await asyncio.wait_for(self._connected.wait_for(ready), timeout)
+            await asyncio.wait_for(self._connected.wait_for(ready), seconds)
         assert self.active is not None
         return self.active
 
-    async def wait_for(self, predicate: Any, timeout: float = 10.0) -> None:
+    async def wait_for(self, predicate: Any, seconds: float = 10.0) -> None:
         """Poll a condition on the fake's state (for effects with no interaction to await)."""
+
         async def poll() -> None:
-            while not predicate():
+            while not predicate():  # noqa: ASYNC110 - the fake's state has no event to wait on
                 await asyncio.sleep(0.02)
 
-        await asyncio.wait_for(poll(), timeout)
+        await asyncio.wait_for(poll(), seconds)
 
     @staticmethod
     def _live(session: Session) -> bool:
@@ -311,7 +369,9 @@ class FakeDiscord:
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path in ("/gateway", "/resume"):
             return await handler(request)
-        record = Recorded(request.method, request.path.removeprefix(API), dict(request.query), None)
+        record = Recorded(
+            request.method, request.path.removeprefix(API), dict(request.query), None
+        )
         if request.content_type == "application/json" and request.can_read_body:
             record.json = await request.json()
         elif request.content_type.startswith("multipart/"):
@@ -327,8 +387,14 @@ class FakeDiscord:
         if not webhook and request.headers.get("Authorization") != f"Bot {self.token}":
             record.status = 401
             return error(401, 0, "401: Unauthorized")
-        fault = next((f for f in self.faults if f.method == request.method
-                      and f.path.search(record.path) and f.times > 0), None)  # fmt: skip
+        fault = next(
+            (
+                f
+                for f in self.faults
+                if f.method == request.method and f.path.search(record.path) and f.times > 0
+            ),
+            None,
+        )
         if fault is not None:
             fault.times -= 1
             if fault.after_handling:
@@ -343,20 +409,42 @@ class FakeDiscord:
         return json_response({"url": self.gateway_url})
 
     async def _get_gateway_bot(self, request: web.Request) -> web.Response:
-        return json_response({"url": self.gateway_url, "shards": 1, "session_start_limit": {
-            "total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}})  # fmt: skip
+        return json_response(
+            {
+                "url": self.gateway_url,
+                "shards": 1,
+                "session_start_limit": {
+                    "total": 1000,
+                    "remaining": 999,
+                    "reset_after": 0,
+                    "max_concurrency": 1,
+                },
+            }
+        )
 
     async def _me(self, request: web.Request) -> web.Response:
         return json_response(self.bot.payload())
 
     async def _application(self, request: web.Request) -> web.Response:
         owner = User(1, "owner").payload()
-        return json_response({
-            "id": str(self.application_id), "name": "volunteer-bot", "description": "",
-            "icon": None, "bot_public": False, "bot_require_code_grant": False, "owner": owner,
-            "verify_key": "00", "flags": 0, "team": None, "summary": "", "rpc_origins": [],
-            "bot": self.bot.payload(), "interactions_endpoint_url": None,
-        })  # fmt: skip
+        return json_response(
+            {
+                "id": str(self.application_id),
+                "name": "volunteer-bot",
+                "description": "",
+                "icon": None,
+                "bot_public": False,
+                "bot_require_code_grant": False,
+                "owner": owner,
+                "verify_key": "00",
+                "flags": 0,
+                "team": None,
+                "summary": "",
+                "rpc_origins": [],
+                "bot": self.bot.payload(),
+                "interactions_endpoint_url": None,
+            }
+        )
 
     async def _get_user(self, request: web.Request) -> web.Response:
         person = self.users.get(int(request.match_info["user_id"]))
@@ -376,8 +464,16 @@ class FakeDiscord:
         if person is None:
             return error(400, 50035, "Invalid Form Body")
         dm_id = person.id + 1  # one DM channel per person, stable
-        self.channels.setdefault(dm_id, {"id": str(dm_id), "type": 1, "last_message_id": None,
-                                         "recipients": [person.payload()], "dm_of": person.id})  # fmt: skip
+        self.channels.setdefault(
+            dm_id,
+            {
+                "id": str(dm_id),
+                "type": 1,
+                "last_message_id": None,
+                "recipients": [person.payload()],
+                "dm_of": person.id,
+            },
+        )
         return json_response(self.channels[dm_id])
 
     # --- commands -------------------------------------------------------------------------
@@ -389,8 +485,13 @@ class FakeDiscord:
         scope = int(guild) if guild else None
         registered = []
         for command in request["record"].json:
-            stored = {**command, "id": str(self.next_id()), "application_id": str(self.application_id),
-                      "version": str(self.next_id()), "type": command.get("type", 1)}  # fmt: skip
+            stored = {
+                **command,
+                "id": str(self.next_id()),
+                "application_id": str(self.application_id),
+                "version": str(self.next_id()),
+                "type": command.get("type", 1),
+            }
             if scope is not None:
                 stored["guild_id"] = str(scope)
             stored.setdefault("default_member_permissions", None)
@@ -412,17 +513,33 @@ class FakeDiscord:
 
     # --- interactions ---------------------------------------------------------------------
 
-    def _interaction(self, kind: int, user: User, data: dict[str, Any], *, guild: bool,
-                     channel_id: int | None, message: dict[str, Any] | None = None) -> Interaction:  # fmt: skip
+    def _interaction(
+        self,
+        kind: int,
+        user: User,
+        data: dict[str, Any],
+        *,
+        guild: bool,
+        channel_id: int | None,
+        message: dict[str, Any] | None = None,
+    ) -> Interaction:
         channel_id = channel_id or self.channel_id
         payload: dict[str, Any] = {
-            "id": str(self.next_id()), "application_id": str(self.application_id), "type": kind,
-            "token": "itk-" + secrets.token_urlsafe(24), "version": 1, "data": data,
-            "channel_id": str(channel_id), "channel": self.channels.get(channel_id, {"id": str(channel_id), "type": 0}),
-            "locale": "en-GB", "app_permissions": str(MEMBER_PERMISSIONS), "entitlements": [],
-            "authorizing_integration_owners": {"0": str(self.guild_id)}, "context": 0 if guild else 1,
+            "id": str(self.next_id()),
+            "application_id": str(self.application_id),
+            "type": kind,
+            "token": "itk-" + secrets.token_urlsafe(24),
+            "version": 1,
+            "data": data,
+            "channel_id": str(channel_id),
+            "channel": self.channels.get(channel_id, {"id": str(channel_id), "type": 0}),
+            "locale": "en-GB",
+            "app_permissions": str(MEMBER_PERMISSIONS),
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": str(self.guild_id)},
+            "context": 0 if guild else 1,
             "attachment_size_limit": 10 * 1024 * 1024,
-        }  # fmt: skip
+        }
         if guild:
             payload["guild_id"] = str(self.guild_id)
             payload["guild_locale"] = "en-US"
@@ -437,14 +554,22 @@ class FakeDiscord:
         self._by_token[interaction.token] = interaction
         return interaction
 
-    def _options(self, schema: list[dict[str, Any]], values: dict[str, Any],
-                 resolved: dict[str, Any], *, focused: str | None) -> list[dict[str, Any]]:  # fmt: skip
+    def _options(
+        self,
+        schema: list[dict[str, Any]],
+        values: dict[str, Any],
+        resolved: dict[str, Any],
+        *,
+        focused: str | None,
+    ) -> list[dict[str, Any]]:
         by_name = {o["name"]: o for o in schema}
         out = []
         for name, value in values.items():
             option = by_name.get(name)
             if option is None:
-                raise AssertionError(f"option {name!r} is not registered; known: {sorted(by_name)}")
+                raise AssertionError(
+                    f"option {name!r} is not registered; known: {sorted(by_name)}"
+                )
             if isinstance(value, User):
                 resolved.setdefault("users", {})[str(value.id)] = value.payload()
                 resolved.setdefault("members", {})[str(value.id)] = value.member(with_user=False)
@@ -455,9 +580,17 @@ class FakeDiscord:
             out.append(entry)
         return out
 
-    async def slash(self, user: User, command: str, /, *, guild: bool = True,
-                    channel_id: int | None = None, focused: str | None = None,
-                    **values: Any) -> Interaction:  # fmt: skip
+    async def slash(
+        self,
+        user: User,
+        command: str,
+        /,
+        *,
+        guild: bool = True,
+        channel_id: int | None = None,
+        focused: str | None = None,
+        **values: Any,
+    ) -> Interaction:
         """Send ``/command`` as ``user`` with option values, as registered by the bot."""
         words = command.split()
         top = self.find_command(words[0], self.guild_id if guild else None)
@@ -466,13 +599,18 @@ class FakeDiscord:
             data["guild_id"] = top["guild_id"]
         resolved: dict[str, Any] = {}
         if len(words) > 1:
-            sub = next((o for o in top.get("options", []) if o["name"] == words[1] and o["type"] == 1), None)
+            sub = next(
+                (o for o in top.get("options", []) if o["name"] == words[1] and o["type"] == 1),
+                None,
+            )
             if sub is None:
                 raise AssertionError(f"/{command} is not registered")
             inner = self._options(sub.get("options", []), values, resolved, focused=focused)
             data["options"] = [{"name": sub["name"], "type": 1, "options": inner}]
         else:
-            data["options"] = self._options(top.get("options", []), values, resolved, focused=focused)
+            data["options"] = self._options(
+                top.get("options", []), values, resolved, focused=focused
+            )
         if resolved:
             data["resolved"] = resolved
         kind = 4 if focused else 2
@@ -483,31 +621,59 @@ class FakeDiscord:
 
     async def click(self, user: User, message: dict[str, Any], custom_id: str) -> Interaction:
         """Press the button ``custom_id`` under ``message``."""
-        ids = [c.get("custom_id") for row in message.get("components", []) for c in row.get("components", [])]
+        ids = [
+            c.get("custom_id")
+            for row in message.get("components", [])
+            for c in row.get("components", [])
+        ]
         assert custom_id in ids, f"{custom_id!r} is not under that message: {ids}"
         data = {"custom_id": custom_id, "component_type": 2}
         channel_id = int(message["channel_id"])
-        interaction = self._interaction(3, user, data, guild=True, channel_id=channel_id, message=message)
+        interaction = self._interaction(
+            3, user, data, guild=True, channel_id=channel_id, message=message
+        )
         await self.dispatch("INTERACTION_CREATE", interaction.data)
         interaction.dispatched_at = asyncio.get_running_loop().time()
         return interaction
 
-    def _message(self, channel_id: int, payload: dict[str, Any], *, flags: int = 0,
-                 interaction: Interaction | None = None, files: list | None = None) -> dict[str, Any]:  # fmt: skip
+    def _message(
+        self,
+        channel_id: int,
+        payload: dict[str, Any],
+        *,
+        flags: int = 0,
+        interaction: Interaction | None = None,
+        files: list | None = None,
+    ) -> dict[str, Any]:
         message_id = self.next_id()
         attachments = [
-            {"id": str(self.next_id()), "filename": name, "size": len(data),
-             "url": f"http://127.0.0.1:{self.port}/a/{name}", "proxy_url": f"http://127.0.0.1:{self.port}/a/{name}"}
+            {
+                "id": str(self.next_id()),
+                "filename": name,
+                "size": len(data),
+                "url": f"http://127.0.0.1:{self.port}/a/{name}",
+                "proxy_url": f"http://127.0.0.1:{self.port}/a/{name}",
+            }
             for name, data in (files or [])
-        ]  # fmt: skip
+        ]
         message: dict[str, Any] = {
-            "id": str(message_id), "channel_id": str(channel_id), "author": self.bot.payload(),
-            "content": payload.get("content") or "", "timestamp": now_iso(), "edited_timestamp": None,
-            "tts": False, "mention_everyone": False, "mentions": [], "mention_roles": [],
-            "attachments": attachments, "embeds": [], "pinned": False,
-            "type": 20 if interaction else 0, "flags": flags | int(payload.get("flags") or 0),
+            "id": str(message_id),
+            "channel_id": str(channel_id),
+            "author": self.bot.payload(),
+            "content": payload.get("content") or "",
+            "timestamp": now_iso(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": attachments,
+            "embeds": [],
+            "pinned": False,
+            "type": 20 if interaction else 0,
+            "flags": flags | int(payload.get("flags") or 0),
             "components": payload.get("components") or [],
-        }  # fmt: skip
+        }
         if payload.get("nonce") is not None:
             message["nonce"] = payload["nonce"]
         channel = self.channels.get(channel_id, {})
@@ -515,10 +681,11 @@ class FakeDiscord:
             message["guild_id"] = channel["guild_id"]
         if interaction is not None:
             message["interaction_metadata"] = {
-                "id": str(interaction.id), "type": interaction.data["type"],
+                "id": str(interaction.id),
+                "type": interaction.data["type"],
                 "user": (interaction.data.get("member") or interaction.data)["user"],
                 "authorizing_integration_owners": {},
-            }  # fmt: skip
+            }
             message["webhook_id"] = str(self.application_id)
         self.messages[message_id] = message
         return message
@@ -544,8 +711,9 @@ class FakeDiscord:
             resource["message"] = message
         elif kind == 5:
             interaction.deferred = True
-            interaction.original = self._message(channel_id, {"content": "", "flags": data.get("flags", 0)},
-                                                 interaction=interaction)  # fmt: skip
+            interaction.original = self._message(
+                channel_id, {"content": "", "flags": data.get("flags", 0)}, interaction=interaction
+            )
             resource["message"] = interaction.original
         elif kind == 6:
             interaction.deferred = True
@@ -554,13 +722,14 @@ class FakeDiscord:
             interaction._answered.set()
         response = {
             "interaction": {
-                "id": str(interaction.id), "type": interaction.data["type"],
+                "id": str(interaction.id),
+                "type": interaction.data["type"],
                 "response_message_id": resource.get("message", {}).get("id"),
                 "response_message_loading": kind == 5,
                 "response_message_ephemeral": bool(int(data.get("flags") or 0) & EPHEMERAL),
             },
             "resource": resource,
-        }  # fmt: skip
+        }
         return json_response(response)
 
     def _webhook_interaction(self, request: web.Request) -> Interaction | None:
@@ -574,8 +743,12 @@ class FakeDiscord:
             return error(404, 10015, "Unknown Webhook")
         record: Recorded = request["record"]
         payload = record.json or {}
-        message = self._message(int(interaction.data["channel_id"]), payload, interaction=interaction,
-                                files=record.files)  # fmt: skip
+        message = self._message(
+            int(interaction.data["channel_id"]),
+            payload,
+            interaction=interaction,
+            files=record.files,
+        )
         interaction.followups.append(message)
         interaction._record_answer(message, payload, record.files)
         return json_response(message)
@@ -689,14 +862,22 @@ class FakeDiscord:
         async with self._connected:
             self.active = session
             self._connected.notify_all()
-        await self.dispatch("READY", {
-            "v": 10, "user": self.bot.payload(), "session_type": "normal",
-            "guilds": [{"id": str(g), "unavailable": True} for g in self.guilds],
-            "session_id": session.id,
-            "resume_gateway_url": f"ws://127.0.0.1:{self.port}/resume",
-            "application": {"id": str(self.application_id), "flags": 0},
-            "private_channels": [], "relationships": [], "presences": [], "geo_ordered_rtc_regions": [],
-        })  # fmt: skip
+        await self.dispatch(
+            "READY",
+            {
+                "v": 10,
+                "user": self.bot.payload(),
+                "session_type": "normal",
+                "guilds": [{"id": str(g), "unavailable": True} for g in self.guilds],
+                "session_id": session.id,
+                "resume_gateway_url": f"ws://127.0.0.1:{self.port}/resume",
+                "application": {"id": str(self.application_id), "flags": 0},
+                "private_channels": [],
+                "relationships": [],
+                "presences": [],
+                "geo_ordered_rtc_regions": [],
+            },
+        )
         for guild_id, guild in self.guilds.items():
             await self.dispatch("GUILD_CREATE", self._guild_payload(guild_id, guild))
         return session
@@ -718,22 +899,49 @@ class FakeDiscord:
         return session
 
     def _guild_payload(self, guild_id: int, guild: dict[str, Any]) -> dict[str, Any]:
-        everyone = {"id": str(guild_id), "name": "@everyone", "permissions": str(MEMBER_PERMISSIONS),
-                    "position": 0, "color": 0, "hoist": False, "managed": False, "mentionable": False,
-                    "flags": 0}  # fmt: skip
+        everyone = {
+            "id": str(guild_id),
+            "name": "@everyone",
+            "permissions": str(MEMBER_PERMISSIONS),
+            "position": 0,
+            "color": 0,
+            "hoist": False,
+            "managed": False,
+            "mentionable": False,
+            "flags": 0,
+        }
         role_ids = sorted({role for person in self.users.values() for role in person.roles})
         roles = [everyone] + [
             {**everyone, "id": str(role), "name": f"role-{role}", "position": i + 1}
             for i, role in enumerate(role_ids)
         ]
         return {
-            "id": str(guild_id), "name": f"guild-{guild_id}", "icon": None, "owner_id": "1",
-            "unavailable": False, "member_count": 2, "large": False, "features": [],
-            "roles": roles, "emojis": [], "stickers": [], "members": [], "presences": [],
-            "voice_states": [], "threads": [], "stage_instances": [], "guild_scheduled_events": [],
+            "id": str(guild_id),
+            "name": f"guild-{guild_id}",
+            "icon": None,
+            "owner_id": "1",
+            "unavailable": False,
+            "member_count": 2,
+            "large": False,
+            "features": [],
+            "roles": roles,
+            "emojis": [],
+            "stickers": [],
+            "members": [],
+            "presences": [],
+            "voice_states": [],
+            "threads": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
             "channels": [self.channels[c] for c in guild["channels"]],
-            "verification_level": 0, "default_message_notifications": 0,
-            "explicit_content_filter": 0, "mfa_level": 0, "premium_tier": 0,
-            "preferred_locale": "en-US", "afk_timeout": 300, "system_channel_flags": 0,
-            "nsfw_level": 0, "joined_at": now_iso(),
-        }  # fmt: skip
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "mfa_level": 0,
+            "premium_tier": 0,
+            "preferred_locale": "en-US",
+            "afk_timeout": 300,
+            "system_channel_flags": 0,
+            "nsfw_level": 0,
+            "joined_at": now_iso(),
+        }

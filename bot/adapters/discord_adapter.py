@@ -16,7 +16,7 @@ import json
 import logging
 import zoneinfo
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Optional, Protocol, cast
 
 import discord
 import yarl
@@ -151,12 +151,15 @@ class DiscordClient(discord.Client):
     def __init__(self, adapter: "DiscordAdapter", application_id: int | None) -> None:
         intents = discord.Intents.none()
         intents.guilds = True
+        # The bot has no voice; discord.py's one-time warnings about voice libraries are noise.
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
+        options: dict[str, Any] = {"application_id": application_id} if application_id else {}
         super().__init__(
             intents=intents,
             allowed_mentions=discord.AllowedMentions.none(),
-            application_id=application_id,
             max_messages=None,
             chunk_guilds_at_startup=False,
+            **options,
         )
         self.adapter = adapter
         self.tree = CommandTree(self)
@@ -251,8 +254,9 @@ class DiscordAdapter:
                 client.tree.add_command(command, guilds=guilds)
             else:
                 client.tree.add_command(command)
-        for guild in guilds or [None]:
-            await self._sync_if_changed(client, guild)
+        scopes: list[discord.Object | None] = [*guilds] or [None]
+        for scope in scopes:
+            await self._sync_if_changed(client, scope)
 
     async def _sync_if_changed(self, client: DiscordClient, guild: discord.Object | None) -> None:
         tree = client.tree
@@ -290,7 +294,9 @@ class DiscordAdapter:
         user = interaction.user
         return Ctx(
             actor=Actor(user_ref(user), self._is_coordinator(interaction)),
-            place=Place(f"{PLATFORM}:{interaction.channel_id}", is_private=interaction.guild_id is None),
+            place=Place(
+                f"{PLATFORM}:{interaction.channel_id}", is_private=interaction.guild_id is None
+            ),
             now=self.app.clock.now(),
         )
 
@@ -334,9 +340,7 @@ class DiscordAdapter:
             else:
                 await self._send(interaction, reply)
         except discord.HTTPException as exc:
-            log.warning(
-                "Discord answer failed (HTTP %s, code %s)", exc.status, exc.code
-            )
+            log.warning("Discord answer failed (HTTP %s, code %s)", exc.status, exc.code)
         finally:
             if not task.done():
                 task.cancel()
@@ -430,7 +434,9 @@ class DiscordAdapter:
             await _post(channel, content, delivery, "channel", users)
         except (discord.NotFound, discord.Forbidden) as exc:
             if exc.code in PERMANENT_CODES or exc.status == 404:
-                raise PermanentDeliveryError(f"Discord refused the channel (code {exc.code})") from None
+                raise PermanentDeliveryError(
+                    f"Discord refused the channel (code {exc.code})"
+                ) from None
             raise
 
     async def _direct_message(
@@ -460,8 +466,10 @@ def project(
     top: list[app_commands.Command[Any, ..., None] | app_commands.Group] = []
     groups: dict[str, app_commands.Group] = {}
     for spec in specs:
-        command = app_commands.Command(
-            name=spec.name, description=spec.description, callback=_callback(spec, adapter)
+        command: app_commands.Command[Any, ..., None] = app_commands.Command(
+            name=spec.name,
+            description=spec.description,
+            callback=cast(Any, _callback(spec, adapter)),
         )
         if spec.group is None:
             top.append(command)
@@ -602,7 +610,9 @@ def button_view(reply: Reply) -> discord.ui.View | None:
         b for b in reply.buttons if len(BUTTON_PREFIX + b.command) <= MAX_CUSTOM_ID and b.command
     ]
     if len(buttons) < len(reply.buttons):
-        log.warning("dropped %d buttons whose command is too long", len(reply.buttons) - len(buttons))
+        log.warning(
+            "dropped %d buttons whose command is too long", len(reply.buttons) - len(buttons)
+        )
     if not buttons:
         return None
     view = discord.ui.View(timeout=None)

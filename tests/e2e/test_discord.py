@@ -15,7 +15,13 @@ from sqlmodel import select
 
 from bot.markup import Markup
 from storage.models import OutboxMessage
-from tests.discord_fake import EPHEMERAL, MANAGE_GUILD, MEMBER_PERMISSIONS, PRIVILEGED_INTENTS, FakeDiscord
+from tests.discord_fake import (
+    EPHEMERAL,
+    MANAGE_GUILD,
+    MEMBER_PERMISSIONS,
+    PRIVILEGED_INTENTS,
+    FakeDiscord,
+)
 from tests.e2e.discord_support import COORDINATOR_ROLE, BotRunner
 
 pytestmark = pytest.mark.e2e
@@ -98,16 +104,32 @@ def expected_schema(registry: Any) -> list[dict[str, Any]]:
         if spec.group is None:
             commands[spec.name] = {**leaf, "type": 1}
             continue
-        group = commands.setdefault(spec.group, {
-            "name": spec.group, "description": registry.group_descriptions[spec.group],
-            "type": 1, "options": [],
-        })  # fmt: skip
+        group = commands.setdefault(
+            spec.group,
+            {
+                "name": spec.group,
+                "description": registry.group_descriptions[spec.group],
+                "type": 1,
+                "options": [],
+            },
+        )
         group["options"].append({**leaf, "type": 1})
     return sorted(commands.values(), key=lambda c: c["name"])
 
 
-KEYS = ("name", "description", "type", "required", "choices", "min_value", "max_value",
-        "min_length", "max_length", "autocomplete", "options")  # fmt: skip
+KEYS = (
+    "name",
+    "description",
+    "type",
+    "required",
+    "choices",
+    "min_value",
+    "max_value",
+    "min_length",
+    "max_length",
+    "autocomplete",
+    "options",
+)
 
 
 def normalise(option: dict[str, Any]) -> dict[str, Any]:
@@ -166,7 +188,7 @@ async def test_no_privileged_intent_is_requested(fake, bot):
 
 async def test_endpoints_point_at_the_configuration_only_while_running(fake, runner):
     await runner.start()
-    assert Route.BASE == fake.api_base
+    assert fake.api_base == Route.BASE
     await runner.stop()
     assert Route.BASE == DISCORD_API
 
@@ -176,8 +198,9 @@ async def test_endpoints_point_at_the_configuration_only_while_running(fake, run
 
 async def test_volunteer_join_and_profile_through_slash_commands(fake, bot):
     alice, bob = fake.user("alice"), fake.user("bob")
-    joined = await run(fake, alice, "volunteer join", role="translator", languages="de,fr",
-                       country="DE")  # fmt: skip
+    joined = await run(
+        fake, alice, "volunteer join", role="translator", languages="de,fr", country="DE"
+    )
     assert not joined.ephemeral
     assert "registered as **translator**" in joined.content
     mine = await run(fake, alice, "volunteer profile")
@@ -207,8 +230,9 @@ async def test_a_display_name_of_at_everyone_pings_nobody(fake, bot):
 
 async def test_language_autocomplete_completes_the_last_item_of_a_list(fake, bot):
     alice = fake.user("alice")
-    inter = await fake.slash(alice, "volunteer join", role="translator", languages="de,p",
-                             focused="languages")  # fmt: skip
+    inter = await fake.slash(
+        alice, "volunteer join", role="translator", languages="de,p", focused="languages"
+    )
     values = [c["value"] for c in await inter.autocomplete_choices()]
     assert "de,pl" in values and "de,pt" in values
     assert all(v.startswith("de,") for v in values)
@@ -255,10 +279,10 @@ async def test_a_closed_gateway_is_resumed_and_the_next_command_answered(fake, b
 
 async def test_ready_after_a_new_session_does_nothing_twice(fake, bot, caplog):
     caplog.set_level(logging.INFO, logger="bot.adapters.discord_adapter")
-    await fake.wait_for(lambda: "Discord gateway ready" in caplog.text, timeout=15)
+    await fake.wait_for(lambda: "Discord gateway ready" in caplog.text, seconds=15)
     await fake.invalidate_session()
     await fake.wait_connected(after=1)
-    await fake.wait_for(lambda: "ready again" in caplog.text, timeout=15)
+    await fake.wait_for(lambda: "ready again" in caplog.text, seconds=15)
     alice = fake.user("alice")
     inter = await fake.slash(alice, "volunteer join", role="networker")
     await inter.answer()
@@ -272,8 +296,13 @@ async def test_ready_after_a_new_session_does_nothing_twice(fake, bot, caplog):
 
 async def enqueue(bot: BotRunner, key: str, target: str, text: str, recipient: str | None = None):
     app = bot.app
-    await app.services.outbox_repo.add(key=key, target=target, body=Markup.format("{t}", t=text),
-                                       now=bot.clock.now(), recipient_id=recipient)  # fmt: skip
+    await app.services.outbox_repo.add(
+        key=key,
+        target=target,
+        body=Markup.format("{t}", t=text),
+        now=bot.clock.now(),
+        recipient_id=recipient,
+    )
     app.services.outbox.wake()
 
 
@@ -335,8 +364,9 @@ async def test_an_unknown_channel_is_given_up_not_retried(fake, bot):
 
 
 async def post_task(fake: FakeDiscord, coordinator: Any, title: str):
-    answer = await run(fake, coordinator, "task post", kind="translation", title=title,
-                       language="pl")  # fmt: skip
+    answer = await run(
+        fake, coordinator, "task post", kind="translation", title=title, language="pl"
+    )
     assert not answer.ephemeral, answer.content
     [custom_id] = [c for c in answer.custom_ids if c.startswith("vb:task claim ")]
     return answer, int(custom_id.rsplit(" ", 1)[1])
