@@ -615,8 +615,8 @@ class FakeDiscord:
             data["resolved"] = resolved
         kind = 4 if focused else 2
         interaction = self._interaction(kind, user, data, guild=guild, channel_id=channel_id)
-        await self.dispatch("INTERACTION_CREATE", interaction.data)
         interaction.dispatched_at = asyncio.get_running_loop().time()
+        await self.dispatch("INTERACTION_CREATE", interaction.data)
         return interaction
 
     async def click(self, user: User, message: dict[str, Any], custom_id: str) -> Interaction:
@@ -632,8 +632,8 @@ class FakeDiscord:
         interaction = self._interaction(
             3, user, data, guild=True, channel_id=channel_id, message=message
         )
-        await self.dispatch("INTERACTION_CREATE", interaction.data)
         interaction.dispatched_at = asyncio.get_running_loop().time()
+        await self.dispatch("INTERACTION_CREATE", interaction.data)
         return interaction
 
     def _message(
