@@ -56,11 +56,11 @@ Choices = list[app_commands.Choice[str]] | list[app_commands.Choice[int]]
 Completer = Callable[[discord.Interaction, str], Awaitable[Choices]]
 
 
-class TaskSuggestions(Protocol):
-    """What a task repository offers for autocompleting task numbers."""
+class Suggestions(Protocol):
+    """What a repository offers for autocompleting numbers (task ids): ``services.tasks``."""
 
     async def suggest(self, text: str, limit: int) -> Sequence[tuple[int, str]]:
-        """Open tasks whose number or title matches ``text``: (id, title) pairs."""
+        """Open items whose number or title matches ``text``: (number, title) pairs."""
         ...
 
 
@@ -376,8 +376,13 @@ class DiscordAdapter:
 
     # --- autocomplete -----------------------------------------------------------------------
 
-    def completer(self, arg: ArgSpec) -> Completer | None:
-        """The autocomplete for a parameter that asks for one, if there is one for its kind."""
+    def completer(self, spec: CommandSpec, arg: ArgSpec) -> Completer | None:
+        """The autocomplete for a parameter that asks for one.
+
+        Languages, countries and time zones complete from the vocabulary; a number (``task
+        claim id``) from the group's repository in the services (``tasks`` for ``task``) when
+        it offers ``suggest``; anything else completes to nothing rather than losing the flag.
+        """
         if not arg.param.autocomplete:
             return None
         if arg.kind.name in ("language", "languages"):
@@ -394,22 +399,31 @@ class DiscordAdapter:
                 return name_choices(current, table)
 
             return names
-        if arg.kind.wire == "integer" and arg.name == "id":
-            return self._task_choices
-        return None
+        group = spec.group
+        if arg.kind.wire == "integer" and group is not None:
 
-    async def _task_choices(self, interaction: discord.Interaction, current: str) -> Choices:
-        repo: TaskSuggestions | None = getattr(self.app.services, "tasks", None)
+            async def numbers(interaction: discord.Interaction, current: str) -> Choices:
+                return await self._suggest(f"{group}s", current)
+
+            return numbers
+
+        async def nothing(interaction: discord.Interaction, current: str) -> Choices:
+            return []
+
+        return nothing
+
+    async def _suggest(self, service: str, current: str) -> Choices:
+        repo: Suggestions | None = getattr(self.app.services, service, None)
         if repo is None or not hasattr(repo, "suggest"):
             return []
         try:
             found = await repo.suggest(current.strip().lstrip("#"), MAX_CHOICES)
         except Exception:
-            log.exception("task suggestions failed")
+            log.exception("%s suggestions failed", service)
             return []
         return [
-            app_commands.Choice(name=f"#{task_id} {title}"[:100], value=task_id)
-            for task_id, title in found[:MAX_CHOICES]
+            app_commands.Choice(name=f"#{number} {title}"[:100], value=number)
+            for number, title in found[:MAX_CHOICES]
         ]
 
     # --- outbox -----------------------------------------------------------------------------
@@ -509,7 +523,9 @@ def _callback(spec: CommandSpec, adapter: DiscordAdapter) -> Callable[..., Await
     callback.__name__ = callback.__qualname__ = spec.qualified_name.replace(" ", "_")
     if spec.args:
         app_commands.describe(**{arg.name: arg.description for arg in spec.args})(callback)
-    completers = {arg.name: c for arg in spec.args if (c := adapter.completer(arg)) is not None}
+    completers = {
+        arg.name: c for arg in spec.args if (c := adapter.completer(spec, arg)) is not None
+    }
     if completers:
         app_commands.autocomplete(**completers)(callback)  # type: ignore[arg-type]
     return callback

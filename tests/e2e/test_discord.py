@@ -13,6 +13,7 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 from sqlmodel import select
 
+from bot.context import Attachment
 from bot.markup import Markup
 from storage.models import OutboxMessage
 from tests.discord_fake import (
@@ -294,7 +295,14 @@ async def test_ready_after_a_new_session_does_nothing_twice(fake, bot, caplog):
 # --- outbox ---------------------------------------------------------------------------------
 
 
-async def enqueue(bot: BotRunner, key: str, target: str, text: str, recipient: str | None = None):
+async def enqueue(
+    bot: BotRunner,
+    key: str,
+    target: str,
+    text: str,
+    recipient: str | None = None,
+    attachment: Attachment | None = None,
+):
     app = bot.app
     await app.services.outbox_repo.add(
         key=key,
@@ -302,6 +310,7 @@ async def enqueue(bot: BotRunner, key: str, target: str, text: str, recipient: s
         body=Markup.format("{t}", t=text),
         now=bot.clock.now(),
         recipient_id=recipient,
+        attachment=attachment,
     )
     app.services.outbox.wake()
 
@@ -321,6 +330,15 @@ async def test_an_outbox_post_reaches_the_channel_once_even_when_the_answer_is_l
     assert len(messages) == 1
     assert "Leaflet" in messages[0]["content"]
     assert posts[0].json["allowed_mentions"] == {"parse": []}
+
+
+async def test_an_outbox_attachment_is_uploaded_with_the_post(fake, bot):
+    chart = Attachment("progress.png", b"\x89PNG fake chart", "image/png")
+    await enqueue(bot, "chart:1", f"discord:{fake.channel_id}", "Progress", attachment=chart)
+    await fake.wait_for(lambda: fake.channel_messages(fake.channel_id))
+    post = fake.requests_to("POST", rf"^/channels/{fake.channel_id}/messages$")[0]
+    assert post.files == [("progress.png", b"\x89PNG fake chart")]
+    assert post.json["content"] == "Progress"
 
 
 async def test_a_failing_dm_falls_back_to_the_channel_pinging_only_that_person(fake, bot):
