@@ -189,7 +189,6 @@ class DiscordAdapter:
         self.coordinator_roles = frozenset(self.settings.coordinator_role_ids)
         self.endpoints = Endpoints(self.settings.api_base, self.settings.gateway_url)
         self.client: DiscordClient | None = None
-        self.synced: list[str] = []
         self._task: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
         self._ready_seen = False
@@ -248,8 +247,8 @@ class DiscordAdapter:
         """Register the button handler and the commands; sync only what changed."""
         client.add_dynamic_items(CommandButton)
         guilds = [discord.Object(gid) for gid in self.settings.guild_ids]
-        for command in project(self.app.services.registry.specs,
-                               self.app.services.registry.group_descriptions, self):  # fmt: skip
+        registry = self.app.services.registry
+        for command in project(registry.specs, registry.group_descriptions, self):
             if guilds:
                 client.tree.add_command(command, guilds=guilds)
             else:
@@ -272,11 +271,12 @@ class DiscordAdapter:
         except discord.HTTPException as exc:
             log.error(
                 "Discord command sync for %s failed (HTTP %s, code %s); commands may be stale",
-                scope, exc.status, exc.code,
-            )  # fmt: skip
+                scope,
+                exc.status,
+                exc.code,
+            )
             return
         await self.app.services.state.set(key, digest, self.app.clock.now())
-        self.synced.append(scope)
         log.info("Discord commands for %s synced (%d top-level)", scope, len(payload))
 
     def ready(self) -> None:
