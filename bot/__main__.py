@@ -89,6 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    except ConfigError as exc:
+        print(f"volunteer-bot: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
