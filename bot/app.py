@@ -5,6 +5,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Sequence
+from datetime import datetime, timedelta
 
 from bot import loader
 from bot.adapters import Adapter
@@ -18,6 +19,8 @@ from storage import migrations
 from storage.db import Database
 
 log = logging.getLogger(__name__)
+
+TOUCH_EVERY = timedelta(hours=1)
 
 
 class App:
@@ -39,12 +42,19 @@ class App:
             prefix=settings.bot.command_prefix,
         )
         self.cogs: list[Cog] = loader.load(settings.bot.cogs, self.services)
+        self._touched: dict[tuple[str, str, str], datetime] = {}
         self.core.activity_hooks.append(self._touch)
         self.adapters: list[Adapter] = []
         self._started = False
 
     async def _touch(self, user: UserRef, ctx: Ctx) -> None:
+        """Record activity for retention, at most once an hour per person (days matter)."""
+        key = (user.platform, user.external_id, user.display_name)
+        last = self._touched.get(key)
+        if last is not None and timedelta(0) <= ctx.now - last < TOUCH_EVERY:
+            return
         await self.services.volunteers.touch(user, ctx.now)
+        self._touched[key] = ctx.now
 
     def platform_adapters(self) -> list[Adapter]:
         """The adapters the settings enable (Discord, Matrix); empty means console."""

@@ -66,3 +66,15 @@ async def test_country_code_given_as_language_explains_the_difference(harness: H
 async def test_language_given_as_country_is_refused_with_a_hint(harness: Harness):
     text = await harness.err("alice", "volunteer join translator --country xx")
     assert "`xx` is not an EU member state" in text
+
+
+async def test_any_command_records_activity_for_retention(harness: Harness):
+    from datetime import timedelta
+
+    from bot.context import UserRef
+
+    await harness.ok("alice", "volunteer join translator")
+    later = harness.clock.advance(timedelta(days=30))
+    await harness.ok("alice", "help")
+    profile = await harness.app.services.volunteers.profile(UserRef("test", "alice"))
+    assert profile is not None and profile.last_active_at == later
