@@ -32,6 +32,7 @@ class Privacy(Cog):
             services.registry, services.volunteers, services.outbox_repo, services.db
         )
         self.volunteers = services.volunteers
+        self.outbox = services.outbox_repo
         self.clock = services.clock
         self.retention = timedelta(days=services.settings.privacy.retention_days)
         self._task: asyncio.Task[None] | None = None
@@ -112,16 +113,26 @@ class Privacy(Cog):
         )
 
     async def purge_inactive(self, now: datetime) -> int:
-        """Erase every volunteer inactive since before the retention period; returns how many."""
+        """Erase every volunteer inactive for longer than the retention period.
+
+        Delivered bot messages older than that lose their text too. Returns how many
+        volunteers were erased.
+        """
+        cutoff = now - self.retention
+        cleared = await self.outbox.clear_sent_before(cutoff)
         purged = 0
-        for person in await self.volunteers.inactive_since(now - self.retention):
+        for person in await self.volunteers.inactive_since(cutoff):
             try:
                 await self.personal.erase(person)
             except Exception:
                 log.exception("retention: erasing an inactive volunteer failed; retried tomorrow")
             else:
                 purged += 1
-        log.info("retention: purged %d inactive volunteer record(s)", purged)
+        log.info(
+            "retention: purged %d inactive volunteer record(s), cleared %d old message(s)",
+            purged,
+            cleared,
+        )
         return purged
 
     async def start(self) -> None:

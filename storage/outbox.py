@@ -13,6 +13,8 @@ from bot.markup import Markup
 from storage.db import Database, dialect_insert
 from storage.models import OutboxMessage
 
+EMPTY_BODY = Markup().to_json()
+
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
@@ -202,6 +204,33 @@ class OutboxRepo:
                 delete(OutboxMessage).where(
                     col(OutboxMessage.platform) == platform,
                     col(OutboxMessage.recipient_id) == recipient_id,
+                )
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+        return await self.db.write(tx)
+
+    async def clear_sent_before(self, cutoff: datetime) -> int:
+        """Empty rows delivered before ``cutoff``: the key stays (sent once), the content goes.
+
+        Returns how many rows were cleared.
+        """
+
+        def tx(session: Session) -> int:
+            result = session.execute(
+                update(OutboxMessage)
+                .where(
+                    col(OutboxMessage.sent_at) < cutoff,
+                    (col(OutboxMessage.body) != EMPTY_BODY)
+                    | col(OutboxMessage.recipient_id).is_not(None)
+                    | col(OutboxMessage.attachment_name).is_not(None),
+                )
+                .values(
+                    body=EMPTY_BODY,
+                    recipient_id=None,
+                    attachment_name=None,
+                    attachment=None,
+                    last_error=None,
                 )
             )
             return int(result.rowcount)  # type: ignore[attr-defined]

@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlmodel import Session, select
 
 from bot.commands import Cog
 from bot.config import ConfigError, load_settings
 from bot.context import Ctx, Reply, UserRef
 from bot.markup import Markup
 from cogs.privacy import Privacy
+from storage.models import OutboxMessage
 from tests.harness import START, Harness, make_app
 
 
@@ -278,3 +280,34 @@ async def test_export_of_start_time_is_aware_utc(harness: Harness):
     document = export_of(await harness.run("alice", "privacy mydata"))
     assert document["exported_at"] == START.isoformat()
     assert document["stored"]["volunteer"]["volunteer"]["registered_at"].endswith("+00:00")
+
+
+async def test_retention_clears_the_text_of_old_delivered_messages_but_keeps_their_keys(
+    harness: Harness,
+):
+    await notify(harness, "old", "bob", Markup.format("Hi {n}, task 3 is yours", n="Bob"))
+    await notify(harness, "public", None, Markup.format("{n} joined", n="Bob"))
+    await harness.deliver()
+    harness.clock.advance(timedelta(days=366))
+    await notify(harness, "recent", "bob", Markup.format("Hi again {n}", n="Bob"))
+    await harness.deliver()
+    await harness.app.services.outbox_repo.add(
+        key="waiting", target="elsewhere:room", body=Markup.trusted("Queued"),
+        now=START, recipient_id="bob",
+    )  # fmt: skip
+    await privacy_cog(harness).purge_inactive(harness.clock.now())
+
+    def rows(session: Session) -> dict[str, OutboxMessage]:
+        return {row.key: row for row in session.exec(select(OutboxMessage)).all()}
+
+    stored = await harness.app.db.read(rows)
+    for key in ("old", "public"):
+        assert Markup.from_json(stored[key].body).plain() == ""
+        assert stored[key].recipient_id is None and stored[key].sent_at is not None
+    assert Markup.from_json(stored["recent"].body).plain() == "Hi again Bob"
+    assert stored["waiting"].recipient_id == "bob", "undelivered messages are kept"
+    assert sorted(await harness.app.services.outbox_repo.sent_keys("")) == [
+        "old",
+        "public",
+        "recent",
+    ], "cleared rows still count as sent, so nothing is posted twice"
