@@ -1,7 +1,7 @@
 """Set up a virtual environment and run the bot or the test suite; needs only Python 3.11+.
 
-    python3 dev.py run [ARGS...]   run the bot (console on ./volunteer-bot.db when unconfigured)
-    python3 dev.py test [PYTEST ARGS...]   install the test dependencies, lint, type-check, test
+python3 dev.py run [ARGS...]   run the bot (console on ./volunteer-bot.db when unconfigured)
+python3 dev.py test [PYTEST ARGS...]   install the test dependencies, lint, type-check, test
 """
 
 import hashlib
@@ -19,8 +19,6 @@ PY = BIN / ("python.exe" if os.name == "nt" else "python")
 
 def ensure_env(extra: str) -> None:
     """Create the venv and install the project (with ``extra``) when pyproject changed."""
-    if sys.version_info < (3, 11):
-        sys.exit("volunteer-bot needs Python 3.11 or newer")
     if not PY.exists():
         venv.EnvBuilder(with_pip=True).create(VENV)
     spec = f".[{extra}]" if extra else "."
@@ -57,6 +55,9 @@ def test(args: list[str]) -> int:
 
 def main() -> int:
     """Dispatch ``run`` or ``test``."""
+    if sys.version_info < (3, 11):  # noqa: UP036 - this script must explain, not crash
+        print("volunteer-bot needs Python 3.11 or newer", file=sys.stderr)
+        return 2
     if len(sys.argv) < 2 or sys.argv[1] not in ("run", "test"):
         print(__doc__, file=sys.stderr)
         return 2

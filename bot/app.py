@@ -31,6 +31,7 @@ class App:
         self.db = Database(settings.storage.url, busy_timeout_ms=settings.storage.busy_timeout_ms)
         if migrate:
             migrations.upgrade(self.db)
+            self.db.check_writable()
         self.services = Services.build(settings, self.clock, self.db)
         self.core = BotCore(
             self.services.registry,

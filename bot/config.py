@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 ENV_PREFIX = "VOLUNTEER_BOT_"
 DEFAULT_FILE = Path("config.toml")
@@ -231,6 +232,12 @@ def load_settings(path: Path | None) -> tuple[Settings, list[str]]:
         return Settings(**data), warnings
     except PydanticValidationError as exc:
         raise ConfigError("\n".join(_describe(error) for error in exc.errors())) from None
+    except SettingsError as exc:
+        field = str(exc).split('"')[1] if '"' in str(exc) else "?"
+        raise ConfigError(
+            f"config error: {field}: a {ENV_PREFIX}{field.upper()}__* variable cannot be read; "
+            'write lists and tables as JSON, e.g. [1, 2] or ["a", "b"]'
+        ) from None
 
 
 def unknown_keys(model: type[BaseModel], data: dict[str, Any], prefix: str = "") -> list[str]:

@@ -14,11 +14,20 @@ from bot.errors import BadArgument, NotFound, NotPermitted, UserError
 from bot.markup import Markup
 from bot.params import ParseEnv
 from bot.textparse import bind, normalise, tokenize
+from storage.db import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
 ActivityHook = Callable[[UserRef, Ctx], Awaitable[None]]
 _PREVIEW = 40
+_BUSY = (
+    "The database is busy right now, so nothing was changed. Please send the command again "
+    "in a minute (ref: `{ref}`)."
+)
+_BROKEN = (
+    "I cannot save anything right now, so nothing was changed. A coordinator needs to check "
+    "the bot's storage (ref: `{ref}`)."
+)
 
 
 class Registry:
@@ -162,6 +171,11 @@ class BotCore:
         except UserError as exc:
             log.debug("command %s refused: %s", spec.qualified_name, type(exc).__name__)
             return self._user_error(exc)
+        except DatabaseUnavailable as exc:
+            ref = secrets.token_hex(2)
+            log.error("command %s: %s (ref: %s)", spec.qualified_name, exc, ref)
+            message = _BUSY if exc.busy else _BROKEN
+            return Reply(Markup.format(message, ref=ref), private=True, is_error=True)
         except Exception:
             ref = secrets.token_hex(2)
             log.exception("command %s failed (ref: %s)", spec.qualified_name, ref)

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from bot.clock import Clock
+from storage.db import DatabaseUnavailable
 from storage.outbox import Delivery, OutboxRepo
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,8 @@ class Outbox:
                 await self.run_once()
             except asyncio.CancelledError:
                 raise
+            except DatabaseUnavailable as exc:
+                log.warning("outbox dispatch waits: %s", exc)
             except Exception:
                 log.exception("outbox dispatch failed; trying again")
             self._wake.clear()

@@ -73,11 +73,11 @@ class Help(Cog):
         ]
         for arg in spec.args:
             name = arg.name.replace("_", "-") if arg.positional else arg.option
-            choices = f" One of: {', '.join(arg.choices)}." if arg.choices else ""
+            choices = f". One of: {', '.join(arg.choices)}" if arg.choices else ""
             need = "required" if arg.required else "optional"
             lines.append(
                 Markup.format(
-                    "• `{n}` ({need}, {kind}): {d}{c}",
+                    "• `{n}` ({need}, {kind}): {d}{c}.",
                     n=name, need=need, kind=arg.kind.name, d=arg.description, c=choices,
                 )
             )  # fmt: skip

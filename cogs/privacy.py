@@ -12,10 +12,12 @@ from bot.markup import Markup
 from bot.params import Param
 from bot.privacy import FORMER_VOLUNTEER, PersonalData, describe, to_json
 from bot.services import Services
+from storage.db import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
 PURGE_EVERY = timedelta(days=1)
+RETRY_AFTER = timedelta(hours=1)
 EXPORT_FILE = "mydata.json"
 CONFIRM_LABEL = "Yes, erase my data"
 CONFIRM_COMMAND = "privacy forget --confirm"
@@ -150,10 +152,14 @@ class Privacy(Cog):
 
     async def _purge_daily(self) -> None:
         while True:
+            wait = PURGE_EVERY
             try:
                 await self.purge_inactive(self.clock.now())
             except asyncio.CancelledError:
                 raise
+            except DatabaseUnavailable as exc:
+                log.warning("retention purge postponed: %s", exc)
+                wait = RETRY_AFTER
             except Exception:
                 log.exception("retention purge failed; trying again tomorrow")
-            await asyncio.sleep(PURGE_EVERY.total_seconds())
+            await asyncio.sleep(wait.total_seconds())

@@ -32,6 +32,10 @@ CHECKPOINT_ATTEMPTS = 5
 class DatabaseUnavailable(RuntimeError):
     """The database cannot be used (read-only, missing directory, locked for too long)."""
 
+    def __init__(self, message: str, *, busy: bool = False) -> None:
+        super().__init__(message)
+        self.busy = busy
+
 
 class Database:
     """Owns the engine and the executor that runs transactions."""
@@ -93,14 +97,14 @@ class Database:
     def run_sync(self, fn: Callable[[Session], T], *, write: bool) -> T:
         """Run ``fn`` in a transaction, retrying a few times if the database stays locked."""
         delay = 0.05
-        deadline = time.monotonic() + max(30.0, self.busy_timeout_ms / 1000 * 3)
+        deadline = time.monotonic() + max(1.0, self.busy_timeout_ms / 1000 * 3)
         while True:
             try:
                 with self.session(write=write) as session:
                     return fn(session)
             except OperationalError as exc:
                 if not _is_locked(exc) or time.monotonic() > deadline:
-                    raise _unavailable(exc) from exc
+                    raise explain(exc) from exc
                 log.warning("database busy; retrying in %.2f s", delay)
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 1.0)
@@ -144,6 +148,27 @@ class Database:
         log.warning("the write-ahead log stayed busy; it is folded in at the next checkpoint")
         return False
 
+    def check_writable(self) -> None:
+        """Raise DatabaseUnavailable now if writes can never succeed (a read-only file).
+
+        A database that is merely locked by another process passes: that is waited out later.
+        """
+        try:
+            with self.engine.connect() as conn:
+                if self.is_sqlite:
+                    conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+                with conn.begin() as transaction:
+                    # A real write, undone: SQLite only notices a read-only file on writing.
+                    conn.exec_driver_sql("CREATE TABLE write_probe (x INTEGER)")
+                    transaction.rollback()
+        except OperationalError as exc:
+            problem = explain(exc)
+            if not isinstance(problem, DatabaseUnavailable):
+                raise
+            if not problem.busy:
+                raise problem from exc
+            log.warning("database is locked by another process at start; continuing")
+
     def close(self) -> None:
         """Stop the executor and close every connection."""
         self._executor.shutdown(wait=True)
@@ -155,14 +180,15 @@ def _is_locked(exc: OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-def _unavailable(exc: OperationalError) -> Exception:
+def explain(exc: OperationalError) -> Exception:
+    """Turn a driver error about the file itself into DatabaseUnavailable; others pass."""
     text = str(exc.orig).lower()
     if "readonly" in text or "read-only" in text:
         return DatabaseUnavailable("the database file is read-only")
     if "unable to open" in text:
         return DatabaseUnavailable("the database file cannot be opened (does its folder exist?)")
     if _is_locked(exc):
-        return DatabaseUnavailable("the database stayed locked by another process")
+        return DatabaseUnavailable("the database stayed locked by another process", busy=True)
     return exc
 
 

@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 
-from storage.db import Database
+from storage.db import Database, explain
 from storage.types import UTCDateTime
 
 log = logging.getLogger(__name__)
@@ -61,9 +62,23 @@ def current_version(conn: Connection) -> int:
 
 
 def upgrade(db: Database) -> list[Migration]:
-    """Apply every pending migration, each in its own transaction; returns those applied."""
+    """Apply every pending migration, each in its own transaction; returns those applied.
+
+    Raises DatabaseUnavailable when the file is read-only, cannot be opened or stays locked.
+    """
+    try:
+        return _upgrade(db)
+    except OperationalError as exc:
+        raise explain(exc) from exc
+
+
+def _upgrade(db: Database) -> list[Migration]:
     applied: list[Migration] = []
     with db.engine.connect() as conn:
+        with conn.begin():  # a plain read first: an up-to-date schema needs no write lock
+            version = current_version(conn)
+        if version >= len(MIGRATIONS):
+            return applied
         if db.is_sqlite:
             conn = conn.execution_options(sqlite_begin="IMMEDIATE")
         with conn.begin():

@@ -7,16 +7,20 @@ console (announcements, reminders, notices) print when they fire.
 
 import asyncio
 import contextlib
+import logging
 import sys
 import threading
 from typing import TYPE_CHECKING, TextIO
 
 from bot.context import Actor, Attachment, Ctx, Place, Reply, UserRef
 from bot.markup import Markup
+from storage.db import DatabaseUnavailable
 from storage.outbox import Delivery
 
 if TYPE_CHECKING:
     from bot.app import App
+
+log = logging.getLogger(__name__)
 
 PLATFORM = "console"
 TEXT_TYPES = frozenset({"application/json"})
@@ -52,6 +56,7 @@ class ConsoleAdapter:
         self._task: asyncio.Task[None] | None = None
         self._done = asyncio.Event()
         self._print_lock = asyncio.Lock()
+        self._ready = threading.Event()
 
     def actor(self) -> Actor:
         """The current acting user."""
@@ -67,12 +72,22 @@ class ConsoleAdapter:
         reader.start()
         self._task = asyncio.create_task(self._serve(), name="console")
         if self.interactive:
+            with contextlib.suppress(ImportError):
+                import readline  # noqa: F401 - enables line editing for input()
             self._write(f"volunteer-bot console — {HELP.replace('`', '')}\n")
 
     def _read(self, loop: asyncio.AbstractEventLoop) -> None:
         while True:
+            self._ready.wait()
+            self._ready.clear()
             try:
-                line = self.stdin.readline()
+                if self.interactive:
+                    # input() gives line editing and history; the prompt shows who is acting.
+                    line = input(f"{self.user}> ") + "\n"
+                else:
+                    line = self.stdin.readline()
+            except EOFError:
+                line = ""
             except (OSError, ValueError):
                 line = ""
             with contextlib.suppress(RuntimeError):  # loop closed while we were blocked
@@ -83,15 +98,14 @@ class ConsoleAdapter:
     async def _serve(self) -> None:
         try:
             while True:
-                if self.interactive:
-                    self._write(f"{self.user}> ")
+                self._ready.set()
                 line = await self._lines.get()
                 if line is None:
                     break
                 if not await self.handle_line(line):
                     break
             # Deliver what the last commands made due, so a script sees it.
-            await self.app.services.outbox.run_once()
+            await self._flush()
         finally:
             self._done.set()
 
@@ -119,8 +133,15 @@ class ConsoleAdapter:
         if reply is not None:
             async with self._print_lock:
                 self._write(render(reply) + "\n")
-        await self.app.services.outbox.run_once()
+        await self._flush()
         return True
+
+    async def _flush(self) -> None:
+        """Deliver due posts now; a database that is unavailable only delays them."""
+        try:
+            await self.app.services.outbox.run_once()
+        except DatabaseUnavailable as exc:
+            log.warning("posts not delivered yet: %s", exc)
 
     async def deliver(self, delivery: Delivery) -> None:
         """Print a post addressed to the console."""

@@ -1,0 +1,115 @@
+"""Storage: migrations, pragmas, aware timestamps, and the platform-free rule."""
+
+import ast
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import SQLModel
+
+import storage.models
+from storage import migrations
+from storage.db import Database
+from storage.state import StateRepo
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_migrations_build_an_empty_database_and_rerun_as_no_ops(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'a.db'}")
+    try:
+        applied = migrations.upgrade(db)
+        assert [m.version for m in applied] == list(range(1, len(migrations.MIGRATIONS) + 1))
+        assert migrations.upgrade(db) == []
+        with db.engine.connect() as conn:
+            assert migrations.current_version(conn) == len(migrations.MIGRATIONS)
+    finally:
+        db.close()
+
+
+def test_migrated_schema_matches_the_models(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'a.db'}")
+    try:
+        migrations.upgrade(db)
+        inspector = sa.inspect(db.engine)
+        for table in SQLModel.metadata.sorted_tables:
+            assert inspector.has_table(table.name), f"no migration creates {table.name}"
+            columns = {c["name"] for c in inspector.get_columns(table.name)}
+            assert columns == {c.name for c in table.columns}, table.name
+    finally:
+        db.close()
+
+
+def test_sqlite_pragmas_are_set_on_every_connection(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'a.db'}", busy_timeout_ms=1234)
+    try:
+        with db.engine.connect() as conn:
+            get = lambda name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()  # noqa: E731
+            assert get("journal_mode") == "wal"
+            assert get("foreign_keys") == 1
+            assert get("secure_delete") == 1
+            assert get("busy_timeout") == 1234
+    finally:
+        db.close()
+
+
+async def test_timestamps_come_back_aware_utc(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'a.db'}")
+    try:
+        migrations.upgrade(db)
+        state = StateRepo(db)
+        await state.set("k", "v", datetime(2026, 3, 29, 3, 0, tzinfo=UTC))
+        row = db.run_sync(lambda s: s.get(storage.models.BotState, "k"), write=False)
+        assert row.updated_at == datetime(2026, 3, 29, 3, 0, tzinfo=UTC)
+        assert row.updated_at.tzinfo is not None
+        with pytest.raises(Exception, match="naive"):
+            await state.set("k", "v", datetime(2026, 1, 1))  # noqa: DTZ001
+    finally:
+        db.close()
+
+
+def test_an_older_schema_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "a.db"
+    db = Database(f"sqlite:///{path}")
+    try:
+        migrations.upgrade(db)
+    finally:
+        db.close()
+    with sqlite3.connect(path) as raw:  # pretend only migration 1 had run
+        raw.execute("DELETE FROM schema_version WHERE version > 1")
+        for table in [t for t in SQLModel.metadata.sorted_tables][::-1]:
+            if table.name not in ("volunteer", "volunteer_role", "outbox", "bot_state"):
+                raw.execute(f"DROP TABLE IF EXISTS {table.name}")
+    db = Database(f"sqlite:///{path}")
+    try:
+        applied = migrations.upgrade(db)
+        assert [m.version for m in applied] == list(range(2, len(migrations.MIGRATIONS) + 1))
+    finally:
+        db.close()
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("package", ["cogs", "storage"])
+def test_cogs_and_storage_never_import_a_platform_sdk(package):
+    files = sorted((ROOT / package).rglob("*.py"))
+    assert files
+    for path in files:
+        bad = _imports(path) & {"discord", "nio"}
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
+def test_adapters_never_import_cogs():
+    for path in sorted((ROOT / "bot" / "adapters").rglob("*.py")):
+        assert "cogs" not in _imports(path), path.name
