@@ -96,12 +96,11 @@ class Related:
 
     naming: list[tuple[Table, tuple[object, ...]]] = field(default_factory=list)
     linked: list[tuple[Table, tuple[object, ...]]] = field(default_factory=list)
-    # (table, column) -> values of rows that name the person, for following foreign keys
-    keys: dict[tuple[str, str], set[object]] = field(default_factory=dict)
 
 
 def related(tables: dict[str, Table], person: UserRef) -> dict[str, Related]:
     found = {name: Related() for name in tables}
+    # (table, column) -> values in rows that name the person, for following foreign keys
     keys: dict[tuple[str, str], set[object]] = {}
     for table in tables.values():
         for row in table.rows:
@@ -110,7 +109,6 @@ def related(tables: dict[str, Table], person: UserRef) -> dict[str, Related]:
                 for column, value in zip(table.columns, row, strict=True):
                     keys.setdefault((table.name, column), set()).add(value)
     for table in tables.values():
-        found[table.name].keys = keys
         for row in table.rows:
             if any(row is r for _, r in found[table.name].naming):
                 continue
@@ -304,13 +302,6 @@ async def test_forget_leaves_no_trace_in_any_table_nor_in_the_file_bytes(world: 
     assert about["volunteer"].naming, "the scenario registered the subject"
     blob = b"".join(file_bytes(path).values())
     assert b"zqxidalice" in blob and b"zqxname" in blob, "the scan can see the data"
-    # Values that rows pointed at through foreign keys, to check nothing points there now.
-    pointed = {
-        (name, column): about[name].keys.get((ref, ref_column), set())
-        for name, table in before.items()
-        for column, ref, ref_column in table.foreign_keys
-    }
-
     text = await act(world.app, SUBJECT, "privacy forget --confirm")
     assert text.startswith("Done. I erased")
 
@@ -319,10 +310,9 @@ async def test_forget_leaves_no_trace_in_any_table_nor_in_the_file_bytes(world: 
         for row in table.rows:
             for column, value in table.texts(row).items():
                 assert not names_person(value, SUBJECT), f"{name}.{column} still names them"
-            cells = dict(zip(table.columns, row, strict=True))
-            for (fk_table, column), values in pointed.items():
-                if fk_table == name:
-                    assert cells[column] not in values, f"{name}.{column} still points at them"
+    with closing(sqlite3.connect(path)) as conn:
+        dangling = conn.execute("PRAGMA foreign_key_check").fetchall()
+    assert not dangling, f"rows still point at erased rows: {dangling}"
     for filename, data in file_bytes(path).items():
         for token in IDENTITY[SUBJECT]:
             assert token.encode() not in data, f"{filename} still holds {token!r}"
