@@ -35,6 +35,7 @@ class Privacy(Cog):
         )
         self.volunteers = services.volunteers
         self.outbox = services.outbox_repo
+        self.db = services.db
         self.clock = services.clock
         self.retention = timedelta(days=services.settings.privacy.retention_days)
         self._task: asyncio.Task[None] | None = None
@@ -130,6 +131,9 @@ class Privacy(Cog):
                 log.exception("retention: erasing an inactive volunteer failed; retried tomorrow")
             else:
                 purged += 1
+        # Erasures checkpoint already; this also covers cleared messages, and a checkpoint
+        # that an earlier erasure found busy.
+        await self.db.checkpoint()
         log.info(
             "retention: purged %d inactive volunteer record(s), cleared %d old message(s)",
             purged,

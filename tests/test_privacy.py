@@ -306,6 +306,10 @@ async def test_retention_clears_the_text_of_old_delivered_messages_but_keeps_the
         assert stored[key].recipient_id is None and stored[key].sent_at is not None
     assert Markup.from_json(stored["recent"].body).plain() == "Hi again Bob"
     assert stored["waiting"].recipient_id == "bob", "undelivered messages are kept"
+    path = harness.app.db.path
+    assert path is not None
+    stored_bytes = b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+    assert b"is yours" not in stored_bytes and b"Hi again" in stored_bytes
     assert sorted(await harness.app.services.outbox_repo.sent_keys("")) == [
         "old",
         "public",
