@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 from bot import loader
+from bot.adapters.console_adapter import render
+from bot.context import Attachment, Reply
+from bot.markup import Markup
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -119,3 +122,24 @@ def test_the_info_log_holds_no_names_ids_or_message_text(tmp_path: Path):
     assert re.search(r"INFO bot\.core: command privacy forget on console", result.stderr)
     leaks = sorted(set(re.findall(r"zql\w*", result.stderr, re.IGNORECASE)))
     assert not leaks, f"the log holds personal data: {leaks}\n{result.stderr}"
+
+
+def test_the_console_shows_text_attachments_in_full_and_names_other_files():
+    reply = Reply(
+        Markup.trusted("Here you are."),
+        attachments=[
+            Attachment("mydata.json", '{"id": "zoë"}'.encode(), "application/json"),
+            Attachment("notes.txt", b"line one", "text/plain; charset=utf-8"),
+            Attachment("chart.png", b"\x89PNG\r\n", "image/png"),
+        ],
+    )
+    assert render(reply).splitlines() == [
+        "Here you are.",
+        "--- mydata.json ---",
+        '{"id": "zoë"}',
+        "---",
+        "--- notes.txt ---",
+        "line one",
+        "---",
+        "  (attached: chart.png, 6 bytes)",
+    ]
