@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from bot import __version__
+from bot import __version__, logs
 from bot.config import ConfigError, Settings, find_config_file, load_settings
 from bot.loader import UnknownCog
 from storage.db import DatabaseUnavailable
@@ -72,9 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.matrix.enabled or settings.discord.enabled
     )
     level = args.log_level or ("WARNING" if console else settings.bot.log_level)
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(level)
     for warning in warnings:
         log.warning("%s", warning)
     try:

@@ -26,6 +26,7 @@ from sqlmodel import Session
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+CHECKPOINT_ATTEMPTS = 5
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -117,6 +118,35 @@ class Database:
         """Run a read-write transaction off the event loop."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: self.run_sync(fn, write=True))
+
+    async def checkpoint(self) -> bool:
+        """Fold the SQLite write-ahead log into the file and empty it; True if it did.
+
+        After an erasure the log may still hold page images from before it; a TRUNCATE
+        checkpoint copies the current pages (with ``secure_delete`` zeroes where the data
+        was) into the file and cuts the log to nothing. Other databases: nothing to do.
+        """
+        if not self.is_sqlite:
+            return True
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._checkpoint_sync)
+
+    def _checkpoint_sync(self) -> bool:
+        for attempt in range(CHECKPOINT_ATTEMPTS):
+            with self.engine.connect() as conn:
+                # The raw connection: no BEGIN, a checkpoint cannot run inside a transaction.
+                raw = conn.connection.dbapi_connection
+                assert raw is not None
+                cursor = raw.cursor()
+                try:
+                    busy, _, _ = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                finally:
+                    cursor.close()
+            if not busy:
+                return True
+            time.sleep(0.05 * (attempt + 1))
+        log.warning("the write-ahead log stayed busy; it is folded in at the next checkpoint")
+        return False
 
     def check_writable(self) -> None:
         """Raise DatabaseUnavailable now if writes can never succeed (a read-only file).

@@ -7,6 +7,10 @@ from sqlmodel import Field, SQLModel
 
 from storage.types import UTCDateTime
 
+# Tables that never hold anything about a person. Every other table must be covered by
+# some cog's export_data and erase_data; tests/test_privacy_coverage.py checks both.
+NO_PERSONAL_DATA: frozenset[str] = frozenset({"schema_version", "bot_state"})
+
 
 def utc_column(*, nullable: bool = False, index: bool = False) -> Column[datetime]:
     """A UTC timestamp column."""

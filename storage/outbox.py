@@ -1,16 +1,19 @@
 """The outbox: posts the bot owes, written in the transaction that causes them."""
 
-from collections.abc import Sequence
+import json
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, or_, update
 from sqlmodel import Session, col, select
 
 from bot.context import Attachment
 from bot.markup import Markup
 from storage.db import Database, dialect_insert
 from storage.models import OutboxMessage
+
+EMPTY_BODY = Markup().to_json()
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +151,51 @@ class OutboxRepo:
 
         return await self.db.read(tx)
 
+    async def addressed_to(self, platform: str, recipient_id: str) -> list[OutboxMessage]:
+        """Every row addressed to one person, sent or not, oldest first (for their export)."""
+
+        def tx(session: Session) -> list[OutboxMessage]:
+            return list(
+                session.exec(
+                    select(OutboxMessage)
+                    .where(
+                        OutboxMessage.platform == platform,
+                        OutboxMessage.recipient_id == recipient_id,
+                    )
+                    .order_by(col(OutboxMessage.id))
+                ).all()
+            )
+
+        return await self.db.read(tx)
+
+    async def naming(self, platform: str, names: Collection[str]) -> list[OutboxMessage]:
+        """Rows whose text quotes one of ``names`` as a value (posts about a person)."""
+        wanted = {name for name in names if name}
+        return await self.db.read(lambda session: _naming(session, platform, wanted))
+
+    async def redact(self, platform: str, names: Collection[str], replacement: str) -> int:
+        """Replace a person's names where a post quotes them as a value; returns rows changed.
+
+        Only values that are exactly one of ``names`` change (in "Alice claimed #7" the
+        person goes, the words stay); text someone typed that merely contains a name stays.
+        """
+        wanted = {name for name in names if name}
+
+        def tx(session: Session) -> int:
+            rows = _naming(session, platform, wanted)
+            for row in rows:
+                body = Markup.from_json(row.body)
+                row.body = Markup(
+                    tuple(
+                        (trusted, replacement if not trusted and text in wanted else text)
+                        for trusted, text in body.parts
+                    )
+                ).to_json()
+                session.add(row)
+            return len(rows)
+
+        return await self.db.write(tx)
+
     async def drop_for(self, platform: str, recipient_id: str) -> int:
         """Delete every row addressed to one person, sent or not; returns how many."""
 
@@ -156,6 +204,33 @@ class OutboxRepo:
                 delete(OutboxMessage).where(
                     col(OutboxMessage.platform) == platform,
                     col(OutboxMessage.recipient_id) == recipient_id,
+                )
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+        return await self.db.write(tx)
+
+    async def clear_sent_before(self, cutoff: datetime) -> int:
+        """Empty rows delivered before ``cutoff``: the key stays (sent once), the content goes.
+
+        Returns how many rows were cleared.
+        """
+
+        def tx(session: Session) -> int:
+            result = session.execute(
+                update(OutboxMessage)
+                .where(
+                    col(OutboxMessage.sent_at) < cutoff,
+                    (col(OutboxMessage.body) != EMPTY_BODY)
+                    | col(OutboxMessage.recipient_id).is_not(None)
+                    | col(OutboxMessage.attachment_name).is_not(None),
+                )
+                .values(
+                    body=EMPTY_BODY,
+                    recipient_id=None,
+                    attachment_name=None,
+                    attachment=None,
+                    last_error=None,
                 )
             )
             return int(result.rowcount)  # type: ignore[attr-defined]
@@ -176,6 +251,26 @@ class OutboxRepo:
             )
 
         return await self.db.read(tx)
+
+
+def _naming(session: Session, platform: str, names: set[str]) -> list[OutboxMessage]:
+    if not names:
+        return []
+    # Values are stored JSON-encoded: narrow down in SQL by the encoded form, then check.
+    needles = [json.dumps(name, ensure_ascii=False)[1:-1] for name in names]
+    rows = session.exec(
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.platform == platform,
+            or_(*(col(OutboxMessage.body).contains(n, autoescape=True) for n in needles)),
+        )
+        .order_by(col(OutboxMessage.id))
+    ).all()
+    return [
+        row
+        for row in rows
+        if any(not trusted and text in names for trusted, text in Markup.from_json(row.body).parts)
+    ]
 
 
 def _delivery(row: OutboxMessage) -> Delivery:

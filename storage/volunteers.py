@@ -212,10 +212,10 @@ class VolunteerRepo:
 
         def tx(session: Session) -> list[UserRef]:
             rows = session.exec(
-                select(Volunteer.platform, Volunteer.external_id).where(
+                select(Volunteer.platform, Volunteer.external_id, Volunteer.display_name).where(
                     col(Volunteer.last_active_at) < cutoff
                 )
             ).all()
-            return [UserRef(platform, ext) for platform, ext in rows]
+            return [UserRef(platform, ext, name) for platform, ext, name in rows]
 
         return await self.db.read(tx)

@@ -12,7 +12,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, TextIO
 
-from bot.context import Actor, Ctx, Place, Reply, UserRef
+from bot.context import Actor, Attachment, Ctx, Place, Reply, UserRef
 from bot.markup import Markup
 from storage.db import DatabaseUnavailable
 from storage.outbox import Delivery
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PLATFORM = "console"
+TEXT_TYPES = frozenset({"application/json"})
 PREFIXES = ("!", "/", "")
 HELP = (
     "Console commands: `:as NAME` acts as another person, `:quit` leaves. "
@@ -167,11 +168,21 @@ class ConsoleAdapter:
 
 
 def render(reply: Reply) -> str:
-    """A reply as terminal text."""
+    """A reply as terminal text; text attachments (like a data export) are shown in full."""
     parts = [reply.body.plain()]
     parts += [f"  [{b.label}: {b.command}]" for b in reply.buttons]
-    parts += [f"  (attached: {a.filename}, {len(a.data)} bytes)" for a in reply.attachments]
+    for a in reply.attachments:
+        if is_text(a):
+            parts += [f"--- {a.filename} ---", a.data.decode("utf-8", "replace"), "---"]
+        else:
+            parts.append(f"  (attached: {a.filename}, {len(a.data)} bytes)")
     return "\n".join(parts)
+
+
+def is_text(attachment: Attachment) -> bool:
+    """Whether a terminal can show the attachment as it is."""
+    kind = attachment.content_type.split(";")[0].strip().lower()
+    return kind.startswith("text/") or kind in TEXT_TYPES
 
 
 __all__ = ["ConsoleAdapter", "Markup", "render"]

@@ -1,0 +1,178 @@
+"""Personal data across every loaded cog: collect it for an export, erase it everywhere.
+
+Each cog that stores anything about people implements ``export_data`` and ``erase_data``
+(the ``Cog`` base refuses a class that claims personal data without them). This module adds
+what the core itself keeps about a person, the outbox rows addressed to them, and makes sure
+erased data leaves the database file.
+"""
+
+import base64
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import Enum
+from typing import Any
+
+from bot.commands import Cog
+from bot.context import Ctx, UserRef
+from bot.core import Registry
+from bot.markup import Markup
+from storage.db import Database
+from storage.models import OutboxMessage
+from storage.outbox import OutboxRepo
+from storage.volunteers import VolunteerRepo
+
+log = logging.getLogger(__name__)
+
+FORMER_VOLUNTEER = "a former volunteer"
+MESSAGES = "messages_for_you"
+POSTS = "posts_naming_you"
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """What an erasure removed beyond the cogs' own data."""
+
+    dropped_messages: int
+    redacted_posts: int
+    checkpointed: bool
+
+
+class PersonalData:
+    """Export and erasure over every cog that stores personal data, plus the core's rows."""
+
+    def __init__(
+        self, registry: Registry, volunteers: VolunteerRepo, outbox: OutboxRepo, db: Database
+    ) -> None:
+        self.registry = registry
+        self.volunteers = volunteers
+        self.outbox = outbox
+        self.db = db
+
+    def holders(self) -> list[Cog]:
+        """The loaded cogs that store personal data, in erasure order."""
+        return sorted(
+            (cog for cog in self.registry.cogs if cog.personal_data), key=lambda c: c.erase_order
+        )
+
+    async def collect(self, user: UserRef) -> dict[str, Any]:
+        """Everything stored about ``user``: one section per cog, then the core's messages.
+
+        Sections with nothing in them are left out, so an empty result means nothing is kept.
+        """
+        stored: dict[str, Any] = {}
+        for cog in self.holders():
+            data = await cog.export_data(user)
+            if has_data(data):
+                stored.setdefault(section_name(cog), {}).update(data)
+        messages = await self.outbox.addressed_to(user.platform, user.external_id)
+        if messages:
+            stored[MESSAGES] = [_message(row) for row in messages]
+        posts = [
+            row
+            for row in await self.outbox.naming(user.platform, await self._names(user))
+            if row.recipient_id != user.external_id  # those are listed above
+        ]
+        if posts:
+            stored[POSTS] = [_message(row) for row in posts]
+        return stored
+
+    async def _names(self, user: UserRef) -> set[str]:
+        """How posts may have quoted ``user``: their id, current and stored display names."""
+        names = {user.external_id, user.display_name}
+        stored = await self.volunteers.profile(user)
+        if stored is not None:
+            names.add(stored.user.display_name)
+        return {name for name in names if name}
+
+    async def erase(self, user: UserRef, ctx: Ctx | None = None) -> Erasure:
+        """Erase ``user`` everywhere: each cog in order, the outbox, then the file's log.
+
+        A cog that fails stops the erasure before the volunteer record (erased last) goes,
+        so running it again finishes the job.
+        """
+        names = await self._names(user)
+        for cog in self.holders():
+            await cog.erase_data(user, ctx)
+        dropped = await self.outbox.drop_for(user.platform, user.external_id)
+        redacted = await self.outbox.redact(user.platform, names, FORMER_VOLUNTEER)
+        checkpointed = await self.db.checkpoint()
+        return Erasure(dropped, redacted, checkpointed)
+
+
+def section_name(cog: Cog) -> str:
+    """The export section a cog's data goes under: its command group, else its class."""
+    return cog.group or type(cog).__name__.lower()
+
+
+def has_data(value: object) -> bool:
+    """Whether a JSON-ready value holds anything (empty dicts, lists and None do not)."""
+    if isinstance(value, Mapping):
+        return any(has_data(v) for v in value.values())
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(has_data(v) for v in value)
+    return value is not None and value != ""
+
+
+def describe(stored: Mapping[str, Any]) -> list[str]:
+    """Plain words for what an export holds, one phrase per kind of thing.
+
+    ``{"volunteer": {"volunteer": {"roles": [...]}}}`` reads "your volunteer record (roles)";
+    a list reads as a count: ``{"task": {"claimed": [1, 2]}}`` is "task: 2 claimed".
+    """
+    phrases: list[str] = []
+    for section, data in stored.items():
+        if section in (MESSAGES, POSTS):
+            what = "addressed to you" if section == MESSAGES else "that name you"
+            phrases.append(f"{_count(data, 'bot message')} {what}")
+            continue
+        for key, value in data.items():
+            if not has_data(value):
+                continue
+            label = key.replace("_", " ")
+            if key == section:
+                label = f"your {label} record"
+            if isinstance(value, Mapping):
+                fields = ", ".join(k.replace("_", " ") for k, v in value.items() if has_data(v))
+                label = f"{label} ({fields})"
+            elif isinstance(value, Sequence) and not isinstance(value, str):
+                label = f"{len(value)} {label}"
+            phrases.append(label if key == section else f"{section}: {label}")
+    return phrases
+
+
+def _count(items: Sequence[object], noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
+
+
+def to_json(document: Mapping[str, Any]) -> bytes:
+    """An export as readable UTF-8 JSON."""
+    return json.dumps(document, indent=2, ensure_ascii=False, default=_jsonable).encode()
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    if isinstance(value, Markup):
+        return value.plain()
+    return str(value)
+
+
+def _message(row: OutboxMessage) -> dict[str, Any]:
+    return {
+        "where": row.target,
+        "key": row.key,
+        "text": Markup.from_json(row.body).plain(),
+        "attachment": row.attachment_name,
+        "queued_at": row.created_at,
+        "due_at": row.due_at,
+        "sent_at": row.sent_at,
+    }

@@ -1,0 +1,169 @@
+"""See, export and erase what the bot stores about you; purge inactive volunteers daily."""
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from bot.commands import Cog, command
+from bot.context import Attachment, Button, Ctx, Reply
+from bot.markup import Markup
+from bot.params import Param
+from bot.privacy import FORMER_VOLUNTEER, PersonalData, describe, to_json
+from bot.services import Services
+from storage.db import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+
+PURGE_EVERY = timedelta(days=1)
+RETRY_AFTER = timedelta(hours=1)
+EXPORT_FILE = "mydata.json"
+CONFIRM_LABEL = "Yes, erase my data"
+CONFIRM_COMMAND = "privacy forget --confirm"
+
+
+class Privacy(Cog):
+    """See and erase what the bot stores about you."""
+
+    group = "privacy"
+    personal_data = False  # it stores nothing itself; it asks every other cog
+
+    def __init__(self, services: Services) -> None:
+        self.personal = PersonalData(
+            services.registry, services.volunteers, services.outbox_repo, services.db
+        )
+        self.volunteers = services.volunteers
+        self.outbox = services.outbox_repo
+        self.db = services.db
+        self.clock = services.clock
+        self.retention = timedelta(days=services.settings.privacy.retention_days)
+        self._task: asyncio.Task[None] | None = None
+
+    @command(private=True)
+    async def mydata(self, ctx: Ctx) -> Reply:
+        """Everything the bot stores about you, as a file."""
+        stored = await self.personal.collect(ctx.user)
+        document = {
+            "exported_at": ctx.now,
+            "you": {"platform": ctx.user.platform, "id": ctx.user.external_id},
+            "stored": stored,
+        }
+        attachment = Attachment(EXPORT_FILE, to_json(document), "application/json")
+        if not stored:
+            body = Markup.format(
+                "I store nothing about you. If you join as a volunteer, `privacy mydata` will "
+                "show what I keep; the attached `{file}` is the (empty) export.",
+                file=EXPORT_FILE,
+            )
+        else:
+            body = Markup.format(
+                "**What I store about you:** {what}. I keep it so coordinators can match "
+                "volunteers to tasks by role, language and country and reach you about your "
+                "tasks, and for nothing else. It stays until you erase it, and is erased "
+                "automatically after {days} days without a command from you. Every value is "
+                "in the attached `{file}`. To erase it all now, run `privacy forget`.",
+                what="; ".join(describe(stored)),
+                days=self.retention.days,
+                file=EXPORT_FILE,
+            )
+        return Reply(body, private=True, attachments=[attachment])
+
+    @command(private=True)
+    async def forget(
+        self,
+        ctx: Ctx,
+        *,
+        confirm: Annotated[bool, Param("Yes, erase everything stored about me")] = False,
+    ) -> Reply:
+        """Erase everything the bot stores about you."""
+        stored = await self.personal.collect(ctx.user)
+        what = "; ".join(describe(stored))
+        if not confirm:
+            if not stored:
+                return Reply.text("I store nothing about you, so there is nothing to erase.")
+            return Reply(
+                Markup.format(
+                    "This permanently erases what I store about you: {what}. Tasks you claimed "
+                    "go back to the queue, and where shared history or tasks you created "
+                    "mention you, it will say “{former}”. It cannot be undone. To go ahead, "
+                    "run `{confirm}` or press the button.",
+                    what=what,
+                    former=FORMER_VOLUNTEER,
+                    confirm=CONFIRM_COMMAND,
+                ),
+                private=True,
+                buttons=[Button(CONFIRM_LABEL, CONFIRM_COMMAND)],
+            )
+        erasure = await self.personal.erase(ctx.user, ctx)
+        if not stored:
+            return Reply.text("I stored nothing about you; there was nothing to erase.")
+        return Reply(
+            Markup.format(
+                "Done. I erased {what}. Tasks you had claimed are open again, and shared "
+                "history now says “{former}” where it named you{redacted}. If you use the bot "
+                "again, it starts from nothing.",
+                what=what,
+                former=FORMER_VOLUNTEER,
+                redacted=(
+                    f" (also in {erasure.redacted_posts} bot post"
+                    f"{'' if erasure.redacted_posts == 1 else 's'})"
+                    if erasure.redacted_posts
+                    else ""
+                ),
+            ),
+            private=True,
+        )
+
+    async def purge_inactive(self, now: datetime) -> int:
+        """Erase every volunteer inactive for longer than the retention period.
+
+        Delivered bot messages older than that lose their text too. Returns how many
+        volunteers were erased.
+        """
+        cutoff = now - self.retention
+        cleared = await self.outbox.clear_sent_before(cutoff)
+        purged = 0
+        for person in await self.volunteers.inactive_since(cutoff):
+            try:
+                await self.personal.erase(person)
+            except Exception:
+                log.exception("retention: erasing an inactive volunteer failed; retried tomorrow")
+            else:
+                purged += 1
+        # Erasures checkpoint already; this also covers cleared messages, and a checkpoint
+        # that an earlier erasure found busy.
+        await self.db.checkpoint()
+        log.info(
+            "retention: purged %d inactive volunteer record(s), cleared %d old message(s)",
+            purged,
+            cleared,
+        )
+        return purged
+
+    async def start(self) -> None:
+        """Run the retention purge now and then once a day."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._purge_daily(), name="privacy-retention")
+
+    async def stop(self) -> None:
+        """Stop the daily purge."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _purge_daily(self) -> None:
+        while True:
+            wait = PURGE_EVERY
+            try:
+                await self.purge_inactive(self.clock.now())
+            except asyncio.CancelledError:
+                raise
+            except DatabaseUnavailable as exc:
+                log.warning("retention purge postponed: %s", exc)
+                wait = RETRY_AFTER
+            except Exception:
+                log.exception("retention purge failed; trying again tomorrow")
+            await asyncio.sleep(wait.total_seconds())
