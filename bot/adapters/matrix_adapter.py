@@ -88,6 +88,10 @@ _SILENT_FILTER: dict[str, Any] = {
 # Errors after which retrying the same request can never succeed.
 _PERMANENT_ERRCODES = frozenset({"M_FORBIDDEN", "M_NOT_FOUND", "M_UNKNOWN_ROOM", "M_BAD_JSON"})
 
+# Room versions in which the creator is an ordinary power-level holder; in later ones
+# (12 on) creators outrank every power level and are not listed in m.room.power_levels.
+_POWER_LEVEL_CREATOR_VERSIONS = frozenset(str(v) for v in range(1, 12))
+
 _R = TypeVar("_R")
 
 
@@ -139,7 +143,12 @@ class MatrixAdapter:
         self._closed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._configured_rooms: set[str] = set()
+        self._creators: dict[str, frozenset[str]] = {}
         self._handled: OrderedDict[str, None] = OrderedDict()
+        nio_log = logging.getLogger("nio")
+        if nio_log.level == logging.NOTSET:
+            # matrix-nio logs every event it handles at INFO, with room and user ids.
+            nio_log.setLevel(logging.WARNING)
 
     def __repr__(self) -> str:
         return f"MatrixAdapter(homeserver={self.config.homeserver!r})"
@@ -347,14 +356,10 @@ class MatrixAdapter:
         for room_id, info in invites.items():
             inviter = None
             for event in info.invite_state:
-                source = getattr(event, "source", {})
-                content = source.get("content") or {}
-                if (
-                    source.get("type") == "m.room.member"
-                    and source.get("state_key") == self.user_id
-                    and content.get("membership") == "invite"
-                ):
-                    inviter = source.get("sender")
+                # nio keeps the stripped member event without its content.
+                src = getattr(event, "source", {})
+                if (src.get("type"), src.get("state_key")) == ("m.room.member", self.user_id):
+                    inviter = src.get("sender")
             if not self.invite_allowed(room_id, inviter):
                 log.info("matrix: ignored an invite from outside the allowlist")
                 continue
@@ -421,6 +426,9 @@ class MatrixAdapter:
         await self._handle_invites(response.rooms.invite)
         for room_id, info in response.rooms.join.items():
             events = [e.source for e in info.timeline.events if hasattr(e, "source")]
+            for event in [*(getattr(e, "source", {}) for e in info.state), *events]:
+                if event.get("type") == "m.room.create":
+                    self._note_creators(room_id, event)
             if info.timeline.limited and since and info.timeline.prev_batch:
                 events = await self._fill_gap(room_id, info.timeline.prev_batch, since) + events
             events = self._after_own_join(events)
@@ -461,6 +469,16 @@ class MatrixAdapter:
         gathered.reverse()
         log.debug("matrix: fetched %d missed events", len(gathered))
         return gathered
+
+    def _note_creators(self, room_id: str, event: dict[str, Any]) -> None:
+        content = event.get("content") or {}
+        if str(content.get("room_version", "1")) in _POWER_LEVEL_CREATOR_VERSIONS:
+            return
+        extra = content.get("additional_creators")
+        creators = {str(event.get("sender"))}
+        if isinstance(extra, list):
+            creators.update(str(user) for user in extra)
+        self._creators[room_id] = frozenset(creators)
 
     def _after_own_join(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Drop what was said before the bot joined the room (a newly joined room's history)."""
@@ -543,6 +561,7 @@ class MatrixAdapter:
         name = member.display_name if member is not None and member.display_name else sender
         coordinator = (
             sender in self.coordinators
+            or sender in self._creators.get(room.room_id, ())
             or room.power_levels.get_user_level(sender) >= COORDINATOR_LEVEL
         )
         return Ctx(
