@@ -50,6 +50,7 @@ class Person:
         )
         self.client.access_token = account.access_token
         self.events: list[Event] = []
+        self.invites: set[str] = set()
         self.since: str | None = None
         self._sent = 0
 
@@ -67,12 +68,21 @@ class Person:
             timeout=timeout_ms, since=self.since, sync_filter=_filter(1000)
         )
         assert not isinstance(response, SyncError), response
+        self.invites.update(response.rooms.invite)
         for room_id, info in response.rooms.join.items():
             for event in info.timeline.events:
                 source = dict(getattr(event, "source", {}))
                 source["room_id"] = room_id
                 self.events.append(source)
         self.since = response.next_batch
+
+    async def wait_for_invite(self, within: float = WAIT) -> str:
+        """Sync until an invite arrives; returns the room id."""
+        deadline = time.monotonic() + within
+        while not self.invites:
+            assert time.monotonic() < deadline, f"{self.user_id} got no invite"
+            await self.sync(2_000)
+        return self.invites.pop()
 
     async def wait_for(
         self, match: Callable[[Event], bool], count: int = 1, within: float = WAIT

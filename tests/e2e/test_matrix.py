@@ -2,11 +2,15 @@
 
 import asyncio
 import stat
+import struct
+import zlib
 from datetime import UTC, datetime
 
 import pytest
 
 from bot.adapters.matrix_adapter import CREDENTIALS_FILE, TIMELINE_LIMIT, MatrixAdapter
+from bot.commands import Cog, command
+from bot.context import Attachment, Ctx, Reply
 from bot.markup import Markup
 from bot.outbox import PermanentDeliveryError
 from storage.outbox import Delivery
@@ -287,3 +291,70 @@ async def test_the_adapter_repr_and_log_carry_no_secret(tmp_path, synapse, accou
         assert bot.access_token not in repr(adapter)
         assert isinstance(adapter, MatrixAdapter)
     assert bot.access_token not in caplog.text
+
+
+def _png() -> bytes:
+    """A 1x1 red PNG."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00\xff\x00\x00")
+    chunks = chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunks
+
+
+class Probe(Cog):
+    """Commands that exercise reply features no shipped command may use yet."""
+
+    group = "probe"
+    personal_data = False
+
+    def __init__(self, services):
+        pass
+
+    @command(private=True)
+    async def secret(self, ctx: Ctx) -> Reply:
+        """Answer only the caller."""
+        return Reply.text("Only for {name}.", name=ctx.user.label)
+
+    @command()
+    async def chart(self, ctx: Ctx) -> Reply:
+        """Answer with an image."""
+        return Reply(
+            Markup.trusted("Progress chart:"),
+            attachments=[Attachment("progress.png", _png(), "image/png")],
+        )
+
+
+async def test_private_answers_go_to_a_direct_chat_and_images_follow_the_text(
+    tmp_path, synapse, account, person
+):
+    bot = account("bot")
+    alice = await person("alice", "Alice")
+    room = await alice.create_room(invite=[bot.user_id])
+    async with running_bot(tmp_path, synapse, bot, rooms=[room]) as (app, _adapter):
+        app.services.registry.add(Probe(app.services))
+        note = await alice.ask(room, "!probe secret", bot.user_id)
+        direct = await alice.wait_for_invite()
+        await alice.join(direct)
+        answer = (
+            await alice.wait_for(lambda e: e["room_id"] == direct and "Only for" in body(e))
+        )[0]
+        command = await alice.send(room, "!probe chart")
+        images = await alice.wait_for(
+            lambda e: (
+                e.get("sender") == bot.user_id
+                and (e.get("content") or {}).get("msgtype") == "m.image"
+            )
+        )
+        text = await alice.reply_to(command, bot.user_id)
+    assert "direct chat" in body(note) and "Only for" not in body(note)
+    assert body(answer) == "Only for Alice."
+    image = images[0]["content"]
+    assert image["url"].startswith("mxc://") and image["info"]["mimetype"] == "image/png"
+    assert image["m.mentions"] == {}
+    order = [e["event_id"] for e in alice.events]
+    assert order.index(text["event_id"]) < order.index(images[0]["event_id"])

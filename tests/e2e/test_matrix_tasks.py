@@ -78,8 +78,9 @@ async def test_a_title_with_html_and_at_room_is_escaped_and_pings_nobody(
         await bob.reply_to(in_reply_to(post), bot.user_id)
     content = post["content"]
     assert "<b>Big</b> & <script>x</script> @room" in content["body"]
-    assert "&lt;b&gt;Big&lt;/b&gt; &amp; &lt;script&gt;x&lt;/script&gt; @room" in (
-        content["formatted_body"]
+    assert (
+        "&lt;b&gt;Big&lt;/b&gt; &amp; &lt;script&gt;x&lt;/script&gt; @room"
+        in (content["formatted_body"])
     )
     assert "<script>" not in content["formatted_body"]
     assert content["m.mentions"] == {}
@@ -108,8 +109,10 @@ async def test_reacting_with_a_raised_hand_claims_the_task(tmp_path, synapse, ac
         await bob.react(room, post["event_id"], "✋")
         refused = (
             await bob.wait_for(
-                lambda e: is_reply(e, post["event_id"], bot.user_id)
-                and e["content"]["m.mentions"].get("user_ids") == [bob.user_id]
+                lambda e: (
+                    is_reply(e, post["event_id"], bot.user_id)
+                    and e["content"]["m.mentions"].get("user_ids") == [bob.user_id]
+                )
             )
         )[0]
         await alice.ask(room, "!help", bot.user_id)
