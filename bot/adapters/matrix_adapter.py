@@ -325,21 +325,25 @@ class MatrixAdapter:
     # -- rooms and invites -------------------------------------------------------------------
 
     async def _join_configured_rooms(self) -> None:
-        client = self._client
         for room in self.config.rooms:
-            room_id = room
-            if room.startswith("#"):
-                resolved = await client.room_resolve_alias(room)
-                if isinstance(resolved, RoomResolveAliasError):
-                    log.warning("matrix: room alias %s unknown (%s)", room, resolved.status_code)
-                    continue
-                room_id = resolved.room_id
-            self._configured_rooms.add(room_id)
-            joined = await client.join(room_id)
-            if isinstance(joined, JoinError):
-                log.warning(
-                    "matrix: cannot join configured room %s (%s)", room, joined.status_code
-                )
+            try:
+                await self._join_configured_room(room)
+            except Exception as exc:  # one unreachable room must not keep the others unserved
+                log.warning("matrix: cannot join room %s (%s)", room, exc.__class__.__name__)
+
+    async def _join_configured_room(self, room: str) -> None:
+        client = self._client
+        room_id = room
+        if room.startswith("#"):
+            resolved = await client.room_resolve_alias(room)
+            if isinstance(resolved, RoomResolveAliasError):
+                log.warning("matrix: room alias %s unknown (%s)", room, resolved.status_code)
+                return
+            room_id = resolved.room_id
+        self._configured_rooms.add(room_id)
+        joined = await client.join(room_id)
+        if isinstance(joined, JoinError):
+            log.warning("matrix: cannot join room %s (%s)", room, joined.status_code)
 
     def invite_allowed(self, room_id: str, inviter: str | None) -> bool:
         """Whether an invite comes from an allowed user or server, or for a configured room."""

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -140,14 +140,16 @@ class Person:
 
     async def create_room(
         self,
-        invite: list[str] = (),
-        power: dict[str, int] | None = None,  # type: ignore[assignment]
+        invite: Sequence[str] = (),
+        power: dict[str, int] | None = None,
+        alias: str | None = None,
     ) -> str:
         # The creator outranks every power level (room version 12), so is not listed.
         response = await self.client.room_create(
             preset=RoomPreset.private_chat,
             invite=list(invite),
             power_level_override={"users": power} if power else None,
+            alias=alias,
         )
         assert not isinstance(response, RoomCreateError), response
         return str(response.room_id)

@@ -108,6 +108,17 @@ def _token_of(path):
     return json.loads(path.read_text())["access_token"]
 
 
+async def test_a_configured_room_alias_is_joined_and_served(tmp_path, synapse, account, person):
+    bot = account("bot")
+    alice = await person("alice")
+    name = alice.user_id[1:].split(":")[0] + "-room"
+    room = await alice.create_room(invite=[bot.user_id], alias=name)
+    alias = f"#{name}:{synapse.server_name}"
+    async with running_bot(tmp_path, synapse, bot, rooms=[alias]):
+        await alice.sees_join(room, bot.user_id)
+        await alice.ask(room, "!help", bot.user_id)
+
+
 async def test_a_burst_of_100_commands_is_answered_in_full(tmp_path, synapse, account, person):
     bot = account("bot")
     alice = await person("alice")
