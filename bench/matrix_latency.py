@@ -1,0 +1,260 @@
+"""Command round trips on Matrix: the bot beside a bare matrix-nio echo bot, one local Synapse.
+
+    python bench/matrix_latency.py [--rounds 200] [--warmup 10]
+
+Starts a throwaway Synapse, the bot (``python -m bot run``) and an echo bot answering
+``!ping`` (each its own process), then times ``rounds`` sequential round trips of each kind,
+interleaved: a command is sent and the clock stops when the sender's own sync shows the reply.
+``!task claim`` is measured only when the tasks cog is installed. Prints a table and a JSON
+line; the target is the bot's p50 at most 1.25x the echo bot's.
+"""
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from nio import (  # noqa: E402 (the bench drives Matrix directly)
+    AsyncClient,
+    AsyncClientConfig,
+    MatrixRoom,
+    RoomMessageText,
+    RoomPreset,
+    SyncError,
+)
+
+from tests.synapse import Synapse, start_synapse, stop_process  # noqa: E402
+
+TARGET = 1.25
+TOKEN_ENV = "MATRIX_LATENCY_TOKEN"
+CLAIM = re.compile(r"`!task claim (\d+)`")
+
+
+# -- the floor: a bare echo bot ----------------------------------------------------------------
+
+
+async def echo_bot(homeserver: str, user_id: str) -> None:
+    """Answer every ``!ping`` with an m.notice reply, nothing else."""
+    client = AsyncClient(homeserver, user_id, config=AsyncClientConfig(max_limit_exceeded=0))
+    client.access_token = os.environ[TOKEN_ENV]
+    first = await client.sync(timeout=0, full_state=True)
+    assert not isinstance(first, SyncError), first
+
+    async def on_message(room: MatrixRoom, event: RoomMessageText) -> None:
+        if event.sender != user_id and event.body == "!ping":
+            await client.room_send(
+                room.room_id,
+                "m.room.message",
+                {
+                    "msgtype": "m.notice",
+                    "body": "pong",
+                    "m.relates_to": {"m.in_reply_to": {"event_id": event.event_id}},
+                    "m.mentions": {},
+                },
+            )
+
+    client.add_event_callback(on_message, RoomMessageText)  # type: ignore[arg-type]
+    print("echo ready", flush=True)
+    await client.sync_forever(timeout=30_000, since=first.next_batch)
+
+
+# -- the sender --------------------------------------------------------------------------------
+
+
+class Sender:
+    """A client that sends a command and waits until it sees the reply."""
+
+    def __init__(self, server: Synapse, user_id: str, token: str) -> None:
+        self.client = AsyncClient(
+            server.url, user_id, config=AsyncClientConfig(max_limit_exceeded=0)
+        )
+        self.client.access_token = token
+        self.since: str | None = None
+        self.replies: dict[str, str] = {}
+        self.count = 0
+        self.last_reply = ""
+
+    async def start(self) -> None:
+        response = await self.client.sync(timeout=0, sync_filter=_filter(0))
+        assert not isinstance(response, SyncError), response
+        self.since = response.next_batch
+
+    async def round_trip(self, room_id: str, text: str) -> float:
+        self.count += 1
+        started = time.perf_counter()
+        sent = await self.client.room_send(
+            room_id, "m.room.message", {"msgtype": "m.text", "body": text},
+            tx_id=f"bench-{self.count}-{time.monotonic_ns()}",
+        )  # fmt: skip
+        event_id = sent.event_id
+        deadline = started + 30
+        while event_id not in self.replies:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"no reply to {text!r} within 30 s")
+            response = await self.client.sync(
+                timeout=30_000, since=self.since, sync_filter=_filter(100)
+            )
+            assert not isinstance(response, SyncError), response
+            self.since = response.next_batch
+            for info in response.rooms.join.values():
+                for event in info.timeline.events:
+                    relates = event.source.get("content", {}).get("m.relates_to") or {}
+                    if replied := (relates.get("m.in_reply_to") or {}).get("event_id"):
+                        self.replies[replied] = str(event.source["content"].get("body", ""))
+        self.last_reply = self.replies[event_id]
+        return (time.perf_counter() - started) * 1000
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def _filter(limit: int) -> dict[str, Any]:
+    return {"presence": {"not_types": ["*"]}, "room": {"timeline": {"limit": limit}}}
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    cuts = statistics.quantiles(samples, n=100, method="inclusive")
+    return {"p50": cuts[49], "p95": cuts[94], "p99": cuts[98], "mean": statistics.fmean(samples)}
+
+
+async def run(rounds: int, warmup: int, workdir: Path) -> dict[str, Any]:
+    server = start_synapse(workdir / "synapse")
+    processes: list[subprocess.Popen[bytes]] = []
+    sender: Sender | None = None
+    try:
+        bot = server.register("volunteerbot", displayname="Volunteer Bot")
+        echo = server.register("echobot", displayname="Echo")
+        alice = server.register("alice", displayname="Alice")
+        has_tasks = importlib.util.find_spec("cogs.tasks") is not None
+        sender = Sender(server, alice.user_id, alice.access_token)
+        owner = AsyncClient(server.url, alice.user_id)
+        owner.access_token = alice.access_token
+        rooms = {}
+        for name, member in (("bot", bot), ("echo", echo)):
+            created = await owner.room_create(
+                preset=RoomPreset.private_chat, invite=[member.user_id]
+            )
+            rooms[name] = created.room_id
+        await owner.close()
+        await sender.start()
+
+        config = workdir / "config.toml"
+        config.write_text(
+            f'[storage]\nurl = "sqlite:///{workdir / "bot.db"}"\n'
+            f"[tasks]\nmax_open_claims = {rounds + warmup + 10}\n"
+            f'[matrix]\nenabled = true\nhomeserver = "{server.url}"\n'
+            f'user_id = "{bot.user_id}"\nrooms = ["{rooms["bot"]}"]\n'
+            f'coordinators = ["{alice.user_id}"]\nstore_path = "{workdir / "store"}"\n'
+        )
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        with (workdir / "bot.log").open("wb") as bot_log:
+            processes.append(
+                subprocess.Popen(  # noqa: ASYNC220 (started once, before timing)
+                    [sys.executable, "-m", "bot", "run", "--config", str(config)],
+                    cwd=workdir, stdout=bot_log, stderr=subprocess.STDOUT,
+                    env={**env, "VOLUNTEER_BOT_MATRIX__ACCESS_TOKEN": bot.access_token},
+                )
+            )  # fmt: skip
+        echo_process = subprocess.Popen(  # noqa: ASYNC220
+            [sys.executable, __file__, "--echo-bot", server.url, echo.user_id],
+            stdout=subprocess.PIPE, env={**env, TOKEN_ENV: echo.access_token},
+        )  # fmt: skip
+        processes.append(echo_process)
+        assert echo_process.stdout is not None
+        echo_process.stdout.readline()  # "echo ready"
+        joiner = AsyncClient(server.url, echo.user_id)
+        joiner.access_token = echo.access_token
+        await joiner.join(rooms["echo"])
+        await joiner.close()
+        await _wait_ready(workdir / "bot.log")
+
+        await sender.round_trip(rooms["bot"], "!volunteer join translator --languages pl")
+        kinds = {"echo": (rooms["echo"], lambda i: "!ping")}
+        kinds["profile"] = (rooms["bot"], lambda i: "!volunteer profile")
+        task_ids: list[int] = []
+        if has_tasks:
+            for _ in range(rounds + warmup):
+                await sender.round_trip(rooms["bot"], "!task post translation Bench --language pl")
+                task_ids.append(int(CLAIM.search(sender.last_reply).group(1)))  # type: ignore[union-attr]
+            kinds["claim"] = (rooms["bot"], lambda i: f"!task claim {task_ids[i]}")
+        samples: dict[str, list[float]] = {kind: [] for kind in kinds}
+        for i in range(rounds + warmup):
+            for kind, (room_id, line) in kinds.items():
+                took = await sender.round_trip(room_id, line(i))
+                if i >= warmup:
+                    samples[kind].append(took)
+        return {
+            "bench": "matrix_latency",
+            "rounds": rounds,
+            "tasks_cog": has_tasks,
+            "results": {kind: percentiles(values) for kind, values in samples.items()},
+        }
+    finally:
+        if sender is not None:
+            await sender.close()
+        for process in processes:
+            stop_process(process)
+            for stream in (process.stdout, process.stderr):
+                if stream is not None:
+                    stream.close()
+        server.stop()
+
+
+async def _wait_ready(log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while "matrix: ready" not in (text := log.read_text(errors="replace")):  # noqa: ASYNC240
+        if time.monotonic() > deadline:
+            raise TimeoutError("the bot did not start:\n" + text)
+        await asyncio.sleep(0.05)
+
+
+def report(result: dict[str, Any]) -> None:
+    results = result["results"]
+    floor = results["echo"]["p50"]
+    print(f"{'command':<22}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'x echo p50':>12}")
+    names = {"echo": "!ping (echo bot)", "profile": "!volunteer profile", "claim": "!task claim"}
+    for kind, figures in results.items():
+        ratio = figures["p50"] / floor
+        figures["ratio_p50"] = round(ratio, 3)
+        print(
+            f"{names[kind]:<22}{figures['p50']:>9.1f}{figures['p95']:>9.1f}"
+            f"{figures['p99']:>9.1f}{ratio:>12.2f}"
+        )
+    if not result["tasks_cog"]:
+        print("(the tasks cog is not installed: `!task claim` was not measured)")
+    worst = max(f["ratio_p50"] for k, f in results.items() if k != "echo")
+    result["target_ratio_p50"] = TARGET
+    result["within_target"] = worst <= TARGET
+    print(f"bot p50 / echo p50: {worst:.2f} (target <= {TARGET})")
+    print(json.dumps(result, separators=(",", ":")))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--echo-bot", nargs=2, metavar=("HOMESERVER", "USER_ID"),
+                        help=argparse.SUPPRESS)  # fmt: skip
+    args = parser.parse_args()
+    if args.echo_bot:
+        asyncio.run(echo_bot(*args.echo_bot))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="matrix-latency-") as workdir:
+        report(asyncio.run(run(args.rounds, args.warmup, Path(workdir))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
