@@ -59,8 +59,9 @@ class App:
         return adapters
 
     async def start(self, adapters: Sequence[Adapter]) -> None:
-        """Start cogs, the outbox and the adapters."""
+        """Start the scheduler, cogs, the outbox and the adapters."""
         self.adapters = list(adapters)
+        self.services.scheduler.start()
         for cog in self.cogs:
             await cog.start()
         for adapter in self.adapters:
@@ -78,6 +79,7 @@ class App:
             for cog in reversed(self.cogs):
                 with contextlib.suppress(Exception):
                     await cog.stop()
+            self.services.scheduler.stop()
             self._started = False
         self.db.close()
 
