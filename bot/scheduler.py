@@ -321,4 +321,8 @@ class Scheduler:
     def next_run(self, job_id: str) -> datetime | None:
         """When a job will wake, or None."""
         job = self._aps.get_job(job_id)
-        return job.next_run_time if job is not None else None
+        if job is None:
+            return None
+        # A job added before start has no next_run_time yet; its trigger knows.
+        when: datetime | None = getattr(job, "next_run_time", None)
+        return when or getattr(job.trigger, "run_date", None)
