@@ -1,7 +1,7 @@
 """Set up a virtual environment and run the bot or the test suite; needs only Python 3.11+.
 
-    python3 dev.py run [ARGS...]   run the bot (console on ./volunteer-bot.db when unconfigured)
-    python3 dev.py test [PYTEST ARGS...]   install the test dependencies, lint, type-check, test
+python3 dev.py run [ARGS...]   run the bot (console on ./volunteer-bot.db when unconfigured)
+python3 dev.py test [PYTEST ARGS...]   install the test dependencies, lint, type-check, test
 """
 
 import hashlib
@@ -19,7 +19,7 @@ PY = BIN / ("python.exe" if os.name == "nt" else "python")
 
 def ensure_env(extra: str) -> None:
     """Create the venv and install the project (with ``extra``) when pyproject changed."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036  (dev.py may be started by an older one)
         sys.exit("volunteer-bot needs Python 3.11 or newer")
     if not PY.exists():
         venv.EnvBuilder(with_pip=True).create(VENV)
