@@ -47,6 +47,8 @@ class Reminders(Cog):
 
     group = "reminder"
     erase_order = 20
+    # Seconds between sweeps of the table for due reminders no job woke.
+    sweep_interval = 60.0
 
     def __init__(self, services: Services) -> None:
         self.repo = services.reminders
@@ -208,11 +210,18 @@ class Reminders(Cog):
 
     async def _fire_loop(self) -> None:
         while True:
-            await self._wake.wait()
+            woken = False
+            with contextlib.suppress(TimeoutError):
+                woken = await asyncio.wait_for(self._wake.wait(), self.sweep_interval)
             self._wake.clear()
             ids, self._pending = self._pending, set()
             try:
-                await self.fire(ids)
+                if not woken:
+                    # A sweep catches what this process's scheduler cannot know about,
+                    # such as a reminder added by another process on the same database.
+                    ids |= set(await self.repo.due(self.clock.now()))
+                if ids:
+                    await self.fire(ids)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -1,5 +1,6 @@
 """Reminders through the core: adding, listing, deleting, and firing exactly once."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -230,3 +231,25 @@ async def test_export_lists_my_reminders_and_erase_keeps_them_without_me(harness
     await reminders(harness).run_due()
     [notice] = await harness.deliver()
     assert notice.recipient_id is None and "did not post it: Flyers" in notice.body.plain()
+
+
+async def test_a_running_bot_sweeps_up_a_reminder_another_bot_added(
+    pair: tuple[Harness, Harness],
+):
+    first, second = pair
+    cog = reminders(second)
+    cog.sweep_interval = 0.05
+    second.app.services.scheduler.start()
+    await cog.start()
+    try:
+        await first.ok("coco", "reminder add From the other bot --in 1m")
+        assert second.app.services.scheduler.job_ids("reminder:") == []
+        second.clock.advance(timedelta(minutes=1))
+        for _ in range(200):
+            if await second.deliver():
+                break
+            await asyncio.sleep(0.02)
+        assert [p.body.plain() for p in second.posts] == ["⏰ Reminder: From the other bot"]
+    finally:
+        await cog.stop()
+        second.app.services.scheduler.stop()
