@@ -31,6 +31,15 @@ LIST_LIMIT = 25
 RETRY = timedelta(seconds=5)
 _STAMP = "%a %Y-%m-%d %H:%M %Z"
 
+# What a run posts, by what plan_run decided; a skipped run posts nothing.
+POSTS = {
+    Action.POST: "⏰ **Reminder:** {message}",
+    Action.LATE: "⏰ **Reminder** (late — it was due {when}, while I was offline): {message}",
+    Action.MISSED: "Reminder **#{id}** was due {when}, while I was offline, and is now more "
+    "than {grace} late, so I did not post it: {message}\nAdd it again with `reminder add` "
+    "if it still matters.",
+}
+
 
 def job_id(reminder_id: int) -> str:
     """The scheduler job of one reminder."""
@@ -261,34 +270,21 @@ class Reminders(Cog):
         return decide
 
     def _post(self, view: ReminderView, run: Run) -> Post | None:
+        template = POSTS.get(run.action)
+        if template is None:
+            return None
         assert view.next_run_at is not None
         key = f"reminder:{view.id}:{view.next_run_at.isoformat()}"
-        when = local(run.occurrence, view.timezone)
-        if run.action is Action.POST:
-            body = Markup.format("⏰ **Reminder:** {message}", message=view.message)
-        elif run.action is Action.LATE:
-            body = Markup.format(
-                "⏰ **Reminder** (late — it was due {when}, while I was offline): {message}",
-                when=when,
-                message=view.message,
-            )
-        elif run.action is Action.MISSED:
-            return Post(
-                key=key + ":missed",
-                target=view.target,
-                recipient_id=view.creator.external_id if view.creator else None,
-                body=Markup.format(
-                    "Reminder **#{id}** was due {when}, while I was offline, and is now more "
-                    "than {grace} late, so I did not post it: {message}\nAdd it again with "
-                    "`reminder add` if it still matters.",
-                    id=view.id,
-                    when=when,
-                    grace=_span(self.grace),
-                    message=view.message,
-                ),
-            )
-        else:
-            return None
+        body = Markup.format(
+            template,
+            id=view.id,
+            when=local(run.occurrence, view.timezone),
+            grace=_span(self.grace),
+            message=view.message,
+        )
+        if run.action is Action.MISSED:  # a notice for its creator, in the same place
+            recipient = view.creator.external_id if view.creator else None
+            return Post(key=f"{key}:missed", target=view.target, body=body, recipient_id=recipient)
         return Post(key=key, target=view.target, body=body)
 
     # --- personal data ------------------------------------------------------------------

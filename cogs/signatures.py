@@ -46,6 +46,19 @@ DIGEST_JOB = "signatures:digest"
 FETCH_TIMEOUT = aiohttp.ClientTimeout(total=30)
 MAX_COUNT = 100_000_000
 
+# How each kind of milestone reads in an announcement, and in the reply to `signatures set`.
+ANNOUNCE_LINES = {
+    "total": "• **{value:,} signatures** — {share:.1%} of the {goal:,} goal",
+    "country": "• **{country}** passed its national minimum of {value:,} ({count:,} signed)",
+    "countries": "• **{count} countries** over their national minimum — the country "
+    "requirement is met!",
+}
+SHORT_NAMES = {
+    "total": "{value:,} signatures",
+    "country": "{country} over its minimum",
+    "countries": "{count} countries over their minimum",
+}
+
 
 class Signatures(Cog):
     """Signature counts, progress to the goal and milestones."""
@@ -96,7 +109,9 @@ class Signatures(Cog):
             Markup.format("Recorded **{count:,}** signatures {where}.", count=count, where=where)
         ]
         if recorded.reached:
-            names = Markup.trusted(", ").join(_name(m) for m in recorded.reached)
+            names = Markup.trusted(", ").join(
+                _milestone_markup(SHORT_NAMES, m, self.campaign.goal) for m in recorded.reached
+            )
             lines.append(Markup.format("Announced: {names}.", names=names))
         lines.append(self._summary(recorded.progress, ctx.now))
         return Reply(Markup.trusted("\n").join(lines))
@@ -139,35 +154,7 @@ class Signatures(Cog):
                 what="a milestone" if len(reached) == 1 else "milestones",
             )
         ]
-        for milestone in reached:
-            if milestone.kind == "total":
-                lines.append(
-                    Markup.format(
-                        "• **{value:,} signatures** — {share:.1%} of the {goal:,} goal",
-                        value=milestone.value,
-                        share=milestone.value / self.campaign.goal,
-                        goal=self.campaign.goal,
-                    )
-                )
-            elif milestone.kind == "country":
-                code = milestone.country or ""
-                lines.append(
-                    Markup.format(
-                        "• **{country}** passed its national minimum of {need:,} "
-                        "({count:,} signed)",
-                        country=COUNTRIES.get(code, code),
-                        need=milestone.value,
-                        count=milestone.count,
-                    )
-                )
-            else:
-                lines.append(
-                    Markup.format(
-                        "• **{n} countries** over their national minimum — the country "
-                        "requirement is met!",
-                        n=milestone.count,
-                    )
-                )
+        lines += [_milestone_markup(ANNOUNCE_LINES, m, self.campaign.goal) for m in reached]
         lines.append(self._status_line(progress, over, needed))
         body = Markup.trusted("\n").join(lines)
         chart = self._chart(progress)
@@ -384,9 +371,13 @@ async def _fetch(http: aiohttp.ClientSession, url: str) -> Any:
             raise FeedError("the answer is not JSON") from None
 
 
-def _name(milestone: Milestone) -> str:
-    if milestone.kind == "total":
-        return f"{milestone.value:,} signatures"
-    if milestone.kind == "country":
-        return f"{COUNTRIES.get(milestone.country or '', milestone.country)} over its minimum"
-    return f"{milestone.count} countries over their minimum"
+def _milestone_markup(templates: Mapping[str, str], milestone: Milestone, goal: int) -> Markup:
+    code = milestone.country or ""
+    return Markup.format(
+        templates[milestone.kind],
+        value=milestone.value,
+        count=milestone.count,
+        share=milestone.value / goal if goal else 0.0,
+        goal=goal,
+        country=COUNTRIES.get(code, code),
+    )
