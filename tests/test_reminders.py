@@ -253,3 +253,15 @@ async def test_a_running_bot_sweeps_up_a_reminder_another_bot_added(
     finally:
         await cog.stop()
         second.app.services.scheduler.stop()
+
+
+async def test_the_in_option_is_named_in_on_every_platform(harness: Harness):
+    spec = harness.app.core.registry.get("reminder", "add")
+    assert spec is not None
+    assert [(a.name, a.keyword) for a in spec.args if not a.positional] == [
+        ("at", "at"),
+        ("in", "in_"),
+        ("cron", "cron"),
+        ("timezone", "timezone"),
+    ]
+    assert "[--in <duration>]" in spec.usage()
