@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
@@ -18,6 +19,7 @@ DONE = "done"
 MISSED = "missed"
 # Rows per statement when firing many at once (well under SQLite's variable limit).
 _CHUNK = 500
+_TABLE: sa.Table = Reminder.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +57,8 @@ class Fired:
     next_run_at: datetime | None  # when to wake for it again; None: nothing left to do
 
 
-def _view(row: Reminder) -> ReminderView:
-    assert row.id is not None
+def _view(row: Any) -> ReminderView:
+    """A view of a Reminder object or of a row of its table."""
     creator = (
         UserRef(row.creator_platform, row.creator_id)
         if row.creator_platform and row.creator_id
@@ -193,11 +195,11 @@ class ReminderRepo:
         def tx(session: Session) -> list[Fired]:
             fired: list[Fired] = []
             for start in range(0, len(wanted), _CHUNK):
-                rows = session.exec(
-                    select(Reminder).where(col(Reminder.id).in_(wanted[start : start + _CHUNK]))
-                ).all()
-                for row in rows:
-                    fired.append(_fire_one(session, row, now, decide))
+                chunk = wanted[start : start + _CHUNK]
+                # Core statements on the table: no ORM objects to build or keep in sync,
+                # which would make a batch cost the square of its size.
+                rows = session.execute(sa.select(_TABLE).where(_TABLE.c.id.in_(chunk))).all()
+                fired.extend(_fire_one(session, row, now, decide) for row in rows)
             return fired
 
         return await self.db.write(tx)
@@ -248,9 +250,8 @@ class ReminderRepo:
 
 
 def _fire_one(
-    session: Session, row: Reminder, now: datetime, decide: Callable[[ReminderView], Advance]
+    session: Session, row: Any, now: datetime, decide: Callable[[ReminderView], Advance]
 ) -> Fired:
-    assert row.id is not None
     if row.state != ACTIVE or row.next_run_at is None:
         return Fired(row.id, False, None)
     if row.next_run_at > now:  # moved on already (another process fired it)
@@ -260,11 +261,11 @@ def _fire_one(
     if advance.post is not None:
         values["last_fired_at"] = now
     result = session.execute(
-        update(Reminder)
+        sa.update(_TABLE)
         .where(
-            col(Reminder.id) == row.id,
-            col(Reminder.state) == ACTIVE,
-            col(Reminder.next_run_at) == row.next_run_at,
+            _TABLE.c.id == row.id,
+            _TABLE.c.state == ACTIVE,
+            _TABLE.c.next_run_at == row.next_run_at,
         )
         .values(**values)
     )
