@@ -16,11 +16,12 @@ from bot.context import Ctx, UserRef
 from bot.core import BotCore
 from bot.services import Services
 from storage import migrations
-from storage.db import Database
+from storage.db import Database, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
 TOUCH_EVERY = timedelta(hours=1)
+LATE_START_RETRY = 5.0  # seconds
 
 
 class App:
@@ -46,6 +47,7 @@ class App:
         self.core.activity_hooks.append(self._touch)
         self.adapters: list[Adapter] = []
         self._started = False
+        self._late_starts: list[asyncio.Task[None]] = []
 
     async def _touch(self, user: UserRef, ctx: Ctx) -> None:
         """Record activity for retention, at most once an hour per person (days matter)."""
@@ -70,17 +72,41 @@ class App:
         return adapters
 
     async def start(self, adapters: Sequence[Adapter]) -> None:
-        """Start cogs, the outbox and the adapters."""
+        """Start the scheduler, cogs, the outbox and the adapters."""
         self.adapters = list(adapters)
+        self.services.scheduler.start()
         for cog in self.cogs:
-            await cog.start()
+            try:
+                await cog.start()
+            except DatabaseUnavailable as exc:
+                if not exc.busy:
+                    raise
+                log.warning("%s waits for the database to start: %s", type(cog).__name__, exc)
+                self._late_starts.append(
+                    asyncio.create_task(self._start_later(cog), name=f"start-{cog.group}")
+                )
         for adapter in self.adapters:
             await adapter.start()
         await self.services.outbox.start()
         self._started = True
 
+    async def _start_later(self, cog: Cog) -> None:
+        """Start a cog whose start found the database locked, once it is free."""
+        while True:
+            await asyncio.sleep(LATE_START_RETRY)
+            try:
+                await cog.start()
+            except DatabaseUnavailable as exc:
+                log.warning("%s still waits for the database: %s", type(cog).__name__, exc)
+            else:
+                log.info("%s started", type(cog).__name__)
+                return
+
     async def stop(self) -> None:
         """Stop everything started, in reverse order, then close the database."""
+        for task in self._late_starts:
+            task.cancel()
+        self._late_starts.clear()
         if self._started:
             await self.services.outbox.stop()
             for adapter in reversed(self.adapters):
@@ -89,6 +115,7 @@ class App:
             for cog in reversed(self.cogs):
                 with contextlib.suppress(Exception):
                     await cog.stop()
+            self.services.scheduler.stop()
             self._started = False
         self.db.close()
 

@@ -11,6 +11,7 @@ Parameters before a bare ``*`` are positional in text commands; those after it a
 """
 
 import inspect
+import keyword
 import re
 import types
 import typing
@@ -47,6 +48,13 @@ class ArgSpec:
     required: bool
     default: Any
     positional: bool
+    # The handler's parameter: the name, or ``in_`` for an option named ``in`` (a keyword).
+    attr: str = ""
+
+    @property
+    def keyword(self) -> str:
+        """The handler's keyword argument for this parameter."""
+        return self.attr or self.name
 
     @property
     def option(self) -> str:
@@ -183,13 +191,16 @@ def _arg_spec(where: str, p: inspect.Parameter, hint: Any) -> ArgSpec:
         raise SpecError(f"{where}: optional parameter {p.name!r} needs a default")
     if p.kind not in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
         raise SpecError(f"{where}: parameter {p.name!r} must be a plain or keyword-only one")
+    # A trailing underscore lets a parameter be named after a Python keyword: in_ -> in.
+    public = p.name[:-1] if p.name.endswith("_") and keyword.iskeyword(p.name[:-1]) else p.name
     return ArgSpec(
-        name=p.name,
+        name=public,
         kind=kind,
         param=param,
         required=not has_default,
         default=p.default if has_default else None,
         positional=p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        attr=p.name,
     )
 
 

@@ -159,11 +159,11 @@ class BotCore:
             self._check_rights(ctx, spec)
             env = ParseEnv(now=ctx.now, timezone=self.timezone, platform=ctx.user.platform)
             kwargs = {
-                arg.name: convert(arg, raw[arg.name], env) if arg.name in raw else arg.default
+                arg.keyword: convert(arg, raw[arg.name], env) if arg.name in raw else arg.default
                 for arg in spec.args
             }
             for arg in spec.args:
-                if arg.required and kwargs[arg.name] is None:
+                if arg.required and kwargs[arg.keyword] is None:
                     raise BadArgument("`{name}` is required. Usage: `{usage}`.",
                                       name=arg.name, usage=spec.usage())  # fmt: skip
             result = await spec.func(self.registry.owner(spec), ctx, **kwargs)

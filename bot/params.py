@@ -182,7 +182,7 @@ def parse_timezone(text: str) -> TimeZone:
     if name.lower() in zones:
         return TimeZone(zones[name.lower()])
     guess = _closest(name.lower(), list(zones))
-    hint = f" — did you mean `{zones[guess]}`?" if guess else ""
+    hint = f" — did you mean `{zones[guess]}`?" if guess else "."
     raise BadArgument(
         "`{name}` is not a time zone" + hint + " Use an Area/City name like `Europe/Brussels`.",
         name=name,

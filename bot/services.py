@@ -6,8 +6,11 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.core import Registry
 from bot.outbox import Outbox
+from bot.scheduler import Scheduler
 from storage.db import Database
 from storage.outbox import OutboxRepo
+from storage.reminders import ReminderRepo
+from storage.signatures import SignatureRepo
 from storage.state import StateRepo
 from storage.volunteers import VolunteerRepo
 
@@ -24,6 +27,9 @@ class Services:
     outbox_repo: OutboxRepo
     outbox: Outbox
     state: StateRepo
+    scheduler: Scheduler
+    reminders: ReminderRepo
+    signatures: SignatureRepo
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock, db: Database) -> "Services":
@@ -38,4 +44,7 @@ class Services:
             outbox_repo=outbox_repo,
             outbox=Outbox(outbox_repo, clock),
             state=StateRepo(db),
+            scheduler=Scheduler(clock),
+            reminders=ReminderRepo(db),
+            signatures=SignatureRepo(db),
         )

@@ -34,10 +34,14 @@ MIGRATIONS: list[Migration] = []
 
 
 def migration(version: int, description: str) -> Callable[[Upgrade], Upgrade]:
-    """Register an upgrade step; versions must be consecutive from 1."""
+    """Register an upgrade step; versions must be unique and ascending.
+
+    A version may be left unused for a while (branches number their steps ahead of merging);
+    :func:`upgrade` applies every registered step that a database has not recorded yet.
+    """
 
     def register(fn: Upgrade) -> Upgrade:
-        if version != len(MIGRATIONS) + 1:
+        if MIGRATIONS and version <= MIGRATIONS[-1].version:
             raise ValueError(f"migration {version} out of order")
         MIGRATIONS.append(Migration(version, description, fn))
         return fn
@@ -59,6 +63,13 @@ def current_version(conn: Connection) -> int:
     if not sa.inspect(conn).has_table("schema_version"):
         return 0
     return int(conn.execute(sa.select(sa.func.max(_version_table.c.version))).scalar() or 0)
+
+
+def applied_versions(conn: Connection) -> set[int]:
+    """Every version recorded as applied."""
+    if not sa.inspect(conn).has_table("schema_version"):
+        return set()
+    return {int(v) for v in conn.execute(sa.select(_version_table.c.version)).scalars()}
 
 
 def upgrade(db: Database) -> list[Migration]:
@@ -85,7 +96,7 @@ def _upgrade(db: Database) -> list[Migration]:
             _version_table.create(conn, checkfirst=True)
         for step in MIGRATIONS:
             with conn.begin():
-                if step.version <= current_version(conn):
+                if step.version in applied_versions(conn):
                     continue
                 step.upgrade(conn)
                 conn.execute(
@@ -149,5 +160,44 @@ def _v1(conn: Connection) -> None:
         sa.Column("key", sa.String(255), primary_key=True),
         sa.Column("value", sa.Text, nullable=False),
         _ts("updated_at"),
+    )  # fmt: skip
+    md.create_all(conn)
+
+
+@migration(3, "reminders, signature counts and reached milestones")
+def _v3(conn: Connection) -> None:
+    md = sa.MetaData()
+    sa.Table(
+        "reminder", md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("creator_platform", sa.String(16)),
+        sa.Column("creator_id", sa.String(255)),
+        sa.Column("target", sa.String(255), nullable=False),
+        sa.Column("message", sa.String(1000), nullable=False),
+        sa.Column("kind", sa.String(8), nullable=False),
+        sa.Column("cron", sa.String(100)),
+        sa.Column("timezone", sa.String(64), nullable=False),
+        _ts("next_run_at", nullable=True),
+        _ts("last_fired_at", nullable=True),
+        sa.Column("state", sa.String(16), nullable=False),
+        _ts("created_at"),
+        sa.Index("ix_reminder_due", "state", "next_run_at"),
+    )  # fmt: skip
+    sa.Table(
+        "signature_count", md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("country", sa.String(2)),
+        sa.Column("count", sa.Integer, nullable=False),
+        _ts("recorded_at"),
+        sa.Column("source", sa.String(32), nullable=False),
+        sa.Column("recorded_by_platform", sa.String(16)),
+        sa.Column("recorded_by_id", sa.String(255), index=True),
+        sa.Index("ix_signature_count_country", "country", "id"),
+    )  # fmt: skip
+    sa.Table(
+        "reached_milestone", md,
+        sa.Column("key", sa.String(64), primary_key=True),
+        sa.Column("count", sa.Integer, nullable=False),
+        _ts("reached_at"),
     )  # fmt: skip
     md.create_all(conn)

@@ -9,7 +9,7 @@ from storage.types import UTCDateTime
 
 # Tables that never hold anything about a person. Every other table must be covered by
 # some cog's export_data and erase_data; tests/test_privacy_coverage.py checks both.
-NO_PERSONAL_DATA: frozenset[str] = frozenset({"schema_version", "bot_state"})
+NO_PERSONAL_DATA: frozenset[str] = frozenset({"schema_version", "bot_state", "reached_milestone"})
 
 
 def utc_column(*, nullable: bool = False, index: bool = False) -> Column[datetime]:
@@ -78,3 +78,53 @@ class BotState(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=255)
     value: str
     updated_at: datetime = Field(sa_column=utc_column())
+
+
+class Reminder(SQLModel, table=True):
+    """A post the bot makes later in the place it was asked for, once or on a cron schedule.
+
+    This row is the truth: the scheduler only holds a job per active row, carrying its id.
+    """
+
+    __tablename__ = "reminder"
+    __table_args__ = (Index("ix_reminder_due", "state", "next_run_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    # Who made it; both None once the creator has erased their data.
+    creator_platform: str | None = Field(default=None, max_length=16)
+    creator_id: str | None = Field(default=None, max_length=255)
+    target: str = Field(max_length=255)  # outbox address of the place it was made in
+    message: str = Field(max_length=1000)
+    kind: str = Field(max_length=8)  # "once" or "cron"
+    cron: str | None = Field(default=None, max_length=100)
+    timezone: str = Field(max_length=64)
+    next_run_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    last_fired_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    state: str = Field(max_length=16)  # "active", "done" or "missed"
+    created_at: datetime = Field(sa_column=utc_column())
+
+
+class SignatureCount(SQLModel, table=True):
+    """One recorded count: the total (country None) or one member state's."""
+
+    __tablename__ = "signature_count"
+    __table_args__ = (Index("ix_signature_count_country", "country", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    country: str | None = Field(default=None, max_length=2)
+    count: int
+    recorded_at: datetime = Field(sa_column=utc_column())
+    source: str = Field(max_length=32)  # "manual", "json", "eci_register", "eci_cocs"
+    # The coordinator who typed it; None for polled counts and after erasure.
+    recorded_by_platform: str | None = Field(default=None, max_length=16)
+    recorded_by_id: str | None = Field(default=None, max_length=255, index=True)
+
+
+class ReachedMilestone(SQLModel, table=True):
+    """A milestone that has been announced; its key makes that happen once, ever."""
+
+    __tablename__ = "reached_milestone"
+
+    key: str = Field(primary_key=True, max_length=64)  # "total:100000", "country:DE", ...
+    count: int
+    reached_at: datetime = Field(sa_column=utc_column())

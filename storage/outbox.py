@@ -291,3 +291,26 @@ def _delivery(row: OutboxMessage) -> Delivery:
         attempts=row.attempts + 1,
         due_at=row.due_at,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """An outbox row to be written by a repository inside its own transaction."""
+
+    key: str
+    target: str
+    body: Markup
+    recipient_id: str | None = None
+    attachment: Attachment | None = None
+
+    def enqueue(self, session: Session, now: datetime) -> bool:
+        """Write it (see :func:`enqueue`); returns whether it is new."""
+        return enqueue(
+            session,
+            key=self.key,
+            target=self.target,
+            body=self.body,
+            now=now,
+            recipient_id=self.recipient_id,
+            attachment=self.attachment,
+        )

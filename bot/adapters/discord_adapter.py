@@ -501,9 +501,13 @@ def project(
 
 def _callback(spec: CommandSpec, adapter: DiscordAdapter) -> Callable[..., Awaitable[None]]:
     """A coroutine whose signature is the command's parameters, as discord.py reads it."""
+    # Python names the parameters (``in_``); Discord shows the public names (``in``).
+    public = {arg.keyword: arg.name for arg in spec.args}
 
     async def callback(interaction: discord.Interaction, **values: Any) -> None:
-        await adapter.run_command(interaction, spec, values)
+        await adapter.run_command(
+            interaction, spec, {public[key]: value for key, value in values.items()}
+        )
 
     parameters = [
         inspect.Parameter(
@@ -513,7 +517,7 @@ def _callback(spec: CommandSpec, adapter: DiscordAdapter) -> Callable[..., Await
     for arg in spec.args:
         parameters.append(
             inspect.Parameter(
-                arg.name,
+                arg.keyword,
                 inspect.Parameter.POSITIONAL_OR_KEYWORD,
                 annotation=annotation(arg),
                 default=inspect.Parameter.empty if arg.required else None,
@@ -522,9 +526,12 @@ def _callback(spec: CommandSpec, adapter: DiscordAdapter) -> Callable[..., Await
     callback.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     callback.__name__ = callback.__qualname__ = spec.qualified_name.replace(" ", "_")
     if spec.args:
-        app_commands.describe(**{arg.name: arg.description for arg in spec.args})(callback)
+        app_commands.describe(**{arg.keyword: arg.description for arg in spec.args})(callback)
+    renamed = {arg.keyword: arg.name for arg in spec.args if arg.keyword != arg.name}
+    if renamed:
+        app_commands.rename(**renamed)(callback)
     completers = {
-        arg.name: c for arg in spec.args if (c := adapter.completer(spec, arg)) is not None
+        arg.keyword: c for arg in spec.args if (c := adapter.completer(spec, arg)) is not None
     }
     if completers:
         app_commands.autocomplete(**completers)(callback)  # type: ignore[arg-type]

@@ -1,0 +1,311 @@
+"""``reminder``: posts in the place they were made, later, once or on a cron schedule.
+
+The reminder table is the truth. At start every active reminder becomes one scheduler job
+carrying its id; when a job wakes, the reminder is advanced and its post written to the
+outbox in one conditional transaction, so a run posts once however many processes or
+restarts see it.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from bot.commands import Cog, command, requires
+from bot.context import Ctx, Reply, UserRef
+from bot.errors import BadArgument, NotFound
+from bot.markup import Markup
+from bot.params import Duration, Param, ParseEnv, TimeZone, parse_when
+from bot.scheduler import Action, CronError, Run, Schedule, parse_cron, plan_run
+from bot.services import Services
+from storage.outbox import Post
+from storage.reminders import ACTIVE, DONE, MISSED, Advance, Fired, ReminderView
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE = 1000
+LIST_LIMIT = 25
+RETRY = timedelta(seconds=5)
+_STAMP = "%a %Y-%m-%d %H:%M %Z"
+
+# What a run posts, by what plan_run decided; a skipped run posts nothing.
+POSTS = {
+    Action.POST: "⏰ **Reminder:** {message}",
+    Action.LATE: "⏰ **Reminder** (late — it was due {when}, while I was offline): {message}",
+    Action.MISSED: "Reminder **#{id}** was due {when}, while I was offline, and is now more "
+    "than {grace} late, so I did not post it: {message}\nAdd it again with `reminder add` "
+    "if it still matters.",
+}
+
+
+def job_id(reminder_id: int) -> str:
+    """The scheduler job of one reminder."""
+    return f"reminder:{reminder_id}"
+
+
+def local(moment: datetime, zone: str) -> str:
+    """A moment as wall-clock time in a zone, e.g. ``Mon 2026-03-02 10:00 CET``."""
+    return moment.astimezone(ZoneInfo(zone)).strftime(_STAMP)
+
+
+class Reminders(Cog):
+    """Post reminders here later, once or on a schedule."""
+
+    group = "reminder"
+    erase_order = 20
+    # Seconds between sweeps of the table for due reminders no job woke.
+    sweep_interval = 60.0
+
+    def __init__(self, services: Services) -> None:
+        self.repo = services.reminders
+        self.scheduler = services.scheduler
+        self.outbox = services.outbox
+        self.clock = services.clock
+        self.zone = services.settings.campaign.timezone
+        self.grace = services.settings.reminders.late_grace
+        self._pending: set[int] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # --- commands -----------------------------------------------------------------------
+
+    @command()
+    @requires("coordinator")
+    async def add(
+        self,
+        ctx: Ctx,
+        message: Annotated[str, Param("What to post", rest=True, max_length=MAX_MESSAGE)],
+        *,
+        at: Annotated[
+            str | None, Param("When: 2026-05-01 09:00, 14:30, tomorrow", max_length=64)
+        ] = None,
+        in_: Annotated[Duration | None, Param("After this long: 90s, 15m, 2h, 3d")] = None,
+        cron: Annotated[
+            str | None, Param('Repeat on a cron schedule: "0 9 * * 1"', max_length=100)
+        ] = None,
+        timezone: Annotated[TimeZone | None, Param("Zone for --at and --cron")] = None,
+    ) -> Reply:
+        """Post a message here later, once or on a schedule."""
+        given = [name for name, value in (("--at", at), ("--in", in_), ("--cron", cron))
+                 if value is not None]  # fmt: skip
+        if len(given) != 1:
+            raise BadArgument(
+                ("Say when with exactly one of `--at WHEN`, `--in DURATION` or "
+                 "`--cron \"m h dom mon dow\"`" + (" (you gave {given})." if given else "."))
+                + " Example: `reminder add Call for translators --in 2h`.",
+                given=", ".join(given),
+            )  # fmt: skip
+        zone = timezone or self.zone
+        now = ctx.now
+        if cron is not None:
+            try:
+                next_run = Schedule("cron", zone, cron).next_after(now)
+            except CronError as exc:
+                raise BadArgument(
+                    "`{cron}` is not a cron schedule I can use: {why}. Five fields: minute "
+                    "hour day-of-month month day-of-week, e.g. `0 9 * * 1` for Mondays 09:00.",
+                    cron=cron,
+                    why=str(exc),
+                ) from None
+            assert next_run is not None
+            kind, expr = "cron", parse_cron(cron).expr
+        else:
+            if at is not None:
+                env = ParseEnv(now=now, timezone=zone, platform=ctx.user.platform)
+                next_run = parse_when(at, env, zone=zone)
+                if next_run <= now:
+                    raise BadArgument(
+                        "`{when}` is in the past ({moment}). Give a time ahead, e.g. "
+                        "`--at tomorrow` or `--in 2h`.",
+                        when=at,
+                        moment=local(next_run, zone),
+                    )
+            else:
+                assert in_ is not None
+                next_run = now + in_
+            kind, expr = "once", None
+        view = await self.repo.add(
+            creator=ctx.user,
+            target=ctx.place.target,
+            message=message,
+            kind=kind,
+            cron=expr,
+            timezone=zone,
+            next_run_at=next_run,
+            now=now,
+        )
+        self._schedule(view.id, next_run)
+        how = Markup.format(" and then `{cron}`", cron=expr) if expr else Markup()
+        return Reply(
+            Markup.format("Reminder **#{id}** will post here {when} ({zone})",
+                          id=view.id, when=local(next_run, zone), zone=zone)
+            + how
+            + Markup.format(": {message}", message=message)
+        )  # fmt: skip
+
+    @command("list")
+    @requires("coordinator")
+    async def list_(self, ctx: Ctx) -> Reply:
+        """The reminders that post here."""
+        found = await self.repo.active_in(ctx.place.target)
+        if not found:
+            return Reply.text("No reminders post here. Add one with `reminder add … --in 1h`.")
+        lines = [Markup.format("**{n} reminder{s} post here**", n=len(found),
+                               s="" if len(found) == 1 else "s")]  # fmt: skip
+        for view in found[:LIST_LIMIT]:
+            when = local(view.next_run_at, view.timezone) if view.next_run_at else "—"
+            lines.append(
+                Markup.format(
+                    "• **#{id}** next {when}{repeat}: {message}",
+                    id=view.id,
+                    when=when,
+                    repeat=f" (repeats `{view.cron}`)" if view.cron else "",
+                    message=_preview(view.message),
+                )
+            )
+        if len(found) > LIST_LIMIT:
+            lines.append(Markup.format("…and {n} more.", n=len(found) - LIST_LIMIT))
+        return Reply(Markup.trusted("\n").join(lines))
+
+    @command()
+    @requires("coordinator")
+    async def delete(
+        self,
+        ctx: Ctx,
+        id: Annotated[int, Param("Reminder number", min=1)],
+    ) -> Reply:
+        """Delete a reminder."""
+        view = await self.repo.delete(id)
+        if view is None:
+            raise NotFound("`{id}` is not a reminder number — try `reminder list`.", id=id)
+        self.scheduler.cancel(job_id(id))
+        return Reply(
+            Markup.format("Deleted reminder **#{id}**: {message}", id=id,
+                          message=_preview(view.message))
+        )  # fmt: skip
+
+    # --- firing -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Rebuild the schedule from the table and start firing."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._fire_loop(), name="reminders-fire")
+        count = await self.rebuild()
+        log.info("scheduled %d reminders", count)
+
+    async def stop(self) -> None:
+        """Stop firing; the jobs go with the scheduler."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def rebuild(self) -> int:
+        """One scheduler job per active reminder, at its stored next run (now if overdue)."""
+        rows = await self.repo.schedule()
+        return self.scheduler.at_many((job_id(rid), at, self._due, (rid,)) for rid, at in rows)
+
+    def _schedule(self, reminder_id: int, when: datetime) -> None:
+        self.scheduler.at(job_id(reminder_id), when, self._due, reminder_id)
+
+    async def _due(self, reminder_id: int) -> None:
+        """A scheduler job: hand the id to the firing loop, which batches what is due."""
+        self._pending.add(reminder_id)
+        self._wake.set()
+
+    async def _fire_loop(self) -> None:
+        while True:
+            woken = False
+            with contextlib.suppress(TimeoutError):
+                woken = await asyncio.wait_for(self._wake.wait(), self.sweep_interval)
+            self._wake.clear()
+            ids, self._pending = self._pending, set()
+            try:
+                if not woken:
+                    # A sweep catches what this process's scheduler cannot know about,
+                    # such as a reminder added by another process on the same database.
+                    ids |= set(await self.repo.due(self.clock.now()))
+                if ids:
+                    await self.fire(ids)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "firing %d reminders failed (%s); retrying", len(ids), type(exc).__name__
+                )
+                self._pending |= ids
+                await asyncio.sleep(RETRY.total_seconds())
+                self._wake.set()
+
+    async def fire(self, ids: Iterable[int]) -> list[Fired]:
+        """Advance these reminders if due, writing their posts; reschedule what recurs."""
+        now = self.clock.now()
+        fired = await self.repo.fire(ids, now, self._decider(now))
+        for item in fired:
+            if item.next_run_at is not None:
+                self._schedule(item.id, item.next_run_at)
+        if any(item.posted for item in fired):
+            self.outbox.wake()
+        return fired
+
+    async def run_due(self) -> list[Fired]:
+        """Fire everything due by the clock now, whatever the scheduler did."""
+        return await self.fire(await self.repo.due(self.clock.now()))
+
+    def _decider(self, now: datetime) -> Callable[[ReminderView], Advance]:
+        def decide(view: ReminderView) -> Advance:
+            assert view.next_run_at is not None
+            schedule = Schedule(view.kind, view.timezone, view.cron)
+            run = plan_run(schedule, view.next_run_at, now, self.grace)
+            if run.next_run_at is not None:
+                state = ACTIVE
+            else:
+                state = MISSED if run.action is Action.MISSED else DONE
+            return Advance(run.next_run_at, state, self._post(view, run))
+
+        return decide
+
+    def _post(self, view: ReminderView, run: Run) -> Post | None:
+        template = POSTS.get(run.action)
+        if template is None:
+            return None
+        assert view.next_run_at is not None
+        key = f"reminder:{view.id}:{view.next_run_at.isoformat()}"
+        body = Markup.format(
+            template,
+            id=view.id,
+            when=local(run.occurrence, view.timezone),
+            grace=_span(self.grace),
+            message=view.message,
+        )
+        if run.action is Action.MISSED:  # a notice for its creator, in the same place
+            recipient = view.creator.external_id if view.creator else None
+            return Post(key=f"{key}:missed", target=view.target, body=body, recipient_id=recipient)
+        return Post(key=key, target=view.target, body=body)
+
+    # --- personal data ------------------------------------------------------------------
+
+    async def export_data(self, user: UserRef) -> dict[str, Any]:
+        """The reminders this person made."""
+        return {"reminders": await self.repo.export(user)}
+
+    async def erase_data(self, user: UserRef, ctx: Ctx | None = None) -> None:
+        """Keep the campaign's reminders, but forget who made them."""
+        await self.repo.forget_creator(user)
+
+
+def _preview(text: str, limit: int = 80) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _span(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

@@ -1,0 +1,383 @@
+"""``signatures``: progress towards the goal, counts recorded, milestones announced once.
+
+Counts come from coordinators (``signatures set``) or from a polled source; both go through
+:meth:`Signatures.record`, which stores the count and writes any milestone announcement to
+the outbox in the same transaction. A weekly digest posts progress once per period.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+
+from bot.charts import ChartData, progress_attachment
+from bot.commands import Cog, command, requires
+from bot.context import Attachment, Ctx, Reply, UserRef
+from bot.eci import (
+    FeedError,
+    Milestone,
+    closest_below,
+    countries_over,
+    daily_rate,
+    days_left,
+    feed_urls,
+    implausible_drop,
+    milestones,
+    parse_feed,
+    thresholds_for,
+)
+from bot.markup import Markup
+from bot.params import Country, Param
+from bot.scheduler import Action, Schedule, plan_run
+from bot.services import Services
+from bot.vocab import COUNTRIES
+from storage.outbox import Post
+from storage.signatures import Progress, Recorded
+
+log = logging.getLogger(__name__)
+
+DIGEST_MARK = "signatures.digest.next_run_at"
+DIGEST_JOB = "signatures:digest"
+FETCH_TIMEOUT = aiohttp.ClientTimeout(total=30)
+MAX_COUNT = 100_000_000
+
+# How each kind of milestone reads in an announcement, and in the reply to `signatures set`.
+ANNOUNCE_LINES = {
+    "total": "• **{value:,} signatures** — {share:.1%} of the {goal:,} goal",
+    "country": "• **{country}** passed its national minimum of {value:,} ({count:,} signed)",
+    "countries": "• **{count} countries** over their national minimum — the country "
+    "requirement is met!",
+}
+SHORT_NAMES = {
+    "total": "{value:,} signatures",
+    "country": "{country} over its minimum",
+    "countries": "{count} countries over their minimum",
+}
+
+
+class Signatures(Cog):
+    """Signature counts, progress to the goal and milestones."""
+
+    group = "signatures"
+    erase_order = 20
+
+    def __init__(self, services: Services) -> None:
+        settings = services.settings
+        self.repo = services.signatures
+        self.outbox = services.outbox
+        self.clock = services.clock
+        self.scheduler = services.scheduler
+        self.campaign = settings.campaign
+        self.minimums = thresholds_for(settings.campaign.registered).minimums
+        self.totals = settings.milestones.totals
+        self.targets = settings.announce.targets
+        self.digest = Schedule("cron", settings.campaign.timezone, settings.announce.digest_cron)
+        self.grace = settings.reminders.late_grace
+        self.source = settings.signatures.source
+        self._poller: asyncio.Task[None] | None = None
+
+    # --- commands -----------------------------------------------------------------------
+
+    @command(default=True)
+    async def show(self, ctx: Ctx) -> Reply:
+        """Progress: total, goal, countries over their minimum, days left."""
+        progress = await self.repo.progress()
+        if progress.total is None and not progress.countries:
+            return Reply.text(
+                "No signature count is recorded yet. Coordinators: `signatures set <count>`."
+            )
+        return Reply(self._summary(progress, ctx.now), attachments=[self._chart(progress)])
+
+    @command("set")
+    @requires("coordinator")
+    async def set_(
+        self,
+        ctx: Ctx,
+        count: Annotated[int, Param("Signatures counted so far", min=0, max=MAX_COUNT)],
+        *,
+        country: Annotated[Country | None, Param("Only this member state, e.g. DE")] = None,
+    ) -> Reply:
+        """Record a signature count; crossing a milestone announces it."""
+        recorded = await self.record({country: count}, source="manual", by=ctx.user, now=ctx.now)
+        where = f"in {COUNTRIES[country]}" if country else "in total"
+        lines = [
+            Markup.format("Recorded **{count:,}** signatures {where}.", count=count, where=where)
+        ]
+        if recorded.reached:
+            names = Markup.trusted(", ").join(
+                _milestone_markup(SHORT_NAMES, m, self.campaign.goal) for m in recorded.reached
+            )
+            lines.append(Markup.format("Announced: {names}.", names=names))
+        lines.append(self._summary(recorded.progress, ctx.now))
+        return Reply(Markup.trusted("\n").join(lines))
+
+    # --- recording and announcing -------------------------------------------------------
+
+    async def record(
+        self, counts: Mapping[str | None, int], *, source: str, by: UserRef | None, now: datetime
+    ) -> Recorded:
+        """Store counts; new milestones are announced in the same transaction."""
+        recorded = await self.repo.record(
+            counts,
+            source=source,
+            by=by,
+            now=now,
+            milestones=self._milestones,
+            announce=self._announce,
+        )
+        if recorded.reached:
+            log.info("milestones reached: %s", ", ".join(m.key for m in recorded.reached))
+            self.outbox.wake()
+        return recorded
+
+    def _milestones(self, progress: Progress) -> list[Milestone]:
+        return milestones(
+            progress.total,
+            progress.countries,
+            totals=self.totals,
+            minimums=self.minimums,
+            needed=self.campaign.countries_needed,
+        )
+
+    def _announce(self, progress: Progress, reached: Sequence[Milestone]) -> list[Post]:
+        needed = self.campaign.countries_needed
+        over = len(countries_over(progress.countries, self.minimums))
+        lines = [
+            Markup.format(
+                "🎉 **{name}: {what}!**",
+                name=self.campaign.name,
+                what="a milestone" if len(reached) == 1 else "milestones",
+            )
+        ]
+        lines += [_milestone_markup(ANNOUNCE_LINES, m, self.campaign.goal) for m in reached]
+        lines.append(self._status_line(progress, over, needed))
+        body = Markup.trusted("\n").join(lines)
+        chart = self._chart(progress)
+        first = reached[0].key
+        return [
+            Post(key=f"milestone:{first}:{target}", target=target, body=body, attachment=chart)
+            for target in self.targets
+        ]
+
+    def _status_line(self, progress: Progress, over: int, needed: int) -> Markup:
+        total = progress.total or 0
+        return Markup.format(
+            "Now: {total:,} signatures ({share:.1%} of {goal:,}), {over} of {needed} countries "
+            "over their minimum.",
+            total=total,
+            share=total / self.campaign.goal,
+            goal=self.campaign.goal,
+            over=over,
+            needed=needed,
+        )
+
+    def _chart(self, progress: Progress) -> Attachment:
+        return progress_attachment(
+            ChartData(
+                title=self.campaign.name,
+                total=progress.total or 0,
+                goal=self.campaign.goal,
+                counts=progress.countries,
+                minimums=self.minimums,
+                needed=self.campaign.countries_needed,
+            )
+        )
+
+    def _summary(self, progress: Progress, now: datetime) -> Markup:
+        """The numbers of the chart, as text."""
+        goal, needed, zone = self.campaign.goal, self.campaign.countries_needed, self.digest.zone
+        total = progress.total or 0
+        over = countries_over(progress.countries, self.minimums)
+        lines = [
+            Markup.format(
+                "**{name}: {total:,} signatures** — {share:.1%} of the {goal:,} goal",
+                name=self.campaign.name,
+                total=total,
+                share=total / goal,
+                goal=goal,
+            )
+        ]
+        named = ", ".join(
+            f"{COUNTRIES[c]} ({progress.countries[c]:,} / {self.minimums[c]:,})" for c in over
+        )
+        lines.append(
+            Markup.format(
+                "Countries over their national minimum: **{k} of {needed}**{named}",
+                k=len(over),
+                needed=needed,
+                named=f" — {named}" if named else "",
+            )
+        )
+        below = closest_below(progress.countries, self.minimums)
+        if below:
+            lines.append(
+                Markup.format(
+                    "Closest below: {items}",
+                    items="; ".join(
+                        f"{COUNTRIES[c]} {n:,} / {need:,} ({n / need:.0%})" for c, n, need in below
+                    ),
+                )
+            )
+        today = now.astimezone(ZoneInfo(zone)).date()
+        left = days_left(today, self.campaign.collection_ends)
+        if left is not None and self.campaign.collection_ends is not None:
+            rate = daily_rate(total, goal, left)
+            tail = f"; needed: {rate:,} a day" if rate else ""
+            lines.append(
+                Markup.format(
+                    "Days left: {left} (collection ends {ends}){tail}",
+                    left=left,
+                    ends=self.campaign.collection_ends.isoformat(),
+                    tail=tail,
+                )
+            )
+        if progress.updated_at is not None:
+            lines.append(
+                Markup.format(
+                    "Last count: {when} ({source})",
+                    when=progress.updated_at.astimezone(ZoneInfo(zone)).strftime(
+                        "%Y-%m-%d %H:%M %Z"
+                    ),
+                    source=progress.source or "manual",
+                )
+            )
+        return Markup.trusted("\n").join(lines)
+
+    # --- background: digest and polling -------------------------------------------------
+
+    async def start(self) -> None:
+        """Schedule the weekly digest and start polling a configured source."""
+        await self.schedule_digest()
+        if self.source.kind != "manual" and self.source.url and self._poller is None:
+            self._poller = asyncio.create_task(self._poll_loop(), name="signatures-poll")
+
+    async def stop(self) -> None:
+        """Stop polling."""
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
+
+    async def schedule_digest(self) -> datetime:
+        """Wake for the next digest: the stored one, or the first after now."""
+        now = self.clock.now()
+        stored = await self.repo.get_mark(DIGEST_MARK)
+        if stored is None:
+            first = self.digest.next_after(now)
+            assert first is not None
+            if not await self.repo.advance_mark(DIGEST_MARK, None, first, now):
+                return await self.schedule_digest()
+            stored = first
+        self.scheduler.at(DIGEST_JOB, stored, self.run_digest)
+        return stored
+
+    async def run_digest(self) -> bool:
+        """Post the digest if its run is due (once per period, late at most once)."""
+        now = self.clock.now()
+        stored = await self.repo.get_mark(DIGEST_MARK)
+        if stored is None or stored > now:
+            await self.schedule_digest()
+            return False
+        run = plan_run(self.digest, stored, now, self.grace)
+        assert run.next_run_at is not None
+        progress = await self.repo.progress()
+
+        def posts() -> list[Post]:
+            if run.action not in (Action.POST, Action.LATE):
+                return []
+            body = Markup.trusted("📊 **Weekly progress**\n") + self._summary(progress, now)
+            chart = self._chart(progress)
+            return [
+                Post(
+                    key=f"digest:{run.occurrence.isoformat()}:{target}",
+                    target=target,
+                    body=body,
+                    attachment=chart,
+                )
+                for target in self.targets
+            ]
+
+        posted = await self.repo.advance_mark(DIGEST_MARK, stored, run.next_run_at, now, posts)
+        await self.schedule_digest()
+        if posted and run.action in (Action.POST, Action.LATE):
+            self.outbox.wake()
+            return True
+        return False
+
+    async def _poll_loop(self) -> None:
+        async with aiohttp.ClientSession(timeout=FETCH_TIMEOUT) as http:
+            while True:
+                try:
+                    await self.poll_once(http)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("signature poll failed unexpectedly")
+                await asyncio.sleep(self.source.poll_interval.total_seconds())
+
+    async def poll_once(self, http: aiohttp.ClientSession) -> Recorded | None:
+        """Fetch the source once and record a good count; a bad answer is logged and ignored."""
+        kind = self.source.kind
+        try:
+            payloads = [await _fetch(http, url) for url in feed_urls(kind, self.source.url)]
+            counts = parse_feed(
+                kind,
+                payloads,
+                total_path=self.source.total_path,
+                countries_path=self.source.countries_path,
+            )
+        except FeedError as exc:
+            log.warning("signature source (%s) answer ignored: %s", kind, exc)
+            return None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("signature source (%s) unreachable: %s", kind, type(exc).__name__)
+            return None
+        previous = await self.repo.progress()
+        before: dict[str | None, int] = {code: n for code, n in previous.countries.items()}
+        if previous.total is not None:
+            before[None] = previous.total
+        if reason := implausible_drop(before, counts):
+            log.warning("signature source (%s) answer ignored: %s", kind, reason)
+            return None
+        changed = {key: value for key, value in counts.items() if before.get(key) != value}
+        if not changed:
+            return None
+        return await self.record(changed, source=kind, by=None, now=self.clock.now())
+
+    # --- personal data ------------------------------------------------------------------
+
+    async def export_data(self, user: UserRef) -> dict[str, Any]:
+        """The counts this person recorded."""
+        return {"signature_counts": await self.repo.export(user)}
+
+    async def erase_data(self, user: UserRef, ctx: Ctx | None = None) -> None:
+        """Keep the counts (campaign figures) but forget who recorded them."""
+        await self.repo.forget_recorder(user)
+
+
+async def _fetch(http: aiohttp.ClientSession, url: str) -> Any:
+    async with http.get(url, headers={"Accept": "application/json"}) as response:
+        if response.status != 200:
+            raise FeedError(f"HTTP status {response.status}")
+        try:
+            return await response.json(content_type=None)
+        except ValueError:
+            raise FeedError("the answer is not JSON") from None
+
+
+def _milestone_markup(templates: Mapping[str, str], milestone: Milestone, goal: int) -> Markup:
+    code = milestone.country or ""
+    return Markup.format(
+        templates[milestone.kind],
+        value=milestone.value,
+        count=milestone.count,
+        share=milestone.value / goal if goal else 0.0,
+        goal=goal,
+        country=COUNTRIES.get(code, code),
+    )
