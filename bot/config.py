@@ -44,8 +44,30 @@ def _zone(value: str) -> str:
     return value
 
 
+def _registered(value: date) -> date:
+    from bot.eci import thresholds_for
+
+    thresholds_for(value)  # raises ValueError naming the supported dates
+    return value
+
+
+def _cron(value: str) -> str:
+    from bot.scheduler import parse_cron
+
+    parse_cron(value)  # raises ValueError saying which field is wrong
+    return value
+
+
+def _target(value: str) -> str:
+    platform, _, address = value.partition(":")
+    if value == "console" or (platform in ("matrix", "discord") and address):
+        return value
+    raise ValueError(f"{value!r} is not a target like console, matrix:!room:server or discord:123")
+
+
 Span = Annotated[timedelta, BeforeValidator(_duration)]
 Zone = Annotated[str, AfterValidator(_zone)]
+Positive = Annotated[int, Field(ge=1)]
 
 
 class Section(BaseModel):
@@ -79,9 +101,9 @@ class CampaignSection(Section):
     """The initiative itself."""
 
     name: str = "Reclaim Your Face"
-    goal: int = 1_000_000
-    countries_needed: int = 7
-    registered: date = date(2025, 1, 15)
+    goal: Positive = 1_000_000
+    countries_needed: Annotated[int, Field(ge=1, le=27)] = 7
+    registered: Annotated[date, AfterValidator(_registered)] = date(2025, 1, 15)
     collection_ends: date | None = None
     timezone: Zone = "Europe/Brussels"
 
@@ -89,7 +111,7 @@ class CampaignSection(Section):
 class TasksSection(Section):
     """The task queue."""
 
-    max_open_claims: int = 3
+    max_open_claims: Positive = 3
     claim_ttl: Span = timedelta(days=7)
     page_size: int = 10
 
@@ -159,8 +181,8 @@ class MilestonesSection(Section):
 class AnnounceSection(Section):
     """Where announcements go."""
 
-    targets: list[str] = ["console"]
-    digest_cron: str = "0 9 * * 1"
+    targets: list[Annotated[str, AfterValidator(_target)]] = ["console"]
+    digest_cron: Annotated[str, AfterValidator(_cron)] = "0 9 * * 1"
 
 
 class Settings(BaseSettings):

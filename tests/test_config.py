@@ -129,3 +129,18 @@ def test_a_json_list_in_the_environment_is_read(tmp_path, monkeypatch):
     monkeypatch.setenv("VOLUNTEER_BOT_DISCORD__GUILD_IDS", "[12, 13]")
     settings, _ = load_settings(None)
     assert settings.discord.guild_ids == [12, 13]
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[campaign]\nregistered = 2019-05-01\n", r"campaign\.registered: .*2020-02-01"),
+        ('[announce]\ndigest_cron = "0 9 * *"\n', r"announce\.digest_cron"),
+        ('[announce]\ntargets = ["slack:#general"]\n', r"announce\.targets\.0: .*not a target"),
+        ("[campaign]\ncountries_needed = 30\n", r"campaign\.countries_needed"),
+        ("[tasks]\nmax_open_claims = 0\n", r"tasks\.max_open_claims"),
+    ],
+)
+def test_values_the_bot_could_not_run_with_are_config_errors(tmp_path, toml, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(_write(tmp_path, toml))

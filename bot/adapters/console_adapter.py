@@ -57,6 +57,7 @@ class ConsoleAdapter:
         self._done = asyncio.Event()
         self._print_lock = asyncio.Lock()
         self._ready = threading.Event()
+        self._at_prompt = False
 
     def actor(self) -> Actor:
         """The current acting user."""
@@ -99,7 +100,9 @@ class ConsoleAdapter:
         try:
             while True:
                 self._ready.set()
+                self._at_prompt = self.interactive
                 line = await self._lines.get()
+                self._at_prompt = False
                 if line is None:
                     break
                 if not await self.handle_line(line):
@@ -129,9 +132,10 @@ class ConsoleAdapter:
             self._write(HELP.replace("`", "") + "\n")
             return True
         ctx = Ctx(actor=self.actor(), place=Place(PLATFORM), now=self.app.clock.now())
-        reply = await self.app.core.handle_text(ctx, text, prefixes=PREFIXES)
-        if reply is not None:
-            async with self._print_lock:
+        # Posts the command causes (a milestone, say) wait until its reply is printed.
+        async with self._print_lock:
+            reply = await self.app.core.handle_text(ctx, text, prefixes=PREFIXES)
+            if reply is not None:
                 self._write(render(reply) + "\n")
         await self._flush()
         return True
@@ -147,9 +151,12 @@ class ConsoleAdapter:
         """Print a post addressed to the console."""
         who = f"@{delivery.recipient_id}: " if delivery.recipient_id else ""
         async with self._print_lock:
-            self._write(f"📣 {who}{delivery.body.plain()}\n")
+            # At an idle prompt, print over it and show it again after the post.
+            self._write(("\r" if self._at_prompt else "") + f"📣 {who}{delivery.body.plain()}\n")
             if delivery.attachment:
                 self._write(f"   (attached: {delivery.attachment.filename})\n")
+            if self._at_prompt:
+                self._write(f"{self.user}> ")
 
     def _write(self, text: str) -> None:
         self.stdout.write(text)
