@@ -9,6 +9,7 @@ from bot.outbox import Outbox
 from storage.db import Database
 from storage.outbox import OutboxRepo
 from storage.state import StateRepo
+from storage.tasks import TaskRepo
 from storage.volunteers import VolunteerRepo
 
 
@@ -24,6 +25,7 @@ class Services:
     outbox_repo: OutboxRepo
     outbox: Outbox
     state: StateRepo
+    tasks: TaskRepo
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock, db: Database) -> "Services":
@@ -38,4 +40,5 @@ class Services:
             outbox_repo=outbox_repo,
             outbox=Outbox(outbox_repo, clock),
             state=StateRepo(db),
+            tasks=TaskRepo(db),
         )
