@@ -311,7 +311,7 @@ class Tasks(Cog):
             id, user, by=ctx.user, place=ctx.place.target, now=ctx.now,
             max_open=self.settings.max_open_claims, notices=self.notices,
         )  # fmt: skip
-        self._check(result, "assign", id=id, holder=user.label)
+        self._check(result, "assign", id=id, holder=result.detail or user.label)
         assert result.task is not None and result.task.claimer is not None
         self.outbox.wake()
         return Reply.text("Task #{id} “{title}” is now {name}'s.", id=id,

@@ -439,11 +439,12 @@ class TaskRepo:
                     return Result(Outcome.NOT_FOUND)
                 if task.status in (TaskStatus.DONE, TaskStatus.CANCELLED):
                     return Result(Outcome.CLOSED, task)
+                name = who.user.label
                 if task.claimed_by == who.id:
-                    return Result(Outcome.ALREADY_YOURS, task)
+                    return Result(Outcome.ALREADY_YOURS, task, detail=name)
                 count = _open_count(conn, who.id)
                 if count >= max_open:
-                    return Result(Outcome.LIMIT, task, count)
+                    return Result(Outcome.LIMIT, task, count, detail=name)
                 changed = conn.execute(
                     sa.update(T)
                     .where(

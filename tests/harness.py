@@ -34,7 +34,9 @@ class Harness:
         return Ctx(Actor(user, name in self.coordinators), Place(target), self.clock.now())
 
     async def run(self, name: str, line: str, *, target: str = "test:room") -> Reply:
-        reply = await self.app.core.handle_text(self.ctx(name, target=target), line, prefixes=("",))
+        reply = await self.app.core.handle_text(
+            self.ctx(name, target=target), line, prefixes=("",)
+        )
         assert reply is not None, line
         return reply
 

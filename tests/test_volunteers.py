@@ -31,7 +31,9 @@ async def test_leave_drops_only_that_role(harness: Harness):
 
 async def test_leaving_a_role_you_do_not_have_is_not_found(harness: Harness):
     await harness.ok("alice", "volunteer join translator")
-    assert "do not have the role `programmer`" in await harness.err("alice", "volunteer leave programmer")
+    assert "do not have the role `programmer`" in await harness.err(
+        "alice", "volunteer leave programmer"
+    )
 
 
 async def test_profile_of_someone_else_and_of_a_stranger(harness: Harness):
