@@ -1,7 +1,7 @@
 """Set up a virtual environment and run the bot or the test suite; needs only Python 3.11+.
 
-python3 dev.py run [ARGS...]   run the bot (console on ./volunteer-bot.db when unconfigured)
-python3 dev.py test [PYTEST ARGS...]   install the test dependencies, lint, type-check, test
+    python3 dev.py run [ARGS...]   run the bot (console on ./volunteer-bot.db when unconfigured)
+    python3 dev.py test [PYTEST ARGS...]   install the test dependencies, lint, type-check, test
 """
 
 import hashlib
