@@ -7,8 +7,10 @@ Every change writes a :class:`~storage.models.TaskEvent` row, and notices it cau
 the outbox inside the same transaction.
 """
 
+import asyncio
+import functools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -24,6 +26,7 @@ from bot.vocab import KIND_ROLE, Priority, TaskKind, TaskStatus
 from storage.db import Database
 from storage.models import Task, TaskEvent, Volunteer, VolunteerRole
 from storage.outbox import enqueue
+from storage.types import UTCDateTime
 
 log = logging.getLogger(__name__)
 
@@ -185,11 +188,70 @@ class _Sweep:
     touched: set[int] = field(default_factory=set)
 
 
+@dataclass(frozen=True, slots=True)
+class _ClaimRequest:
+    user: UserRef
+    place: str
+    now: datetime
+    max_open: int
+    task_id: int | None = None  # None: the best task that fits (`task next`)
+    kind: TaskKind | None = None
+    language: str | None = None
+
+
+_Pending = tuple[_ClaimRequest, "asyncio.Future[Result]"]
+
+
+class _ClaimBatcher:
+    """Runs claims that arrive together in one write transaction, in arrival order.
+
+    Each claim is still its own conditional UPDATE (in its own savepoint); sharing the
+    transaction saves a commit and a trip to the database thread per claim, which is what
+    keeps a burst of claimers from queueing behind each other's commits.
+    """
+
+    MAX_BATCH = 100
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._pending: list[_Pending] = []
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def submit(self, request: _ClaimRequest) -> Result:
+        """Queue one claim and wait for its result."""
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._pending.append((request, future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain(), name="task-claims")
+        return await future
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch = self._pending[: self.MAX_BATCH]
+            del self._pending[: self.MAX_BATCH]
+            requests = [request for request, _ in batch]
+            try:
+                results = await self.db.write(functools.partial(_claim_batch, requests=requests))
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+
 class TaskRepo:
     """Posting, listing, claiming, releasing and finishing tasks."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._claims = _ClaimBatcher(db)
 
     # --- reading ----------------------------------------------------------------------
 
@@ -293,45 +355,7 @@ class TaskRepo:
         self, task_id: int, user: UserRef, *, place: str, now: datetime, max_open: int
     ) -> Result:
         """Take one task. Only one of any number of concurrent callers gets it."""
-
-        def tx(session: Session) -> Result:
-            conn = _conn(session)
-            me = _claimer(conn, user)
-            if me is None:
-                return Result(Outcome.NOT_REGISTERED)
-            for _ in range(_RETRIES):
-                won = conn.execute(
-                    sa.update(T)
-                    .where(
-                        T.c.id == task_id,
-                        T.c.status == OPEN,
-                        T.c.kind.in_(me.kinds),
-                        _has_room(me.id, max_open),
-                    )
-                    .values(_claim_values(me.id, place, now))
-                    .returning(T.c.id)
-                ).first()
-                if won is not None:
-                    _event(conn, task_id, "claimed", now, actor=me.user)
-                    return Result(Outcome.OK, _require(conn, task_id), _open_count(conn, me.id))
-                task = _view(conn, task_id)
-                if task is None:
-                    return Result(Outcome.NOT_FOUND)
-                if task.status in (TaskStatus.DONE, TaskStatus.CANCELLED):
-                    return Result(Outcome.CLOSED, task)
-                if task.status is TaskStatus.CLAIMED:
-                    if task.claimed_by == me.id:
-                        _touch(conn, task_id, me.id, now)
-                        return Result(Outcome.ALREADY_YOURS, task, _open_count(conn, me.id))
-                    return Result(Outcome.TAKEN, task)
-                if task.kind.value not in me.kinds:
-                    return Result(Outcome.NO_ROLE, task)
-                count = _open_count(conn, me.id)
-                if count >= max_open:
-                    return Result(Outcome.LIMIT, task, count)
-            raise RuntimeError("claim kept losing races")  # pragma: no cover
-
-        return await self.db.write(tx)
+        return await self._claims.submit(_ClaimRequest(user, place, now, max_open, task_id))
 
     async def claim_next(
         self,
@@ -348,18 +372,9 @@ class TaskRepo:
         A task fits when its kind's role is among the caller's roles, its target language
         (if any) among their languages, and its source language (if any) too.
         """
-
-        def tx(session: Session) -> Result:
-            conn = _conn(session)
-            me = _claimer(conn, user)
-            if me is None:
-                return Result(Outcome.NOT_REGISTERED)
-            result = _claim_next(conn, me, place, now, max_open, kind, language)
-            if result.ok:
-                return result
-            return replace(result, roles=tuple(sorted(me.roles)), languages=me.languages)
-
-        return await self.db.write(tx)
+        return await self._claims.submit(
+            _ClaimRequest(user, place, now, max_open, kind=kind, language=language)
+        )
 
     async def unclaim(
         self, task_id: int, user: UserRef, *, now: datetime, override: bool = False
@@ -610,42 +625,113 @@ class TaskRepo:
 # --- statements and helpers (run inside a transaction) --------------------------------------
 
 
+def _claim_batch(session: Session, *, requests: list[_ClaimRequest]) -> list[Result | Exception]:
+    """Run claims one after another in this transaction; a failure stays with its request."""
+    conn = _conn(session)
+    results: list[Result | Exception] = []
+    for request in requests:
+        try:
+            with session.begin_nested():
+                results.append(_claim_request(conn, request))
+        except Exception as exc:  # the others in the batch go on
+            results.append(exc)
+    return results
+
+
+def _claim_request(conn: Connection, r: _ClaimRequest) -> Result:
+    me = _claimer(conn, r.user)
+    if me is None:
+        return Result(Outcome.NOT_REGISTERED)
+    if r.task_id is not None:
+        return _claim_one(conn, me, r.task_id, r.place, r.now, r.max_open)
+    result = _claim_next(conn, me, r.place, r.now, r.max_open, r.kind, r.language)
+    if result.ok:
+        return result
+    return replace(result, roles=tuple(sorted(me.roles)), languages=me.languages)
+
+
+def _claim_one(
+    conn: Connection, me: _Claimer, task_id: int, place: str, now: datetime, max_open: int
+) -> Result:
+    for _ in range(_RETRIES):
+        won = conn.execute(
+            sa.update(T)
+            .where(
+                T.c.id == task_id,
+                T.c.status == OPEN,
+                T.c.kind.in_(me.kinds),
+                _has_room(me.id, max_open),
+            )
+            .values(_claim_values(me.id, place, now))
+            .returning(*T.c)
+        ).first()
+        if won is not None:
+            _event(conn, task_id, "claimed", now, actor=me.user)
+            return Result(Outcome.OK, _claimed_view(won, me.user), _open_count(conn, me.id))
+        task = _view(conn, task_id)
+        if task is None:
+            return Result(Outcome.NOT_FOUND)
+        if task.status in (TaskStatus.DONE, TaskStatus.CANCELLED):
+            return Result(Outcome.CLOSED, task)
+        if task.status is TaskStatus.CLAIMED:
+            if task.claimed_by == me.id:
+                _touch(conn, task_id, me.id, now)
+                return Result(Outcome.ALREADY_YOURS, task, _open_count(conn, me.id))
+            return Result(Outcome.TAKEN, task)
+        if task.kind.value not in me.kinds:
+            return Result(Outcome.NO_ROLE, task)
+        count = _open_count(conn, me.id)
+        if count >= max_open:
+            return Result(Outcome.LIMIT, task, count)
+    raise RuntimeError("claim kept losing races")  # pragma: no cover
+
+
 def _conn(session: Session) -> Connection:
     return session.connection()
 
 
+# Statements on the hot path are built once, with named parameters: building SQLAlchemy
+# expressions costs more than running them.
+_CLAIMER = (
+    sa.select(V.c.id, V.c.languages, V.c.display_name, R.c.role)
+    .select_from(V.outerjoin(R, R.c.volunteer_id == V.c.id))
+    .where(V.c.platform == sa.bindparam("platform"), V.c.external_id == sa.bindparam("ext"))
+)
+_OPEN_COUNT = (
+    sa.select(sa.func.count())
+    .select_from(T)
+    .where(T.c.claimed_by == sa.bindparam("vid"), T.c.status == CLAIMED)
+)
+_EVENT_INSERT = E.insert()
+
+
 def _claimer(conn: Connection, user: UserRef) -> _Claimer | None:
-    row = conn.execute(
-        sa.select(V.c.id, V.c.languages, V.c.display_name).where(
-            V.c.platform == user.platform, V.c.external_id == user.external_id
-        )
-    ).first()
-    if row is None:
+    rows = conn.execute(_CLAIMER, {"platform": user.platform, "ext": user.external_id}).all()
+    if not rows:
         return None
-    roles = conn.execute(sa.select(R.c.role).where(R.c.volunteer_id == row.id)).scalars().all()
+    first = rows[0]
     return _Claimer(
-        id=row.id,
-        user=UserRef(user.platform, user.external_id, row.display_name),
-        roles=frozenset(roles),
-        languages=tuple(code for code in row.languages.split(",") if code),
+        id=first.id,
+        user=UserRef(user.platform, user.external_id, first.display_name),
+        roles=frozenset(r.role for r in rows if r.role is not None),
+        languages=tuple(code for code in first.languages.split(",") if code),
     )
 
 
 def _open_count(conn: Connection, volunteer_id: int) -> int:
-    return int(conn.execute(_open_count_query(volunteer_id)).scalar_one())
-
-
-def _open_count_query(volunteer_id: int) -> sa.Select[Any]:
-    return (
-        sa.select(sa.func.count())
-        .select_from(T)
-        .where(T.c.claimed_by == volunteer_id, T.c.status == CLAIMED)
-    )
+    return int(conn.execute(_OPEN_COUNT, {"vid": volunteer_id}).scalar_one())
 
 
 def _has_room(volunteer_id: int, max_open: int) -> sa.ColumnElement[bool]:
     """True while the volunteer holds fewer than ``max_open`` claims (evaluated in the UPDATE)."""
-    return _open_count_query(volunteer_id).correlate(None).scalar_subquery() < max_open
+    count = (
+        sa.select(sa.func.count())
+        .select_from(T)
+        .where(T.c.claimed_by == volunteer_id, T.c.status == CLAIMED)
+        .correlate(None)
+        .scalar_subquery()
+    )
+    return count < max_open
 
 
 def _same_claimer(volunteer_id: int | None) -> sa.ColumnElement[bool]:
@@ -700,37 +786,68 @@ def _touch(conn: Connection, task_id: int, volunteer_id: int, now: datetime) -> 
     return bool(result.rowcount)
 
 
-def _best_candidate(
-    kinds: Sequence[str], targets: Sequence[str | None], languages: Sequence[str]
-) -> sa.ScalarSelect[int]:
-    """The id of the best open task of these kinds and target languages, as a subquery.
+@functools.lru_cache(maxsize=256)
+def _next_claim(kinds: int, targets: tuple[bool, ...], sources: int) -> tuple[Any, Any]:
+    """The `task next` claim for one shape of volunteer, and its candidate query.
 
-    One index seek per (kind, target language) pair on ``ix_task_match``, then the best of
-    those few rows: the cost does not grow with the size of the queue.
+    ``kinds`` kinds (``k0``…), one target per entry of ``targets`` (True: tasks without a
+    target language; False: ``t<i>``), ``sources`` source languages (``s0``…). One index seek
+    per (kind, target) on ``ix_task_match``, the best of those few rows, one conditional
+    UPDATE: the cost does not grow with the queue.
     """
     source_ok: sa.ColumnElement[bool] = T.c.source_language.is_(None)
-    if languages:
-        source_ok = sa.or_(source_ok, T.c.source_language.in_(languages))
+    if sources:
+        names: list[Any] = [sa.bindparam(f"s{i}") for i in range(sources)]
+        source_ok = sa.or_(source_ok, T.c.source_language.in_(names))
     branches = []
-    for kind in kinds:
-        for target in targets:
-            lang = T.c.language.is_(None) if target is None else T.c.language == target
+    for k in range(kinds):
+        for i, untargeted in enumerate(targets):
+            lang = T.c.language.is_(None) if untargeted else T.c.language == sa.bindparam(f"t{i}")
             branch = (
                 sa.select(T.c.id, T.c.priority, T.c.due_at)
-                .where(T.c.status == OPEN, T.c.kind == kind, lang, source_ok)
+                .where(T.c.status == OPEN, T.c.kind == sa.bindparam(f"k{k}"), lang, source_ok)
                 .order_by(*QUEUE_ORDER)
                 .limit(1)
                 .subquery()
             )
             branches.append(sa.select(branch))
     union = branches[0].subquery() if len(branches) == 1 else sa.union_all(*branches).subquery()
-    return (
+    best = (
         sa.select(union.c.id)
         .order_by(union.c.priority.desc(), union.c.due_at.is_(None), union.c.due_at, union.c.id)
         .limit(1)
         .correlate(None)
+    )
+    room = (
+        sa.select(sa.func.count())
+        .select_from(T)
+        .where(T.c.claimed_by == sa.bindparam("vid"), T.c.status == CLAIMED)
+        .correlate(None)
         .scalar_subquery()
     )
+    now = sa.bindparam("now", type_=UTCDateTime())
+    claim = (
+        sa.update(T)
+        .where(
+            T.c.id == best.scalar_subquery(),
+            T.c.status == OPEN,
+            room < sa.bindparam("max_open"),
+        )
+        .values(
+            status=CLAIMED,
+            claimed_by=sa.bindparam("vid"),
+            claimed_at=now,
+            claim_place=sa.bindparam("place"),
+            claim_count=T.c.claim_count + 1,
+            last_activity_at=now,
+            nudged_at=None,
+            due_reminded_at=sa.case(
+                (T.c.due_at <= sa.bindparam("due_limit", type_=UTCDateTime()), now), else_=None
+            ),
+        )
+        .returning(*T.c)
+    )
+    return claim, best
 
 
 def _claim_next(
@@ -749,22 +866,25 @@ def _claim_next(
         kinds = [kind.value]
     if language is not None and language not in me.languages:
         return Result(Outcome.NOT_YOUR_LANGUAGE, detail=language)
-    count = _open_count(conn, me.id)
-    if count >= max_open:
-        return Result(Outcome.LIMIT, open_claims=count)
     targets: list[str | None] = [language] if language else [None, *me.languages]
-    best = _best_candidate(kinds, targets, me.languages)
+    claim, best = _next_claim(len(kinds), tuple(t is None for t in targets), len(me.languages))
+    params: dict[str, Any] = {f"k{i}": k for i, k in enumerate(kinds)}
+    params |= {f"t{i}": t for i, t in enumerate(targets) if t is not None}
+    params |= {f"s{i}": s for i, s in enumerate(me.languages)}
     for _ in range(_RETRIES):
-        won = conn.execute(
-            sa.update(T)
-            .where(T.c.id == best, T.c.status == OPEN, _has_room(me.id, max_open))
-            .values(_claim_values(me.id, place, now))
-            .returning(T.c.id)
-        ).scalar()
-        if won is not None:
-            _event(conn, won, "claimed", now, actor=me.user)
-            return Result(Outcome.OK, _require(conn, won), count + 1)
-        if conn.execute(sa.select(best)).scalar() is None:
+        row = conn.execute(
+            claim,
+            {**params, "vid": me.id, "max_open": max_open, "now": now,
+             "due_limit": now + DUE_REMINDER, "place": place[:255]},
+        ).first()  # fmt: skip
+        if row is not None:
+            _event(conn, row.id, "claimed", now, actor=me.user)
+            task = _claimed_view(row, me.user)
+            return Result(Outcome.OK, task, _open_count(conn, me.id))
+        count = _open_count(conn, me.id)
+        if count >= max_open:
+            return Result(Outcome.LIMIT, open_claims=count)
+        if conn.execute(best, params).scalar() is None:
             return _why_nothing(conn, me, kind, language)
     raise RuntimeError("task next kept losing races")  # pragma: no cover
 
@@ -801,18 +921,19 @@ def _event(
     note: str | None = None,
 ) -> None:
     conn.execute(
-        E.insert().values(
-            task_id=task_id,
-            at=now,
-            action=action,
-            actor_platform=actor.platform if actor else None,
-            actor_external_id=actor.external_id if actor else None,
-            actor_name=actor.label if actor else None,
-            subject_platform=subject.platform if subject else None,
-            subject_external_id=subject.external_id if subject else None,
-            subject_name=subject.label if subject else None,
-            note=note,
-        )
+        _EVENT_INSERT,
+        {
+            "task_id": task_id,
+            "at": now,
+            "action": action,
+            "actor_platform": actor.platform if actor else None,
+            "actor_external_id": actor.external_id if actor else None,
+            "actor_name": actor.label if actor else None,
+            "subject_platform": subject.platform if subject else None,
+            "subject_external_id": subject.external_id if subject else None,
+            "subject_name": subject.label if subject else None,
+            "note": note,
+        },
     )
 
 
@@ -840,8 +961,8 @@ def _claim_seq(conn: Connection, task_id: int) -> int:
     return int(conn.execute(sa.select(T.c.claim_count).where(T.c.id == task_id)).scalar_one())
 
 
-def _task_view(row: Row[Any]) -> TaskView:
-    m = row._mapping
+def _task_view(row: Row[Any] | dict[str, Any]) -> TaskView:
+    m = row if isinstance(row, dict) else row._mapping
     creator = (
         UserRef(m["creator_platform"], m["creator_external_id"], m["creator_name"] or "")
         if m["creator_platform"] is not None
@@ -871,6 +992,14 @@ def _task_view(row: Row[Any]) -> TaskView:
         last_activity_at=m["last_activity_at"],
         closed_at=m["closed_at"],
     )
+
+
+def _claimed_view(row: Row[Any], claimer: UserRef) -> TaskView:
+    """A task just claimed, from the row its UPDATE returned."""
+    m = dict(row._mapping)
+    m |= {"claimer_platform": claimer.platform, "claimer_external_id": claimer.external_id,
+          "claimer_name": claimer.display_name}  # fmt: skip
+    return _task_view(m)
 
 
 def _person(m: Any, prefix: str) -> UserRef | None:
