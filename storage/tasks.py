@@ -162,6 +162,7 @@ class _Claimer:
     user: UserRef
     roles: frozenset[str]
     languages: tuple[str, ...]
+    held: int = 0  # open claims when looked up
 
     @property
     def kinds(self) -> list[str]:
@@ -648,36 +649,35 @@ class TaskRepo:
 def _claim_batch(session: Session, *, requests: list[_ClaimRequest]) -> list[Result]:
     """Run claims one after another in this transaction.
 
-    The claimers are looked up together, and the history rows and open-claim counts of the
-    winners are written and read together at the end: per claim, only its conditional
-    UPDATE runs on its own.
+    The history rows of the winners are written together at the end, and their open-claim
+    counts follow from the count looked up with each claimer.
     """
     conn = _conn(session)
-    people = _claimers(conn, [r.user for r in requests])
+    people: dict[tuple[str, str], _Claimer | None] = {}
+    held: dict[int, int] = {}
     results: list[Result] = []
     events: list[dict[str, Any]] = []
     for r in requests:
-        me = people.get((r.user.platform, r.user.external_id))
+        key = (r.user.platform, r.user.external_id)
+        if key not in people:
+            people[key] = _claimer(conn, r.user)
+        me = people[key]
         if me is None:
             results.append(Result(Outcome.NOT_REGISTERED))
-        elif r.task_id is not None:
-            results.append(_claim_one(conn, me, r.task_id, r.place, r.now, r.max_open, events))
+            continue
+        if r.task_id is not None:
+            result = _claim_one(conn, me, r.task_id, r.place, r.now, r.max_open, events)
         else:
             result = _claim_next(conn, me, r.place, r.now, r.max_open, r.kind, r.language, events)
             if not result.ok:
                 result = replace(result, roles=tuple(sorted(me.roles)), languages=me.languages)
-            results.append(result)
-    if not events:
-        return results
-    conn.execute(_EVENT_INSERT, events)
-    holders = {r.task.claimed_by for r in results if r.ok and r.task is not None}
-    counts: dict[int | None, int] = {
-        vid: count for vid, count in conn.execute(_OPEN_COUNTS, {"vids": list(holders)})
-    }
-    return [
-        replace(r, open_claims=counts.get(r.task.claimed_by, 0)) if r.ok and r.task else r
-        for r in results
-    ]
+        if result.ok:
+            held[me.id] = held.get(me.id, me.held) + 1
+            result = replace(result, open_claims=held[me.id])
+        results.append(result)
+    if events:
+        conn.execute(_EVENT_INSERT, events)
+    return results
 
 
 def _claim_one(
@@ -728,8 +728,14 @@ def _conn(session: Session) -> Connection:
 
 # Statements on the hot path are built once, with named parameters: building SQLAlchemy
 # expressions costs more than running them.
+_HELD = (
+    sa.select(sa.func.count())
+    .select_from(T)
+    .where(T.c.claimed_by == V.c.id, T.c.status == CLAIMED)
+    .scalar_subquery()
+)
 _CLAIMER = (
-    sa.select(V.c.id, V.c.languages, V.c.display_name, R.c.role)
+    sa.select(V.c.id, V.c.languages, V.c.display_name, R.c.role, _HELD.label("held"))
     .select_from(V.outerjoin(R, R.c.volunteer_id == V.c.id))
     .where(V.c.platform == sa.bindparam("platform"), V.c.external_id == sa.bindparam("ext"))
 )
@@ -738,34 +744,7 @@ _OPEN_COUNT = (
     .select_from(T)
     .where(T.c.claimed_by == sa.bindparam("vid"), T.c.status == CLAIMED)
 )
-_OPEN_COUNTS = (
-    sa.select(T.c.claimed_by, sa.func.count())
-    .where(T.c.claimed_by.in_(sa.bindparam("vids", expanding=True)), T.c.status == CLAIMED)
-    .group_by(T.c.claimed_by)
-)
-_CLAIMERS = (
-    sa.select(V.c.id, V.c.platform, V.c.external_id, V.c.languages, V.c.display_name, R.c.role)
-    .select_from(V.outerjoin(R, R.c.volunteer_id == V.c.id))
-    .where(sa.tuple_(V.c.platform, V.c.external_id).in_(sa.bindparam("who", expanding=True)))
-)
 _EVENT_INSERT = E.insert()
-
-
-def _claimers(conn: Connection, users: list[UserRef]) -> dict[tuple[str, str], _Claimer]:
-    """Several volunteers at once, by identity."""
-    who = list({(u.platform, u.external_id) for u in users})
-    found: dict[tuple[str, str], list[Any]] = {}
-    for row in conn.execute(_CLAIMERS, {"who": who}):
-        found.setdefault((row.platform, row.external_id), []).append(row)
-    return {
-        key: _Claimer(
-            id=rows[0].id,
-            user=UserRef(key[0], key[1], rows[0].display_name),
-            roles=frozenset(r.role for r in rows if r.role is not None),
-            languages=tuple(code for code in rows[0].languages.split(",") if code),
-        )
-        for key, rows in found.items()
-    }
 
 
 def _claimer(conn: Connection, user: UserRef) -> _Claimer | None:
@@ -778,6 +757,7 @@ def _claimer(conn: Connection, user: UserRef) -> _Claimer | None:
         user=UserRef(user.platform, user.external_id, first.display_name),
         roles=frozenset(r.role for r in rows if r.role is not None),
         languages=tuple(code for code in first.languages.split(",") if code),
+        held=first.held,
     )
 
 
