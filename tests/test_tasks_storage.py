@@ -67,7 +67,7 @@ def plan(db: Database, sql: str, params: dict[str, object]) -> str:
 def test_task_next_seeks_the_match_index_once_per_kind_and_language(tmp_path: Path):
     db = migrated(tmp_path)
     try:
-        claim, best = _next_claim(2, (True, False), 1)
+        claim, best, _ = _next_claim(2, (True, False), 1)
         params = {"k0": "translation", "k1": "other", "t1": "pl", "s0": "pl"}
         text = plan(db, str(best), params)
         assert text.count("SEARCH task USING INDEX ix_task_match (kind=? AND language=?)") == 4
