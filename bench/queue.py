@@ -51,6 +51,7 @@ VOLUNTEERS = 5000
 SEQUENTIAL = 3000  # volunteers 1..3000 claim one after another; the rest in bursts
 BURST = 200
 IN_FLIGHT = 16  # claimers at once when measuring throughput
+MIN_SIZE = 20_000  # about 29 % of the tasks fit the claimers; a run claims about 5,000
 
 # The claim `task next` makes for a translator+organiser working in pl and en: one index seek
 # per (kind, target language), the best of those, then one conditional UPDATE.
@@ -338,6 +339,8 @@ async def main() -> int:
     parser.add_argument("--dir", default=None, help="where to put the database files")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
+    if min(sizes) < MIN_SIZE:
+        parser.error(f"--sizes: at least {MIN_SIZE}, or the claims run out of fitting tasks")
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         workdir = Path(tmp)
         base = await measure_size(workdir, args.baseline, 0, full=False)
