@@ -89,6 +89,10 @@ class App:
             await adapter.start()
         await self.services.outbox.start()
         self._started = True
+        served = self.services.outbox.platforms
+        for target in self.settings.announce.targets:
+            if target.partition(":")[0] not in served:
+                log.warning("announce target %s: no adapter for it runs; posts wait", target)
 
     async def _start_later(self, cog: Cog) -> None:
         """Start a cog whose start found the database locked, once it is free."""

@@ -59,8 +59,8 @@ def _cron(value: str) -> str:
 
 
 def _target(value: str) -> str:
-    platform, _, address = value.partition(":")
-    if value == "console" or (platform in ("matrix", "discord") and address):
+    platform, colon, address = value.partition(":")
+    if value == "console" or (platform.isalpha() and platform.islower() and colon and address):
         return value
     raise ValueError(f"{value!r} is not a target like console, matrix:!room:server or discord:123")
 

@@ -7,13 +7,12 @@ A lease keeps two processes from sending the same row.
 """
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+from bot.background import Periodic
 from bot.clock import Clock
-from storage.db import DatabaseUnavailable
 from storage.outbox import Delivery, OutboxRepo
 
 log = logging.getLogger(__name__)
@@ -36,17 +35,21 @@ class Outbox:
         self.clock = clock
         self.poll_interval = poll_interval
         self._deliverers: dict[str, Deliverer] = {}
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("outbox-dispatch", self.run_once, poll_interval)
 
     def register(self, platform: str, deliverer: Deliverer) -> None:
         """Send rows whose target starts with ``platform`` through ``deliverer``."""
         self._deliverers[platform] = deliverer
         self.wake()
 
+    @property
+    def platforms(self) -> set[str]:
+        """The platforms with a registered deliverer."""
+        return set(self._deliverers)
+
     def wake(self) -> None:
         """Look for due rows now rather than at the next poll."""
-        self._wake.set()
+        self._loop.wake()
 
     async def run_once(self) -> int:
         """Deliver what is due now; returns how many were sent."""
@@ -88,30 +91,11 @@ class Outbox:
 
     async def start(self) -> None:
         """Start the dispatch loop."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="outbox-dispatch")
+        self._loop.start()
 
     async def stop(self) -> None:
         """Stop the dispatch loop."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except DatabaseUnavailable as exc:
-                log.warning("outbox dispatch waits: %s", exc)
-            except Exception:
-                log.exception("outbox dispatch failed; trying again")
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+        await self._loop.stop()
 
 
 def _backoff(attempts: int) -> timedelta:

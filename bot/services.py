@@ -12,6 +12,7 @@ from storage.outbox import OutboxRepo
 from storage.reminders import ReminderRepo
 from storage.signatures import SignatureRepo
 from storage.state import StateRepo
+from storage.tasks import TaskRepo
 from storage.volunteers import VolunteerRepo
 
 
@@ -30,6 +31,7 @@ class Services:
     scheduler: Scheduler
     reminders: ReminderRepo
     signatures: SignatureRepo
+    tasks: TaskRepo
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock, db: Database) -> "Services":
@@ -47,4 +49,5 @@ class Services:
             scheduler=Scheduler(clock),
             reminders=ReminderRepo(db),
             signatures=SignatureRepo(db),
+            tasks=TaskRepo(db),
         )

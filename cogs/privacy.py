@@ -1,18 +1,16 @@
 """See, export and erase what the bot stores about you; purge inactive volunteers daily."""
 
-import asyncio
-import contextlib
 import logging
 from datetime import datetime, timedelta
 from typing import Annotated
 
+from bot.background import Periodic
 from bot.commands import Cog, command
 from bot.context import Attachment, Button, Ctx, Reply
 from bot.markup import Markup
 from bot.params import Param
 from bot.privacy import FORMER_VOLUNTEER, PersonalData, describe, to_json
 from bot.services import Services
-from storage.db import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +36,12 @@ class Privacy(Cog):
         self.db = services.db
         self.clock = services.clock
         self.retention = timedelta(days=services.settings.privacy.retention_days)
-        self._task: asyncio.Task[None] | None = None
+        self._purger = Periodic(
+            "privacy-retention",
+            self._purge_now,
+            PURGE_EVERY.total_seconds(),
+            retry=RETRY_AFTER.total_seconds(),
+        )
 
     @command(private=True)
     async def mydata(self, ctx: Ctx) -> Reply:
@@ -143,27 +146,11 @@ class Privacy(Cog):
 
     async def start(self) -> None:
         """Run the retention purge now and then once a day."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._purge_daily(), name="privacy-retention")
+        self._purger.start()
 
     async def stop(self) -> None:
         """Stop the daily purge."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._purger.stop()
 
-    async def _purge_daily(self) -> None:
-        while True:
-            wait = PURGE_EVERY
-            try:
-                await self.purge_inactive(self.clock.now())
-            except asyncio.CancelledError:
-                raise
-            except DatabaseUnavailable as exc:
-                log.warning("retention purge postponed: %s", exc)
-                wait = RETRY_AFTER
-            except Exception:
-                log.exception("retention purge failed; trying again tomorrow")
-            await asyncio.sleep(wait.total_seconds())
+    async def _purge_now(self) -> None:
+        await self.purge_inactive(self.clock.now())

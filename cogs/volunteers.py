@@ -22,6 +22,7 @@ class Volunteers(Cog):
 
     def __init__(self, services: Services) -> None:
         self.volunteers = services.volunteers
+        self.tasks = services.tasks
         self.clock = services.clock
 
     @command()
@@ -80,7 +81,15 @@ class Volunteers(Cog):
                 "I know no volunteer `{name}`. See who is registered with `volunteer list`.",
                 name=who.label,
             )
-        return Reply(Markup.format("**{name}**\n", name=found.user.label) + _summary(found))
+        claims = await self.tasks.claims_of(found.user) or []
+        held = Markup.trusted(", ").join(
+            Markup.format("#{id} {title}", id=task.id, title=task.title) for task in claims
+        )
+        return Reply(
+            Markup.format("**{name}**\n", name=found.user.label)
+            + _summary(found)
+            + Markup.format("\nOpen claims: {held}", held=held if claims else "none")
+        )
 
     @command("list")
     async def list_(

@@ -164,6 +164,64 @@ def _v1(conn: Connection) -> None:
     md.create_all(conn)
 
 
+@migration(2, "task queue and task history")
+def _v2(conn: Connection) -> None:
+    md = sa.MetaData()
+    sa.Table("volunteer", md, sa.Column("id", sa.Integer, primary_key=True))
+    task = sa.Table(
+        "task", md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("title", sa.String(200), nullable=False),
+        sa.Column("description", sa.Text),
+        sa.Column("language", sa.String(2)),
+        sa.Column("source_language", sa.String(2)),
+        sa.Column("priority", sa.Integer, nullable=False),
+        _ts("due_at", nullable=True),
+        sa.Column("status", sa.String(16), nullable=False),
+        _ts("created_at"),
+        sa.Column("creator_platform", sa.String(16)),
+        sa.Column("creator_external_id", sa.String(255)),
+        sa.Column("creator_name", sa.String(255)),
+        sa.Column("claimed_by", sa.Integer, sa.ForeignKey("volunteer.id", ondelete="SET NULL")),
+        _ts("claimed_at", nullable=True),
+        sa.Column("claim_place", sa.String(255)),
+        sa.Column("claim_count", sa.Integer, nullable=False),
+        _ts("last_activity_at", nullable=True),
+        _ts("nudged_at", nullable=True),
+        _ts("due_reminded_at", nullable=True),
+        _ts("closed_at", nullable=True),
+    )  # fmt: skip
+    c = task.c
+    order = (c.priority.desc(), c.due_at.is_(None), c.due_at, c.id)
+    is_open = sa.text("status = 'open'")
+    sa.Index("ix_task_queue", c.status, *order)
+    sa.Index("ix_task_match", c.kind, c.language, *order,
+             sqlite_where=is_open, postgresql_where=is_open)  # fmt: skip
+    sa.Index("ix_task_claimer", c.claimed_by, c.status)
+    sa.Index("ix_task_claimed", c.status, c.last_activity_at)
+    sa.Index("ix_task_creator", c.creator_platform, c.creator_external_id)
+    sa.Table(
+        "task_event", md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("task_id", sa.Integer, sa.ForeignKey("task.id", ondelete="CASCADE"),
+                  nullable=False),
+        _ts("at"),
+        sa.Column("action", sa.String(16), nullable=False),
+        sa.Column("actor_platform", sa.String(16)),
+        sa.Column("actor_external_id", sa.String(255)),
+        sa.Column("actor_name", sa.String(255)),
+        sa.Column("subject_platform", sa.String(16)),
+        sa.Column("subject_external_id", sa.String(255)),
+        sa.Column("subject_name", sa.String(255)),
+        sa.Column("note", sa.Text),
+        sa.Index("ix_task_event_task", "task_id"),
+        sa.Index("ix_task_event_actor", "actor_platform", "actor_external_id"),
+        sa.Index("ix_task_event_subject", "subject_platform", "subject_external_id"),
+    )  # fmt: skip
+    md.create_all(conn, tables=[md.tables["task"], md.tables["task_event"]])
+
+
 @migration(3, "reminders, signature counts and reached milestones")
 def _v3(conn: Connection) -> None:
     md = sa.MetaData()

@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from storage.types import UTCDateTime
@@ -78,6 +78,80 @@ class BotState(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=255)
     value: str
     updated_at: datetime = Field(sa_column=utc_column())
+
+
+class Task(SQLModel, table=True):
+    """A job in the shared queue.
+
+    ``claimed_by`` is the registered volunteer holding it. The creator is kept as a bare
+    identity (coordinators need not be volunteers); erasure sets it to NULL, which reads as
+    "a former volunteer".
+    """
+
+    __tablename__ = "task"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)
+    title: str = Field(max_length=200)
+    description: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    language: str | None = Field(default=None, max_length=2)  # the target language
+    source_language: str | None = Field(default=None, max_length=2)
+    priority: int = 1  # Priority.rank: 3 urgent ... 0 low
+    due_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    status: str = Field(default="open", max_length=16)
+    created_at: datetime = Field(sa_column=utc_column())
+    creator_platform: str | None = Field(default=None, max_length=16)
+    creator_external_id: str | None = Field(default=None, max_length=255)
+    creator_name: str | None = Field(default=None, max_length=255)
+    claimed_by: int | None = Field(default=None, foreign_key="volunteer.id", ondelete="SET NULL")
+    claimed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    claim_place: str | None = Field(default=None, max_length=255)
+    # Counts claims over the task's life: outbox keys of notices about one claim include it.
+    claim_count: int = 0
+    last_activity_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    nudged_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    due_reminded_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    closed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+class TaskEvent(SQLModel, table=True):
+    """One change to a task: who did what, when. NULL identities read "a former volunteer"."""
+
+    __tablename__ = "task_event"
+    __table_args__ = (
+        Index("ix_task_event_task", "task_id"),
+        Index("ix_task_event_actor", "actor_platform", "actor_external_id"),
+        Index("ix_task_event_subject", "subject_platform", "subject_external_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="task.id", ondelete="CASCADE")
+    at: datetime = Field(sa_column=utc_column())
+    action: str = Field(max_length=16)
+    actor_platform: str | None = Field(default=None, max_length=16)
+    actor_external_id: str | None = Field(default=None, max_length=255)
+    actor_name: str | None = Field(default=None, max_length=255)
+    subject_platform: str | None = Field(default=None, max_length=16)
+    subject_external_id: str | None = Field(default=None, max_length=255)
+    subject_name: str | None = Field(default=None, max_length=255)
+    note: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+def _task_indexes() -> None:
+    """The queue's indexes; they need column expressions, so they are added after the class."""
+    c = Task.__table__.c  # type: ignore[attr-defined]
+    # Queue order: priority, then due date with undated tasks last, then age.
+    order = (c.priority.desc(), c.due_at.is_(None), c.due_at, c.id)
+    is_open = text("status = 'open'")
+    Index("ix_task_queue", c.status, *order)
+    Index("ix_task_match", c.kind, c.language, *order,
+          sqlite_where=is_open, postgresql_where=is_open)  # fmt: skip
+    Index("ix_task_claimer", c.claimed_by, c.status)
+    Index("ix_task_claimed", c.status, c.last_activity_at)
+    Index("ix_task_creator", c.creator_platform, c.creator_external_id)
+
+
+_task_indexes()
 
 
 class Reminder(SQLModel, table=True):

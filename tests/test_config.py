@@ -136,7 +136,8 @@ def test_a_json_list_in_the_environment_is_read(tmp_path, monkeypatch):
     [
         ("[campaign]\nregistered = 2019-05-01\n", r"campaign\.registered: .*2020-02-01"),
         ('[announce]\ndigest_cron = "0 9 * *"\n', r"announce\.digest_cron"),
-        ('[announce]\ntargets = ["slack:#general"]\n', r"announce\.targets\.0: .*not a target"),
+        ('[announce]\ntargets = ["#general"]\n', r"announce\.targets\.0: .*not a target"),
+        ('[announce]\ntargets = ["matrix:"]\n', r"announce\.targets\.0: .*not a target"),
         ("[campaign]\ncountries_needed = 30\n", r"campaign\.countries_needed"),
         ("[tasks]\nmax_open_claims = 0\n", r"tasks\.max_open_claims"),
     ],

@@ -14,7 +14,7 @@ import logging
 import os
 import re
 from collections import OrderedDict
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -590,9 +590,9 @@ class MatrixAdapter:
             if reply.private and not reply.is_error:
                 await self._answer_privately(room, ctx, reply, answers, reply_to, thread)
                 return
-            mentions = [mention] if mention else []
+            pill = (mention, ctx.user.label) if mention else None
             event_id = await self._send_reply(
-                room.room_id, reply, answers, reply_to=reply_to, thread=thread, mentions=mentions
+                room.room_id, reply, answers, reply_to=reply_to, thread=thread, pill=pill
             )
         except MatrixSendError as exc:
             log.warning("matrix: a reply could not be sent (%s)", exc.errcode)
@@ -649,16 +649,22 @@ class MatrixAdapter:
         *,
         reply_to: str | None,
         thread: str | None = None,
-        mentions: Sequence[str] = (),
+        pill: tuple[str, str] | None = None,
     ) -> str:
-        """Send a reply and its attachments; returns the text message's event id."""
+        """Send a reply and its attachments; returns the text message's event id.
+
+        ``pill`` (user id, display name) addresses the reply to someone who did not type
+        anything (a reaction), with a mention pill.
+        """
         wanted = [m.external_id for m in reply.mentions if m.platform == PLATFORM]
         content = notice_content(
             reply_markup(reply, self.prefix),
             reply_to=reply_to,
             thread=thread,
-            mentions=[*mentions, *wanted],
+            mentions=[*([pill[0]] if pill else []), *wanted],
         )
+        if pill:
+            add_pill(content, *pill)
         content[ANSWERS_KEY] = answers
         event_id = await self._send(room_id, content, txn_id=_txn("answer", answers))
         for index, attachment in enumerate(reply.attachments):

@@ -1,0 +1,400 @@
+"""Task-queue benchmark: `task next` claims, `task list`, concurrency and memory.
+
+    python bench/queue.py                      # 100,000 and 1,000,000 open tasks
+    python bench/queue.py --sizes 20000        # a quick run
+
+For each size it seeds a real, migrated SQLite file (executemany on the real schema), then
+measures `task next` claims through the repository layer (16 claimers in flight, and one at
+a time) and through ``BotCore.invoke``, beside raw ``sqlite3`` running the equivalent
+single-statement claim on a copy of the same file. It also compares `task list` / `task next`
+latency with a 1,000-task queue, measures p99 claim latency in bursts of 200 different
+claimers at once, and reports peak RSS. Prints a table and
+one JSON line. Not part of the test run.
+"""
+
+import sys
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path and its name would hide the
+# standard library's `queue`; the project root goes there instead.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import random  # noqa: E402
+import resource  # noqa: E402
+import shutil  # noqa: E402
+import sqlite3  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Awaitable, Callable, Iterator  # noqa: E402
+from datetime import UTC, datetime, timedelta  # noqa: E402
+from typing import Any  # noqa: E402
+
+from bot.app import App  # noqa: E402
+from bot.clock import ManualClock  # noqa: E402
+from bot.config import Settings  # noqa: E402
+from bot.context import Actor, Ctx, Place, UserRef  # noqa: E402
+from bot.vocab import LANGUAGES, TaskKind  # noqa: E402
+from storage import migrations  # noqa: E402
+from storage.db import Database  # noqa: E402
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+KINDS = [k.value for k in TaskKind]
+LANGS = list(LANGUAGES)
+ROLES = ("organiser", "translator")
+CLAIMER_LANGS = "pl,en"
+MAX_OPEN = 3
+VOLUNTEERS = 5000
+SEQUENTIAL = 3000  # volunteers 1..3000 claim one after another; the rest in bursts
+BURST = 200
+IN_FLIGHT = 16  # claimers at once when measuring throughput
+MIN_SIZE = 20_000  # about 29 % of the tasks fit the claimers; a run claims about 5,000
+
+# The claim `task next` makes for a translator+organiser working in pl and en: one index seek
+# per (kind, target language), the best of those, then one conditional UPDATE.
+_BRANCH = (
+    "SELECT * FROM (SELECT id, priority, due_at FROM task WHERE status = 'open' "
+    "AND kind = ? AND {lang} AND (source_language IS NULL OR source_language IN (?, ?)) "
+    "ORDER BY priority DESC, due_at IS NULL, due_at, id LIMIT 1)"
+)
+RAW_KINDS = ["translation", "organising", "other"]
+RAW_TARGETS: list[str | None] = [None, "pl", "en"]
+RAW_CLAIM = (
+    "UPDATE task SET status = 'claimed', claimed_by = ?, claimed_at = ?, claim_place = ?, "
+    "claim_count = claim_count + 1, last_activity_at = ?, nudged_at = NULL, "
+    "due_reminded_at = CASE WHEN due_at <= ? THEN ? ELSE NULL END "
+    "WHERE id = (SELECT id FROM ("
+    + " UNION ALL ".join(
+        _BRANCH.format(lang="language IS NULL" if t is None else "language = ?")
+        for _ in RAW_KINDS
+        for t in RAW_TARGETS
+    )
+    + ") ORDER BY priority DESC, due_at IS NULL, due_at, id LIMIT 1) AND status = 'open' "
+    "AND (SELECT count(*) FROM task WHERE claimed_by = ? AND status = 'claimed') < ? "
+    "RETURNING id"
+)
+
+
+def raw_params(volunteer_id: int, now: datetime) -> list[Any]:
+    stamp = now.replace(tzinfo=None).isoformat(sep=" ")
+    due = (now + timedelta(days=1)).replace(tzinfo=None).isoformat(sep=" ")
+    params: list[Any] = [volunteer_id, stamp, "bench:room", stamp, due, stamp]
+    for kind in RAW_KINDS:
+        for target in RAW_TARGETS:
+            params += [kind] + ([] if target is None else [target]) + ["pl", "en"]
+    return [*params, volunteer_id, MAX_OPEN]
+
+
+# --- seeding ------------------------------------------------------------------------------
+
+
+def task_rows(count: int, seed: int) -> Iterator[tuple[Any, ...]]:
+    rnd = random.Random(seed)
+    created = NOW.replace(tzinfo=None) - timedelta(days=30)
+    for n in range(count):
+        kind = rnd.choice(KINDS)
+        lang = rnd.choice(LANGS) if kind == "translation" else None
+        source = (
+            rnd.choice(["en", "en", "fr", None])
+            if kind == "translation" and lang != "en"
+            else None
+        )
+        due = created + timedelta(days=rnd.randint(31, 120)) if rnd.random() < 0.5 else None
+        yield (
+            kind, f"Task {n}", None, lang, source, rnd.randint(0, 3),
+            due.isoformat(sep=" ") if due else None, "open",
+            (created + timedelta(seconds=n)).isoformat(sep=" "), "bench", "coco", "Coco", 0,
+        )  # fmt: skip
+
+
+def seed(path: Path, tasks: int) -> None:
+    """A migrated file with ``tasks`` open tasks and the claimers."""
+    db = Database(f"sqlite:///{path}")
+    migrations.upgrade(db)
+    db.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous = OFF")
+    conn.execute("PRAGMA cache_size = -65536")
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO task (kind, title, description, language, source_language, priority, "
+        "due_at, status, created_at, creator_platform, creator_external_id, creator_name, "
+        "claim_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        task_rows(tasks, seed=tasks),
+    )
+    stamp = NOW.replace(tzinfo=None).isoformat(sep=" ")
+    conn.executemany(
+        "INSERT INTO volunteer (id, platform, external_id, display_name, languages, "
+        "created_at, last_active_at) VALUES (?, 'bench', ?, ?, ?, ?, ?)",
+        ((i, f"v{i}", f"V{i}", CLAIMER_LANGS, stamp, stamp) for i in range(1, VOLUNTEERS + 1)),
+    )
+    conn.executemany(
+        "INSERT INTO volunteer_role (volunteer_id, role, since) VALUES (?, ?, ?)",
+        ((i, role, stamp) for i in range(1, VOLUNTEERS + 1) for role in ROLES),
+    )
+    conn.execute("COMMIT")
+    conn.execute("ANALYZE")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+
+
+# --- measuring ----------------------------------------------------------------------------
+
+
+class Claimers:
+    """Hands out volunteers so nobody hits the open-claim limit.
+
+    ``each`` claims per volunteer in a row (sequential runs), from ids ``first``..``last``.
+    """
+
+    def __init__(self, first: int = 1, last: int = SEQUENTIAL, each: int = MAX_OPEN) -> None:
+        self.next_id = first
+        self.last = last
+        self.each = each
+        self.used = 0
+
+    def take(self) -> int:
+        if self.next_id > self.last:
+            raise SystemExit("benchmark ran out of claimers; raise VOLUNTEERS")
+        vid = self.next_id
+        self.used += 1
+        if self.used % self.each == 0:
+            self.next_id += 1
+        return vid
+
+
+def stats(samples: list[float], seconds: float) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "n": len(samples),
+        "per_s": len(samples) / seconds if seconds else 0.0,
+        "p50_ms": statistics.median(ordered) * 1000,
+        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+    }
+
+
+def raw_claims(path: Path, count: int, claimers: Claimers) -> dict[str, float]:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    for pragma in ("busy_timeout = 5000", "foreign_keys = ON", "secure_delete = ON",
+                   "synchronous = NORMAL", "journal_mode = WAL"):  # fmt: skip
+        conn.execute(f"PRAGMA {pragma}")
+    samples = []
+    started = time.perf_counter()
+    for _ in range(count):
+        t0 = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        row = conn.execute(RAW_CLAIM, raw_params(claimers.take(), NOW)).fetchone()
+        conn.execute("COMMIT")
+        samples.append(time.perf_counter() - t0)
+        assert row is not None, "raw claim found nothing"
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return stats(samples, elapsed)
+
+
+async def timed(
+    count: int, call: Callable[[int], Awaitable[Any]], claimers: Claimers
+) -> dict[str, float]:
+    samples = []
+    started = time.perf_counter()
+    for _ in range(count):
+        vid = claimers.take()
+        t0 = time.perf_counter()
+        await call(vid)
+        samples.append(time.perf_counter() - t0)
+    return stats(samples, time.perf_counter() - started)
+
+
+async def in_flight(
+    count: int, width: int, call: Callable[[int], Awaitable[Any]], claimers: Claimers
+) -> dict[str, float]:
+    """``width`` claimers claiming back to back until ``count`` claims are made."""
+    samples: list[float] = []
+    left = [count]
+
+    async def worker() -> None:
+        while left[0] > 0:
+            left[0] -= 1
+            vid = claimers.take()
+            t0 = time.perf_counter()
+            await call(vid)
+            samples.append(time.perf_counter() - t0)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(width)))
+    return stats(samples, time.perf_counter() - started)
+
+
+def user(vid: int) -> UserRef:
+    return UserRef("bench", f"v{vid}", f"V{vid}")
+
+
+def make_app(path: Path) -> App:
+    settings = Settings(storage={"url": f"sqlite:///{path}"}, tasks={"max_open_claims": MAX_OPEN})  # type: ignore[arg-type]
+    return App(settings, clock=ManualClock(NOW))
+
+
+def ctx_for(vid: int) -> Ctx:
+    return Ctx(Actor(user(vid)), Place("bench:room"), NOW)
+
+
+async def repo_claim(app: App, vid: int) -> None:
+    result = await app.services.tasks.claim_next(
+        user(vid), place="bench:room", now=NOW, max_open=MAX_OPEN
+    )
+    assert result.ok, result.outcome
+
+
+async def core_claim(app: App, vid: int) -> None:
+    spec = app.core.registry.get("task", "next")
+    assert spec is not None
+    reply = await app.core.invoke(ctx_for(vid), spec, {})
+    assert not reply.is_error, reply.body.plain()
+
+
+async def core_list(app: App, vid: int) -> None:
+    spec = app.core.registry.get("task", "list")
+    assert spec is not None
+    reply = await app.core.invoke(ctx_for(vid), spec, {"page": "3"})
+    assert not reply.is_error, reply.body.plain()
+
+
+async def concurrent(app: App, width: int, rounds: int) -> dict[str, float]:
+    """``rounds`` bursts of ``width`` different volunteers claiming at the same moment."""
+    claimers = Claimers(SEQUENTIAL + 1, VOLUNTEERS, each=1)
+    samples: list[float] = []
+
+    async def one(vid: int) -> None:
+        t0 = time.perf_counter()
+        await repo_claim(app, vid)
+        samples.append(time.perf_counter() - t0)
+
+    started = time.perf_counter()
+    for _ in range(rounds):
+        await asyncio.gather(*(one(claimers.take()) for _ in range(width)))
+    return stats(samples, time.perf_counter() - started)
+
+
+async def next_then_release(app: App, vid: int) -> float:
+    """Time one `task next` through the core, then give the task back (untimed)."""
+    t0 = time.perf_counter()
+    await core_claim(app, vid)
+    elapsed = time.perf_counter() - t0
+    held = await app.services.tasks.claims_of(user(vid))
+    assert held
+    for task in held:
+        await app.services.tasks.unclaim(task.id, user(vid), now=NOW)
+    return elapsed
+
+
+async def latency_keeping_size(app: App, count: int) -> dict[str, float]:
+    samples = [await next_then_release(app, 1 + n % VOLUNTEERS) for n in range(count)]
+    return stats(samples, sum(samples))
+
+
+async def measure_size(workdir: Path, size: int, claims: int, full: bool) -> dict[str, Any]:
+    here = Path(tempfile.mkdtemp(dir=workdir))
+    path = here / f"queue-{size}.db"
+    t0 = time.perf_counter()
+    seed(path, size)
+    seeded = time.perf_counter() - t0
+    raw_path = here / f"queue-{size}-raw.db"
+    shutil.copyfile(path, raw_path)
+    out: dict[str, Any] = {"tasks": size, "seed_s": round(seeded, 1)}
+    if full:
+        out["raw"] = raw_claims(raw_path, claims, Claimers())
+    raw_path.unlink()
+    app = make_app(path)
+    try:
+        await latency_keeping_size(app, 20)  # warm caches
+        # Latency of `task next` and `task list` with the queue kept at its size.
+        out["next_latency"] = await latency_keeping_size(app, 200)
+        out["list_latency"] = await timed(200, lambda v: core_list(app, v), Claimers())
+        if full:
+            claimers = Claimers()
+            out["repo_serial"] = await timed(claims, lambda v: repo_claim(app, v), claimers)
+            out["repo"] = await in_flight(claims, IN_FLIGHT, lambda v: repo_claim(app, v),
+                                          claimers)  # fmt: skip
+            out["core"] = await timed(claims, lambda v: core_claim(app, v), claimers)
+            out["concurrent"] = await concurrent(app, BURST, 5)
+    finally:
+        await app.stop()
+    shutil.rmtree(here)
+    return out
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100000,1000000",
+                        help="comma-separated queue sizes (default 100000,1000000)")  # fmt: skip
+    parser.add_argument("--claims", type=int, default=2000, help="claims per measurement")
+    parser.add_argument("--baseline", type=int, default=1000, help="the small queue to compare")
+    parser.add_argument("--dir", default=None, help="where to put the database files")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    if min(sizes) < MIN_SIZE:
+        parser.error(f"--sizes: at least {MIN_SIZE}, or the claims run out of fitting tasks")
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        workdir = Path(tmp)
+        base = await measure_size(workdir, args.baseline, 0, full=False)
+        results = [await measure_size(workdir, n, args.claims, full=True) for n in sizes]
+    largest = results[-1]
+    rss = peak_rss_mb()
+    ratios = {f"repo_vs_raw_{r['tasks']}": r["repo"]["per_s"] / r["raw"]["per_s"] for r in results}
+    serial = {
+        f"repo_serial_vs_raw_{r['tasks']}": r["repo_serial"]["per_s"] / r["raw"]["per_s"]
+        for r in results
+    }
+    targets = {
+        "repo_throughput_ge_25pct_of_raw": all(v >= 0.25 for v in ratios.values()),
+        "list_at_largest_le_2x_baseline": largest["list_latency"]["p50_ms"]
+        <= 2 * base["list_latency"]["p50_ms"],
+        "next_at_largest_le_2x_baseline": largest["next_latency"]["p50_ms"]
+        <= 2 * base["next_latency"]["p50_ms"],
+        "p99_200_concurrent_le_50ms": all(r["concurrent"]["p99_ms"] <= 50 for r in results),
+        "peak_rss_le_300mb": rss <= 300,
+    }
+    print_table(base, results, {**ratios, **serial}, rss, targets)
+    print(json.dumps({"benchmark": "queue", "baseline": base, "results": results,
+                      "ratios": {**ratios, **serial}, "peak_rss_mb": round(rss, 1),
+                      "targets": targets}))  # fmt: skip
+    return 0 if all(targets.values()) else 1
+
+
+def print_table(
+    base: dict[str, Any],
+    results: list[dict[str, Any]],
+    ratios: dict[str, float],
+    rss: float,
+    targets: dict[str, bool],
+) -> None:
+    print(f"{'tasks':>9} {'layer':<14} {'claims/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+    print(
+        "  raw: sqlite3, one claim per transaction; repo: TaskRepo.claim_next with "
+        f"{IN_FLIGHT} claimers in flight; repo_serial: one at a time; core: BotCore.invoke "
+        f"one at a time; concurrent: bursts of {BURST} different claimers"
+    )
+    for r in [base, *results]:
+        for layer in ("raw", "repo", "repo_serial", "core", "concurrent", "next_latency",
+                      "list_latency"):  # fmt: skip
+            if layer in r:
+                s = r[layer]
+                rated = ("raw", "repo", "repo_serial", "core")
+                rate = f"{s['per_s']:10.0f}" if layer in rated else " " * 10
+                print(f"{r['tasks']:>9} {layer:<14} {rate} {s['p50_ms']:8.3f} {s['p99_ms']:8.3f}")
+    for name, value in ratios.items():
+        print(f"{name}: {value:.0%}")
+    print(f"peak RSS: {rss:.0f} MB")
+    for name, ok in targets.items():
+        print(f"{'PASS' if ok else 'FAIL'} {name}")
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,542 @@
+"""The shared task queue: coordinators post jobs, volunteers claim them and see them through."""
+
+import logging
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from bot.background import Periodic
+from bot.commands import Cog, command, requires
+from bot.context import Button, Ctx, Reply, UserRef
+from bot.errors import BadArgument, Conflict, NotFound, NotPermitted, UserError
+from bot.markup import Markup
+from bot.params import Language, Param, When
+from bot.services import Services
+from bot.vocab import KIND_ROLE, LANGUAGES, Priority, TaskKind, TaskStatus
+from storage.tasks import EventView, NewTask, Outcome, Result, SweepReport, TaskView
+
+log = logging.getLogger(__name__)
+
+SWEEP_INTERVAL = 60.0  # seconds between expiry sweeps
+HISTORY_SHOWN = 15
+FORMER = "a former volunteer"
+NEWLINE = Markup.trusted("\n")
+
+
+class Status(StrEnum):
+    """Which tasks ``task list`` shows."""
+
+    OPEN = "open"
+    CLAIMED = "claimed"
+    DONE = "done"
+    CANCELLED = "cancelled"
+    ALL = "all"
+
+
+TaskId = Annotated[int, Param("Task number", min=1, autocomplete=True)]
+
+# Why a change did not happen, in words. Values: id, holder, status, kind, role, roles,
+# languages, language, count. A (outcome, command) entry overrides the general one.
+REFUSALS: dict[Outcome | tuple[Outcome, str], tuple[type[UserError], str]] = {
+    Outcome.NOT_FOUND: (NotFound, "There is no task `{id}`. See the open ones with `task list`."),
+    Outcome.NOT_REGISTERED: (
+        NotPermitted,
+        "You are not registered as a volunteer yet. Join first, e.g. "
+        "`volunteer join translator --languages pl`.",
+    ),
+    (Outcome.NOT_REGISTERED, "assign"): (
+        NotFound,
+        "`{holder}` is not a registered volunteer. They can join with `volunteer join <role>`.",
+    ),
+    Outcome.NO_ROLE: (
+        NotPermitted,
+        "Task #{id} is a {kind} job, for a {role}. Take on that role first: "
+        "`volunteer join {role}`.",
+    ),
+    (Outcome.NO_ROLE, "next"): (
+        NotFound,
+        "There are open tasks, but none of a kind your roles take (your roles: {roles}). "
+        "See them with `task list`; add a role with `volunteer join <role>`.",
+    ),
+    (Outcome.NO_ROLE, "next-kind"): (
+        NotPermitted,
+        "{kind} tasks are for a {role}, and you are not one. Take on the role with "
+        "`volunteer join {role}`.",
+    ),
+    Outcome.NO_LANGUAGE: (
+        NotFound,
+        "There are open tasks for your roles, but none in your languages ({languages}). "
+        "Add languages with `volunteer join <role> --languages pl,de`.",
+    ),
+    Outcome.NOT_YOUR_LANGUAGE: (
+        BadArgument,
+        "`{language}` is not one of your languages ({languages}). Add it with "
+        "`volunteer join <role> --languages …` or leave `--language` out.",
+    ),
+    Outcome.EMPTY: (NotFound, "The queue is empty: no open tasks{what} right now."),
+    Outcome.LIMIT: (
+        Conflict,
+        "You already hold {count} tasks, the most anyone can at once. Finish one with "
+        "`task done <id>` or give one back with `task unclaim <id>` first.",
+    ),
+    (Outcome.LIMIT, "assign"): (
+        Conflict,
+        "{holder} already holds {count} tasks, the most anyone can at once.",
+    ),
+    Outcome.TAKEN: (Conflict, "Too late: task #{id} is already claimed by {holder}."),
+    Outcome.CLOSED: (Conflict, "Task #{id} is {status}; it cannot change any more."),
+    Outcome.NOT_CLAIMED: (
+        Conflict,
+        "Nobody holds task #{id}: it is open. Claim it with `task claim {id}`.",
+    ),
+    Outcome.NOT_YOURS: (
+        NotPermitted,
+        "Task #{id} is held by {holder}, not by you; only they can finish it or give it back.",
+    ),
+    (Outcome.ALREADY_YOURS, "assign"): (Conflict, "{holder} already holds task #{id}."),
+}
+
+# How each history event reads. Values: actor, subject, note.
+EVENT_TEXT: dict[str, str] = {
+    "posted": "posted by {actor}",
+    "claimed": "claimed by {actor}",
+    "released": "given back to the queue by {actor}",
+    "assigned": "assigned to {subject} by {actor}",
+    "expired": "released after no activity (was {subject})",
+    "done": "done by {actor}",
+    "cancelled": "cancelled by {actor}",
+}
+
+
+class Tasks(Cog):
+    """Post jobs, claim them and see them through."""
+
+    group = "task"
+
+    def __init__(self, services: Services) -> None:
+        self.tasks = services.tasks
+        self.clock = services.clock
+        self.outbox = services.outbox
+        self.settings = services.settings.tasks
+        self.zone = ZoneInfo(services.settings.campaign.timezone)
+        self.notices = TaskNotices(self)
+        self._sweeper = Periodic("task-sweep", self.sweep, SWEEP_INTERVAL)
+
+    @property
+    def sweep_interval(self) -> float:
+        """Seconds between background expiry sweeps."""
+        return self._sweeper.every
+
+    @sweep_interval.setter
+    def sweep_interval(self, seconds: float) -> None:
+        self._sweeper.every = self._sweeper.retry = seconds
+
+    # --- commands ---------------------------------------------------------------------
+
+    @command()
+    @requires("coordinator")
+    async def post(
+        self,
+        ctx: Ctx,
+        kind: Annotated[TaskKind, Param("What kind of job")],
+        title: Annotated[str, Param("A short title", max_length=200, rest=True)],
+        *,
+        language: Annotated[Language | None, Param("Target language, e.g. pl")] = None,
+        source_language: Annotated[
+            Language | None, Param("Language to translate from, e.g. en")
+        ] = None,
+        due: Annotated[When | None, Param("When it is due: 2026-12-01, 14:30 or in 3d")] = None,
+        priority: Annotated[Priority | None, Param("How urgent (default normal)")] = None,
+        description: Annotated[str | None, Param("Details", max_length=2000)] = None,
+    ) -> Reply:
+        """Add a job to the queue."""
+        if due is not None and due <= ctx.now:
+            raise BadArgument(
+                "The due date {when} is already past. Give a later one, e.g. `--due in 3d`.",
+                when=self.when(due),
+            )
+        if source_language is not None and source_language == language:
+            raise BadArgument(
+                "The source and target language are both `{code}`. Translate from another "
+                "language, or leave `--source-language` out.",
+                code=language,
+            )
+        new = NewTask(
+            kind=kind,
+            title=" ".join(title.split()),
+            description=description.strip() if description else None,
+            language=language,
+            source_language=source_language,
+            priority=priority or Priority.NORMAL,
+            due_at=due,
+        )
+        task = await self.tasks.post(ctx.user, new, now=ctx.now)
+        body = Markup.format("Posted task **#{id}**: ", id=task.id)
+        body += self.line(task, numbered=False)
+        body += Markup.format(
+            "\nClaim it with `task claim {id}`, or let `task next` find it.", id=task.id
+        )
+        return Reply(body, buttons=[Button("Claim", f"task claim {task.id}")],
+                     subject=("task", task.id))  # fmt: skip
+
+    @command("list")
+    async def list_(
+        self,
+        ctx: Ctx,
+        *,
+        kind: Annotated[TaskKind | None, Param("Only this kind of job")] = None,
+        language: Annotated[Language | None, Param("Only tasks into this language")] = None,
+        status: Annotated[
+            Status | None, Param("open (default), claimed, done, cancelled, all")
+        ] = None,
+        page: Annotated[int | None, Param("Page number", min=1, max=100_000)] = None,
+    ) -> Reply:
+        """The queue, most urgent first."""
+        shown = status or Status.OPEN
+        number = page or 1
+        size = self.settings.page_size
+        tasks = await self.tasks.page(
+            status=None if shown is Status.ALL else TaskStatus(shown.value),
+            kind=kind,
+            language=language,
+            offset=(number - 1) * size,
+            limit=size + 1,
+        )
+        more = len(tasks) > size
+        what = " ".join(filter(None, [
+            "" if shown is Status.ALL else shown.value,
+            LANGUAGES.get(language or ""), kind.value if kind else None,
+        ]))  # fmt: skip
+        if not tasks:
+            if number > 1:
+                return Reply.text("There is no page {n} of {what} tasks.", n=number, what=what)
+            return Reply.text("No {what} tasks.", what=what or "")
+        order = "most urgent first" if shown in (Status.OPEN, Status.CLAIMED) else "newest first"
+        head = Markup.format("**{what} tasks**, {order} (page {n})",
+                             what=what.capitalize() or "All", order=order, n=number)  # fmt: skip
+        lines = [head, *(self.line(t, status=shown is not Status.OPEN) for t in tasks[:size])]
+        if more:
+            lines.append(Markup.format("More: `task list{opts} --page {n}`",
+                                       opts=_list_options(kind, language, status),
+                                       n=number + 1))  # fmt: skip
+        return Reply(NEWLINE.join(lines))
+
+    @command()
+    async def show(self, ctx: Ctx, id: TaskId) -> Reply:
+        """One task with its history."""
+        task = await self._get(id)
+        if task.held_by(ctx.user):
+            await self.tasks.touch(id, ctx.user, ctx.now)
+        events, total = await self.tasks.history(id, limit=HISTORY_SHOWN)
+        lines = [Markup.format("**#{id} {title}**", id=task.id, title=task.title)]
+        lines.append(self.facts(task))
+        if task.description:
+            lines.append(Markup.format("{text}", text=task.description))
+        lines.append(Markup.trusted("**History**"))
+        if total > len(events):
+            lines.append(Markup.format("…{n} earlier events", n=total - len(events)))
+        lines += [self.event(e) for e in events]
+        return Reply(NEWLINE.join(lines), subject=("task", task.id))
+
+    @command()
+    async def claim(self, ctx: Ctx, id: TaskId) -> Reply:
+        """Take a task from the queue."""
+        result = await self.tasks.claim(
+            id, ctx.user, place=ctx.place.target, now=ctx.now,
+            max_open=self.settings.max_open_claims,
+        )  # fmt: skip
+        if result.outcome is Outcome.ALREADY_YOURS:
+            return Reply(Markup.format("You already have task #{id}.", id=id), private=True)
+        self._check(result, "claim", id=id)
+        return Reply(self._claimed(result))
+
+    @command("next")
+    async def next_(
+        self,
+        ctx: Ctx,
+        *,
+        kind: Annotated[TaskKind | None, Param("Only this kind of job")] = None,
+        language: Annotated[Language | None, Param("Only tasks into this language")] = None,
+    ) -> Reply:
+        """Claim the best open task for my roles and languages."""
+        result = await self.tasks.claim_next(
+            ctx.user, place=ctx.place.target, now=ctx.now,
+            max_open=self.settings.max_open_claims, kind=kind, language=language,
+        )  # fmt: skip
+        context = "next-kind" if result.outcome is Outcome.NO_ROLE and result.detail else "next"
+        self._check(result, context, kind=kind, language=language)
+        return Reply(self._claimed(result))
+
+    @command()
+    async def unclaim(self, ctx: Ctx, id: TaskId) -> Reply:
+        """Give a task back to the queue."""
+        result = await self.tasks.unclaim(
+            id, ctx.user, now=ctx.now, override=ctx.actor.is_coordinator
+        )
+        self._check(result, "unclaim", id=id)
+        assert result.task is not None
+        return Reply.text("Task #{id} “{title}” is back in the queue.",
+                          id=id, title=result.task.title)  # fmt: skip
+
+    @command()
+    async def done(
+        self,
+        ctx: Ctx,
+        id: TaskId,
+        note: Annotated[str | None, Param("What came of it", rest=True, max_length=1000)] = None,
+    ) -> Reply:
+        """Mark my task as done."""
+        result = await self.tasks.finish(id, ctx.user, note=note, now=ctx.now)
+        self._check(result, "done", id=id)
+        assert result.task is not None
+        return Reply.text("Task #{id} “{title}” is done. Thank you, {name}!",
+                          id=id, title=result.task.title, name=ctx.user.label)  # fmt: skip
+
+    @command()
+    async def mine(self, ctx: Ctx) -> Reply:
+        """The tasks I hold."""
+        held = await self.tasks.claims_of(ctx.user)
+        if held is None:
+            self._check(Result(Outcome.NOT_REGISTERED), "mine")
+            raise AssertionError("unreachable")
+        if not held:
+            return Reply.text("You hold no tasks. `task next` finds one that fits you.",
+                              private=True)  # fmt: skip
+        head = Markup.format("**You hold {n} of {max} tasks**", n=len(held),
+                             max=self.settings.max_open_claims)  # fmt: skip
+        lines = [head, *(self.line(t, status=False) for t in held)]
+        return Reply(NEWLINE.join(lines), private=True)
+
+    @command()
+    @requires("coordinator")
+    async def assign(
+        self, ctx: Ctx, id: TaskId, user: Annotated[UserRef, Param("Who gets it")]
+    ) -> Reply:
+        """Give a task to a volunteer."""
+        result = await self.tasks.assign(
+            id, user, by=ctx.user, place=ctx.place.target, now=ctx.now,
+            max_open=self.settings.max_open_claims, notices=self.notices,
+        )  # fmt: skip
+        self._check(result, "assign", id=id, holder=result.detail or user.label)
+        assert result.task is not None and result.task.claimer is not None
+        self.outbox.wake()
+        return Reply.text("Task #{id} “{title}” is now {name}'s.", id=id,
+                          title=result.task.title, name=result.task.claimer.label)  # fmt: skip
+
+    @command()
+    @requires("coordinator")
+    async def cancel(self, ctx: Ctx, id: TaskId) -> Reply:
+        """Cancel a task."""
+        result = await self.tasks.cancel(id, by=ctx.user, now=ctx.now, notices=self.notices)
+        self._check(result, "cancel", id=id)
+        assert result.task is not None
+        self.outbox.wake()
+        return Reply.text("Task #{id} “{title}” is cancelled.", id=id, title=result.task.title)
+
+    # --- expiry -----------------------------------------------------------------------
+
+    async def sweep(self, now: datetime | None = None) -> SweepReport:
+        """Nudge idle claims, release expired ones and send due-date reminders."""
+        report = await self.tasks.sweep(
+            now or self.clock.now(), ttl=self.settings.claim_ttl, notices=self.notices
+        )
+        if report.nudged or report.released or report.reminded:
+            self.outbox.wake()
+        return report
+
+    async def start(self) -> None:
+        """Start the expiry sweeps."""
+        self._sweeper.start()
+
+    async def stop(self) -> None:
+        """Stop the expiry sweeps."""
+        await self._sweeper.stop()
+
+    # --- personal data ----------------------------------------------------------------
+
+    async def export_data(self, user: UserRef) -> dict[str, Any]:
+        """Claims, tasks created and task history naming the person."""
+        return {"tasks": await self.tasks.export(user)}
+
+    async def erase_data(self, user: UserRef, ctx: Ctx | None = None) -> None:
+        """Release their claims; they become "a former volunteer" in tasks and history."""
+        await self.tasks.erase(user, ctx.now if ctx else self.clock.now())
+
+    # --- rendering --------------------------------------------------------------------
+
+    def when(self, moment: datetime) -> str:
+        """A moment in the campaign's time zone."""
+        return moment.astimezone(self.zone).strftime("%Y-%m-%d %H:%M %Z")
+
+    def line(self, task: TaskView, *, status: bool = True, numbered: bool = True) -> Markup:
+        """One task on one line; ``status`` adds its status and holder when not open."""
+        langs = _languages(task)
+        extra = []
+        if task.priority is not Priority.NORMAL:
+            extra.append(task.priority.value)
+        if task.due_at:
+            extra.append(f"due {self.when(task.due_at)}")
+        if status and task.status is not TaskStatus.OPEN:
+            extra.append(task.status.value)
+        body = Markup.format(
+            "{number}{title} — {kind}{langs}{extra}",
+            number=f"#{task.id} " if numbered else "", title=task.title, kind=task.kind.value,
+            langs=f" {langs}" if langs else "",
+            extra=f" ({', '.join(extra)})" if extra else "",
+        )  # fmt: skip
+        if status and task.status is TaskStatus.CLAIMED:
+            body += Markup.format(", held by {name}", name=_name(task.claimer))
+        return body
+
+    def facts(self, task: TaskView) -> Markup:
+        """The details block of ``task show``."""
+        rows: list[Markup] = [
+            Markup.format("Kind: {kind}", kind=task.kind.value),
+            Markup.format("Status: {status}", status=task.status.value),
+            Markup.format("Priority: {p}", p=task.priority.value),
+        ]
+        if task.language:
+            rows.append(Markup.format("Into: {lang}", lang=_language_name(task.language)))
+        if task.source_language:
+            rows.append(Markup.format("From: {lang}", lang=_language_name(task.source_language)))
+        if task.due_at:
+            rows.append(Markup.format("Due: {when}", when=self.when(task.due_at)))
+        if task.status is TaskStatus.CLAIMED:
+            since = self.when(task.claimed_at or task.created_at)
+            rows.append(Markup.format("Held by: {name} since {when}",
+                                      name=_name(task.claimer), when=since))  # fmt: skip
+        return NEWLINE.join(rows)
+
+    def event(self, event: EventView) -> Markup:
+        """One history line."""
+        text = Markup.format(
+            "• {when} — " + EVENT_TEXT.get(event.action, event.action.replace("{", "")),
+            when=self.when(event.at), actor=_name(event.actor), subject=_name(event.subject),
+        )  # fmt: skip
+        if event.note:
+            text += Markup.format(": “{note}”", note=event.note)
+        return text
+
+    def _claimed(self, result: Result) -> Markup:
+        task = result.task
+        assert task is not None
+        body = Markup.format("You have task **#{id}**: ", id=task.id)
+        body += self.line(task, status=False, numbered=False)
+        body += Markup.format(
+            "\nYou hold {n} of {max}. When it is done: `task done {id}`; to give it back: "
+            "`task unclaim {id}`.",
+            n=result.open_claims, max=self.settings.max_open_claims, id=task.id,
+        )  # fmt: skip
+        return body
+
+    async def _get(self, task_id: int) -> TaskView:
+        task = await self.tasks.get(task_id)
+        if task is None:
+            self._check(Result(Outcome.NOT_FOUND), "show", id=task_id)
+            raise AssertionError("unreachable")
+        return task
+
+    def _check(
+        self,
+        result: Result,
+        context: str,
+        *,
+        id: int | None = None,
+        holder: str | None = None,
+        kind: TaskKind | None = None,
+        language: str | None = None,
+    ) -> None:
+        """Raise the friendly error for a change that did not happen."""
+        if result.ok:
+            return
+        cls, template = REFUSALS.get((result.outcome, context)) or REFUSALS[result.outcome]
+        task = result.task
+        if task is not None:
+            kind = task.kind
+        role = KIND_ROLE.get(kind) if kind else None
+        values: dict[str, object] = {
+            "id": id if id is not None else (task.id if task else ""),
+            "holder": holder or (_name(task.claimer) if task else ""),
+            "status": task.status.value if task else "",
+            "kind": kind.value if kind else "",
+            "role": role.value if role else "volunteer",
+            "roles": ", ".join(result.roles) or "none",
+            "languages": ", ".join(result.languages) or "none given",
+            "language": language or "",
+            "count": result.open_claims,
+            "what": f" of kind {kind.value}" if kind and context.startswith("next") else "",
+        }
+        raise cls(template, **values)
+
+
+class TaskNotices:
+    """The words of the notices the queue sends (see storage.tasks.Notices)."""
+
+    def __init__(self, cog: Tasks) -> None:
+        self.cog = cog
+
+    def idle(self, task: TaskView, release_at: datetime) -> Markup:
+        """Still on it?"""
+        return Markup.format(
+            "Still on task #{id} “{title}”? Nothing has happened on it for a while. Any task "
+            "command on it (e.g. `task show {id}`) keeps it yours; `task unclaim {id}` gives "
+            "it back. Otherwise it returns to the queue at {when}.",
+            id=task.id, title=task.title, when=self.cog.when(release_at),
+        )  # fmt: skip
+
+    def expired(self, task: TaskView) -> Markup:
+        """Released after no activity."""
+        return Markup.format(
+            "Task #{id} “{title}” went back to the queue after no activity. If you are still "
+            "on it, claim it again with `task claim {id}`.",
+            id=task.id, title=task.title,
+        )  # fmt: skip
+
+    def due(self, task: TaskView) -> Markup:
+        """Due within a day."""
+        assert task.due_at is not None
+        return Markup.format(
+            "Reminder: task #{id} “{title}” is due {when}. Done? `task done {id}`. "
+            "Need help? Ask a coordinator.",
+            id=task.id, title=task.title, when=self.cog.when(task.due_at),
+        )  # fmt: skip
+
+    def assigned(self, task: TaskView, by: UserRef) -> Markup:
+        """A coordinator gave you a task."""
+        return Markup.format(
+            "{coordinator} gave you task #{id} “{title}”. `task show {id}` has the details.",
+            coordinator=by.label, id=task.id, title=task.title,
+        )  # fmt: skip
+
+    def cancelled(self, task: TaskView, by: UserRef) -> Markup:
+        """A task you held was cancelled."""
+        return Markup.format(
+            "{coordinator} cancelled task #{id} “{title}”, which you held. Thank you for "
+            "taking it on.",
+            coordinator=by.label, id=task.id, title=task.title,
+        )  # fmt: skip
+
+
+def _name(user: UserRef | None) -> str:
+    return user.label if user is not None else FORMER
+
+
+def _language_name(code: str) -> str:
+    return f"{LANGUAGES.get(code, code)} ({code})"
+
+
+def _languages(task: TaskView) -> str:
+    if task.source_language and task.language:
+        return f"{task.source_language}→{task.language}"
+    if task.language:
+        return f"into {task.language}"
+    if task.source_language:
+        return f"from {task.source_language}"
+    return ""
+
+
+def _list_options(kind: TaskKind | None, language: str | None, status: Status | None) -> str:
+    opts = [("--kind", kind.value if kind else None), ("--language", language),
+            ("--status", status.value if status else None)]  # fmt: skip
+    return "".join(f" {name} {value}" for name, value in opts if value)

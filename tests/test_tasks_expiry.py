@@ -1,0 +1,151 @@
+"""Claim expiry and due-date reminders, driven by a manual clock."""
+
+import asyncio
+from datetime import timedelta
+
+from cogs.tasks import Tasks
+from storage.tasks import SweepReport
+from tests.harness import Harness, make_app
+
+TTL = timedelta(days=7)
+
+
+def tasks_cog(h: Harness) -> Tasks:
+    return next(c for c in h.app.cogs if isinstance(c, Tasks))
+
+
+async def claimed(h: Harness, line: str = "other Stand at the fair", *, target="test:room") -> int:
+    text = await h.ok("coco", f"task post {line}")
+    tid = int(text.split("#", 1)[1].split(":", 1)[0].strip("*"))
+    await h.ok("alice", "volunteer join organiser")
+    await h.run("alice", f"task claim {tid}", target=target)
+    return tid
+
+
+async def test_idle_claim_gets_one_still_on_it_notice_at_80_percent(harness: Harness):
+    h = harness
+    tid = await claimed(h, target="test:stand-room")
+    cog = tasks_cog(h)
+    h.clock.advance(TTL * 0.8 - timedelta(minutes=1))
+    assert await cog.sweep() == SweepReport()
+    h.clock.advance(timedelta(minutes=2))
+    assert (await cog.sweep()).nudged == 1
+    assert (await cog.sweep()).nudged == 0, "the notice goes out once"
+    posts = await h.deliver()
+    assert [(p.target, p.recipient_id) for p in posts] == [("test:stand-room", "alice")]
+    assert f"Still on task #{tid}" in posts[0].body.plain()
+    assert await h.deliver() == []
+
+
+async def test_expired_claim_is_released_once_with_an_event(harness: Harness):
+    h = harness
+    tid = await claimed(h)
+    cog = tasks_cog(h)
+    h.clock.advance(TTL * 0.8)
+    await cog.sweep()
+    h.clock.advance(TTL * 0.2)
+    report = await cog.sweep()
+    assert report.released == 1
+    assert (await cog.sweep()).released == 0, "no double release"
+    shown = await h.ok("bob", f"task show {tid}")
+    assert "Status: open" in shown
+    assert shown.count("released after no activity (was Alice)") == 1
+    texts = [p.body.plain() for p in await h.deliver()]
+    assert len(texts) == 2 and "Still on task" in texts[0] and "back to the queue" in texts[1]
+    assert "You hold no tasks" in await h.ok("alice", "task mine")
+
+
+async def test_two_bots_sweeping_the_same_file_release_once(tmp_path):
+    first = make_app(tmp_path)
+    second = make_app(tmp_path, clock=first.clock)
+    h = Harness(first)
+    try:
+        tid = await claimed(h)
+        h.clock.advance(TTL + timedelta(seconds=1))
+        reports = [await tasks_cog(h).sweep(), await tasks_cog(Harness(second)).sweep()]
+        assert sorted(r.released for r in reports) == [0, 1]
+        shown = await h.ok("bob", f"task show {tid}")
+        assert shown.count("released after no activity") == 1
+    finally:
+        await second.stop()
+        await first.stop()
+
+
+async def test_any_task_command_by_the_claimer_counts_as_activity(harness: Harness):
+    h = harness
+    tid = await claimed(h)
+    cog = tasks_cog(h)
+    h.clock.advance(TTL * 0.9)
+    assert (await cog.sweep()).nudged == 1
+    await h.ok("alice", f"task show {tid}")  # "yes, still on it"
+    h.clock.advance(TTL * 0.5)
+    assert await cog.sweep() == SweepReport(), "activity restarted the clock"
+    h.clock.advance(TTL * 0.35)
+    assert (await cog.sweep()).nudged == 1, "a new idle stretch gets a new notice"
+    await h.ok("alice", f"task claim {tid}")  # claiming again also counts
+    h.clock.advance(TTL * 0.9)
+    assert (await cog.sweep()).released == 0
+    assert len(await h.deliver()) == 3
+
+
+async def test_someone_else_looking_at_the_task_is_not_activity(harness: Harness):
+    h = harness
+    tid = await claimed(h)
+    h.clock.advance(TTL - timedelta(hours=1))
+    await h.ok("bob", f"task show {tid}")
+    h.clock.advance(timedelta(hours=2))
+    assert (await tasks_cog(h).sweep()).released == 1
+
+
+async def test_due_reminder_comes_one_day_before_exactly_once(harness: Harness):
+    h = harness
+    tid = await claimed(h, "other Print run --due 'in 3d'")
+    cog = tasks_cog(h)
+    h.clock.advance(timedelta(days=2) - timedelta(minutes=1))
+    assert (await cog.sweep()).reminded == 0
+    h.clock.advance(timedelta(minutes=1))
+    assert (await cog.sweep()).reminded == 1
+    assert (await cog.sweep()).reminded == 0
+    posts = await h.deliver()
+    assert len(posts) == 1 and posts[0].recipient_id == "alice"
+    assert f"task #{tid} “Print run” is due" in posts[0].body.plain()
+
+
+async def test_no_due_reminder_for_a_claim_taken_within_the_last_day(harness: Harness):
+    h = harness
+    await claimed(h, "other Tonight --due 'in 5h'")
+    assert (await tasks_cog(h).sweep()).reminded == 0
+    assert await h.deliver() == []
+
+
+async def test_reclaimed_task_gets_fresh_notices(harness: Harness):
+    h = harness
+    tid = await claimed(h, "other Poster --due 'in 20d'")
+    cog = tasks_cog(h)
+    h.clock.advance(TTL * 0.85)
+    await cog.sweep()
+    await h.ok("alice", f"task unclaim {tid}")
+    await h.ok("alice", f"task claim {tid}")
+    h.clock.advance(TTL * 0.85)
+    assert (await cog.sweep()).nudged == 1
+    keys = [p.key for p in await h.deliver()]
+    assert len(keys) == len(set(keys)) == 2
+
+
+async def test_the_cog_runs_its_sweeps_in_the_background(tmp_path):
+    app = make_app(tmp_path)
+    h = Harness(app)
+    cog = tasks_cog(h)
+    cog.sweep_interval = 0.01
+    try:
+        tid = await claimed(h)
+        h.clock.advance(TTL * 2)
+        await cog.start()
+        for _ in range(500):
+            if "Status: open" in await h.ok("bob", f"task show {tid}"):
+                break
+            await asyncio.sleep(0.01)
+        assert "released after no activity" in await h.ok("bob", f"task show {tid}")
+    finally:
+        await cog.stop()
+        await app.stop()

@@ -1,0 +1,94 @@
+"""The task tables: migration matches the models, and the queue queries stay on indexes."""
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.schema import CreateIndex
+
+from storage import migrations
+from storage.db import Database
+from storage.models import Task, TaskEvent
+from storage.tasks import _next_claim
+
+
+def migrated(tmp_path: Path) -> Database:
+    db = Database(f"sqlite:///{tmp_path / 'bot.db'}")
+    migrations.upgrade(db)
+    return db
+
+
+def test_migration_creates_the_task_tables_the_models_describe(tmp_path: Path):
+    db = migrated(tmp_path)
+    try:
+        inspector = sa.inspect(db.engine)
+        for model in (Task, TaskEvent):
+            table = model.__table__  # type: ignore[attr-defined]
+            columns = {c["name"]: c["nullable"] for c in inspector.get_columns(table.name)}
+            assert columns == {c.name: c.nullable for c in table.columns}, table.name
+            stored = db.run_sync(
+                lambda session, name=table.name: {
+                    row[0]: " ".join(row[1].split())
+                    for row in session.execute(
+                        sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                                "AND tbl_name = :t AND sql IS NOT NULL"), {"t": name})
+                },
+                write=False,
+            )  # fmt: skip
+            expected = {
+                index.name: " ".join(
+                    str(CreateIndex(index).compile(dialect=db.engine.dialect)).split()
+                )
+                for index in table.indexes
+            }
+            assert stored == expected, table.name
+            fks = {
+                (
+                    tuple(f["constrained_columns"]),
+                    f["referred_table"],
+                    f["options"].get("ondelete"),
+                )
+                for f in inspector.get_foreign_keys(table.name)
+            }
+            assert fks == {
+                ((fk.parent.name,), fk.column.table.name, fk.ondelete) for fk in table.foreign_keys
+            }, table.name
+    finally:
+        db.close()
+
+
+def plan(db: Database, sql: str, params: dict[str, object]) -> str:
+    def read(session):
+        compiled = sa.text("EXPLAIN QUERY PLAN " + sql)
+        return " | ".join(row[3] for row in session.execute(compiled, params))
+
+    return db.run_sync(read, write=False)
+
+
+def test_task_next_seeks_the_match_index_once_per_kind_and_language(tmp_path: Path):
+    db = migrated(tmp_path)
+    try:
+        claim, best, _ = _next_claim(2, (True, False), 1)
+        params = {"k0": "translation", "k1": "other", "t1": "pl", "s0": "pl"}
+        text = plan(db, str(best), params)
+        assert text.count("SEARCH task USING INDEX ix_task_match (kind=? AND language=?)") == 4
+        assert "SCAN task" not in text
+        claim_plan = plan(db, str(claim), {**params, "vid": 1, "now": "x", "place": "p",
+                                           "due_limit": "x", "max_open": 3})  # fmt: skip
+        assert "SEARCH task USING INTEGER PRIMARY KEY" in claim_plan
+        assert "ix_task_claimer" in claim_plan and "SCAN task" not in claim_plan
+    finally:
+        db.close()
+
+
+def test_task_list_walks_the_queue_index_without_sorting(tmp_path: Path):
+    db = migrated(tmp_path)
+    try:
+        text = plan(
+            db,
+            "SELECT id FROM task WHERE status = 'open' "
+            "ORDER BY priority DESC, due_at IS NULL, due_at, id LIMIT 11 OFFSET 20",
+            {},
+        )
+        assert "ix_task_queue" in text and "TEMP B-TREE" not in text
+    finally:
+        db.close()
