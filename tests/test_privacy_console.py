@@ -6,8 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from bot import loader
 from bot.adapters.console_adapter import render
 from bot.context import Attachment, Reply
@@ -61,7 +59,6 @@ def test_alice_sees_her_data_then_erases_it_from_the_database_file(tmp_path: Pat
 
 
 def test_alices_claimed_task_is_open_again_after_she_is_forgotten(tmp_path: Path):
-    pytest.importorskip("cogs.tasks")
     posted = console(
         tmp_path, ["task post translation Leaflet for the Kraków stand --language pl"], user="coco"
     )

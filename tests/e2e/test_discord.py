@@ -399,7 +399,6 @@ async def volunteers(fake: FakeDiscord, *names: str):
 
 
 async def test_task_post_then_two_racing_claims_have_one_winner(fake, bot):
-    pytest.importorskip("cogs.tasks")
     coco = fake.user("coco", roles=[COORDINATOR_ROLE])
     await bot.restart()  # the guild (with the coordinator role) is announced again
     alice, bob = await volunteers(fake, "alice", "bob")
@@ -414,7 +413,6 @@ async def test_task_post_then_two_racing_claims_have_one_winner(fake, bot):
 
 
 async def test_coordinators_are_recognised_by_role_or_manage_server(fake, bot):
-    pytest.importorskip("cogs.tasks")
     by_role = fake.user("coco", roles=[COORDINATOR_ROLE])
     admin = fake.user("admin", permissions=MEMBER_PERMISSIONS | MANAGE_GUILD)
     plain = fake.user("plain")
@@ -426,7 +424,6 @@ async def test_coordinators_are_recognised_by_role_or_manage_server(fake, bot):
 
 
 async def test_the_claim_button_claims_for_the_clicker_also_after_a_restart(fake, bot):
-    pytest.importorskip("cogs.tasks")
     coco = fake.user("coco", roles=[COORDINATOR_ROLE])
     await bot.restart()
     alice, bob = await volunteers(fake, "alice", "bob")
@@ -443,7 +440,6 @@ async def test_the_claim_button_claims_for_the_clicker_also_after_a_restart(fake
 
 
 async def test_a_title_with_at_everyone_produces_a_post_that_pings_nobody(fake, bot):
-    pytest.importorskip("cogs.tasks")
     coco = fake.user("coco", roles=[COORDINATOR_ROLE])
     await bot.restart()
     answer, _ = await post_task(fake, coco, "Flyers @everyone @here <@&4300>")

@@ -5,8 +5,6 @@ import re
 
 import pytest
 
-pytest.importorskip("cogs.tasks")
-
 from tests.e2e.matrix_kit import body, in_reply_to, is_reply, running_bot
 
 pytestmark = pytest.mark.e2e
