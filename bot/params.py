@@ -335,7 +335,7 @@ def enum_kind(enum: type[Enum]) -> Kind:
             choices=", ".join(values),
         )
 
-    return Kind(enum.__name__.lower(), "string", parse, values)
+    return Kind(enum.__name__.lower().replace("task", ""), "string", parse, values)
 
 
 KINDS: dict[type, Kind] = {

@@ -136,3 +136,19 @@ def test_every_shipped_command_passes_validation_and_has_unique_names(tmp_path):
     assert len(names) == len(set(names))
     assert "volunteer join" in names and "help" in names
     app.db.close()
+
+
+def test_the_readme_command_reference_names_every_command(tmp_path):
+    from pathlib import Path
+
+    from tests.harness import make_app
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    reference = readme.split("## Commands", 1)[1].split("\n## ", 1)[0]
+    app = make_app(tmp_path)
+    try:
+        for spec in app.services.registry.specs:
+            name = spec.group if spec.default else spec.qualified_name
+            assert f"`{name}" in reference, f"README's command table lacks {name}"
+    finally:
+        app.db.close()
