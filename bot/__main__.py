@@ -81,12 +81,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "db":
             return _db_upgrade(settings)
         return asyncio.run(_run(settings, args, console))
-    except (DatabaseUnavailable, UnknownCog) as exc:
+    except DatabaseUnavailable as exc:
         print(
             f"volunteer-bot: {exc} ({settings.storage.url.split('://')[0]} storage)",
             file=sys.stderr,
         )
         return 1
+    except UnknownCog as exc:
+        print(f"volunteer-bot: config error: {exc}", file=sys.stderr)
+        return 2
     except ConfigError as exc:
         print(f"volunteer-bot: {exc}", file=sys.stderr)
         return 2

@@ -103,3 +103,20 @@ def test_a_lock_released_within_the_timeout_is_waited_out(tmp_path):
         release.join()
         holder.close()
     assert "Welcome, alice!" in run.stdout
+
+
+def test_only_the_configured_cogs_are_loaded(tmp_path):
+    (tmp_path / "config.toml").write_text('[bot]\ncogs = ["volunteers", "help"]\n')
+    run = bot("--as", "alice", stdin="help\ntask list\n", cwd=tmp_path)
+    assert "volunteer join" in run.stdout
+    assert "task post" not in run.stdout
+    assert "`task` is not a command" in run.stdout
+
+
+def test_an_unknown_cog_in_the_config_is_one_clear_line(tmp_path):
+    (tmp_path / "config.toml").write_text('[bot]\ncogs = ["volunteers", "karaoke"]\n')
+    run = bot("--as", "alice", stdin="help\n", cwd=tmp_path)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "config error: bot.cogs: no cog named 'karaoke'" in run.stderr
+    check = bot("check-config", cwd=tmp_path)
+    assert check.returncode == 2 and "karaoke" in check.stderr
