@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The project root replaces this script's folder, whose queue.py would hide the stdlib's.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import discord
 from discord import app_commands

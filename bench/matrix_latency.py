@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# The project root replaces this script's folder, whose queue.py would hide the stdlib's.
+sys.path[0] = str(ROOT)
 
 from nio import (  # noqa: E402 (the bench drives Matrix directly)
     AsyncClient,

@@ -24,7 +24,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from sqlalchemy import insert
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The project root replaces this script's folder, whose queue.py would hide the stdlib's.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bot.app import App
 from bot.config import Settings
