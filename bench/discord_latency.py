@@ -19,8 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-# The project root replaces this script's folder, whose queue.py would hide the stdlib's.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
+# Run as a script, this folder comes first on sys.path and its queue.py would hide the
+# standard library's: the project root takes its place.
+sys.path.pop(0)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import discord
 from discord import app_commands

@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-# The project root replaces this script's folder, whose queue.py would hide the stdlib's.
-sys.path[0] = str(ROOT)
+# Run as a script, this folder comes first on sys.path and its queue.py would hide the
+# standard library's: the project root takes its place.
+sys.path.pop(0)
+sys.path.insert(0, str(ROOT))
 
 from nio import (  # noqa: E402 (the bench drives Matrix directly)
     AsyncClient,
