@@ -83,13 +83,15 @@ class DatabaseMeter:
     """Times the database's transactions: inside them on its thread, and awaited on the loop.
 
     It wraps the instance's own ``read``/``write``/``run_sync`` (two clock reads each), so
-    the bot runs unchanged; the Discord and core-alone runs carry the same meter.
+    the bot runs unchanged; the Discord and core-alone runs carry the same meter. Awaited
+    time is wall time with at least one transaction outstanding, so overlapping awaits
+    count once.
     """
 
     def __init__(self, db: Database) -> None:
-        self.transactions = 0
-        self.in_thread = 0.0
-        self.awaited = 0.0
+        self.reset()
+        self._outstanding = 0
+        self._since = 0.0
         run_sync, read, write = db.run_sync, db.read, db.write
 
         def timed_run_sync(fn, *, write):
@@ -102,11 +104,15 @@ class DatabaseMeter:
 
         def timed(call):
             async def awaited(fn):
-                started = time.perf_counter()
+                if not self._outstanding:
+                    self._since = time.perf_counter()
+                self._outstanding += 1
                 try:
                     return await call(fn)
                 finally:
-                    self.awaited += time.perf_counter() - started
+                    self._outstanding -= 1
+                    if not self._outstanding:
+                        self.awaited += time.perf_counter() - self._since
 
             return awaited
 
