@@ -9,6 +9,8 @@ Each command also runs through ``BotCore.invoke`` alone, interleaved, with the d
 transactions timed on the worker thread and on the event loop, so the table ends with where
 the bot's time goes: the Discord path beyond the core, the core and cog on the event loop,
 the hops to the database thread, and the transactions themselves (beside an empty one).
+A second bare client, whose ``/ping`` awaits one empty read transaction through the same
+``Database`` class first, shows what no command that touches the database can go below.
 
     python bench/discord_latency.py [--n 300] [--warmup 30]
 """
@@ -44,17 +46,26 @@ COORDINATOR_ROLE = 4300
 
 
 class BareClient(discord.Client):
-    """The floor: discord.py and one command, nothing else."""
+    """The floor: discord.py and one command, nothing else.
 
-    def __init__(self, guild_id: int) -> None:
+    Given a database, ``/ping`` first awaits one empty read transaction through it: the
+    reference for what any command that touches the database cannot avoid.
+    """
+
+    def __init__(self, guild_id: int, db: Database | None = None) -> None:
         intents = discord.Intents.none()
         intents.guilds = True
         super().__init__(intents=intents)
         self.guild = discord.Object(guild_id)
         self.tree = app_commands.CommandTree(self)
+        self.db = db
 
     async def setup_hook(self) -> None:
+        db = self.db
+
         async def ping(interaction: discord.Interaction) -> None:
+            if db is not None:
+                await db.read(lambda session: None)
             await interaction.response.send_message("pong")
 
         self.tree.add_command(
@@ -194,10 +205,12 @@ def summary(samples: list[float]) -> dict[str, float]:
     }
 
 
-async def bare_floor(fake: FakeDiscord, n: int, warmup: int) -> list[float]:
+async def bare_floor(
+    fake: FakeDiscord, n: int, warmup: int, db: Database | None = None
+) -> list[float]:
     endpoints = Endpoints(fake.api_base, fake.gateway_url)
     endpoints.apply()
-    client = BareClient(fake.guild_id)
+    client = BareClient(fake.guild_id, db)
     try:
         before = len(fake.identifies)
         await client.login(fake.token)
@@ -277,15 +290,22 @@ async def main() -> int:
     try:
         floor = await bare_floor(fake, args.n, args.warmup)
         with tempfile.TemporaryDirectory() as tmp:
+            db = Database(f"sqlite:///{Path(tmp) / 'reference.db'}")
+            try:
+                floor_db = await bare_floor(fake, args.n, args.warmup, db)
+            finally:
+                db.close()
             runs = await bot_runs(fake, Path(tmp), args.n, args.warmup)
     finally:
         await fake.stop()
     base = summary(floor)
+    with_db = summary(floor_db)
     stats: dict[str, dict[str, float]] = {}
     for command, values in runs.items():
         stats[command] = summary(values["discord"])
         stats[f"{command} (core alone)"] = summary(values["core"])
-    rows = {"bare /ping (floor)": base} | {f"bot /{k}": v for k, v in stats.items()}
+    rows = {"bare /ping (floor)": base, "bare /ping + 1 empty transaction": with_db}
+    rows |= {f"bot /{k}": v for k, v in stats.items()}
     print(f"{'command':<38}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}{'p50 ratio':>11}")
     for name, row in rows.items():
         ratio = row["p50_ms"] / base["p50_ms"]
@@ -315,6 +335,7 @@ async def main() -> int:
             {
                 "benchmark": "discord_latency",
                 "floor": base,
+                "floor_with_one_empty_transaction": with_db,
                 "bot": stats,
                 "p50_ratio": ratios,
                 "adapter_overhead_p50_ms": overhead,
