@@ -7,7 +7,7 @@ the bare client's p50.
 
 Each command also runs through ``BotCore.invoke`` alone, interleaved, with the database's
 transactions timed on the worker thread and on the event loop, so the table ends with where
-the bot's time goes: the Discord path beyond the core, the core and cog on the event loop,
+the bot's time goes: the Discord path beyond the bare client's, the core and cog on the loop,
 the hops to the database thread, and the transactions themselves (beside an empty one).
 A second bare client, whose ``/ping`` awaits one empty read transaction through the same
 ``Database`` class first, shows what no command that touches the database can go below.
