@@ -24,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, this folder comes first on sys.path and its queue.py would hide the
+# standard library's: the project root takes its place.
+sys.path.pop(0)
 sys.path.insert(0, str(ROOT))
 
 from nio import (  # noqa: E402 (the bench drives Matrix directly)

@@ -20,11 +20,14 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+# Run as a script, this folder comes first on sys.path and its queue.py would hide the
+# standard library's: the project root takes its place.
+sys.path.pop(0)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from sqlalchemy import insert
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.app import App
 from bot.config import Settings

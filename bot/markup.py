@@ -13,7 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 _FIELDS = string.Formatter()
-_MD_SPECIAL = re.compile(r"([\\*_~`|>#\[\]()<])")
+# Markdown's special characters get a backslash; a zero-width joiner after "@" keeps mass
+# mentions inert even where allowed_mentions is not honoured (e.g. a copy pasted elsewhere).
+# One table, so escaping a value is a single pass.
+_MD_ESCAPES = str.maketrans({c: "\\" + c for c in "\\*_~`|>#[]()<"} | {"@": "@\u200b"})
 _MARKER = re.compile(r"(\*\*|`)")
 _BOLD = re.compile(r"\*\*")
 
@@ -108,15 +111,8 @@ class Markup:
             elif in_code:
                 out.append(text.replace("`", "\u02cb"))
             else:
-                out.append(_escape_markdown(text))
+                out.append(text.translate(_MD_ESCAPES))
         return "".join(out)
 
     def __str__(self) -> str:
         return self.plain()
-
-
-def _escape_markdown(text: str) -> str:
-    escaped = _MD_SPECIAL.sub(r"\\\1", text)
-    # A zero-width joiner after "@" keeps mass mentions inert even where allowed_mentions
-    # is not honoured (e.g. a copy pasted elsewhere).
-    return escaped.replace("@", "@\u200b")

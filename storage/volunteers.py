@@ -3,14 +3,18 @@
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, literal, update
+import sqlalchemy as sa
+from sqlalchemy import delete, func, literal
 from sqlmodel import Session, col, select
 
 from bot.context import UserRef
 from storage.db import Database
 from storage.models import Volunteer, VolunteerRole
+
+V = cast(sa.Table, Volunteer.__table__)  # type: ignore[attr-defined]
+R = cast(sa.Table, VolunteerRole.__table__)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +30,25 @@ class Profile:
     last_active_at: datetime
 
 
+# Statements asked for on every command are built once, with named parameters: building a
+# SQLAlchemy statement (and loading ORM objects) costs far more than SQLite takes to run it.
+_PROFILE = sa.select(
+    V.c.id, V.c.platform, V.c.external_id, V.c.display_name, V.c.languages, V.c.country,
+    V.c.created_at, V.c.last_active_at, R.c.role,
+).select_from(V.outerjoin(R, R.c.volunteer_id == V.c.id)).where(
+    V.c.platform == sa.bindparam("platform"), V.c.external_id == sa.bindparam("ext")
+)  # fmt: skip
+_ROLES = sa.select(R.c.volunteer_id, R.c.role).where(
+    R.c.volunteer_id.in_(sa.bindparam("ids", expanding=True))
+)
+# (An UPDATE's own parameters may not share a name with one of the table's columns.)
+_TOUCH = (
+    V.update()
+    .where(V.c.platform == sa.bindparam("who_platform"), V.c.external_id == sa.bindparam("who"))
+    .values(last_active_at=sa.bindparam("now"), display_name=sa.bindparam("name"))
+)
+
+
 def find_volunteer(session: Session, user: UserRef) -> Volunteer | None:
     """The row for a person, inside an existing transaction."""
     return session.exec(
@@ -37,24 +60,49 @@ def find_volunteer(session: Session, user: UserRef) -> Volunteer | None:
 
 def roles_of(session: Session, volunteer_id: int) -> tuple[str, ...]:
     """A volunteer's roles, sorted."""
-    rows = session.exec(
-        select(VolunteerRole.role)
-        .where(VolunteerRole.volunteer_id == volunteer_id)
-        .order_by(col(VolunteerRole.role))
-    )
-    return tuple(rows)
+    return _roles_of(session, [volunteer_id]).get(volunteer_id, ())
 
 
-def _profile(session: Session, row: Volunteer) -> Profile:
+def _roles_of(session: Session, ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
+    """The sorted roles of several volunteers, in one query."""
+    found: dict[int, list[str]] = {}
+    if ids:
+        for volunteer_id, role in session.connection().execute(_ROLES, {"ids": list(ids)}):
+            found.setdefault(volunteer_id, []).append(role)
+    return {volunteer_id: tuple(sorted(roles)) for volunteer_id, roles in found.items()}
+
+
+def _profile(session: Session, row: Volunteer, roles: tuple[str, ...] | None = None) -> Profile:
     assert row.id is not None
     return Profile(
         id=row.id,
         user=UserRef(row.platform, row.external_id, row.display_name),
-        roles=roles_of(session, row.id),
+        roles=roles_of(session, row.id) if roles is None else roles,
         languages=tuple(row.language_list),
         country=row.country,
         created_at=row.created_at,
         last_active_at=row.last_active_at,
+    )
+
+
+def _lookup(session: Session, user: UserRef) -> Profile | None:
+    """A profile with its roles in one query (the volunteer joined to their roles)."""
+    rows = (
+        session.connection()
+        .execute(_PROFILE, {"platform": user.platform, "ext": user.external_id})
+        .all()
+    )
+    if not rows:
+        return None
+    first = rows[0]
+    return Profile(
+        id=first.id,
+        user=UserRef(first.platform, first.external_id, first.display_name),
+        roles=tuple(sorted(r.role for r in rows if r.role is not None)),
+        languages=tuple(code for code in first.languages.split(",") if code),
+        country=first.country,
+        created_at=first.created_at,
+        last_active_at=first.last_active_at,
     )
 
 
@@ -126,12 +174,7 @@ class VolunteerRepo:
 
     async def profile(self, user: UserRef) -> Profile | None:
         """One volunteer, or None."""
-
-        def tx(session: Session) -> Profile | None:
-            row = find_volunteer(session, user)
-            return _profile(session, row) if row else None
-
-        return await self.db.read(tx)
+        return await self.db.read(lambda session: _lookup(session, user))
 
     async def search(
         self,
@@ -160,22 +203,18 @@ class VolunteerRepo:
             rows = session.exec(
                 query.order_by(col(Volunteer.last_active_at).desc()).limit(limit)
             ).all()
-            return [_profile(session, row) for row in rows], int(total)
+            roles = _roles_of(session, [row.id for row in rows if row.id is not None])
+            return [_profile(session, row, roles.get(row.id or 0, ())) for row in rows], int(total)
 
         return await self.db.read(tx)
 
     async def touch(self, user: UserRef, now: datetime) -> None:
         """Record activity (for retention) and the current display name, if registered."""
+        values = {"who_platform": user.platform, "who": user.external_id, "now": now,
+                  "name": user.label}  # fmt: skip
 
         def tx(session: Session) -> None:
-            session.execute(
-                update(Volunteer)
-                .where(
-                    col(Volunteer.platform) == user.platform,
-                    col(Volunteer.external_id) == user.external_id,
-                )
-                .values(last_active_at=now, display_name=user.label)
-            )
+            session.connection().execute(_TOUCH, values)
 
         await self.db.write(tx)
 

@@ -78,3 +78,28 @@ async def test_any_command_records_activity_for_retention(harness: Harness):
     await harness.ok("alice", "help")
     profile = await harness.app.services.volunteers.profile(UserRef("test", "alice"))
     assert profile is not None and profile.last_active_at == later
+
+
+async def test_list_shows_each_persons_own_roles_sorted(harness: Harness):
+    await harness.ok("alice", "volunteer join translator --languages pl")
+    await harness.ok("alice", "volunteer join networker")
+    await harness.ok("bob", "volunteer join programmer")
+    await harness.ok("carol", "volunteer join organiser")
+    lines = (await harness.ok("x", "volunteer list")).splitlines()
+    assert "• Alice — networker, translator (pl)" in lines
+    assert "• Bob — programmer" in lines
+    assert "• Carol — organiser" in lines
+
+
+async def test_a_profile_lists_roles_sorted_and_languages_in_the_order_given(harness: Harness):
+    from bot.context import UserRef
+
+    await harness.ok("alice", "volunteer join video-editor --languages fr,de --country AT")
+    await harness.ok("alice", "volunteer join investigator")
+    profile = await harness.app.services.volunteers.profile(UserRef("test", "alice"))
+    assert profile is not None
+    assert profile.roles == ("investigator", "video-editor")
+    assert profile.languages == ("fr", "de") and profile.country == "AT"
+    assert profile.user.display_name == "Alice"
+    assert profile.created_at.tzinfo is not None, "timestamps come back aware"
+    assert await harness.app.services.volunteers.profile(UserRef("test", "nobody")) is None

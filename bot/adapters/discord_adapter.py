@@ -48,6 +48,8 @@ DEFER_AFTER = 2.0
 # Missing Access, Missing Permissions, Unknown Channel: the channel will never take the post.
 PERMANENT_CODES = frozenset({50001, 50013, 10003})
 STATE_KEY = "discord.commands.{application}.{scope}"
+# What almost every message carries: built once (discord.py only reads it).
+PING_NOBODY = discord.AllowedMentions(everyone=False, roles=False, users=False, replied_user=False)
 STALE_BUTTON = Reply(
     Markup.trusted("That button does nothing any more."), private=True, is_error=True
 )
@@ -328,22 +330,37 @@ class DiscordAdapter:
         *,
         deferred_private: bool,
     ) -> None:
-        task = asyncio.ensure_future(work)
+        """Run the work and answer with its reply, deferring first if it runs long.
+
+        The work runs right here; only a timer waits beside it. A command that answers in
+        time costs no extra task, and one still running after ``defer_after`` gets its defer
+        sent by the timer while it goes on.
+        """
+        deferral: asyncio.Task[Any] | None = None
+
+        def defer() -> None:
+            nonlocal deferral
+            deferral = asyncio.create_task(
+                interaction.response.defer(ephemeral=deferred_private, thinking=True),
+                name="discord-defer",
+            )
+
+        timer = asyncio.get_running_loop().call_later(self.defer_after, defer)
         try:
-            done, _ = await asyncio.wait({task}, timeout=self.defer_after)
-            deferred = not done
-            if deferred:
-                await interaction.response.defer(ephemeral=deferred_private, thinking=True)
-            reply = await task or STALE_BUTTON
-            if deferred:
-                await self._send_after_defer(interaction, reply, deferred_private)
-            else:
+            try:
+                reply = await work or STALE_BUTTON
+            finally:
+                timer.cancel()
+            if deferral is None:
                 await self._send(interaction, reply)
+            else:
+                await deferral
+                await self._send_after_defer(interaction, reply, deferred_private)
         except discord.HTTPException as exc:
             log.warning("Discord answer failed (HTTP %s, code %s)", exc.status, exc.code)
         finally:
-            if not task.done():
-                task.cancel()
+            if deferral is not None and not deferral.done():
+                deferral.cancel()
 
     async def _send(self, interaction: discord.Interaction, reply: Reply) -> None:
         chunks = split_content(render(reply))
@@ -608,8 +625,10 @@ def render(reply: Reply) -> str:
 
 def allowed_mentions(users: Sequence[discord.abc.Snowflake]) -> discord.AllowedMentions:
     """Nobody is pinged but these users: never @everyone, never a role."""
+    if not users:
+        return PING_NOBODY
     return discord.AllowedMentions(
-        everyone=False, roles=False, users=list(users) if users else False, replied_user=False
+        everyone=False, roles=False, users=list(users), replied_user=False
     )
 
 
@@ -619,9 +638,10 @@ def message_extras(reply: Reply, *, last: bool) -> dict[str, Any]:
     extras: dict[str, Any] = {"allowed_mentions": allowed_mentions(users)}
     if not last:
         return extras
-    view = button_view(reply)
-    if view is not None:
-        extras["view"] = view
+    if reply.buttons:
+        view = button_view(reply)
+        if view is not None:
+            extras["view"] = view
     if reply.attachments:
         extras["files"] = [to_file(a) for a in reply.attachments]
     return extras
