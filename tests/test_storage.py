@@ -1,7 +1,9 @@
 """Storage: migrations, pragmas, aware timestamps, and the platform-free rule."""
 
 import ast
+import asyncio
 import sqlite3
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from sqlmodel import SQLModel
 
 import storage.models
 from storage import migrations
-from storage.db import Database
+from storage.db import CHECKPOINT_AT_BYTES, Database
 from storage.state import StateRepo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +53,55 @@ def test_sqlite_pragmas_are_set_on_every_connection(tmp_path):
             assert get("foreign_keys") == 1
             assert get("secure_delete") == 1
             assert get("busy_timeout") == 1234
+            # Checkpoints run beside the writer, not inside a commit; the log file is cut
+            # back to the size that starts one.
+            assert get("wal_autocheckpoint") == 0
+            assert get("journal_size_limit") == CHECKPOINT_AT_BYTES
+    finally:
+        db.close()
+
+
+async def test_a_failed_write_leaves_nothing_and_the_next_write_runs(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'a.db'}")
+    try:
+        migrations.upgrade(db)
+        stamp = datetime(2026, 3, 2, tzinfo=UTC)
+
+        def fails(conn: sa.Connection) -> None:
+            conn.execute(sa.text("INSERT INTO bot_state VALUES ('lost', 'x', :t)"), {"t": stamp})
+            raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError, match="boom"):
+            await db.write_connection(fails)
+        await StateRepo(db).set("kept", "y", stamp)
+        assert await StateRepo(db).get("lost") is None
+        assert await StateRepo(db).get("kept") == "y"
+    finally:
+        db.close()
+
+
+async def test_a_long_write_ahead_log_is_folded_in_beside_the_writer(tmp_path):
+    path = tmp_path / "a.db"
+    wal = Path(f"{path}-wal")
+    db = Database(f"sqlite:///{path}")
+    try:
+        migrations.upgrade(db)
+        blob = b"x" * 100_000
+
+        def fill(conn: sa.Connection) -> None:
+            conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS filler (data BLOB)")
+            for _ in range(CHECKPOINT_AT_BYTES // len(blob) + 10):
+                conn.exec_driver_sql("INSERT INTO filler VALUES (?)", (blob,))
+
+        await db.write_connection(fill)
+        assert wal.stat().st_size > CHECKPOINT_AT_BYTES
+        # Once the background checkpoint has copied the log, a write starts it over and
+        # cuts the file back; nobody asked for a checkpoint.
+        deadline = time.monotonic() + 30
+        while wal.stat().st_size > CHECKPOINT_AT_BYTES and time.monotonic() < deadline:
+            await db.write_connection(lambda conn: conn.exec_driver_sql("DELETE FROM filler"))
+            await asyncio.sleep(0.05)
+        assert wal.stat().st_size <= CHECKPOINT_AT_BYTES
     finally:
         db.close()
 
