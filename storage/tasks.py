@@ -40,8 +40,10 @@ R = cast(sa.Table, VolunteerRole.__table__)  # type: ignore[attr-defined]
 OPEN, CLAIMED, DONE, CANCELLED = (s.value for s in TaskStatus)
 # The queue order, spelled exactly like the indexes so the database walks them in order.
 QUEUE_ORDER = (T.c.priority.desc(), T.c.due_at.is_(None), T.c.due_at, T.c.id)
-# Spelled as a literal, not a parameter, so SQLite can use the partial index on open tasks.
+# Spelled as literals, not parameters, so SQLite can use the partial indexes on open tasks
+# (ix_task_match) and on claimed ones (ix_task_claimed).
 IS_OPEN = T.c.status == sa.literal_column("'open'")
+IS_CLAIMED = T.c.status == sa.literal_column("'claimed'")
 DUE_REMINDER = timedelta(days=1)
 IDLE_NOTICE_AT = 0.8  # of the claim's time to live
 _RETRIES = 5  # conditional updates lost to a concurrent writer (PostgreSQL) are retried
@@ -1197,7 +1199,7 @@ def _sweep_once(
     expired = conn.execute(
         _view_query()
         .where(
-            T.c.status == CLAIMED,
+            IS_CLAIMED,
             sa.or_(T.c.last_activity_at <= release_cutoff, T.c.claimed_by.is_(None)),
         )
         .limit(batch)
@@ -1228,7 +1230,7 @@ def _sweep_once(
     idle = conn.execute(
         _view_query()
         .where(
-            T.c.status == CLAIMED,
+            IS_CLAIMED,
             T.c.nudged_at.is_(None),
             T.c.last_activity_at <= now - ttl * IDLE_NOTICE_AT,
         )
@@ -1261,7 +1263,7 @@ def _sweep_once(
     due = conn.execute(
         _view_query()
         .where(
-            T.c.status == CLAIMED,
+            IS_CLAIMED,
             T.c.due_reminded_at.is_(None),
             T.c.due_at <= now + DUE_REMINDER,
         )

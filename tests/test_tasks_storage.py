@@ -1,5 +1,6 @@
 """The task tables: migration matches the models, and the queue queries stay on indexes."""
 
+import sqlite3
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -90,5 +91,57 @@ def test_task_list_walks_the_queue_index_without_sorting(tmp_path: Path):
             {},
         )
         assert "ix_task_queue" in text and "TEMP B-TREE" not in text
+    finally:
+        db.close()
+
+
+def test_sweeps_and_claim_counts_use_the_indexes_of_claimed_tasks_only(tmp_path: Path):
+    db = migrated(tmp_path)
+    try:
+        sweep = plan(
+            db,
+            "SELECT id FROM task WHERE status = 'claimed' AND nudged_at IS NULL "
+            "AND last_activity_at <= :cutoff LIMIT 200",
+            {"cutoff": "2026-03-02 09:00:00"},
+        )
+        assert "USING INDEX ix_task_claimed" in sweep and "SCAN task" not in sweep
+        held = plan(
+            db,
+            "SELECT count(*) FROM task WHERE claimed_by = :vid AND status = 'claimed'",
+            {"vid": 1},
+        )
+        assert "ix_task_claimer" in held and "SCAN task" not in held
+        # Erasing a volunteer sets their tasks' claimer to NULL through the same index.
+        erase = plan(db, "UPDATE task SET claimed_by = NULL WHERE claimed_by = :vid", {"vid": 1})
+        assert "ix_task_claimer" in erase and "SCAN task" not in erase
+    finally:
+        db.close()
+
+
+def test_a_queue_from_before_the_claimed_only_indexes_is_upgraded(tmp_path: Path):
+    path = tmp_path / "bot.db"
+    db = Database(f"sqlite:///{path}")
+    try:
+        migrations.upgrade(db)
+    finally:
+        db.close()
+    with sqlite3.connect(path) as raw:  # the indexes as migration 2 made them
+        raw.execute("DELETE FROM schema_version WHERE version >= 4")
+        raw.execute("DROP INDEX ix_task_claimer")
+        raw.execute("DROP INDEX ix_task_claimed")
+        raw.execute("CREATE INDEX ix_task_claimer ON task (claimed_by, status)")
+        raw.execute("CREATE INDEX ix_task_claimed ON task (status, last_activity_at)")
+    db = Database(f"sqlite:///{path}")
+    try:
+        assert [m.version for m in migrations.upgrade(db)] == [4]
+        stored = db.run_sync(
+            lambda s: dict(
+                s.execute(sa.text("SELECT name, sql FROM sqlite_master WHERE name IN "
+                                  "('ix_task_claimer', 'ix_task_claimed')")).all()
+            ),
+            write=False,
+        )  # fmt: skip
+        assert "WHERE claimed_by IS NOT NULL" in stored["ix_task_claimer"]
+        assert "WHERE status = 'claimed'" in stored["ix_task_claimed"]
     finally:
         db.close()
