@@ -31,12 +31,16 @@ from sqlmodel import Session
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 CHECKPOINT_ATTEMPTS = 5
-# SQLite's own automatic checkpoint starts at 1,000 pages of log (4 MiB); ours starts there
-# too, but in the background. The log file is cut back to that size whenever the log starts
-# over, so a larger file means a log that long. A log that grows past the limit anyway
-# (writes outpacing the background checkpoint) is checkpointed by the writer itself.
-CHECKPOINT_AT_BYTES = 4 * 1024 * 1024
-WAL_LIMIT_BYTES = 64 * 1024 * 1024
+# Checkpoints run beside the writer (see Database._after_write): one at a time, at most
+# this often, each copying what the log holds by then into the database file.
+CHECKPOINT_EVERY_S = 0.02
+# The log starts over only when a write begins with all of it copied, which a writer that
+# never pauses does not allow; a log this long (64 MiB of 4 KiB pages) then gets one last
+# checkpoint between two writes, so that it can.
+WAL_LIMIT_FRAMES = 16384
+# The log file keeps its largest size between restarts (rewriting it is cheaper than
+# growing it again); past this it is cut back.
+WAL_FILE_LIMIT_BYTES = 128 * 1024 * 1024
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -78,8 +82,10 @@ class Database:
         self._kept_lock = threading.Lock()
         self._checkpointer: ThreadPoolExecutor | None = None
         self._checkpointing: Future[None] | None = None
+        self._next_checkpoint = 0.0
+        self._log_too_long = False
+        self.wal_limit_frames = WAL_LIMIT_FRAMES
         if self.path is not None:
-            self._wal = Path(f"{self.path}-wal")
             self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="db-checkpoint")
 
     def __repr__(self) -> str:
@@ -106,7 +112,7 @@ class Database:
         # synchronous = NORMAL a checkpoint syncs both files, which made the commit that
         # crossed 1,000 pages of log take ten times as long as the others.
         cur.execute("PRAGMA wal_autocheckpoint = 0")
-        cur.execute(f"PRAGMA journal_size_limit = {CHECKPOINT_AT_BYTES}")
+        cur.execute(f"PRAGMA journal_size_limit = {WAL_FILE_LIMIT_BYTES}")
         cur.close()
 
     @staticmethod
@@ -209,31 +215,44 @@ class Database:
                 return result
 
     def _after_write(self) -> None:
-        """Start a background checkpoint once the log is long; checkpoint here if too long."""
-        try:
-            size = self._wal.stat().st_size
-        except FileNotFoundError:
+        """Start a background checkpoint if none ran lately; let a long log start over."""
+        if self._log_too_long:
+            self._log_too_long = False
+            # Queued behind this transaction, on the writer's own thread: nothing writes
+            # while it copies the little the background checkpoint left, so the next write
+            # finds the whole log copied and starts it over.
+            with contextlib.suppress(RuntimeError):  # shutting down
+                self._executor.submit(self._passive_checkpoint)
             return
-        if size <= CHECKPOINT_AT_BYTES:
-            return
-        if size >= WAL_LIMIT_BYTES:
-            self._passive_checkpoint()
-            return
+        now = time.monotonic()
         running = self._checkpointing
-        if (running is None or running.done()) and self._checkpointer is not None:
-            # Shutting down refuses new work: closing the last connection checkpoints anyway.
-            with contextlib.suppress(RuntimeError):
-                self._checkpointing = self._checkpointer.submit(self._passive_checkpoint)
+        if now < self._next_checkpoint or (running is not None and not running.done()):
+            return
+        self._next_checkpoint = now + CHECKPOINT_EVERY_S
+        assert self._checkpointer is not None
+        # Shutting down refuses new work: closing the last connection checkpoints anyway.
+        with contextlib.suppress(RuntimeError):
+            self._checkpointing = self._checkpointer.submit(self._background_checkpoint)
 
-    def _passive_checkpoint(self) -> None:
-        """Copy what the log holds into the file without waiting for anyone."""
+    def _background_checkpoint(self) -> None:
+        if self._passive_checkpoint() >= self.wal_limit_frames:
+            self._log_too_long = True
+
+    def _passive_checkpoint(self) -> int:
+        """Copy what the log holds into the file without waiting for anyone; its length."""
         try:
             with self.engine.connect() as conn:
                 raw = conn.connection.dbapi_connection
                 assert raw is not None
-                raw.execute("PRAGMA wal_checkpoint(PASSIVE)").close()
+                cursor = raw.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                try:
+                    _, frames, _ = cursor.fetchone()
+                finally:
+                    cursor.close()
+                return int(frames)
         except Exception as exc:  # the next write tries again
             log.warning("background checkpoint failed: %s", type(exc).__name__)
+            return 0
 
     async def read(self, fn: Callable[[Session], T]) -> T:
         """Run a read-only transaction off the event loop."""
