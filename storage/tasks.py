@@ -217,9 +217,10 @@ _Pending = tuple[_ClaimRequest, "asyncio.Future[Result]"]
 class _ClaimBatcher:
     """Runs claims that arrive together in one write transaction, in arrival order.
 
-    Each claim is still its own conditional UPDATE (in its own savepoint); sharing the
-    transaction saves a commit and a trip to the database thread per claim, which is what
-    keeps a burst of claimers from queueing behind each other's commits.
+    Each claim is still its own conditional UPDATE; sharing the transaction saves a commit
+    and a trip to the database thread per claim, which is what keeps a burst of claimers
+    from queueing behind each other's commits. If the transaction fails, nothing of it was
+    committed and its claims run again one by one.
     """
 
     MAX_BATCH = 100
