@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Sequence
@@ -22,6 +23,19 @@ log = logging.getLogger(__name__)
 
 TOUCH_EVERY = timedelta(hours=1)
 LATE_START_RETRY = 5.0  # seconds
+
+
+def _freeze_start_up_heap() -> None:
+    """Keep what the process built to start (modules, specs, cogs) out of full collections.
+
+    Those objects live as long as the process, yet every full garbage collection walks all
+    of them: some 90,000 objects, 30-50 ms on a small machine, during which neither the event
+    loop nor the database thread runs. Frozen once, a full collection walks only what came
+    after. Done once per process; later apps (tests build many) leave it as it is.
+    """
+    if gc.get_freeze_count() == 0:
+        gc.collect()
+        gc.freeze()
 
 
 class App:
@@ -48,6 +62,7 @@ class App:
         self.adapters: list[Adapter] = []
         self._started = False
         self._late_starts: list[asyncio.Task[None]] = []
+        _freeze_start_up_heap()
 
     async def _touch(self, user: UserRef, ctx: Ctx) -> None:
         """Record activity for retention, at most once an hour per person (days matter)."""

@@ -259,3 +259,33 @@ def _v3(conn: Connection) -> None:
         _ts("reached_at"),
     )  # fmt: skip
     md.create_all(conn)
+
+
+@migration(4, "queue indexes: match covers source languages, claimer and claimed only claims")
+def _v4(conn: Connection) -> None:
+    md = sa.MetaData()
+    task = sa.Table(
+        "task", md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("language", sa.String(2)),
+        sa.Column("source_language", sa.String(2)),
+        sa.Column("priority", sa.Integer, nullable=False),
+        _ts("due_at", nullable=True),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("claimed_by", sa.Integer),
+        _ts("last_activity_at", nullable=True),
+    )  # fmt: skip
+    c = task.c
+    order = (c.priority.desc(), c.due_at.is_(None), c.due_at, c.id)
+    is_open = sa.text("status = 'open'")
+    has_claimer = sa.text("claimed_by IS NOT NULL")
+    is_claimed = sa.text("status = 'claimed'")
+    for name in ("ix_task_match", "ix_task_claimer", "ix_task_claimed"):
+        conn.exec_driver_sql(f"DROP INDEX {name}")
+    sa.Index("ix_task_match", c.kind, c.language, *order, c.source_language,
+             sqlite_where=is_open, postgresql_where=is_open).create(conn)  # fmt: skip
+    sa.Index("ix_task_claimer", c.claimed_by, c.status,
+             sqlite_where=has_claimer, postgresql_where=has_claimer).create(conn)  # fmt: skip
+    sa.Index("ix_task_claimed", c.status, c.last_activity_at,
+             sqlite_where=is_claimed, postgresql_where=is_claimed).create(conn)  # fmt: skip

@@ -144,10 +144,18 @@ def _task_indexes() -> None:
     order = (c.priority.desc(), c.due_at.is_(None), c.due_at, c.id)
     is_open = text("status = 'open'")
     Index("ix_task_queue", c.status, *order)
-    Index("ix_task_match", c.kind, c.language, *order,
+    # Ends with the source language so `task next` can tell from the index alone whether a
+    # candidate fits, without reading the task's row.
+    Index("ix_task_match", c.kind, c.language, *order, c.source_language,
           sqlite_where=is_open, postgresql_where=is_open)  # fmt: skip
-    Index("ix_task_claimer", c.claimed_by, c.status)
-    Index("ix_task_claimed", c.status, c.last_activity_at)
+    # Only tasks someone holds or held: a claim then adds one entry to each instead of also
+    # removing one from among a million open tasks (a random page to read and rewrite).
+    has_claimer = text("claimed_by IS NOT NULL")
+    is_claimed = text("status = 'claimed'")
+    Index("ix_task_claimer", c.claimed_by, c.status,
+          sqlite_where=has_claimer, postgresql_where=has_claimer)  # fmt: skip
+    Index("ix_task_claimed", c.status, c.last_activity_at,
+          sqlite_where=is_claimed, postgresql_where=is_claimed)  # fmt: skip
     Index("ix_task_creator", c.creator_platform, c.creator_external_id)
 
 

@@ -9,7 +9,9 @@ the outbox inside the same transaction.
 
 import asyncio
 import functools
+import json
 import logging
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -38,8 +40,10 @@ R = cast(sa.Table, VolunteerRole.__table__)  # type: ignore[attr-defined]
 OPEN, CLAIMED, DONE, CANCELLED = (s.value for s in TaskStatus)
 # The queue order, spelled exactly like the indexes so the database walks them in order.
 QUEUE_ORDER = (T.c.priority.desc(), T.c.due_at.is_(None), T.c.due_at, T.c.id)
-# Spelled as a literal, not a parameter, so SQLite can use the partial index on open tasks.
+# Spelled as literals, not parameters, so SQLite can use the partial indexes on open tasks
+# (ix_task_match) and on claimed ones (ix_task_claimed).
 IS_OPEN = T.c.status == sa.literal_column("'open'")
+IS_CLAIMED = T.c.status == sa.literal_column("'claimed'")
 DUE_REMINDER = timedelta(days=1)
 IDLE_NOTICE_AT = 0.8  # of the claim's time to live
 _RETRIES = 5  # conditional updates lost to a concurrent writer (PostgreSQL) are retried
@@ -165,9 +169,14 @@ class _Claimer:
     held: int = 0  # open claims when looked up
 
     @property
-    def kinds(self) -> list[str]:
+    def kinds(self) -> tuple[str, ...]:
         """The task kinds this volunteer's roles allow (``other`` for everyone)."""
-        return [k.value for k, role in KIND_ROLE.items() if role is None or role in self.roles]
+        return _kinds_for(self.roles)
+
+
+@functools.lru_cache(maxsize=128)
+def _kinds_for(roles: frozenset[str]) -> tuple[str, ...]:
+    return tuple(k.value for k, role in KIND_ROLE.items() if role is None or role in roles)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,9 +217,10 @@ _Pending = tuple[_ClaimRequest, "asyncio.Future[Result]"]
 class _ClaimBatcher:
     """Runs claims that arrive together in one write transaction, in arrival order.
 
-    Each claim is still its own conditional UPDATE (in its own savepoint); sharing the
-    transaction saves a commit and a trip to the database thread per claim, which is what
-    keeps a burst of claimers from queueing behind each other's commits.
+    Each claim is still its own conditional UPDATE; sharing the transaction saves a commit
+    and a trip to the database thread per claim, which is what keeps a burst of claimers
+    from queueing behind each other's commits. If the transaction fails, nothing of it was
+    committed and its claims run again one by one.
     """
 
     MAX_BATCH = 100
@@ -252,7 +262,7 @@ class _ClaimBatcher:
                 _settle(future, result)
 
     async def _run(self, requests: list[_ClaimRequest]) -> list[Result]:
-        return await self.db.write(functools.partial(_claim_batch, requests=requests))
+        return await self.db.write_connection(functools.partial(_claim_batch, requests=requests))
 
 
 def _settle(future: "asyncio.Future[Result]", outcome: Result | Exception) -> None:
@@ -276,13 +286,12 @@ class TaskRepo:
 
     async def get(self, task_id: int) -> TaskView | None:
         """One task, or None."""
-        return await self.db.read(lambda s: _view(_conn(s), task_id))
+        return await self.db.read_connection(lambda conn: _view(conn, task_id))
 
     async def history(self, task_id: int, *, limit: int = 20) -> tuple[list[EventView], int]:
         """The latest ``limit`` events of a task, oldest first, and how many there are."""
 
-        def tx(session: Session) -> tuple[list[EventView], int]:
-            conn = _conn(session)
+        def tx(conn: Connection) -> tuple[list[EventView], int]:
             total = conn.execute(
                 sa.select(sa.func.count()).select_from(E).where(E.c.task_id == task_id)
             ).scalar_one()
@@ -291,7 +300,7 @@ class TaskRepo:
             ).all()
             return [_event_view(r) for r in reversed(rows)], int(total)
 
-        return await self.db.read(tx)
+        return await self.db.read_connection(tx)
 
     async def page(
         self,
@@ -307,7 +316,7 @@ class TaskRepo:
         ``status=None`` means every status.
         """
 
-        def tx(session: Session) -> list[TaskView]:
+        def tx(conn: Connection) -> list[TaskView]:
             query = _view_query()
             if status is TaskStatus.OPEN:
                 query = query.where(IS_OPEN)
@@ -319,16 +328,15 @@ class TaskRepo:
                 query = query.where(T.c.language == language)
             urgent = status in (TaskStatus.OPEN, TaskStatus.CLAIMED)
             query = query.order_by(*QUEUE_ORDER) if urgent else query.order_by(T.c.id.desc())
-            rows = _conn(session).execute(query.offset(offset).limit(limit)).all()
+            rows = conn.execute(query.offset(offset).limit(limit)).all()
             return [_task_view(r) for r in rows]
 
-        return await self.db.read(tx)
+        return await self.db.read_connection(tx)
 
     async def claims_of(self, user: UserRef) -> list[TaskView] | None:
         """The tasks ``user`` holds, most urgent first; None if they are not registered."""
 
-        def tx(session: Session) -> list[TaskView] | None:
-            conn = _conn(session)
+        def tx(conn: Connection) -> list[TaskView] | None:
             me = _claimer(conn, user)
             if me is None:
                 return None
@@ -339,15 +347,14 @@ class TaskRepo:
             ).all()
             return [_task_view(r) for r in rows]
 
-        return await self.db.read(tx)
+        return await self.db.read_connection(tx)
 
     # --- changing ---------------------------------------------------------------------
 
     async def post(self, creator: UserRef, new: NewTask, *, now: datetime) -> TaskView:
         """Add a task to the queue."""
 
-        def tx(session: Session) -> TaskView:
-            conn = _conn(session)
+        def tx(conn: Connection) -> TaskView:
             task_id = conn.execute(
                 T.insert()
                 .values(
@@ -370,7 +377,7 @@ class TaskRepo:
             _event(conn, task_id, "posted", now, actor=creator)
             return _require(conn, task_id)
 
-        return await self.db.write(tx)
+        return await self.db.write_connection(tx)
 
     async def claim(
         self, task_id: int, user: UserRef, *, place: str, now: datetime, max_open: int
@@ -402,8 +409,7 @@ class TaskRepo:
     ) -> Result:
         """Give a task back to the queue; ``override`` lets a coordinator release anyone's."""
 
-        def tx(session: Session) -> Result:
-            conn = _conn(session)
+        def tx(conn: Connection) -> Result:
             me = _claimer(conn, user)
             for _ in range(_RETRIES):
                 task = _view(conn, task_id)
@@ -423,15 +429,14 @@ class TaskRepo:
                     return Result(Outcome.OK, _require(conn, task_id), count)
             raise RuntimeError("unclaim kept losing races")  # pragma: no cover
 
-        return await self.db.write(tx)
+        return await self.db.write_connection(tx)
 
     async def finish(
         self, task_id: int, user: UserRef, *, note: str | None, now: datetime
     ) -> Result:
         """Mark a task done; only its claimer can."""
 
-        def tx(session: Session) -> Result:
-            conn = _conn(session)
+        def tx(conn: Connection) -> Result:
             me = _claimer(conn, user)
             for _ in range(_RETRIES):
                 task = _view(conn, task_id)
@@ -449,7 +454,7 @@ class TaskRepo:
                     return Result(Outcome.OK, _require(conn, task_id), _open_count(conn, me.id))
             raise RuntimeError("done kept losing races")  # pragma: no cover
 
-        return await self.db.write(tx)
+        return await self.db.write_connection(tx)
 
     async def assign(
         self,
@@ -531,12 +536,11 @@ class TaskRepo:
     async def touch(self, task_id: int, user: UserRef, now: datetime) -> bool:
         """Record activity by the claimer on their task; returns whether they hold it."""
 
-        def tx(session: Session) -> bool:
-            conn = _conn(session)
+        def tx(conn: Connection) -> bool:
             me = _claimer(conn, user)
             return me is not None and _touch(conn, task_id, me.id, now)
 
-        return await self.db.write(tx)
+        return await self.db.write_connection(tx)
 
     # --- expiry -----------------------------------------------------------------------
 
@@ -566,8 +570,7 @@ class TaskRepo:
     async def export(self, user: UserRef) -> dict[str, Any]:
         """Claims, tasks created and history naming ``user``, JSON-ready."""
 
-        def tx(session: Session) -> dict[str, Any]:
-            conn = _conn(session)
+        def tx(conn: Connection) -> dict[str, Any]:
             me = _claimer(conn, user)
             claims = []
             if me is not None:
@@ -602,7 +605,7 @@ class TaskRepo:
             ]  # fmt: skip
             return {"claims": claims, "created": created, "history": events}
 
-        return await self.db.read(tx)
+        return await self.db.read_connection(tx)
 
     async def erase(self, user: UserRef, now: datetime) -> int:
         """Release ``user``'s claims and replace them with "a former volunteer" everywhere.
@@ -610,8 +613,7 @@ class TaskRepo:
         Must run before the volunteer record is deleted. Returns how many rows changed.
         """
 
-        def tx(session: Session) -> int:
-            conn = _conn(session)
+        def tx(conn: Connection) -> int:
             changed = 0
             me = _claimer(conn, user)
             if me is not None:
@@ -643,19 +645,18 @@ class TaskRepo:
             ).rowcount  # fmt: skip
             return changed
 
-        return await self.db.write(tx)
+        return await self.db.write_connection(tx)
 
 
 # --- statements and helpers (run inside a transaction) --------------------------------------
 
 
-def _claim_batch(session: Session, *, requests: list[_ClaimRequest]) -> list[Result]:
+def _claim_batch(conn: Connection, *, requests: list[_ClaimRequest]) -> list[Result]:
     """Run claims one after another in this transaction.
 
     The history rows of the winners are written together at the end, and their open-claim
     counts follow from the count looked up with each claimer.
     """
-    conn = _conn(session)
     people = _claimers(conn, (r.user for r in requests))
     held: dict[int, int] = {}
     results: list[Result] = []
@@ -673,10 +674,9 @@ def _claim_batch(session: Session, *, requests: list[_ClaimRequest]) -> list[Res
                 result = replace(result, roles=tuple(sorted(me.roles)), languages=me.languages)
         if result.ok:
             held[me.id] = held.get(me.id, me.held) + 1
-            result = replace(result, open_claims=held[me.id])
+            result = Result(Outcome.OK, result.task, held[me.id])
         results.append(result)
-    if events:
-        conn.execute(_EVENT_INSERT, events)
+    _insert_events(conn, events)
     return results
 
 
@@ -756,7 +756,17 @@ _EVENT_INSERT = E.insert()
 
 def _claimer(conn: Connection, user: UserRef) -> _Claimer | None:
     rows = conn.execute(_CLAIMER, {"platform": user.platform, "ext": user.external_id}).all()
-    return _as_claimer(user.platform, rows) if rows else None
+    return _as_claimer(user.platform, [tuple(r) for r in rows]) if rows else None
+
+
+# The same lookup for the SQLite driver: the identities travel as one JSON array, so the
+# statement's text (and sqlite3's prepared statement) is the same for any number of them.
+_CLAIMERS_SQL = (
+    "SELECT v.id, v.external_id, v.languages, v.display_name, r.role, "
+    "(SELECT count(*) FROM task WHERE claimed_by = v.id AND status = 'claimed') "
+    "FROM volunteer AS v LEFT JOIN volunteer_role AS r ON r.volunteer_id = v.id "
+    "WHERE v.platform = ? AND v.external_id IN (SELECT value FROM json_each(?))"
+)
 
 
 def _claimers(conn: Connection, users: Iterable[UserRef]) -> dict[tuple[str, str], _Claimer]:
@@ -764,24 +774,34 @@ def _claimers(conn: Connection, users: Iterable[UserRef]) -> dict[tuple[str, str
     by_platform: dict[str, set[str]] = {}
     for user in users:
         by_platform.setdefault(user.platform, set()).add(user.external_id)
+    driver = _sqlite_driver(conn)
     found: dict[tuple[str, str], _Claimer] = {}
     for platform, ids in by_platform.items():
-        rows: dict[str, list[Any]] = {}
-        for row in conn.execute(_CLAIMERS, {"platform": platform, "ids": sorted(ids)}):
-            rows.setdefault(row.external_id, []).append(row)
+        rows: dict[str, list[Sequence[Any]]] = {}
+        if driver is not None:
+            cursor = driver.execute(_CLAIMERS_SQL, (platform, json.dumps(sorted(ids))))
+            try:
+                for row in cursor:
+                    rows.setdefault(row[1], []).append(row)
+            finally:
+                cursor.close()
+        else:
+            for row in conn.execute(_CLAIMERS, {"platform": platform, "ids": sorted(ids)}):
+                rows.setdefault(row.external_id, []).append(tuple(row))
         for ext, mine in rows.items():
             found[(platform, ext)] = _as_claimer(platform, mine)
     return found
 
 
-def _as_claimer(platform: str, rows: Sequence[Any]) -> _Claimer:
-    first = rows[0]
+def _as_claimer(platform: str, rows: Sequence[Sequence[Any]]) -> _Claimer:
+    """A claimer from rows of (id, external_id, languages, display_name, role, held)."""
+    vid, ext, languages, name, _, held = rows[0]
     return _Claimer(
-        id=first.id,
-        user=UserRef(platform, first.external_id, first.display_name),
-        roles=frozenset(r.role for r in rows if r.role is not None),
-        languages=tuple(code for code in first.languages.split(",") if code),
-        held=first.held,
+        id=vid,
+        user=UserRef(platform, ext, name),
+        roles=frozenset(r[4] for r in rows if r[4] is not None),
+        languages=tuple(code for code in languages.split(",") if code),
+        held=held,
     )
 
 
@@ -912,7 +932,7 @@ def _claim_next(
     if kind is not None:
         if kind.value not in kinds:
             return Result(Outcome.NO_ROLE, detail=kind.value)
-        kinds = [kind.value]
+        kinds = (kind.value,)
     if language is not None and language not in me.languages:
         return Result(Outcome.NOT_YOUR_LANGUAGE, detail=language)
     targets: list[str | None] = [language] if language else [None, *me.languages]
@@ -939,13 +959,31 @@ def _claim_next(
     raise RuntimeError("task next kept losing races")  # pragma: no cover
 
 
+_COLUMNS = tuple(T.c.keys())
 _STAMPS = tuple(c.name for c in T.c if isinstance(c.type, UTCDateTime))
 
 
 @functools.lru_cache(maxsize=8)
 def _stamp_processors(dialect: sa.Dialect) -> tuple[Any, Any]:
+    """How a timestamp goes to and comes from the driver (a batch shares a few ``now``s)."""
     stamp = UTCDateTime().dialect_impl(dialect)
-    return stamp.bind_processor(dialect), stamp.result_processor(dialect, None)
+    bind = stamp.bind_processor(dialect)
+    assert bind is not None
+    return functools.lru_cache(maxsize=64)(bind), stamp.result_processor(dialect, None)
+
+
+def _sqlite_driver(conn: Connection) -> sqlite3.Connection | None:
+    """The ``sqlite3`` connection under this transaction, or None on other databases.
+
+    The claim path sends its few statements straight to it (``sqlite3`` takes ``:name``
+    and ``?`` parameters): a claim is the hottest work of the bot, and SQLAlchemy's
+    per-execution work costs more than SQLite's.
+    """
+    if conn.dialect.driver != "pysqlite":
+        return None
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    return driver
 
 
 def _returning(
@@ -953,18 +991,15 @@ def _returning(
 ) -> dict[str, Any] | None:
     """Run a claim UPDATE … RETURNING and give back the row, or None if it changed nothing.
 
-    On SQLite the statement goes straight to the driver connection of this transaction
-    (``sqlite3`` takes ``:name`` parameters): it is the hottest statement of the bot, and
-    SQLAlchemy's per-execution work costs more than SQLite's. Elsewhere it runs as ordinary
+    On SQLite ``sql`` goes straight to the driver; elsewhere ``statement`` runs as ordinary
     SQLAlchemy text.
     """
-    if conn.dialect.driver != "pysqlite":
+    driver = _sqlite_driver(conn)
+    if driver is None:
         row = conn.execute(statement, params).first()
         return dict(row._mapping) if row is not None else None
     to_db, from_db = _stamp_processors(conn.dialect)
     raw = {k: to_db(v) if isinstance(v, datetime) else v for k, v in params.items()}
-    driver = conn.connection.driver_connection
-    assert driver is not None
     cursor = driver.execute(sql, raw)
     try:
         found = cursor.fetchone()
@@ -972,10 +1007,29 @@ def _returning(
         cursor.close()
     if found is None:
         return None
-    m = dict(zip(T.c.keys(), found, strict=True))
+    m = dict(zip(_COLUMNS, found, strict=True))
     for name in _STAMPS:
-        m[name] = from_db(m[name])
+        if m[name] is not None:
+            m[name] = from_db(m[name])
     return m
+
+
+_EVENT_SQL = (
+    f"INSERT INTO task_event ({', '.join(c.name for c in E.c if c.name != 'id')}) "
+    f"VALUES ({', '.join(':' + c.name for c in E.c if c.name != 'id')})"
+)
+
+
+def _insert_events(conn: Connection, events: list[dict[str, Any]]) -> None:
+    """Write history rows (from :func:`_event_row`) with one statement."""
+    if not events:
+        return
+    driver = _sqlite_driver(conn)
+    if driver is None:
+        conn.execute(_EVENT_INSERT, events)
+        return
+    to_db, _ = _stamp_processors(conn.dialect)
+    driver.executemany(_EVENT_SQL, [{**e, "at": to_db(e["at"])} for e in events]).close()
 
 
 def _why_nothing(
@@ -1058,6 +1112,9 @@ def _claim_seq(conn: Connection, task_id: int) -> int:
     return int(conn.execute(sa.select(T.c.claim_count).where(T.c.id == task_id)).scalar_one())
 
 
+_PRIORITIES = tuple(Priority)
+
+
 def _task_view(row: Row[Any] | dict[str, Any]) -> TaskView:
     m = row if isinstance(row, dict) else row._mapping
     creator = (
@@ -1077,7 +1134,7 @@ def _task_view(row: Row[Any] | dict[str, Any]) -> TaskView:
         description=m["description"],
         language=m["language"],
         source_language=m["source_language"],
-        priority=list(Priority)[m["priority"]],
+        priority=_PRIORITIES[m["priority"]],
         due_at=m["due_at"],
         status=TaskStatus(m["status"]),
         created_at=m["created_at"],
@@ -1143,7 +1200,7 @@ def _sweep_once(
     expired = conn.execute(
         _view_query()
         .where(
-            T.c.status == CLAIMED,
+            IS_CLAIMED,
             sa.or_(T.c.last_activity_at <= release_cutoff, T.c.claimed_by.is_(None)),
         )
         .limit(batch)
@@ -1174,7 +1231,7 @@ def _sweep_once(
     idle = conn.execute(
         _view_query()
         .where(
-            T.c.status == CLAIMED,
+            IS_CLAIMED,
             T.c.nudged_at.is_(None),
             T.c.last_activity_at <= now - ttl * IDLE_NOTICE_AT,
         )
@@ -1207,7 +1264,7 @@ def _sweep_once(
     due = conn.execute(
         _view_query()
         .where(
-            T.c.status == CLAIMED,
+            IS_CLAIMED,
             T.c.due_reminded_at.is_(None),
             T.c.due_at <= now + DUE_REMINDER,
         )

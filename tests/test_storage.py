@@ -1,7 +1,9 @@
 """Storage: migrations, pragmas, aware timestamps, and the platform-free rule."""
 
 import ast
+import asyncio
 import sqlite3
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from sqlmodel import SQLModel
 
 import storage.models
 from storage import migrations
-from storage.db import Database
+from storage.db import WAL_FILE_LIMIT_BYTES, Database
 from storage.state import StateRepo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +53,78 @@ def test_sqlite_pragmas_are_set_on_every_connection(tmp_path):
             assert get("foreign_keys") == 1
             assert get("secure_delete") == 1
             assert get("busy_timeout") == 1234
+            # Checkpoints run beside the writer, not inside a commit.
+            assert get("wal_autocheckpoint") == 0
+            assert get("journal_size_limit") == WAL_FILE_LIMIT_BYTES
+    finally:
+        db.close()
+
+
+async def test_a_failed_write_leaves_nothing_and_the_next_write_runs(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'a.db'}")
+    try:
+        migrations.upgrade(db)
+        stamp = datetime(2026, 3, 2, tzinfo=UTC)
+
+        def fails(conn: sa.Connection) -> None:
+            conn.execute(sa.text("INSERT INTO bot_state VALUES ('lost', 'x', :t)"), {"t": stamp})
+            raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError, match="boom"):
+            await db.write_connection(fails)
+        await StateRepo(db).set("kept", "y", stamp)
+        assert await StateRepo(db).get("lost") is None
+        assert await StateRepo(db).get("kept") == "y"
+    finally:
+        db.close()
+
+
+async def test_writes_reach_the_database_file_without_anyone_asking_for_a_checkpoint(tmp_path):
+    path = tmp_path / "a.db"
+    db = Database(f"sqlite:///{path}")
+
+    def file_size() -> int:
+        return path.stat().st_size
+
+    try:
+        migrations.upgrade(db)
+        before = file_size()
+        blob = b"x" * 100_000
+        await db.write_connection(lambda conn: conn.exec_driver_sql(
+            "CREATE TABLE filler (data BLOB)"))  # fmt: skip
+        for _ in range(30):
+            await db.write_connection(
+                lambda conn: conn.exec_driver_sql("INSERT INTO filler VALUES (?)", (blob,))
+            )
+        deadline = time.monotonic() + 30
+        while file_size() < before + 3_000_000 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            await db.write_connection(lambda conn: conn.exec_driver_sql("SELECT 1"))
+        assert file_size() >= before + 3_000_000
+    finally:
+        db.close()
+
+
+async def test_a_busy_writer_s_log_still_starts_over(tmp_path):
+    path = tmp_path / "a.db"
+    db = Database(f"sqlite:///{path}")
+
+    def log_size() -> int:
+        return Path(f"{path}-wal").stat().st_size
+
+    try:
+        migrations.upgrade(db)
+        db.wal_limit_frames = 2048
+        limit = db.wal_limit_frames * 4096  # bytes of 4 KiB pages
+        blob = b"x" * (limit // 16)
+        await db.write_connection(lambda conn: conn.exec_driver_sql(
+            "CREATE TABLE filler (data BLOB)"))  # fmt: skip
+        # Three times the limit, back to back: without a restart the log file would hold all.
+        for _ in range(48):
+            await db.write_connection(
+                lambda conn: conn.exec_driver_sql("INSERT INTO filler VALUES (?)", (blob,))
+            )
+        assert log_size() < 2.5 * limit
     finally:
         db.close()
 

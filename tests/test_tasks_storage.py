@@ -1,5 +1,6 @@
 """The task tables: migration matches the models, and the queue queries stay on indexes."""
 
+import sqlite3
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -90,5 +91,86 @@ def test_task_list_walks_the_queue_index_without_sorting(tmp_path: Path):
             {},
         )
         assert "ix_task_queue" in text and "TEMP B-TREE" not in text
+    finally:
+        db.close()
+
+
+def test_sweeps_and_claim_counts_use_the_indexes_of_claimed_tasks_only(tmp_path: Path):
+    db = migrated(tmp_path)
+    try:
+        sweep = plan(
+            db,
+            "SELECT id FROM task WHERE status = 'claimed' AND nudged_at IS NULL "
+            "AND last_activity_at <= :cutoff LIMIT 200",
+            {"cutoff": "2026-03-02 09:00:00"},
+        )
+        assert "USING INDEX ix_task_claimed" in sweep and "SCAN task" not in sweep
+        held = plan(
+            db,
+            "SELECT count(*) FROM task WHERE claimed_by = :vid AND status = 'claimed'",
+            {"vid": 1},
+        )
+        assert "ix_task_claimer" in held and "SCAN task" not in held
+        # Erasing a volunteer sets their tasks' claimer to NULL through the same index.
+        erase = plan(db, "UPDATE task SET claimed_by = NULL WHERE claimed_by = :vid", {"vid": 1})
+        assert "ix_task_claimer" in erase and "SCAN task" not in erase
+    finally:
+        db.close()
+
+
+def test_a_queue_with_the_first_indexes_is_upgraded_to_the_current_ones(tmp_path: Path):
+    path = tmp_path / "bot.db"
+    db = Database(f"sqlite:///{path}")
+    try:
+        migrations.upgrade(db)
+    finally:
+        db.close()
+    with sqlite3.connect(path) as raw:  # the indexes as migration 2 made them
+        raw.execute("DELETE FROM schema_version WHERE version >= 4")
+        raw.execute("DROP INDEX ix_task_match")
+        raw.execute("DROP INDEX ix_task_claimer")
+        raw.execute("DROP INDEX ix_task_claimed")
+        raw.execute("CREATE INDEX ix_task_match ON task (kind, language, priority DESC, "
+                    "(due_at IS NULL), due_at, id) WHERE status = 'open'")  # fmt: skip
+        raw.execute("CREATE INDEX ix_task_claimer ON task (claimed_by, status)")
+        raw.execute("CREATE INDEX ix_task_claimed ON task (status, last_activity_at)")
+    db = Database(f"sqlite:///{path}")
+    try:
+        assert [m.version for m in migrations.upgrade(db)] == [4]
+        stored = db.run_sync(
+            lambda s: dict(
+                s.execute(sa.text("SELECT name, sql FROM sqlite_master WHERE name IN "
+                                  "('ix_task_match', 'ix_task_claimer', 'ix_task_claimed')")).all()
+            ),
+            write=False,
+        )  # fmt: skip
+        assert "id, source_language) WHERE status = 'open'" in stored["ix_task_match"]
+        assert "WHERE claimed_by IS NOT NULL" in stored["ix_task_claimer"]
+        assert "WHERE status = 'claimed'" in stored["ix_task_claimed"]
+    finally:
+        db.close()
+
+
+def test_task_next_judges_candidates_from_the_match_index_without_reading_task_rows(
+    tmp_path: Path,
+):
+    db = migrated(tmp_path)
+    try:
+        _, best, _ = _next_claim(2, (True, False), 2)
+        params = {"k0": "translation", "k1": "other", "t1": "pl", "s0": "pl", "s1": "en"}
+
+        def table_reads(session) -> tuple[int, list[str]]:
+            root = session.execute(
+                sa.text("SELECT rootpage FROM sqlite_master WHERE name = 'task'")
+            ).scalar_one()
+            program = session.execute(sa.text("EXPLAIN " + str(best)), params).all()
+            # (opcode, p1, p2): which cursors read the task table, and what reads them.
+            ops = [(row[1], row[2], row[3]) for row in program]
+            cursors = {p1 for op, p1, p2 in ops if op == "OpenRead" and p2 == root}
+            return len(cursors), [op for op, p1, _ in ops if op == "Column" and p1 in cursors]
+
+        opened, reads = db.run_sync(table_reads, write=False)
+        assert opened >= 1, "the plan walks the task table's index"
+        assert reads == [], "a source language check read the task row"
     finally:
         db.close()
