@@ -93,7 +93,7 @@ async def measure(
 class DatabaseMeter:
     """Times the database's transactions: inside them on its thread, and awaited on the loop.
 
-    It wraps the instance's own ``read``/``write``/``run_sync`` (two clock reads each), so
+    It wraps the instance's own transaction methods (two clock reads each), so
     the bot runs unchanged; the Discord and core-alone runs carry the same meter. Awaited
     time is wall time with at least one transaction outstanding, so overlapping awaits
     count once.
@@ -103,15 +103,16 @@ class DatabaseMeter:
         self.reset()
         self._outstanding = 0
         self._since = 0.0
-        run_sync, read, write = db.run_sync, db.read, db.write
+        def timed_sync(run_sync):
+            def in_thread(fn, *, write):
+                started = time.perf_counter()
+                try:
+                    return run_sync(fn, write=write)
+                finally:
+                    self.in_thread += time.perf_counter() - started
+                    self.transactions += 1
 
-        def timed_run_sync(fn, *, write):
-            started = time.perf_counter()
-            try:
-                return run_sync(fn, write=write)
-            finally:
-                self.in_thread += time.perf_counter() - started
-                self.transactions += 1
+            return in_thread
 
         def timed(call):
             async def awaited(fn):
@@ -127,7 +128,11 @@ class DatabaseMeter:
 
             return awaited
 
-        db.run_sync, db.read, db.write = timed_run_sync, timed(read), timed(write)
+        # Session-based and Connection-based transactions alike.
+        db.run_sync = timed_sync(db.run_sync)
+        db.run_sync_connection = timed_sync(db.run_sync_connection)
+        for name in ("read", "write", "read_connection", "write_connection"):
+            setattr(db, name, timed(getattr(db, name)))
 
     def reset(self) -> None:
         self.transactions, self.in_thread, self.awaited = 0, 0.0, 0.0
