@@ -29,6 +29,7 @@ from storage.db import Database
 from storage.models import Task, TaskEvent, Volunteer, VolunteerRole
 from storage.outbox import enqueue
 from storage.types import UTCDateTime
+from storage.volunteers import Profile, profile_of
 
 log = logging.getLogger(__name__)
 
@@ -335,17 +336,22 @@ class TaskRepo:
 
     async def claims_of(self, user: UserRef) -> list[TaskView] | None:
         """The tasks ``user`` holds, most urgent first; None if they are not registered."""
+        found = await self.profile_with_claims(user)
+        return None if found is None else found[1]
 
-        def tx(conn: Connection) -> list[TaskView] | None:
-            me = _claimer(conn, user)
-            if me is None:
+    async def profile_with_claims(self, user: UserRef) -> tuple[Profile, list[TaskView]] | None:
+        """A volunteer's profile and the tasks they hold (most urgent first), read together.
+
+        One transaction: the volunteer comes from :func:`storage.volunteers.profile_of`,
+        their tasks from one prebuilt query. None if ``user`` is not registered.
+        """
+
+        def tx(conn: Connection) -> tuple[Profile, list[TaskView]] | None:
+            found = profile_of(conn, user)
+            if found is None:
                 return None
-            rows = conn.execute(
-                _view_query()
-                .where(T.c.claimed_by == me.id, T.c.status == CLAIMED)
-                .order_by(*QUEUE_ORDER)
-            ).all()
-            return [_task_view(r) for r in rows]
+            rows = conn.execute(_HELD_BY, {"vid": found.id})
+            return found, [_claimed_view(row, found.user) for row in rows]
 
         return await self.db.read_connection(tx)
 
@@ -752,6 +758,10 @@ _OPEN_COUNT = (
     .where(T.c.claimed_by == sa.bindparam("vid"), T.c.status == CLAIMED)
 )
 _EVENT_INSERT = E.insert()
+# The tasks one volunteer holds; the claimer is the volunteer the caller already has.
+_HELD_BY = (
+    sa.select(T).where(T.c.claimed_by == sa.bindparam("vid"), IS_CLAIMED).order_by(*QUEUE_ORDER)
+)
 
 
 def _claimer(conn: Connection, user: UserRef) -> _Claimer | None:

@@ -52,6 +52,24 @@ async def test_whole_lifecycle_post_claim_show_done(harness: Harness):
     assert "Open claims: none" in await h.ok("alice", "volunteer profile")
 
 
+async def test_profile_lists_only_the_claims_held_most_urgent_first(harness: Harness):
+    h = harness
+    low = await post(h, "other Low stand --priority low")
+    urgent = await post(h, "other Urgent stand --priority urgent")
+    given_back = await post(h, "other Given back")
+    bobs = await post(h, "other Bob's stand")
+    await h.ok("alice", "volunteer join organiser")
+    await h.ok("bob", "volunteer join organiser")
+    for tid in (low, urgent, given_back):
+        await h.ok("alice", f"task claim {tid}")
+    await h.ok("alice", f"task unclaim {given_back}")
+    await h.ok("bob", f"task claim {bobs}")
+    shown = await h.ok("bob", "volunteer profile alice")
+    assert shown.startswith("Alice\n") and "Roles: organiser" in shown
+    assert f"Open claims: #{urgent} Urgent stand, #{low} Low stand" in shown
+    assert f"#{bobs} Bob's stand" in await h.ok("alice", "volunteer profile bob")
+
+
 async def test_unclaim_returns_the_task_and_history_says_so(harness: Harness):
     h = harness
     tid = await post(h, "other Set up the stand")
