@@ -695,18 +695,12 @@ def _claim_one(
     max_open: int,
     events: list[dict[str, Any]],
 ) -> Result:
+    claim, sql = _claim_by_id(len(me.kinds))
+    params: dict[str, Any] = {f"k{i}": k for i, k in enumerate(me.kinds)}
+    params |= {"task_id": task_id, "vid": me.id, "max_open": max_open, "now": now,
+               "due_limit": now + DUE_REMINDER, "place": place[:255]}  # fmt: skip
     for _ in range(_RETRIES):
-        won = conn.execute(
-            sa.update(T)
-            .where(
-                T.c.id == task_id,
-                IS_OPEN,
-                T.c.kind.in_(me.kinds),
-                _has_room(me.id, max_open),
-            )
-            .values(_claim_values(me.id, place, now))
-            .returning(*T.c)
-        ).first()
+        won = _returning(conn, claim, sql, params)
         if won is not None:
             events.append(_event_row(task_id, "claimed", now, me.user))
             return Result(Outcome.OK, _claimed_view(won, me.user))
@@ -874,13 +868,60 @@ def _release(conn: Connection, task: TaskView, values: dict[str, Any]) -> bool:
     return bool(result.rowcount)
 
 
-def _touch(conn: Connection, task_id: int, volunteer_id: int, now: datetime) -> bool:
-    result = conn.execute(
-        sa.update(T)
-        .where(T.c.id == task_id, T.c.status == CLAIMED, T.c.claimed_by == volunteer_id)
-        .values(last_activity_at=now, nudged_at=None)
+# (An UPDATE's own parameters may not share a name with one of the table's columns.)
+_TOUCH = (
+    sa.update(T)
+    .where(
+        T.c.id == sa.bindparam("task_id"),
+        T.c.status == CLAIMED,
+        T.c.claimed_by == sa.bindparam("vid"),
     )
+    .values(last_activity_at=sa.bindparam("now"), nudged_at=None)
+)
+
+
+def _touch(conn: Connection, task_id: int, volunteer_id: int, now: datetime) -> bool:
+    result = conn.execute(_TOUCH, {"task_id": task_id, "vid": volunteer_id, "now": now})
     return bool(result.rowcount)
+
+
+# What a claim sets, and the open-claim limit it checks in the same statement, as SQL text
+# shared by the claim of one task and `task next` (``:vid``, ``:now``, ``:due_limit``,
+# ``:place``, ``:max_open``): the same as _claim_values and _has_room.
+_CLAIM_SET = (
+    "UPDATE task SET status = 'claimed', claimed_by = :vid, claimed_at = :now, "
+    "claim_place = :place, claim_count = claim_count + 1, last_activity_at = :now, "
+    "nudged_at = NULL, due_reminded_at = CASE WHEN due_at <= :due_limit THEN :now END "
+)
+_HAS_ROOM = (
+    "(SELECT count(*) FROM task AS held "
+    "WHERE held.claimed_by = :vid AND held.status = 'claimed') < :max_open"
+)
+_RETURNING = "RETURNING " + ", ".join(c.name for c in T.c)
+
+
+def _claim_statement(sql: str) -> Any:
+    """A claim's SQL text as a SQLAlchemy statement (for databases other than SQLite)."""
+    stamps = (
+        sa.bindparam("now", type_=UTCDateTime()),
+        sa.bindparam("due_limit", type_=UTCDateTime()),
+    )
+    return sa.text(sql).bindparams(*stamps).columns(*T.c)
+
+
+@functools.lru_cache(maxsize=16)
+def _claim_by_id(kinds: int) -> tuple[Any, str]:
+    """The claim of task ``:task_id`` by a volunteer whose roles allow ``kinds`` kinds.
+
+    Built once per number of kinds (``:k0``…): the task must be open and of one of them,
+    and the volunteer under the limit, all in the one conditional UPDATE.
+    """
+    names = ", ".join(f":k{i}" for i in range(kinds))
+    sql = (
+        f"{_CLAIM_SET}WHERE id = :task_id AND status = 'open' AND kind IN ({names}) "
+        f"AND {_HAS_ROOM} {_RETURNING}"
+    )
+    return _claim_statement(sql), sql
 
 
 @functools.lru_cache(maxsize=256)
@@ -909,23 +950,8 @@ def _next_claim(kinds: int, targets: tuple[bool, ...], sources: int) -> tuple[An
         for i, untargeted in enumerate(targets)
     ]
     best = f"SELECT id FROM ({' UNION ALL '.join(branches)}) AS best ORDER BY {order} LIMIT 1"
-    claim = (
-        "UPDATE task SET status = 'claimed', claimed_by = :vid, claimed_at = :now, "
-        "claim_place = :place, claim_count = claim_count + 1, last_activity_at = :now, "
-        "nudged_at = NULL, due_reminded_at = CASE WHEN due_at <= :due_limit THEN :now END "
-        f"WHERE id = ({best}) AND status = 'open' AND (SELECT count(*) FROM task AS held "
-        "WHERE held.claimed_by = :vid AND held.status = 'claimed') < :max_open "
-        "RETURNING " + ", ".join(c.name for c in T.c)
-    )
-    stamps = (
-        sa.bindparam("now", type_=UTCDateTime()),
-        sa.bindparam("due_limit", type_=UTCDateTime()),
-    )
-    return (
-        sa.text(claim).bindparams(*stamps).columns(*T.c),
-        sa.text(best).columns(T.c.id),
-        claim,
-    )
+    claim = f"{_CLAIM_SET}WHERE id = ({best}) AND status = 'open' AND {_HAS_ROOM} {_RETURNING}"
+    return _claim_statement(claim), sa.text(best).columns(T.c.id), claim
 
 
 def _claim_next(
@@ -1107,8 +1133,11 @@ def _view_query() -> sa.Select[Any]:
     ).select_from(T.outerjoin(claimer, claimer.c.id == T.c.claimed_by))  # fmt: skip
 
 
+_VIEW = _view_query().where(T.c.id == sa.bindparam("task_id"))
+
+
 def _view(conn: Connection, task_id: int) -> TaskView | None:
-    row = conn.execute(_view_query().where(T.c.id == task_id)).first()
+    row = conn.execute(_VIEW, {"task_id": task_id}).first()
     return _task_view(row) if row is not None else None
 
 
