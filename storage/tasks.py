@@ -289,17 +289,14 @@ class TaskRepo:
         """One task, or None."""
         return await self.db.read_connection(lambda conn: _view(conn, task_id))
 
-    async def history(self, task_id: int, *, limit: int = 20) -> tuple[list[EventView], int]:
-        """The latest ``limit`` events of a task, oldest first, and how many there are."""
+    async def with_history(
+        self, task_id: int, *, limit: int = 20
+    ) -> tuple[TaskView, list[EventView], int] | None:
+        """One task with its latest ``limit`` events and their total, read together; or None."""
 
-        def tx(conn: Connection) -> tuple[list[EventView], int]:
-            total = conn.execute(
-                sa.select(sa.func.count()).select_from(E).where(E.c.task_id == task_id)
-            ).scalar_one()
-            rows = conn.execute(
-                sa.select(E).where(E.c.task_id == task_id).order_by(E.c.id.desc()).limit(limit)
-            ).all()
-            return [_event_view(r) for r in reversed(rows)], int(total)
+        def tx(conn: Connection) -> tuple[TaskView, list[EventView], int] | None:
+            task = _view(conn, task_id)
+            return None if task is None else (task, *_history(conn, task_id, limit))
 
         return await self.db.read_connection(tx)
 
@@ -1134,6 +1131,20 @@ def _view_query() -> sa.Select[Any]:
 
 
 _VIEW = _view_query().where(T.c.id == sa.bindparam("task_id"))
+_EVENT_COUNT = sa.select(sa.func.count()).select_from(E).where(E.c.task_id == sa.bindparam("t"))
+_LATEST_EVENTS = (
+    sa.select(E)
+    .where(E.c.task_id == sa.bindparam("t"))
+    .order_by(E.c.id.desc())
+    .limit(sa.bindparam("n"))
+)
+
+
+def _history(conn: Connection, task_id: int, limit: int) -> tuple[list[EventView], int]:
+    """A task's latest ``limit`` events, oldest first, and how many there are."""
+    total = conn.execute(_EVENT_COUNT, {"t": task_id}).scalar_one()
+    rows = conn.execute(_LATEST_EVENTS, {"t": task_id, "n": limit}).all()
+    return [_event_view(r) for r in reversed(rows)], int(total)
 
 
 def _view(conn: Connection, task_id: int) -> TaskView | None:

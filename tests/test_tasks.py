@@ -80,6 +80,25 @@ async def test_unclaim_returns_the_task_and_history_says_so(harness: Harness):
     assert "given back to the queue by Alice" in await h.ok("bob", f"task show {tid}")
 
 
+async def test_show_gives_the_latest_history_and_counts_the_earlier_events(harness: Harness):
+    h = harness
+    tid = await post(h, "other Set up the stand")
+    await h.ok("alice", "volunteer join organiser")
+    for _ in range(8):  # posted + 16 events: 17 in all
+        await h.ok("alice", f"task claim {tid}")
+        await h.ok("alice", f"task unclaim {tid}")
+    shown = await h.ok("bob", f"task show {tid}")
+    history = shown.split("History", 1)[1].strip().splitlines()
+    assert history[0] == "…2 earlier events"
+    # Not shown: "posted" and the first claim; shown, oldest first, the 15 after them.
+    assert len(history) == 16
+    assert [line.split(" — ", 1)[1] for line in history[1:3]] == [
+        "given back to the queue by Alice",
+        "claimed by Alice",
+    ]
+    assert history[-1].endswith("given back to the queue by Alice")
+
+
 async def test_second_claimer_is_told_who_has_it(harness: Harness):
     h = harness
     tid = await post(h, "translation Leaflet --language pl")
