@@ -103,6 +103,7 @@ class DatabaseMeter:
         self.reset()
         self._outstanding = 0
         self._since = 0.0
+
         def timed_sync(run_sync):
             def in_thread(fn, *, write):
                 started = time.perf_counter()

@@ -225,10 +225,14 @@ class Tasks(Cog):
     @command()
     async def show(self, ctx: Ctx, id: TaskId) -> Reply:
         """One task with its history."""
-        task = await self._get(id)
+        # The task and its history in one trip to the database.
+        found = await self.tasks.with_history(id, limit=HISTORY_SHOWN)
+        if found is None:
+            self._check(Result(Outcome.NOT_FOUND), "show", id=id)
+            raise AssertionError("unreachable")
+        task, events, total = found
         if task.held_by(ctx.user):
             await self.tasks.touch(id, ctx.user, ctx.now)
-        events, total = await self.tasks.history(id, limit=HISTORY_SHOWN)
         lines = [Markup.format("**#{id} {title}**", id=task.id, title=task.title)]
         lines.append(self.facts(task))
         if task.description:
@@ -429,13 +433,6 @@ class Tasks(Cog):
             n=result.open_claims, max=self.settings.max_open_claims, id=task.id,
         )  # fmt: skip
         return body
-
-    async def _get(self, task_id: int) -> TaskView:
-        task = await self.tasks.get(task_id)
-        if task is None:
-            self._check(Result(Outcome.NOT_FOUND), "show", id=task_id)
-            raise AssertionError("unreachable")
-        return task
 
     def _check(
         self,

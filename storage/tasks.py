@@ -29,6 +29,7 @@ from storage.db import Database
 from storage.models import Task, TaskEvent, Volunteer, VolunteerRole
 from storage.outbox import enqueue
 from storage.types import UTCDateTime
+from storage.volunteers import Profile, profile_of
 
 log = logging.getLogger(__name__)
 
@@ -288,17 +289,14 @@ class TaskRepo:
         """One task, or None."""
         return await self.db.read_connection(lambda conn: _view(conn, task_id))
 
-    async def history(self, task_id: int, *, limit: int = 20) -> tuple[list[EventView], int]:
-        """The latest ``limit`` events of a task, oldest first, and how many there are."""
+    async def with_history(
+        self, task_id: int, *, limit: int = 20
+    ) -> tuple[TaskView, list[EventView], int] | None:
+        """One task with its latest ``limit`` events and their total, read together; or None."""
 
-        def tx(conn: Connection) -> tuple[list[EventView], int]:
-            total = conn.execute(
-                sa.select(sa.func.count()).select_from(E).where(E.c.task_id == task_id)
-            ).scalar_one()
-            rows = conn.execute(
-                sa.select(E).where(E.c.task_id == task_id).order_by(E.c.id.desc()).limit(limit)
-            ).all()
-            return [_event_view(r) for r in reversed(rows)], int(total)
+        def tx(conn: Connection) -> tuple[TaskView, list[EventView], int] | None:
+            task = _view(conn, task_id)
+            return None if task is None else (task, *_history(conn, task_id, limit))
 
         return await self.db.read_connection(tx)
 
@@ -335,17 +333,22 @@ class TaskRepo:
 
     async def claims_of(self, user: UserRef) -> list[TaskView] | None:
         """The tasks ``user`` holds, most urgent first; None if they are not registered."""
+        found = await self.profile_with_claims(user)
+        return None if found is None else found[1]
 
-        def tx(conn: Connection) -> list[TaskView] | None:
-            me = _claimer(conn, user)
-            if me is None:
+    async def profile_with_claims(self, user: UserRef) -> tuple[Profile, list[TaskView]] | None:
+        """A volunteer's profile and the tasks they hold (most urgent first), read together.
+
+        One transaction: the volunteer comes from :func:`storage.volunteers.profile_of`,
+        their tasks from one prebuilt query. None if ``user`` is not registered.
+        """
+
+        def tx(conn: Connection) -> tuple[Profile, list[TaskView]] | None:
+            found = profile_of(conn, user)
+            if found is None:
                 return None
-            rows = conn.execute(
-                _view_query()
-                .where(T.c.claimed_by == me.id, T.c.status == CLAIMED)
-                .order_by(*QUEUE_ORDER)
-            ).all()
-            return [_task_view(r) for r in rows]
+            rows = conn.execute(_HELD_BY, {"vid": found.id})
+            return found, [_claimed_view(row, found.user) for row in rows]
 
         return await self.db.read_connection(tx)
 
@@ -689,18 +692,12 @@ def _claim_one(
     max_open: int,
     events: list[dict[str, Any]],
 ) -> Result:
+    claim, sql = _claim_by_id(len(me.kinds))
+    params: dict[str, Any] = {f"k{i}": k for i, k in enumerate(me.kinds)}
+    params |= {"task_id": task_id, "vid": me.id, "max_open": max_open, "now": now,
+               "due_limit": now + DUE_REMINDER, "place": place[:255]}  # fmt: skip
     for _ in range(_RETRIES):
-        won = conn.execute(
-            sa.update(T)
-            .where(
-                T.c.id == task_id,
-                IS_OPEN,
-                T.c.kind.in_(me.kinds),
-                _has_room(me.id, max_open),
-            )
-            .values(_claim_values(me.id, place, now))
-            .returning(*T.c)
-        ).first()
+        won = _returning(conn, claim, sql, params)
         if won is not None:
             events.append(_event_row(task_id, "claimed", now, me.user))
             return Result(Outcome.OK, _claimed_view(won, me.user))
@@ -752,6 +749,10 @@ _OPEN_COUNT = (
     .where(T.c.claimed_by == sa.bindparam("vid"), T.c.status == CLAIMED)
 )
 _EVENT_INSERT = E.insert()
+# The tasks one volunteer holds; the claimer is the volunteer the caller already has.
+_HELD_BY = (
+    sa.select(T).where(T.c.claimed_by == sa.bindparam("vid"), IS_CLAIMED).order_by(*QUEUE_ORDER)
+)
 
 
 def _claimer(conn: Connection, user: UserRef) -> _Claimer | None:
@@ -864,13 +865,60 @@ def _release(conn: Connection, task: TaskView, values: dict[str, Any]) -> bool:
     return bool(result.rowcount)
 
 
-def _touch(conn: Connection, task_id: int, volunteer_id: int, now: datetime) -> bool:
-    result = conn.execute(
-        sa.update(T)
-        .where(T.c.id == task_id, T.c.status == CLAIMED, T.c.claimed_by == volunteer_id)
-        .values(last_activity_at=now, nudged_at=None)
+# (An UPDATE's own parameters may not share a name with one of the table's columns.)
+_TOUCH = (
+    sa.update(T)
+    .where(
+        T.c.id == sa.bindparam("task_id"),
+        T.c.status == CLAIMED,
+        T.c.claimed_by == sa.bindparam("vid"),
     )
+    .values(last_activity_at=sa.bindparam("now"), nudged_at=None)
+)
+
+
+def _touch(conn: Connection, task_id: int, volunteer_id: int, now: datetime) -> bool:
+    result = conn.execute(_TOUCH, {"task_id": task_id, "vid": volunteer_id, "now": now})
     return bool(result.rowcount)
+
+
+# What a claim sets, and the open-claim limit it checks in the same statement, as SQL text
+# shared by the claim of one task and `task next` (``:vid``, ``:now``, ``:due_limit``,
+# ``:place``, ``:max_open``): the same as _claim_values and _has_room.
+_CLAIM_SET = (
+    "UPDATE task SET status = 'claimed', claimed_by = :vid, claimed_at = :now, "
+    "claim_place = :place, claim_count = claim_count + 1, last_activity_at = :now, "
+    "nudged_at = NULL, due_reminded_at = CASE WHEN due_at <= :due_limit THEN :now END "
+)
+_HAS_ROOM = (
+    "(SELECT count(*) FROM task AS held "
+    "WHERE held.claimed_by = :vid AND held.status = 'claimed') < :max_open"
+)
+_RETURNING = "RETURNING " + ", ".join(c.name for c in T.c)
+
+
+def _claim_statement(sql: str) -> Any:
+    """A claim's SQL text as a SQLAlchemy statement (for databases other than SQLite)."""
+    stamps = (
+        sa.bindparam("now", type_=UTCDateTime()),
+        sa.bindparam("due_limit", type_=UTCDateTime()),
+    )
+    return sa.text(sql).bindparams(*stamps).columns(*T.c)
+
+
+@functools.lru_cache(maxsize=16)
+def _claim_by_id(kinds: int) -> tuple[Any, str]:
+    """The claim of task ``:task_id`` by a volunteer whose roles allow ``kinds`` kinds.
+
+    Built once per number of kinds (``:k0``…): the task must be open and of one of them,
+    and the volunteer under the limit, all in the one conditional UPDATE.
+    """
+    names = ", ".join(f":k{i}" for i in range(kinds))
+    sql = (
+        f"{_CLAIM_SET}WHERE id = :task_id AND status = 'open' AND kind IN ({names}) "
+        f"AND {_HAS_ROOM} {_RETURNING}"
+    )
+    return _claim_statement(sql), sql
 
 
 @functools.lru_cache(maxsize=256)
@@ -899,23 +947,8 @@ def _next_claim(kinds: int, targets: tuple[bool, ...], sources: int) -> tuple[An
         for i, untargeted in enumerate(targets)
     ]
     best = f"SELECT id FROM ({' UNION ALL '.join(branches)}) AS best ORDER BY {order} LIMIT 1"
-    claim = (
-        "UPDATE task SET status = 'claimed', claimed_by = :vid, claimed_at = :now, "
-        "claim_place = :place, claim_count = claim_count + 1, last_activity_at = :now, "
-        "nudged_at = NULL, due_reminded_at = CASE WHEN due_at <= :due_limit THEN :now END "
-        f"WHERE id = ({best}) AND status = 'open' AND (SELECT count(*) FROM task AS held "
-        "WHERE held.claimed_by = :vid AND held.status = 'claimed') < :max_open "
-        "RETURNING " + ", ".join(c.name for c in T.c)
-    )
-    stamps = (
-        sa.bindparam("now", type_=UTCDateTime()),
-        sa.bindparam("due_limit", type_=UTCDateTime()),
-    )
-    return (
-        sa.text(claim).bindparams(*stamps).columns(*T.c),
-        sa.text(best).columns(T.c.id),
-        claim,
-    )
+    claim = f"{_CLAIM_SET}WHERE id = ({best}) AND status = 'open' AND {_HAS_ROOM} {_RETURNING}"
+    return _claim_statement(claim), sa.text(best).columns(T.c.id), claim
 
 
 def _claim_next(
@@ -1097,8 +1130,25 @@ def _view_query() -> sa.Select[Any]:
     ).select_from(T.outerjoin(claimer, claimer.c.id == T.c.claimed_by))  # fmt: skip
 
 
+_VIEW = _view_query().where(T.c.id == sa.bindparam("task_id"))
+_EVENT_COUNT = sa.select(sa.func.count()).select_from(E).where(E.c.task_id == sa.bindparam("t"))
+_LATEST_EVENTS = (
+    sa.select(E)
+    .where(E.c.task_id == sa.bindparam("t"))
+    .order_by(E.c.id.desc())
+    .limit(sa.bindparam("n"))
+)
+
+
+def _history(conn: Connection, task_id: int, limit: int) -> tuple[list[EventView], int]:
+    """A task's latest ``limit`` events, oldest first, and how many there are."""
+    total = conn.execute(_EVENT_COUNT, {"t": task_id}).scalar_one()
+    rows = conn.execute(_LATEST_EVENTS, {"t": task_id, "n": limit}).all()
+    return [_event_view(r) for r in reversed(rows)], int(total)
+
+
 def _view(conn: Connection, task_id: int) -> TaskView | None:
-    row = conn.execute(_view_query().where(T.c.id == task_id)).first()
+    row = conn.execute(_VIEW, {"task_id": task_id}).first()
     return _task_view(row) if row is not None else None
 
 

@@ -7,6 +7,7 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import delete, func, literal
+from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
 
 from bot.context import UserRef
@@ -85,13 +86,9 @@ def _profile(session: Session, row: Volunteer, roles: tuple[str, ...] | None = N
     )
 
 
-def _lookup(session: Session, user: UserRef) -> Profile | None:
-    """A profile with its roles in one query (the volunteer joined to their roles)."""
-    rows = (
-        session.connection()
-        .execute(_PROFILE, {"platform": user.platform, "ext": user.external_id})
-        .all()
-    )
+def profile_of(conn: Connection, user: UserRef) -> Profile | None:
+    """A profile with its roles in one query, inside an existing transaction."""
+    rows = conn.execute(_PROFILE, {"platform": user.platform, "ext": user.external_id}).all()
     if not rows:
         return None
     first = rows[0]
@@ -174,7 +171,7 @@ class VolunteerRepo:
 
     async def profile(self, user: UserRef) -> Profile | None:
         """One volunteer, or None."""
-        return await self.db.read(lambda session: _lookup(session, user))
+        return await self.db.read_connection(lambda conn: profile_of(conn, user))
 
     async def search(
         self,

@@ -52,6 +52,24 @@ async def test_whole_lifecycle_post_claim_show_done(harness: Harness):
     assert "Open claims: none" in await h.ok("alice", "volunteer profile")
 
 
+async def test_profile_lists_only_the_claims_held_most_urgent_first(harness: Harness):
+    h = harness
+    low = await post(h, "other Low stand --priority low")
+    urgent = await post(h, "other Urgent stand --priority urgent")
+    given_back = await post(h, "other Given back")
+    bobs = await post(h, "other Bob's stand")
+    await h.ok("alice", "volunteer join organiser")
+    await h.ok("bob", "volunteer join organiser")
+    for tid in (low, urgent, given_back):
+        await h.ok("alice", f"task claim {tid}")
+    await h.ok("alice", f"task unclaim {given_back}")
+    await h.ok("bob", f"task claim {bobs}")
+    shown = await h.ok("bob", "volunteer profile alice")
+    assert shown.startswith("Alice\n") and "Roles: organiser" in shown
+    assert f"Open claims: #{urgent} Urgent stand, #{low} Low stand" in shown
+    assert f"#{bobs} Bob's stand" in await h.ok("alice", "volunteer profile bob")
+
+
 async def test_unclaim_returns_the_task_and_history_says_so(harness: Harness):
     h = harness
     tid = await post(h, "other Set up the stand")
@@ -60,6 +78,25 @@ async def test_unclaim_returns_the_task_and_history_says_so(harness: Harness):
     assert "back in the queue" in await h.ok("alice", f"task unclaim {tid}")
     assert f"#{tid} Set up the stand" in await h.ok("bob", "task list")
     assert "given back to the queue by Alice" in await h.ok("bob", f"task show {tid}")
+
+
+async def test_show_gives_the_latest_history_and_counts_the_earlier_events(harness: Harness):
+    h = harness
+    tid = await post(h, "other Set up the stand")
+    await h.ok("alice", "volunteer join organiser")
+    for _ in range(8):  # posted + 16 events: 17 in all
+        await h.ok("alice", f"task claim {tid}")
+        await h.ok("alice", f"task unclaim {tid}")
+    shown = await h.ok("bob", f"task show {tid}")
+    history = shown.split("History", 1)[1].strip().splitlines()
+    assert history[0] == "…2 earlier events"
+    # Not shown: "posted" and the first claim; shown, oldest first, the 15 after them.
+    assert len(history) == 16
+    assert [line.split(" — ", 1)[1] for line in history[1:3]] == [
+        "given back to the queue by Alice",
+        "claimed by Alice",
+    ]
+    assert history[-1].endswith("given back to the queue by Alice")
 
 
 async def test_second_claimer_is_told_who_has_it(harness: Harness):

@@ -1,15 +1,17 @@
 """The task tables: migration matches the models, and the queue queries stay on indexes."""
 
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateIndex
 
 from storage import migrations
 from storage.db import Database
-from storage.models import Task, TaskEvent
-from storage.tasks import _next_claim
+from storage.models import Task, TaskEvent, Volunteer
+from storage.tasks import _claim_by_id, _next_claim
 
 
 def migrated(tmp_path: Path) -> Database:
@@ -77,6 +79,62 @@ def test_task_next_seeks_the_match_index_once_per_kind_and_language(tmp_path: Pa
                                            "due_limit": "x", "max_open": 3})  # fmt: skip
         assert "SEARCH task USING INTEGER PRIMARY KEY" in claim_plan
         assert "ix_task_claimer" in claim_plan and "SCAN task" not in claim_plan
+    finally:
+        db.close()
+
+
+def test_claiming_a_task_by_number_seeks_its_row_and_counts_on_the_claimer_index(
+    tmp_path: Path,
+):
+    db = migrated(tmp_path)
+    try:
+        claim, sql = _claim_by_id(2)
+        assert str(claim) == sql
+        params = {"k0": "translation", "k1": "other", "task_id": 7, "vid": 1, "now": "x",
+                  "place": "p", "due_limit": "x", "max_open": 3}  # fmt: skip
+        text = plan(db, sql, params)
+        assert "SEARCH task USING INTEGER PRIMARY KEY" in text
+        assert "ix_task_claimer" in text and "SCAN task" not in text
+    finally:
+        db.close()
+
+
+def test_the_claim_statement_decides_kind_state_and_limit_through_sqlalchemy_too(tmp_path: Path):
+    """Other databases run the claim as SQLAlchemy text, timestamps bound by their type."""
+    db = migrated(tmp_path)
+    now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    task, volunteer = Task.__table__, Volunteer.__table__  # type: ignore[attr-defined]
+    try:
+
+        def tx(conn: Connection) -> list[object]:
+            conn.execute(volunteer.insert().values(
+                id=1, platform="test", external_id="1", display_name="Alice", languages="pl",
+                created_at=now, last_active_at=now))  # fmt: skip
+            for tid, kind in ((1, "translation"), (2, "video"), (3, "translation"), (4, "other")):
+                conn.execute(task.insert().values(
+                    id=tid, kind=kind, title=f"t{tid}", priority=1, status="open",
+                    created_at=now, claim_count=0, due_at=now + timedelta(hours=2)))  # fmt: skip
+            claim, _ = _claim_by_id(2)
+            base = {
+                "k0": "translation",
+                "k1": "other",
+                "vid": 1,
+                "now": now,
+                "place": "test:room",
+                "due_limit": now + timedelta(days=1),
+                "max_open": 2,
+            }
+            # Task 4 is open and of a fitting kind, but Alice holds two by then.
+            return [
+                conn.execute(claim, {**base, "task_id": tid}).first() for tid in (1, 1, 2, 3, 4)
+            ]
+
+        first, again, wrong_kind, second, over_limit = db.run_sync_connection(tx, write=True)
+        assert first is not None and first.status == "claimed" and first.claimed_by == 1
+        assert first.claimed_at == now and first.due_reminded_at == now
+        assert first.claim_count == 1 and first.claim_place == "test:room"
+        assert again is None and wrong_kind is None and over_limit is None
+        assert second is not None and second.id == 3
     finally:
         db.close()
 
