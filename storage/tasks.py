@@ -12,7 +12,7 @@ import functools
 import json
 import logging
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -414,23 +414,21 @@ class TaskRepo:
 
         def tx(conn: Connection) -> Result:
             me = _claimer(conn, user)
-            for _ in range(_RETRIES):
-                task = _view(conn, task_id)
-                if task is None:
-                    return Result(Outcome.NOT_FOUND)
-                if task.status in (TaskStatus.DONE, TaskStatus.CANCELLED):
-                    return Result(Outcome.CLOSED, task)
+
+            def attempt(task: TaskView) -> Result | None:
                 if task.status is TaskStatus.OPEN:
                     return Result(Outcome.NOT_CLAIMED, task)
                 mine = me is not None and task.claimed_by == me.id
                 if not (mine or override):
                     return Result(Outcome.NOT_YOURS, task)
-                if _release(conn, task, _RELEASE_VALUES):
-                    _event(conn, task_id, "released", now, actor=user,
-                           subject=None if mine else task.claimer)  # fmt: skip
-                    count = _open_count(conn, me.id) if me else 0
-                    return Result(Outcome.OK, _require(conn, task_id), count)
-            raise RuntimeError("unclaim kept losing races")  # pragma: no cover
+                if not _release(conn, task, _RELEASE_VALUES):
+                    return None
+                _event(conn, task_id, "released", now, actor=user,
+                       subject=None if mine else task.claimer)  # fmt: skip
+                count = _open_count(conn, me.id) if me else 0
+                return Result(Outcome.OK, _require(conn, task_id), count)
+
+            return _until_settled(conn, task_id, attempt)
 
         return await self.db.write_connection(tx)
 
@@ -441,21 +439,19 @@ class TaskRepo:
 
         def tx(conn: Connection) -> Result:
             me = _claimer(conn, user)
-            for _ in range(_RETRIES):
-                task = _view(conn, task_id)
-                if task is None:
-                    return Result(Outcome.NOT_FOUND)
-                if task.status in (TaskStatus.DONE, TaskStatus.CANCELLED):
-                    return Result(Outcome.CLOSED, task)
+
+            def attempt(task: TaskView) -> Result | None:
                 if task.status is TaskStatus.OPEN:
                     return Result(Outcome.NOT_CLAIMED, task)
                 if me is None or task.claimed_by != me.id:
                     return Result(Outcome.NOT_YOURS, task)
                 values = {"status": DONE, "closed_at": now, "last_activity_at": now}
-                if _release(conn, task, values):
-                    _event(conn, task_id, "done", now, actor=user, note=note)
-                    return Result(Outcome.OK, _require(conn, task_id), _open_count(conn, me.id))
-            raise RuntimeError("done kept losing races")  # pragma: no cover
+                if not _release(conn, task, values):
+                    return None
+                _event(conn, task_id, "done", now, actor=user, note=note)
+                return Result(Outcome.OK, _require(conn, task_id), _open_count(conn, me.id))
+
+            return _until_settled(conn, task_id, attempt)
 
         return await self.db.write_connection(tx)
 
@@ -477,12 +473,8 @@ class TaskRepo:
             who = _claimer(conn, assignee)
             if who is None:
                 return Result(Outcome.NOT_REGISTERED)
-            for _ in range(_RETRIES):
-                task = _view(conn, task_id)
-                if task is None:
-                    return Result(Outcome.NOT_FOUND)
-                if task.status in (TaskStatus.DONE, TaskStatus.CANCELLED):
-                    return Result(Outcome.CLOSED, task)
+
+            def attempt(task: TaskView) -> Result | None:
                 name = who.user.label
                 if task.claimed_by == who.id:
                     return Result(Outcome.ALREADY_YOURS, task, detail=name)
@@ -499,15 +491,17 @@ class TaskRepo:
                     )
                     .values(_claim_values(who.id, place, now))
                 ).rowcount
-                if changed:
-                    _event(conn, task_id, "assigned", now, actor=by, subject=who.user)
-                    given = _require(conn, task_id)
-                    seq = _claim_seq(conn, task_id)
-                    enqueue(session, key=f"task:{task_id}:claim:{seq}:assigned",
-                            target=place, body=notices.assigned(given, by), now=now,
-                            recipient_id=who.user.external_id)  # fmt: skip
-                    return Result(Outcome.OK, given, count + 1)
-            raise RuntimeError("assign kept losing races")  # pragma: no cover
+                if not changed:
+                    return None
+                _event(conn, task_id, "assigned", now, actor=by, subject=who.user)
+                given = _require(conn, task_id)
+                seq = _claim_seq(conn, task_id)
+                enqueue(session, key=f"task:{task_id}:claim:{seq}:assigned",
+                        target=place, body=notices.assigned(given, by), now=now,
+                        recipient_id=who.user.external_id)  # fmt: skip
+                return Result(Outcome.OK, given, count + 1)
+
+            return _until_settled(conn, task_id, attempt)
 
         return await self.db.write(tx)
 
@@ -518,21 +512,18 @@ class TaskRepo:
 
         def tx(session: Session) -> Result:
             conn = _conn(session)
-            for _ in range(_RETRIES):
-                task = _view(conn, task_id)
-                if task is None:
-                    return Result(Outcome.NOT_FOUND)
-                if task.status in (TaskStatus.DONE, TaskStatus.CANCELLED):
-                    return Result(Outcome.CLOSED, task)
-                values = {"status": CANCELLED, "closed_at": now}
-                if _release(conn, task, values):
-                    _event(conn, task_id, "cancelled", now, actor=by)
-                    if task.claimer is not None and task.claim_place:
-                        enqueue(session, key=f"task:{task_id}:cancelled",
-                                target=task.claim_place, body=notices.cancelled(task, by),
-                                now=now, recipient_id=task.claimer.external_id)  # fmt: skip
-                    return Result(Outcome.OK, _require(conn, task_id))
-            raise RuntimeError("cancel kept losing races")  # pragma: no cover
+
+            def attempt(task: TaskView) -> Result | None:
+                if not _release(conn, task, {"status": CANCELLED, "closed_at": now}):
+                    return None
+                _event(conn, task_id, "cancelled", now, actor=by)
+                if task.claimer is not None and task.claim_place:
+                    enqueue(session, key=f"task:{task_id}:cancelled",
+                            target=task.claim_place, body=notices.cancelled(task, by),
+                            now=now, recipient_id=task.claimer.external_id)  # fmt: skip
+                return Result(Outcome.OK, _require(conn, task_id))
+
+            return _until_settled(conn, task_id, attempt)
 
         return await self.db.write(tx)
 
@@ -652,6 +643,26 @@ class TaskRepo:
 
 
 # --- statements and helpers (run inside a transaction) --------------------------------------
+
+
+def _until_settled(
+    conn: Connection, task_id: int, attempt: Callable[[TaskView], "Result | None"]
+) -> Result:
+    """Run ``attempt`` on the task as it is now until it settles.
+
+    Unknown and closed tasks are answered here. ``attempt`` returns None when its conditional
+    update lost a race with another writer (possible on PostgreSQL); the task is read again.
+    """
+    for _ in range(_RETRIES):
+        task = _view(conn, task_id)
+        if task is None:
+            return Result(Outcome.NOT_FOUND)
+        if task.status in (TaskStatus.DONE, TaskStatus.CANCELLED):
+            return Result(Outcome.CLOSED, task)
+        result = attempt(task)
+        if result is not None:
+            return result
+    raise RuntimeError(f"task {task_id}: a change kept losing races")  # pragma: no cover
 
 
 def _claim_batch(conn: Connection, *, requests: list[_ClaimRequest]) -> list[Result]:
