@@ -12,7 +12,7 @@ import functools
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -1251,22 +1251,21 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def _sweep_once(
-    session: Session, now: datetime, ttl: timedelta, notices: Notices, batch: int
-) -> _Sweep:
-    conn = _conn(session)
-    done = _Sweep()
-    release_cutoff = now - ttl
-    # Expired claims, and claims whose volunteer record vanished, go back to the queue.
-    expired = conn.execute(
-        _view_query()
-        .where(
-            IS_CLAIMED,
-            sa.or_(T.c.last_activity_at <= release_cutoff, T.c.claimed_by.is_(None)),
-        )
-        .limit(batch)
-    ).all()
-    for row in expired:
+def _won(
+    conn: Connection,
+    conditions: Sequence[sa.ColumnElement[bool]],
+    values: dict[str, Any],
+    batch: int,
+    *,
+    guard: Callable[[TaskView], Sequence[sa.ColumnElement[bool]]] = lambda task: (),
+) -> Iterator[tuple[TaskView, int]]:
+    """Claimed tasks matching ``conditions`` that this sweep moved to ``values``.
+
+    Each is its own conditional update on the same claim (``claim_count``) and the same
+    conditions, so a task another writer changed meanwhile is skipped, never acted on twice.
+    """
+    rows = conn.execute(_view_query().where(IS_CLAIMED, *conditions).limit(batch)).all()
+    for row in rows:
         task = _task_view(row)
         seq = row._mapping["claim_count"]
         changed = conn.execute(
@@ -1275,12 +1274,24 @@ def _sweep_once(
                 T.c.id == task.id,
                 T.c.status == CLAIMED,
                 T.c.claim_count == seq,
-                sa.or_(T.c.last_activity_at <= release_cutoff, T.c.claimed_by.is_(None)),
+                *conditions,
+                *guard(task),
             )
-            .values(_RELEASE_VALUES)
+            .values(values)
         ).rowcount
-        if not changed:
-            continue
+        if changed:
+            yield task, seq
+
+
+def _sweep_once(
+    session: Session, now: datetime, ttl: timedelta, notices: Notices, batch: int
+) -> _Sweep:
+    conn = _conn(session)
+    done = _Sweep()
+    release_cutoff = now - ttl
+    # Expired claims, and claims whose volunteer record vanished, go back to the queue.
+    stale = sa.or_(T.c.last_activity_at <= release_cutoff, T.c.claimed_by.is_(None))
+    for task, seq in _won(conn, [stale], _RELEASE_VALUES, batch):
         done.released += 1
         done.touched.add(task.id)
         _event(conn, task.id, "expired", now, actor=None, subject=task.claimer)
@@ -1289,30 +1300,13 @@ def _sweep_once(
                     body=notices.expired(task), now=now,
                     recipient_id=task.claimer.external_id)  # fmt: skip
     # Idle claims get one "still on it?" per idle stretch.
-    idle = conn.execute(
-        _view_query()
-        .where(
-            IS_CLAIMED,
-            T.c.nudged_at.is_(None),
-            T.c.last_activity_at <= now - ttl * IDLE_NOTICE_AT,
-        )
-        .limit(batch)
-    ).all()
-    for row in idle:
-        task = _task_view(row)
-        seq = row._mapping["claim_count"]
-        changed = conn.execute(
-            sa.update(T)
-            .where(
-                T.c.id == task.id,
-                T.c.status == CLAIMED,
-                T.c.claim_count == seq,
-                T.c.nudged_at.is_(None),
-                T.c.last_activity_at == task.last_activity_at,
-            )
-            .values(nudged_at=now)
-        ).rowcount
-        if not changed or task.claimer is None or not task.claim_place:
+    idle = [T.c.nudged_at.is_(None), T.c.last_activity_at <= now - ttl * IDLE_NOTICE_AT]
+
+    def same_stretch(task: TaskView) -> list[sa.ColumnElement[bool]]:
+        return [T.c.last_activity_at == task.last_activity_at]
+
+    for task, seq in _won(conn, idle, {"nudged_at": now}, batch, guard=same_stretch):
+        if task.claimer is None or not task.claim_place:
             continue
         done.nudged += 1
         done.touched.add(task.id)
@@ -1322,29 +1316,9 @@ def _sweep_once(
                 body=notices.idle(task, task.last_activity_at + ttl), now=now,
                 recipient_id=task.claimer.external_id)  # fmt: skip
     # Due dates: one reminder a day ahead.
-    due = conn.execute(
-        _view_query()
-        .where(
-            IS_CLAIMED,
-            T.c.due_reminded_at.is_(None),
-            T.c.due_at <= now + DUE_REMINDER,
-        )
-        .limit(batch)
-    ).all()
-    for row in due:
-        task = _task_view(row)
-        seq = row._mapping["claim_count"]
-        changed = conn.execute(
-            sa.update(T)
-            .where(
-                T.c.id == task.id,
-                T.c.status == CLAIMED,
-                T.c.claim_count == seq,
-                T.c.due_reminded_at.is_(None),
-            )
-            .values(due_reminded_at=now)
-        ).rowcount
-        if not changed or task.claimer is None or not task.claim_place:
+    due = [T.c.due_reminded_at.is_(None), T.c.due_at <= now + DUE_REMINDER]
+    for task, seq in _won(conn, due, {"due_reminded_at": now}, batch):
+        if task.claimer is None or not task.claim_place:
             continue
         done.reminded += 1
         done.touched.add(task.id)
