@@ -6,7 +6,7 @@ token at the start of a word, so ``don't`` needs no escaping. Smart quotes count
 
 from dataclasses import dataclass
 
-from bot.commands import ArgSpec, CommandSpec
+from bot.commands import CommandSpec
 from bot.errors import BadArgument
 
 _SMART = str.maketrans({"“": '"', "”": '"', "„": '"', "«": '"', "»": '"',
@@ -156,8 +156,3 @@ def _options_hint(spec: CommandSpec) -> str:
     if not opts:
         return f"It takes no options: `{spec.usage()}`."
     return "Its options: " + ", ".join(f"`{o}`" for o in opts) + "."
-
-
-def describe_choices(arg: ArgSpec) -> str:
-    """``one of: a, b, c`` for enum parameters, else the kind name."""
-    return "one of: " + ", ".join(arg.choices) if arg.choices else arg.kind.name

@@ -135,22 +135,6 @@ class OutboxRepo:
 
         await self.db.write(tx)
 
-    async def pending_for(self, platform: str, recipient_id: str) -> list[OutboxMessage]:
-        """Unsent rows addressed to one person."""
-
-        def tx(session: Session) -> list[OutboxMessage]:
-            return list(
-                session.exec(
-                    select(OutboxMessage).where(
-                        OutboxMessage.platform == platform,
-                        OutboxMessage.recipient_id == recipient_id,
-                        col(OutboxMessage.sent_at).is_(None),
-                    )
-                ).all()
-            )
-
-        return await self.db.read(tx)
-
     async def addressed_to(self, platform: str, recipient_id: str) -> list[OutboxMessage]:
         """Every row addressed to one person, sent or not, oldest first (for their export)."""
 
