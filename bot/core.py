@@ -20,6 +20,8 @@ from storage.db import DatabaseUnavailable
 log = logging.getLogger(__name__)
 
 ActivityHook = Callable[[UserRef, Ctx], Awaitable[None]]
+# Told of every command: its name, its outcome and when it started (time.perf_counter()).
+CommandObserver = Callable[[str, str, float], None]
 _PREVIEW = 40
 _BUSY = (
     "The database is busy right now, so nothing was changed. Please send the command again "
@@ -131,6 +133,7 @@ class BotCore:
         self.activity_hooks: list[ActivityHook] = []
         # Writes a line for every coordinator-only command, whatever its outcome.
         self.auditor: Auditor | None = None
+        self.observer: CommandObserver | None = None
 
     async def handle_text(
         self, ctx: Ctx, line: str, *, prefixes: Iterable[str] | None = None
@@ -200,6 +203,8 @@ class BotCore:
         if self.auditor is not None and audited(spec):
             # A refused command never had its arguments read: the trail shows them as typed.
             await self.auditor.record(ctx, spec, kwargs or raw, outcome)
+        if self.observer is not None:
+            self.observer(spec.qualified_name, outcome.value, started)
         if outcome is not Outcome.DONE:
             return reply
         for hook in self.activity_hooks:

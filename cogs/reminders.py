@@ -66,6 +66,7 @@ class Reminders(Cog):
         self.clock = services.clock
         self.zone = services.settings.campaign.timezone
         self.grace = services.settings.reminders.late_grace
+        self.metrics = services.metrics
         self._pending: set[int] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -262,8 +263,11 @@ class Reminders(Cog):
     async def fire(self, ids: Iterable[int]) -> list[Fired]:
         """Advance these reminders if due, writing their posts; reschedule what recurs."""
         now = self.clock.now()
-        fired = await self.repo.fire(ids, now, self._decider(now))
+        lateness: dict[int, float] = {}
+        fired = await self.repo.fire(ids, now, self._decider(now, lateness))
         for item in fired:
+            if item.posted and item.id in lateness:
+                self.metrics.reminder_lateness.observe(lateness[item.id])
             if item.next_run_at is not None:
                 self._schedule(item.id, item.next_run_at)
         if any(item.posted for item in fired):
@@ -274,11 +278,15 @@ class Reminders(Cog):
         """Fire everything due by the clock now, whatever the scheduler did."""
         return await self.fire(await self.repo.due(self.clock.now()))
 
-    def _decider(self, now: datetime) -> Callable[[ReminderView], Advance]:
+    def _decider(
+        self, now: datetime, lateness: dict[int, float]
+    ) -> Callable[[ReminderView], Advance]:
         def decide(view: ReminderView) -> Advance:
             assert view.next_run_at is not None
             schedule = Schedule(view.kind, view.timezone, view.cron)
             run = plan_run(schedule, view.next_run_at, now, self.grace)
+            if run.action is not Action.MISSED:
+                lateness[view.id] = max((now - view.next_run_at).total_seconds(), 0.0)
             if run.next_run_at is not None:
                 state = ACTIVE
             else:

@@ -12,6 +12,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, TextIO
 
+from bot.adapters import Status
 from bot.context import Actor, Attachment, Ctx, Place, Reply, UserRef
 from bot.markup import Markup
 from storage.db import DatabaseUnavailable
@@ -161,6 +162,10 @@ class ConsoleAdapter:
     def _write(self, text: str) -> None:
         self.stdout.write(text)
         self.stdout.flush()
+
+    def status(self) -> Status:
+        """The console is connected while it reads."""
+        return Status(connected=not self._done.is_set())
 
     async def stop(self) -> None:
         """Stop serving."""

@@ -18,6 +18,7 @@ import inspect
 import io
 import json
 import logging
+import math
 import zoneinfo
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Optional, Protocol, cast
@@ -28,6 +29,7 @@ from discord import app_commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
+from bot.adapters import Status
 from bot.commands import ArgSpec, CommandSpec
 from bot.config import ConfigError, DiscordSection
 from bot.context import Actor, Attachment, Ctx, Place, Reply, UserRef
@@ -267,6 +269,14 @@ class DiscordAdapter:
                 await self.client.close()
         finally:
             self.endpoints.restore()
+
+    def status(self) -> Status:
+        """Connected once the gateway is ready, until it closes."""
+        client = self.client
+        if client is None or client.is_closed() or not client.is_ready():
+            return Status(connected=False)
+        latency = client.latency
+        return Status(connected=True, lag=latency if math.isfinite(latency) else None)
 
     async def wait_closed(self) -> None:
         """Return when the gateway connection ends for good."""

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from nio import (
     WhoamiError,
 )
 
+from bot.adapters import Status
 from bot.context import Actor, Attachment, Ctx, Place, Reply, UserRef
 from bot.markup import Markup
 from bot.outbox import PermanentDeliveryError
@@ -65,6 +67,8 @@ CREDENTIALS_FILE = "credentials.json"
 ANSWERS_KEY = "org.volunteer_bot.answers"
 
 SYNC_TIMEOUT_MS = 30_000
+# No sync completed for this long (a long poll lasts SYNC_TIMEOUT_MS): not connected.
+STALE_AFTER = SYNC_TIMEOUT_MS / 1000 + 60.0
 TIMELINE_LIMIT = 20
 GAP_PAGE = 100
 GAP_MAX_EVENTS = 2_000
@@ -149,6 +153,7 @@ class MatrixAdapter:
         self._configured_rooms: set[str] = set()
         self._creators: dict[str, frozenset[str]] = {}
         self._handled: OrderedDict[str, None] = OrderedDict()
+        self._last_sync: float | None = None  # time.monotonic() of the last completed sync
         nio_log = logging.getLogger("nio")
         if nio_log.level == logging.NOTSET:
             # matrix-nio logs every event it handles at INFO, with room and user ids.
@@ -182,6 +187,13 @@ class MatrixAdapter:
         if self.client is not None:
             await self.client.close()
         self._closed.set()
+
+    def status(self) -> Status:
+        """Connected after the first sync while syncs keep completing."""
+        if self._last_sync is None or self._closed.is_set():
+            return Status(connected=False)
+        lag = time.monotonic() - self._last_sync
+        return Status(connected=lag < STALE_AFTER, lag=lag)
 
     async def wait_closed(self) -> None:
         """Return when the adapter gave up for good (e.g. its credentials were rejected)."""
@@ -420,6 +432,7 @@ class MatrixAdapter:
                 await self._handle_sync(response, since)
                 since = response.next_batch
                 await state.set(NEXT_BATCH_KEY, since, self.app.clock.now())
+                self._last_sync = time.monotonic()
                 delay = BACKOFF_FIRST
                 if first:
                     first = False
