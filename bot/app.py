@@ -7,6 +7,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Sequence
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from bot import loader
 from bot.adapters import Adapter
@@ -19,6 +20,9 @@ from bot.core import BotCore
 from bot.services import Services
 from storage import migrations
 from storage.db import Database, DatabaseUnavailable
+
+if TYPE_CHECKING:
+    from bot.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +62,12 @@ class App:
             prefix=settings.bot.command_prefix,
         )
         self.core.auditor = Auditor(self.services.audit)
+        self.core.observer = self.services.metrics.command
         self.cogs: list[Cog] = loader.load(settings.bot.cogs, self.services)
         self._touched: dict[tuple[str, str, str], datetime] = {}
         self.core.activity_hooks.append(self._touch)
         self.adapters: list[Adapter] = []
+        self.web: WebServer | None = None
         self._started = False
         self._late_starts: list[asyncio.Task[None]] = []
         _freeze_start_up_heap()
@@ -102,6 +108,11 @@ class App:
                 self._late_starts.append(
                     asyncio.create_task(self._start_later(cog), name=f"start-{cog.group}")
                 )
+        if self.settings.web.enabled and self.web is None:
+            from bot.web.server import WebServer
+
+            self.web = WebServer(self.settings, self.services, lambda: self.adapters)
+            await self.web.start()
         for adapter in self.adapters:
             await adapter.start()
         await self.services.outbox.start()
@@ -128,6 +139,10 @@ class App:
         for task in self._late_starts:
             task.cancel()
         self._late_starts.clear()
+        if self.web is not None:
+            with contextlib.suppress(Exception):
+                await self.web.stop()
+            self.web = None
         if self._started:
             await self.services.outbox.stop()
             for adapter in reversed(self.adapters):

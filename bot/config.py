@@ -65,6 +65,19 @@ def _target(value: str) -> str:
     raise ValueError(f"{value!r} is not a target like console, matrix:!room:server or discord:123")
 
 
+def _listen(value: str) -> str:
+    from bot.web.addresses import parse_listen
+
+    parse_listen(value)  # raises ValueError saying what a listen address looks like
+    return value
+
+
+def _public_url(value: str) -> str:
+    if value and not (value.startswith(("http://", "https://")) and "://" in value):
+        raise ValueError(f"{value!r} is not an address like https://bot.example.org")
+    return value.rstrip("/")
+
+
 Span = Annotated[timedelta, BeforeValidator(_duration)]
 Zone = Annotated[str, AfterValidator(_zone)]
 Positive = Annotated[int, Field(ge=1)]
@@ -190,6 +203,34 @@ class AnnounceSection(Section):
     digest_cron: Annotated[str, AfterValidator(_cron)] = "0 9 * * 1"
 
 
+class WebSection(Section):
+    """The optional web server: public progress, coordinators' dashboard, health, metrics."""
+
+    enabled: bool = False
+    # host:port to listen on, e.g. "127.0.0.1:8080" or "[::1]:8080"; nothing else listens.
+    listen: Annotated[str, AfterValidator(_listen)] = "127.0.0.1:8080"
+    # The address people reach it at (behind a proxy): sign-in links start with it, and an
+    # https address makes the session cookie Secure.
+    public_url: Annotated[str, AfterValidator(_public_url)] = ""
+    # Signs sign-in links and session cookies; generated and kept in the database if unset.
+    secret: SecretStr | None = None
+    link_ttl: Span = timedelta(minutes=10)
+    session_ttl: Span = timedelta(hours=8)
+    # Sessions of people whose rights come from their platform standing, not from config.
+    derived_session_ttl: Span = timedelta(minutes=30)
+    # Per client address on every page: a token bucket of `burst` refilled at `rate` a second.
+    rate: Annotated[float, Field(gt=0)] = 10.0
+    burst: Positive = 40
+    # All public pages together, so the bot's own answers keep their speed under a rush.
+    max_rate: Annotated[float, Field(gt=0)] = 400.0
+    # Proxies whose X-Forwarded-For names the client (exact addresses).
+    trusted_proxies: list[str] = []
+    # Who may frame /embed: CSP frame-ancestors sources, e.g. ["https://campaign.example"].
+    embed_origins: list[str] = ["*"]
+    # How long the public figures are reused before the database is asked again.
+    cache_ttl: Span = timedelta(seconds=5)
+
+
 class Settings(BaseSettings):
     """Every setting, with its default."""
 
@@ -209,6 +250,7 @@ class Settings(BaseSettings):
     signatures: SignaturesSection = SignaturesSection()
     milestones: MilestonesSection = MilestonesSection()
     announce: AnnounceSection = AnnounceSection()
+    web: WebSection = WebSection()
 
     @classmethod
     def settings_customise_sources(

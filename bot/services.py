@@ -5,10 +5,13 @@ from dataclasses import dataclass
 from bot.clock import Clock
 from bot.config import Settings
 from bot.core import Registry
+from bot.metrics import Metrics
 from bot.outbox import Outbox
 from bot.rights import Rights
 from bot.scheduler import Scheduler
+from bot.web.tokens import SignIn
 from storage.audit import AuditRepo
+from storage.dashboard import DashboardRepo
 from storage.db import Database
 from storage.outbox import OutboxRepo
 from storage.reminders import ReminderRepo
@@ -16,6 +19,7 @@ from storage.signatures import SignatureRepo
 from storage.state import StateRepo
 from storage.tasks import TaskRepo
 from storage.volunteers import VolunteerRepo
+from storage.web import UsedTokenRepo
 
 
 @dataclass
@@ -36,24 +40,32 @@ class Services:
     reminders: ReminderRepo
     signatures: SignatureRepo
     tasks: TaskRepo
+    metrics: Metrics
+    dashboard: DashboardRepo
+    signin: SignIn
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock, db: Database) -> "Services":
         """Create every repository on one database."""
         outbox_repo = OutboxRepo(db)
+        rights = Rights.from_settings(settings)
+        state = StateRepo(db)
         return cls(
             settings=settings,
             clock=clock,
             db=db,
             registry=Registry(),
-            rights=Rights.from_settings(settings),
+            rights=rights,
             audit=AuditRepo(db),
             volunteers=VolunteerRepo(db),
             outbox_repo=outbox_repo,
             outbox=Outbox(outbox_repo, clock),
-            state=StateRepo(db),
+            state=state,
             scheduler=Scheduler(clock),
             reminders=ReminderRepo(db),
             signatures=SignatureRepo(db),
             tasks=TaskRepo(db),
+            metrics=Metrics(),
+            dashboard=DashboardRepo(db),
+            signin=SignIn(settings.web, rights, state, UsedTokenRepo(db), clock),
         )

@@ -311,3 +311,16 @@ def _v5(conn: Connection) -> None:
         sa.Index("ix_audit_actor", "actor_platform", "actor_id"),
     )  # fmt: skip
     md.create_all(conn)
+
+
+@migration(6, "used sign-in links and ended dashboard sessions")
+def _v6(conn: Connection) -> None:
+    md = sa.MetaData()
+    sa.Table(
+        "web_token_used", md,
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("kind", sa.String(8), nullable=False),
+        _ts("expires_at", index=True),
+        _ts("used_at"),
+    )  # fmt: skip
+    md.create_all(conn)

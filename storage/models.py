@@ -9,7 +9,9 @@ from storage.types import UTCDateTime
 
 # Tables that never hold anything about a person. Every other table must be covered by
 # some cog's export_data and erase_data; tests/test_privacy_coverage.py checks both.
-NO_PERSONAL_DATA: frozenset[str] = frozenset({"schema_version", "bot_state", "reached_milestone"})
+NO_PERSONAL_DATA: frozenset[str] = frozenset(
+    {"schema_version", "bot_state", "reached_milestone", "web_token_used"}
+)
 
 
 def utc_column(*, nullable: bool = False, index: bool = False) -> Column[datetime]:
@@ -232,3 +234,17 @@ class AuditEvent(SQLModel, table=True):
     # A person the command was about (task assign's user), for export and erase.
     subject_platform: str | None = Field(default=None, max_length=16)
     subject_id: str | None = Field(default=None, max_length=255, index=True)
+
+
+class UsedToken(SQLModel, table=True):
+    """A sign-in link already used, or a dashboard session ended: its random id, nothing else.
+
+    Kept until the token would have expired anyway, then deleted.
+    """
+
+    __tablename__ = "web_token_used"
+
+    id: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(max_length=8)  # "link" or "session"
+    expires_at: datetime = Field(sa_column=utc_column(index=True))
+    used_at: datetime = Field(sa_column=utc_column())

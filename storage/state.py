@@ -4,7 +4,7 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from storage.db import Database
+from storage.db import Database, dialect_insert
 from storage.models import BotState
 
 
@@ -33,3 +33,18 @@ class StateRepo:
             session.add(row)
 
         await self.db.write(tx)
+
+    async def get_or_create(self, key: str, value: str, now: datetime) -> str:
+        """The stored value; ``value`` is stored first if there is none (one winner)."""
+
+        def tx(session: Session) -> str:
+            session.execute(
+                dialect_insert(session, BotState.__table__)  # type: ignore[attr-defined]
+                .values(key=key, value=value, updated_at=now)
+                .on_conflict_do_nothing(index_elements=["key"])
+            )
+            row = session.get(BotState, key)
+            assert row is not None
+            return row.value
+
+        return await self.db.write(tx)
