@@ -134,7 +134,6 @@ class DashboardRepo:
 
         return await self.db.read_connection(tx)
 
-
     async def outbox_backlog(self, now: datetime) -> tuple[int, float]:
         """Posts due and not yet delivered, and the age in seconds of the oldest of them."""
 
@@ -163,8 +162,7 @@ def _overview(
     queue = {
         (language, status): int(n)
         for language, status, n in conn.execute(
-            sa.select(T.c.language, T.c.status, sa.func.count())
-            .group_by(T.c.language, T.c.status)
+            sa.select(T.c.language, T.c.status, sa.func.count()).group_by(T.c.language, T.c.status)
         )
     }
     open_rows = conn.execute(

@@ -42,6 +42,7 @@ HERE = Path(__file__).parent
 STATIC = {
     "style.css": "text/css; charset=utf-8",
     "live.js": "text/javascript; charset=utf-8",
+    "icon.svg": "image/svg+xml",
 }
 DEFAULT_LANGUAGE = "en"  # until the campaign's language is configurable
 COOKIE = "vb_session"
@@ -140,9 +141,7 @@ class WebServer:
     # --- lifecycle ----------------------------------------------------------------------
 
     def _build(self) -> web.Application:
-        app = web.Application(
-            client_max_size=MAX_BODY, middlewares=[self._errors, self._limits]
-        )
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._errors, self._limits])
         app.on_response_prepare.append(self._headers)
         r = app.router
         r.add_get("/", self.home, name="home")
@@ -171,9 +170,10 @@ class WebServer:
             max_field_size=8190,
             max_headers=64,
             keepalive_timeout=75.0,
+            shutdown_timeout=5.0,
         )
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, shutdown_timeout=5.0, backlog=512)
+        site = web.TCPSite(runner, self.host, self.port, backlog=512)
         try:
             await site.start()
         except OSError as exc:
@@ -250,7 +250,9 @@ class WebServer:
             h["Content-Security-Policy"] = f"{BASE_CSP}; frame-ancestors 'none'"
             h["X-Frame-Options"] = "DENY"
         h["X-Content-Type-Options"] = "nosniff"
-        h["Referrer-Policy"] = "no-referrer"
+        # Same-origin: a form then carries its Origin (with no-referrer it is "null"), and
+        # no address of ours (a sign-in link) is ever sent to another site.
+        h["Referrer-Policy"] = "same-origin"
         h["Cross-Origin-Opener-Policy"] = "same-origin"
         h["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
         if self.signin.secure:
@@ -381,9 +383,10 @@ class WebServer:
             return int(conn.exec_driver_sql("SELECT 1").scalar_one())
 
         try:
-            return await asyncio.wait_for(
-                self.services.db.read_connection(probe), HEALTH_TIMEOUT
-            ) == 1
+            return (
+                await asyncio.wait_for(self.services.db.read_connection(probe), HEALTH_TIMEOUT)
+                == 1
+            )
         except Exception as exc:
             log.warning("health: the database does not answer (%s)", type(exc).__name__)
             return False
@@ -569,4 +572,3 @@ def _csv_line(values: Sequence[str]) -> bytes:
     out = io.StringIO()
     csv.writer(out, lineterminator="\r\n").writerow(values)
     return out.getvalue().encode()
-

@@ -240,4 +240,3 @@ class SignIn:
     def _still_coordinator(self, grant: Grant) -> None:
         if grant.basis is Basis.NAMED and not self.rights.is_coordinator(grant.user):
             raise TokenRefused(Refusal.REVOKED)
-
