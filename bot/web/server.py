@@ -123,6 +123,8 @@ class WebServer:
         self._signins = 0
         self._refused = 0
         self._runner: web.AppRunner | None = None
+        self._counted: dict[tuple[str, int], Callable[[], None]] = {}
+        self._embed_headers, self._page_headers = self._security_headers()
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
             autoescape=True,
@@ -224,7 +226,11 @@ class WebServer:
             response = self._error_response(
                 request, 500, gettext("Something went wrong (ref: %(ref)s).") % {"ref": ref}
             )
-        self.metrics.web_requests.labels(name, str(response.status)).inc()
+        key = (name, response.status)
+        count = self._counted.get(key)
+        if count is None:
+            count = self._counted[key] = self.metrics.web_requests.labels(name, str(key[1])).inc
+        count()
         return response
 
     @web.middleware
@@ -240,25 +246,32 @@ class WebServer:
             raise web.HTTPServiceUnavailable(headers={"Retry-After": "1"})
         return await handler(request)
 
-    async def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
-        h = response.headers
-        name = _route_name(request)
-        if name == "embed":
-            ancestors = " ".join(self.web.embed_origins) or "'none'"
-            h["Content-Security-Policy"] = f"{BASE_CSP}; frame-ancestors {ancestors}"
-        else:
-            h["Content-Security-Policy"] = f"{BASE_CSP}; frame-ancestors 'none'"
-            h["X-Frame-Options"] = "DENY"
-        h["X-Content-Type-Options"] = "nosniff"
-        # Same-origin: a form then carries its Origin (with no-referrer it is "null"), and
-        # no address of ours (a sign-in link) is ever sent to another site.
-        h["Referrer-Policy"] = "same-origin"
-        h["Cross-Origin-Opener-Policy"] = "same-origin"
-        h["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
+    def _security_headers(self) -> tuple[dict[str, str], dict[str, str]]:
+        """The headers of every answer, built once: (for /embed, for every other page)."""
+        common = {
+            "X-Content-Type-Options": "nosniff",
+            # Same-origin: a form then carries its Origin (with no-referrer it is "null"),
+            # and no address of ours (a sign-in link) is ever sent to another site.
+            "Referrer-Policy": "same-origin",
+            "Cross-Origin-Opener-Policy": "same-origin",
+            "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+        }
         if self.signin.secure:
-            h["Strict-Transport-Security"] = "max-age=31536000"
+            common["Strict-Transport-Security"] = "max-age=31536000"
+        ancestors = " ".join(self.web.embed_origins) or "'none'"
+        embed = {**common, "Content-Security-Policy": f"{BASE_CSP}; frame-ancestors {ancestors}"}
+        other = {
+            **common,
+            "Content-Security-Policy": f"{BASE_CSP}; frame-ancestors 'none'",
+            "X-Frame-Options": "DENY",
+        }
+        return embed, other
+
+    async def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        name = _route_name(request)
+        response.headers.update(self._embed_headers if name == "embed" else self._page_headers)
         if name not in PUBLIC:
-            h["Cache-Control"] = "no-store"
+            response.headers["Cache-Control"] = "no-store"
 
     def _error_response(
         self,
