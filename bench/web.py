@@ -94,8 +94,10 @@ async def load(base: str, clients: int, seconds: float) -> dict[str, object]:
 async def seed(app: App) -> None:
     coco = UserRef("console", "coco", "Coco")
     lines = ["signatures set 312345"]
-    lines += [f"signatures set {n} --country {c}" for c, n in (("DE", 70000), ("FR", 41000),
-                                                              ("PL", 39000), ("MT", 5000))]
+    lines += [
+        f"signatures set {n} --country {c}"
+        for c, n in (("DE", 70000), ("FR", 41000), ("PL", 39000), ("MT", 5000))
+    ]
     lines += [f"task post translation Leaflet {i} --language pl" for i in range(200)]
     for line in lines:
         await run(app, coco, line, coordinator=True)
@@ -183,14 +185,20 @@ def show(result: dict[str, object]) -> None:
     assert isinstance(web, dict) and isinstance(idle, dict) and isinstance(busy, dict)
     print(f"web: {result['clients']} clients for {result['seconds']} s on 127.0.0.1, "
           f"max_rate {result['max_rate']}/s")  # fmt: skip
-    print(f"  {web['rps']:,.0f} requests/s ({web['requests']:,} in {web['seconds']:.1f} s), "
-          f"p50 {web['p50_ms']:.1f} ms, p99 {web['p99_ms']:.1f} ms, statuses {web['statuses']}")
+    print(
+        f"  {web['rps']:,.0f} requests/s ({web['requests']:,} in {web['seconds']:.1f} s), "
+        f"p50 {web['p50_ms']:.1f} ms, p99 {web['p99_ms']:.1f} ms, statuses {web['statuses']}"
+    )
     print("bot commands          n     p50      p99     mean")
     for label, row in (("web idle", idle), ("under load", busy)):
-        print(f"  {label:<12} {row['n']:>6} {row['p50_ms']:>6.2f} ms {row['p99_ms']:>6.2f} ms "
-              f"{row['mean_ms']:>6.2f} ms")
-    print(f"slowdown: p50 {result['slowdown_p50']:+.1%}, mean {result['slowdown_mean']:+.1%} "
-          "(goal: at most +10 %)")
+        print(
+            f"  {label:<12} {row['n']:>6} {row['p50_ms']:>6.2f} ms {row['p99_ms']:>6.2f} ms "
+            f"{row['mean_ms']:>6.2f} ms"
+        )
+    print(
+        f"slowdown: p50 {result['slowdown_p50']:+.1%}, mean {result['slowdown_mean']:+.1%} "
+        "(goal: at most +10 %)"
+    )
     print(json.dumps(result))
 
 

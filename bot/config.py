@@ -73,7 +73,7 @@ def _listen(value: str) -> str:
 
 
 def _public_url(value: str) -> str:
-    if value and not (value.startswith(("http://", "https://")) and "://" in value):
+    if value and not value.startswith(("http://", "https://")):
         raise ValueError(f"{value!r} is not an address like https://bot.example.org")
     return value.rstrip("/")
 

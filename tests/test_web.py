@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bot.adapters.console_adapter import ConsoleAdapter
 from bot.app import App
+from bot.config import ConfigError, load_settings
 from bot.context import UserRef
 from bot.web.limits import ClientBuckets, Pace
 from bot.web.tokens import Basis, Grant, Signer
@@ -586,3 +587,42 @@ async def test_the_server_listens_on_the_configured_address_only(site: Harness):
             except OSError as exc:  # no IPv6 on this machine: nothing listens there either
                 code = exc.errno or 1
             assert code != 0, other
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ('listen = "bot.example.org:8080"', "not a host name"),
+        ('listen = "127.0.0.1"', "not an address like"),
+        ('listen = "127.0.0.1:99999"', "not an address like"),
+        ('public_url = "bot.example.org"', "https://bot.example.org"),
+    ],
+)
+def test_a_web_address_that_cannot_be_used_stops_the_bot_naming_the_key(
+    tmp_path: Path, line: str, problem: str
+):
+    config = tmp_path / "config.toml"
+    config.write_text(f"[web]\n{line}\n")
+    with pytest.raises(ConfigError, match="web") as caught:
+        load_settings(config)
+    assert problem in str(caught.value)
+
+
+def test_web_addresses_in_the_config_are_read_as_written(tmp_path: Path):
+    config = tmp_path / "config.toml"
+    config.write_text('[web]\nlisten = "[::1]:8081"\npublic_url = "https://bot.example.org/"\n')
+    settings, warnings = load_settings(config)
+    assert warnings == []
+    assert settings.web.listen == "[::1]:8081"
+    assert settings.web.public_url == "https://bot.example.org"
+
+
+async def test_an_address_already_taken_stops_the_bot_with_one_line(site: Harness, tmp_path: Path):
+    assert site.app.web is not None
+    (tmp_path / "other").mkdir()
+    other = web_app(tmp_path / "other", listen=site.app.web.address)
+    try:
+        with pytest.raises(ConfigError, match=r"web.listen: cannot listen on 127.0.0.1:\d+"):
+            await other.start([])
+    finally:
+        await other.stop()

@@ -26,7 +26,7 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.adapters import Adapter
-from bot.config import Settings
+from bot.config import ConfigError, Settings
 from bot.services import Services
 from bot.vocab import COUNTRIES, LANGUAGES
 from bot.web.addresses import client_address, parse_listen
@@ -180,8 +180,8 @@ class WebServer:
             await site.start()
         except OSError as exc:
             await runner.cleanup()
-            problem = f"web: cannot listen on {self.web.listen} ({exc.strerror})"
-            raise RuntimeError(problem) from None
+            problem = f"config error: web.listen: cannot listen on {self.web.listen}"
+            raise ConfigError(f"{problem} ({exc.strerror})") from None
         self._runner = runner
         self.signin.listening = self.address
         log.info("web server listening on %s", self.address)
