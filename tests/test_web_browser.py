@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from tests.devtools import Browser, browser, chromium, required
 from tests.harness import Harness
@@ -109,18 +110,58 @@ async def test_progress_renders_its_bars_and_n_of_7_at_desktop_and_phone_width(
         assert tab.errors == [], tab.errors
 
 
-async def test_the_embed_renders_in_a_frame_on_another_page(
+async def campaign_site(embed: str, progress: str) -> web.AppRunner:
+    """Another origin's page that frames the counter, and (wrongly) the progress page."""
+    html = (
+        "<!doctype html><title>Campaign</title><h1>Sign the initiative</h1>"
+        f'<iframe id="counter" src="{embed}" width="420" height="190"'
+        ' style="border:0"></iframe>'
+        f'<iframe id="full" src="{progress}" width="420" height="190"></iframe>'
+    )
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text=html, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner
+
+
+async def direct_fit(chrome: Browser, address: str) -> bool:
+    tab = await chrome.new_tab()
+    await tab.viewport(420, 190)
+    await tab.open(address)
+    return bool(await tab.run("document.documentElement.scrollHeight <= window.innerHeight"))
+
+
+async def test_a_campaign_site_can_frame_the_embed_but_not_the_other_pages(
     site: Harness, chrome: Browser, artifacts: Path
 ):
-    tab = await chrome.new_tab()
-    await tab.viewport(420, 260)
-    await tab.open(base(site) + "/embed")
-    facts = await tab.run(
-        "({text: document.body.innerText, bar: !!document.querySelector('progress')})"
-    )
-    await tab.screenshot(artifacts / "embed.png")
-    assert "312,345" in facts["text"] and "3 of 7 countries" in facts["text"] and facts["bar"]
-    assert tab.errors == [], tab.errors
+    runner = await campaign_site(base(site) + "/embed", base(site) + "/progress")
+    try:
+        host, port = runner.addresses[0][:2]
+        tab = await chrome.new_tab()
+        await tab.viewport(900, 320)
+        await tab.open(f"http://{host}:{port}/")
+        await tab.screenshot(artifacts / "embed-on-a-campaign-site.png")
+        tree = await tab.send("Page.getFrameTree")
+        fits = await direct_fit(chrome, base(site) + "/embed")
+    finally:
+        await runner.cleanup()
+    frames = {child["frame"]["url"] for child in tree["frameTree"].get("childFrames", [])}
+    assert base(site) + "/embed" in frames, frames
+    assert base(site) + "/progress" not in frames, "the full page refuses to be framed"
+    assert fits, "the counter fits the README's 420 x 190 frame without scrolling"
+    direct = await chrome.new_tab()
+    await direct.viewport(420, 260)
+    await direct.open(base(site) + "/embed")
+    text = await direct.run("document.body.innerText")
+    await direct.screenshot(artifacts / "embed.png")
+    assert "312,345" in text and "3 of 7 countries" in text
+    assert direct.errors == [], direct.errors
 
 
 async def test_a_coordinator_signs_in_from_the_link_and_the_dashboard_renders(
