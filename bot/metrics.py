@@ -4,6 +4,8 @@ One registry per app (tests build many). Labels carry command names, outcomes an
 names only: never a person, a room or anything typed. The core reports each command through
 :meth:`Metrics.command`, which costs a dictionary lookup and two increments; gauges that need
 the database (the outbox backlog) are read when ``/metrics`` is scraped, not before.
+When several processes share one database, a gauge of which one holds each duty's lease
+belongs here too, beside ``platform_connected``.
 """
 
 import time
