@@ -222,7 +222,7 @@ class WebSection(Section):
     rate: Annotated[float, Field(gt=0)] = 10.0
     burst: Positive = 40
     # All public pages together, so the bot's own answers keep their speed under a rush.
-    max_rate: Annotated[float, Field(gt=0)] = 200.0
+    max_rate: Annotated[float, Field(gt=0)] = 100.0
     # Proxies whose X-Forwarded-For names the client (exact addresses).
     trusted_proxies: list[str] = []
     # Who may frame /embed: CSP frame-ancestors sources, e.g. ["https://campaign.example"].

@@ -5,6 +5,8 @@ import time
 from collections import OrderedDict
 
 MAX_CLIENTS = 10_000
+# A public page waits at most this long for its turn before the answer is 503.
+MAX_WAIT = 5.0
 
 
 class ClientBuckets:
@@ -44,7 +46,7 @@ class Pace:
     ``max_wait`` seconds is refused at once.
     """
 
-    def __init__(self, rate: float, *, max_wait: float = 2.0) -> None:
+    def __init__(self, rate: float, *, max_wait: float = MAX_WAIT) -> None:
         self.interval = 1.0 / rate
         self.max_wait = max_wait
         self._next = 0.0

@@ -30,7 +30,7 @@ from bot.config import ConfigError, Settings
 from bot.services import Services
 from bot.vocab import COUNTRIES, LANGUAGES
 from bot.web.addresses import client_address, parse_listen
-from bot.web.limits import ClientBuckets, Pace
+from bot.web.limits import MAX_WAIT, ClientBuckets, Pace
 from bot.web.progress import Figures, ProgressFeed, figures
 from bot.web.tokens import Grant, Refusal, TokenRefused
 from storage.dashboard import CSV_COLUMNS, QUEUE_STATUSES, csv_cell, priorities
@@ -243,7 +243,7 @@ class WebServer:
         if wait > 0:
             raise web.HTTPTooManyRequests(headers={"Retry-After": str(max(1, round(wait)))})
         if _route_name(request) in PUBLIC and not await self.pace.admit():
-            raise web.HTTPServiceUnavailable(headers={"Retry-After": "1"})
+            raise web.HTTPServiceUnavailable(headers={"Retry-After": str(int(MAX_WAIT))})
         return await handler(request)
 
     def _security_headers(self) -> tuple[dict[str, str], dict[str, str]]:
@@ -349,7 +349,11 @@ class WebServer:
     async def progress_json(self, request: web.Request) -> web.Response:
         """The same figures, for programs."""
         current = await self.feed.get()
-        body = json.dumps(current.to_json(), ensure_ascii=False).encode()
+        cached = self._pages.get(("json", ""))
+        if cached is None or cached[0] != current.version:
+            cached = (current.version, json.dumps(current.to_json(), ensure_ascii=False).encode())
+            self._pages[("json", "")] = cached
+        body = cached[1]
         response = self._public(
             request, body, "application/json; charset=utf-8", f'"{current.version}"'
         )
