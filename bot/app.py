@@ -111,7 +111,9 @@ class App:
         if self.settings.web.enabled and self.web is None:
             from bot.web.server import WebServer
 
-            self.web = WebServer(self.settings, self.services, lambda: self.adapters)
+            self.web = WebServer(
+                self.settings, self.services, lambda: self.adapters, self.core.quiet
+            )
             await self.web.start()
         for adapter in self.adapters:
             await adapter.start()

@@ -1,5 +1,6 @@
 """BotCore: the command registry, invocation and the one place errors become replies."""
 
+import asyncio
 import difflib
 import logging
 import secrets
@@ -134,6 +135,11 @@ class BotCore:
         # Writes a line for every coordinator-only command, whatever its outcome.
         self.auditor: Auditor | None = None
         self.observer: CommandObserver | None = None
+        # Set while no command is being run: background work that can wait (the web
+        # server's public pages) waits for it, so the bot's answers come first.
+        self.quiet = asyncio.Event()
+        self.quiet.set()
+        self._running = 0
 
     async def handle_text(
         self, ctx: Ctx, line: str, *, prefixes: Iterable[str] | None = None
@@ -160,6 +166,16 @@ class BotCore:
 
     async def invoke(self, ctx: Ctx, spec: CommandSpec, raw: Mapping[str, object]) -> Reply:
         """Convert arguments, check rights, run the handler; never raises."""
+        self._running += 1
+        self.quiet.clear()
+        try:
+            return await self._invoke(ctx, spec, raw)
+        finally:
+            self._running -= 1
+            if not self._running:
+                self.quiet.set()
+
+    async def _invoke(self, ctx: Ctx, spec: CommandSpec, raw: Mapping[str, object]) -> Reply:
         started = time.perf_counter()
         kwargs: dict[str, Any] = {}
         outcome = Outcome.DONE

@@ -568,6 +568,47 @@ async def test_the_pace_spaces_requests_and_refuses_a_queue_too_long():
     assert loop.time() - started >= 0.45
 
 
+async def test_a_public_page_lets_a_command_being_answered_go_first():
+    gate = asyncio.Event()  # clear: a command is being answered
+    pace = Pace(rate=1000.0, gate=gate)
+    order: list[str] = []
+
+    async def page() -> None:
+        assert await pace.admit()
+        order.append("page")
+
+    waiting = asyncio.create_task(page())
+    for _ in range(3):
+        await asyncio.sleep(0)  # let the page reach the gate
+    order.append("command answered")
+    gate.set()
+    await waiting
+    assert order == ["command answered", "page"]
+
+
+async def test_a_page_waits_for_commands_only_so_long():
+    gate = asyncio.Event()  # a command that never ends
+    pace = Pace(rate=1000.0, gate=gate)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await pace.admit()
+    assert 0.04 <= loop.time() - started < 1.0
+
+
+async def test_the_core_is_quiet_only_between_commands(site: Harness):
+    core = site.app.core
+    seen: list[bool] = []
+    assert core.quiet.is_set()
+    reply = site.run("alice", "volunteer profile")
+    task = asyncio.ensure_future(reply)
+    while not task.done():
+        seen.append(core.quiet.is_set())
+        await asyncio.sleep(0)
+    await task
+    assert False in seen, "not quiet while the command ran"
+    assert core.quiet.is_set()
+
+
 async def test_a_request_body_over_the_limit_gets_413(site: Harness):
     async with client() as http:
         response = await http.post(url(site, "/signin"), data={"t": "x" * 40_000})

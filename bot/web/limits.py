@@ -1,12 +1,15 @@
 """Rate limits in memory: a token bucket per client, and one pace for all public pages."""
 
 import asyncio
+import contextlib
 import time
 from collections import OrderedDict
 
 MAX_CLIENTS = 10_000
 # A public page waits at most this long for its turn before the answer is 503.
 MAX_WAIT = 5.0
+# How long a public page lets a command being answered go first.
+YIELD_AT_MOST = 0.05
 
 
 class ClientBuckets:
@@ -46,9 +49,14 @@ class Pace:
     ``max_wait`` seconds is refused at once.
     """
 
-    def __init__(self, rate: float, *, max_wait: float = MAX_WAIT) -> None:
+    def __init__(
+        self, rate: float, *, max_wait: float = MAX_WAIT, gate: asyncio.Event | None = None
+    ) -> None:
         self.interval = 1.0 / rate
         self.max_wait = max_wait
+        # When given: a request whose turn has come still waits (at most YIELD_AT_MOST) while
+        # the gate is clear, i.e. while the bot is answering a command.
+        self.gate = gate
         self._next = 0.0
 
     async def admit(self) -> bool:
@@ -61,4 +69,8 @@ class Pace:
         self._next = slot + self.interval
         if wait > 0:
             await asyncio.sleep(wait)
+        gate = self.gate
+        if gate is not None and not gate.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(gate.wait(), YIELD_AT_MOST)
         return True

@@ -104,7 +104,13 @@ class AccessLog(AbstractAccessLogger):
 class WebServer:
     """Serves the pages on ``[web] listen`` until stopped."""
 
-    def __init__(self, settings: Settings, services: Services, adapters: AdapterList) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        services: Services,
+        adapters: AdapterList,
+        quiet: asyncio.Event | None = None,
+    ) -> None:
         self.settings = settings
         self.web = settings.web
         self.services = services
@@ -114,7 +120,7 @@ class WebServer:
         self.zone = ZoneInfo(settings.campaign.timezone)
         self.host, self.port = parse_listen(self.web.listen)
         self.buckets = ClientBuckets(self.web.rate, self.web.burst)
-        self.pace = Pace(self.web.max_rate)
+        self.pace = Pace(self.web.max_rate, gate=quiet)
         self.feed = ProgressFeed(self._load_figures, self.web.cache_ttl.total_seconds())
         # Hook for several processes on one database: returns True on a standby.
         self.standby: Callable[[], bool] | None = None
