@@ -89,6 +89,8 @@ class CommandSpec:
     private: bool
     default: bool
     func: Handler = field(repr=False, compare=False)
+    # Only the caller may see the answer (a data export); implies ``private``.
+    confidential: bool = False
 
     @property
     def qualified_name(self) -> str:
@@ -117,13 +119,22 @@ _REQUIRES = "__command_requires__"
 
 
 def command(
-    name: str | None = None, *, private: bool = False, default: bool = False
+    name: str | None = None,
+    *,
+    private: bool = False,
+    confidential: bool = False,
+    default: bool = False,
 ) -> Callable[[Handler], Handler]:
-    """Mark a cog method as a command; ``default`` makes it answer the bare group name."""
+    """Mark a cog method as a command; ``default`` makes it answer the bare group name.
+
+    ``private``: the answer is quiet, only the caller needs it. ``confidential``: only the
+    caller may see it (see :class:`bot.context.Reply`).
+    """
 
     def mark(func: Handler) -> Handler:
-        setattr(func, _PENDING, {"name": name or func.__name__, "private": private,
-                                 "default": default})  # fmt: skip
+        setattr(func, _PENDING, {"name": name or func.__name__,
+                                 "private": private or confidential,
+                                 "confidential": confidential, "default": default})  # fmt: skip
         return func
 
     return mark
@@ -163,6 +174,7 @@ def build_spec(group: str | None, func: Handler) -> CommandSpec:
         private=meta["private"],
         default=meta["default"],
         func=func,
+        confidential=meta["confidential"],
     )
     validate(spec, where)
     return spec

@@ -72,10 +72,17 @@ class Attachment:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """What a command answers. ``private`` replies are ephemeral where the platform can."""
+    """What a command answers: public, quiet (``private``) or ``confidential``.
+
+    A *quiet* reply is one only the caller needs (their own task list, an error): ephemeral on
+    Discord, a threaded reply on Matrix, where the room can still see it. A *confidential*
+    reply is one only the caller may see (their data export): ephemeral on Discord, an
+    encrypted direct chat on Matrix. Confidential implies private.
+    """
 
     body: Markup
     private: bool = False
+    confidential: bool = False
     is_error: bool = False
     buttons: Sequence[Button] = ()
     attachments: Sequence[Attachment] = ()
@@ -84,10 +91,17 @@ class Reply:
     # e.g. ("task", 7); adapters remember the message that carried it.
     subject: tuple[str, int] | None = None
 
+    def __post_init__(self) -> None:
+        if self.confidential and not self.private:
+            object.__setattr__(self, "private", True)
+
     @classmethod
-    def text(cls, template: str, /, **values: object) -> "Reply":
-        """A public reply from a trusted template with untrusted values."""
-        return cls(Markup.format(template, **values))
+    def text(
+        cls, template: str, /, *, private: bool = False, confidential: bool = False,
+        **values: object,
+    ) -> "Reply":  # fmt: skip
+        """A reply from a trusted template with untrusted values (public unless marked)."""
+        return cls(Markup.format(template, **values), private=private, confidential=confidential)
 
 
 @dataclass(slots=True)

@@ -29,8 +29,9 @@ class Privacy(Cog):
 
     def __init__(self, services: Services) -> None:
         self.personal = PersonalData(
-            services.registry, services.volunteers, services.outbox_repo, services.db
-        )
+            services.registry, services.volunteers, services.outbox_repo, services.db,
+            services.direct_chats,
+        )  # fmt: skip
         self.volunteers = services.volunteers
         self.outbox = services.outbox_repo
         self.db = services.db
@@ -43,7 +44,7 @@ class Privacy(Cog):
             retry=RETRY_AFTER.total_seconds(),
         )
 
-    @command(private=True)
+    @command(confidential=True)
     async def mydata(self, ctx: Ctx) -> Reply:
         """Everything the bot stores about you, as a file."""
         stored = await self.personal.collect(ctx.user)
@@ -70,7 +71,7 @@ class Privacy(Cog):
                 days=self.retention.days,
                 file=EXPORT_FILE,
             )
-        return Reply(body, private=True, attachments=[attachment])
+        return Reply(body, confidential=True, attachments=[attachment])
 
     @command(private=True)
     async def forget(
