@@ -2,8 +2,8 @@
 
 Each cog that stores anything about people implements ``export_data`` and ``erase_data``
 (the ``Cog`` base refuses a class that claims personal data without them). This module adds
-what the core itself keeps about a person, the outbox rows addressed to them, and makes sure
-erased data leaves the database file.
+what the core itself keeps about a person (the outbox rows addressed to them, the direct
+chats adapters opened with them), and makes sure erased data leaves the database file.
 """
 
 import base64
@@ -20,6 +20,7 @@ from bot.context import Ctx, UserRef
 from bot.core import Registry
 from bot.markup import Markup
 from storage.db import Database
+from storage.direct_chats import DirectChatRepo
 from storage.models import OutboxMessage
 from storage.outbox import OutboxRepo
 from storage.volunteers import VolunteerRepo
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 FORMER_VOLUNTEER = "a former volunteer"
 MESSAGES = "messages_for_you"
 POSTS = "posts_naming_you"
+DIRECT_CHATS = "direct_chats_with_you"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +46,18 @@ class PersonalData:
     """Export and erasure over every cog that stores personal data, plus the core's rows."""
 
     def __init__(
-        self, registry: Registry, volunteers: VolunteerRepo, outbox: OutboxRepo, db: Database
+        self,
+        registry: Registry,
+        volunteers: VolunteerRepo,
+        outbox: OutboxRepo,
+        db: Database,
+        direct_chats: DirectChatRepo | None = None,
     ) -> None:
         self.registry = registry
         self.volunteers = volunteers
         self.outbox = outbox
         self.db = db
+        self.direct_chats = direct_chats or DirectChatRepo(db)
 
     def holders(self) -> list[Cog]:
         """The loaded cogs that store personal data, in erasure order."""
@@ -77,6 +85,9 @@ class PersonalData:
         ]
         if posts:
             stored[POSTS] = [_message(row) for row in posts]
+        chats = await self.direct_chats.export(user)
+        if chats:
+            stored[DIRECT_CHATS] = chats
         return stored
 
     async def _names(self, user: UserRef) -> set[str]:
@@ -96,6 +107,7 @@ class PersonalData:
         names = await self._names(user)
         for cog in self.holders():
             await cog.erase_data(user, ctx)
+        await self.direct_chats.forget(user)
         dropped = await self.outbox.drop_for(user.platform, user.external_id)
         redacted = await self.outbox.redact(user.platform, names, FORMER_VOLUNTEER)
         checkpointed = await self.db.checkpoint()
@@ -127,6 +139,9 @@ def describe(stored: Mapping[str, Any]) -> list[str]:
         if section in (MESSAGES, POSTS):
             what = "addressed to you" if section == MESSAGES else "that name you"
             phrases.append(f"{_count(data, 'bot message')} {what}")
+            continue
+        if section == DIRECT_CHATS:
+            phrases.append(f"{_count(data, 'direct chat')} the bot opened with you")
             continue
         for key, value in data.items():
             if not has_data(value):

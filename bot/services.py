@@ -10,6 +10,7 @@ from bot.rights import Rights
 from bot.scheduler import Scheduler
 from storage.audit import AuditRepo
 from storage.db import Database
+from storage.direct_chats import DirectChatRepo
 from storage.outbox import OutboxRepo
 from storage.reminders import ReminderRepo
 from storage.signatures import SignatureRepo
@@ -32,6 +33,7 @@ class Services:
     outbox_repo: OutboxRepo
     outbox: Outbox
     state: StateRepo
+    direct_chats: DirectChatRepo
     scheduler: Scheduler
     reminders: ReminderRepo
     signatures: SignatureRepo
@@ -52,6 +54,7 @@ class Services:
             outbox_repo=outbox_repo,
             outbox=Outbox(outbox_repo, clock),
             state=StateRepo(db),
+            direct_chats=DirectChatRepo(db),
             scheduler=Scheduler(clock),
             reminders=ReminderRepo(db),
             signatures=SignatureRepo(db),

@@ -311,3 +311,37 @@ def _v5(conn: Connection) -> None:
         sa.Index("ix_audit_actor", "actor_platform", "actor_id"),
     )  # fmt: skip
     md.create_all(conn)
+
+
+@migration(6, "direct chats in their own table (personal data), out of bot_state")
+def _v6(conn: Connection) -> None:
+    md = sa.MetaData()
+    direct = sa.Table(
+        "direct_chat", md,
+        sa.Column("platform", sa.String(16), primary_key=True),
+        sa.Column("external_id", sa.String(255), primary_key=True),
+        sa.Column("room_id", sa.String(255), nullable=False),
+        _ts("created_at"),
+    )  # fmt: skip
+    state = sa.Table(
+        "bot_state", md,
+        sa.Column("key", sa.String(255), primary_key=True),
+        sa.Column("value", sa.Text, nullable=False),
+        _ts("updated_at"),
+    )  # fmt: skip
+    direct.create(conn)
+    # Until now the Matrix adapter kept them as bot_state rows "matrix:dm:<user id>".
+    prefix = "matrix:dm:"
+    kept = conn.execute(
+        sa.select(state.c.key, state.c.value, state.c.updated_at).where(
+            state.c.key.startswith(prefix)
+        )
+    ).all()
+    for key, room_id, updated_at in kept:
+        conn.execute(
+            direct.insert().values(
+                platform="matrix", external_id=key[len(prefix):], room_id=room_id,
+                created_at=updated_at,
+            )
+        )  # fmt: skip
+    conn.execute(state.delete().where(state.c.key.startswith(prefix)))

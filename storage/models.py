@@ -232,3 +232,18 @@ class AuditEvent(SQLModel, table=True):
     # A person the command was about (task assign's user), for export and erase.
     subject_platform: str | None = Field(default=None, max_length=16)
     subject_id: str | None = Field(default=None, max_length=255, index=True)
+
+
+class DirectChat(SQLModel, table=True):
+    """A direct chat the bot opened with one person, to answer them confidentially.
+
+    The room id says who talks with the bot, so it is personal data: exported and erased
+    with the person.
+    """
+
+    __tablename__ = "direct_chat"
+
+    platform: str = Field(primary_key=True, max_length=16)
+    external_id: str = Field(primary_key=True, max_length=255)
+    room_id: str = Field(max_length=255)
+    created_at: datetime = Field(sa_column=utc_column())

@@ -178,6 +178,8 @@ async def live_a_campaign_life(h: Harness, who: UserRef) -> None:
         )
         if n == 1:
             await h.deliver()  # one sent, one still waiting
+    # The direct chat an adapter opens to answer confidentially (Matrix does).
+    await app.services.direct_chats.remember(who, f"!{tag}dm:example.org", now)
     await repo.add(
         key=f"test:{tag}post",
         target="test:room",
