@@ -139,8 +139,7 @@ async def _run(settings: Settings, args: argparse.Namespace, console: bool) -> i
         adapters = [ConsoleAdapter(app, user=args.as_user or _login(), coordinators=coordinators)]
     else:
         adapters = app.platform_adapters()
-    await app.run(adapters)
-    return 0
+    return await app.run(adapters)
 
 
 def _login() -> str:

@@ -140,8 +140,12 @@ class App:
             self._started = False
         self.db.close()
 
-    async def run(self, adapters: Sequence[Adapter]) -> None:
-        """Serve until an adapter ends by itself or SIGINT/SIGTERM arrives."""
+    async def run(self, adapters: Sequence[Adapter]) -> int:
+        """Serve until an adapter ends by itself or SIGINT/SIGTERM arrives.
+
+        Returns the exit status: 1 when an adapter stopped on a problem an operator must fix
+        (it says which in the log), else 0.
+        """
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -165,6 +169,7 @@ class App:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
+        return 1 if any(getattr(a, "failed", False) for a in adapters) else 0
 
 
 async def _wait(awaitable: Awaitable[object]) -> object:

@@ -146,6 +146,13 @@ class MatrixSection(Section):
     invite_allowlist: list[str] = []
     command_prefix: str | None = None
     store_path: str = "matrix-store"
+    # Whose devices get the keys of the bot's encrypted messages: "tofu" (trust on first use:
+    # every device of every member) or "cross-signed" (only devices their owner signed).
+    trust: Literal["tofu", "cross-signed"] = "tofu"
+    # How long a message that arrived before its decryption key is held for the key.
+    late_key_wait: Span = timedelta(minutes=5)
+    # How many rooms are served at the same moment; each room keeps its own order.
+    room_concurrency: Positive = 8
 
 
 class DiscordSection(Section):

@@ -10,7 +10,7 @@ import pytest
 
 from bot.adapters.matrix_adapter import CREDENTIALS_FILE, TIMELINE_LIMIT, MatrixAdapter
 from bot.commands import Cog, command
-from bot.context import Attachment, Ctx, Reply
+from bot.context import Attachment, Ctx, Reply, UserRef
 from bot.markup import Markup
 from bot.outbox import PermanentDeliveryError
 from storage.outbox import Delivery
@@ -326,10 +326,15 @@ class Probe(Cog):
     def __init__(self, services):
         pass
 
-    @command(private=True)
+    @command(confidential=True)
     async def secret(self, ctx: Ctx) -> Reply:
-        """Answer only the caller."""
+        """Answer only the caller, where nobody else can read it."""
         return Reply.text("Only for {name}.", name=ctx.user.label)
+
+    @command(private=True)
+    async def mine(self, ctx: Ctx) -> Reply:
+        """Answer quietly: only the caller needs it."""
+        return Reply.text("Quietly for {name}.", name=ctx.user.label)
 
     @command()
     async def chart(self, ctx: Ctx) -> Reply:
@@ -340,20 +345,26 @@ class Probe(Cog):
         )
 
 
-async def test_private_answers_go_to_a_direct_chat_and_images_follow_the_text(
+async def test_confidential_answers_go_to_an_encrypted_direct_chat_quiet_ones_to_a_thread(
     tmp_path, synapse, account, person
 ):
     bot = account("bot")
-    alice = await person("alice", "Alice")
-    room = await alice.create_room(invite=[bot.user_id])
+    alice = await person("alice", "Alice", encrypted=True)
+    bob = await person("bob", "Bob")
+    room = await alice.create_room(invite=[bot.user_id, bob.user_id])
+    await bob.join(room)  # three in the room: quiet answers go to a thread there
     async with running_bot(tmp_path, synapse, bot, rooms=[room]) as (app, _adapter):
+        await alice.sees_join(room, bot.user_id)
         app.services.registry.add(Probe(app.services))
-        note = await alice.ask(room, "!probe secret", bot.user_id)
+        command = await alice.send(room, "!probe secret")
+        note = await alice.reply_to(command, bot.user_id)
         direct = await alice.wait_for_invite()
         await alice.join(direct)
         answer = (
             await alice.wait_for(lambda e: e["room_id"] == direct and "Only for" in body(e))
         )[0]
+        quiet_command = await alice.send(room, "!probe mine")
+        quiet = await alice.reply_to(quiet_command, bot.user_id)
         command = await alice.send(room, "!probe chart")
         images = await alice.wait_for(
             lambda e: (
@@ -362,8 +373,17 @@ async def test_private_answers_go_to_a_direct_chat_and_images_follow_the_text(
             )
         )
         text = await alice.reply_to(command, bot.user_id)
+        assert (
+            await app.services.direct_chats.room_of(UserRef("matrix", alice.user_id)) == direct
+        ), "the direct chat is kept in its own table"
     assert "direct chat" in body(note) and "Only for" not in body(note)
     assert body(answer) == "Only for Alice."
+    assert answer["event_id"] in alice.encrypted, "the direct chat is encrypted"
+    for threaded, root in ((note, note_root := in_reply_to(note)), (quiet, quiet_command)):
+        relation = threaded["content"]["m.relates_to"]
+        assert relation["rel_type"] == "m.thread" and relation["event_id"] == root
+    assert note_root is not None
+    assert body(quiet) == "Quietly for Alice."
     image = images[0]["content"]
     assert image["url"].startswith("mxc://") and image["info"]["mimetype"] == "image/png"
     assert image["m.mentions"] == {}
