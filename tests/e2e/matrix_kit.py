@@ -20,7 +20,9 @@ from nio import (
     AsyncClientConfig,
     JoinError,
     MegolmEvent,
+    MessageDirection,
     RoomCreateError,
+    RoomMessagesError,
     RoomPreset,
     RoomSendError,
     RoomSendResponse,
@@ -30,6 +32,7 @@ from nio import (
 )
 from nio.api import Api as NioApi
 from nio.crypto import OutboundGroupSession
+from nio.crypto.key_request import OutgoingKeyRequest
 from nio.exceptions import EncryptionError
 
 from bot.adapters.matrix_adapter import MatrixAdapter
@@ -82,6 +85,7 @@ class Person:
         self.to_device: list[Any] = []
         self.invites: set[str] = set()
         self.since: str | None = None
+        self._seen: set[Any] = set()
         self._sent = 0
 
     async def start(self) -> "Person":
@@ -117,8 +121,14 @@ class Person:
         self.invites.update(response.rooms.invite)
         self.to_device.extend(response.to_device_events)
         for room_id, info in response.rooms.join.items():
-            for event in info.timeline.events:
+            events = list(info.timeline.events)
+            if info.timeline.limited and self.since and info.timeline.prev_batch:
+                events = await self._gap(room_id, info.timeline.prev_batch, self.since) + events
+            for event in events:
                 source = dict(getattr(event, "source", {}))
+                if source.get("event_id") in self._seen:
+                    continue
+                self._seen.add(source.get("event_id"))
                 source["room_id"] = room_id
                 if getattr(event, "decrypted", False):
                     self.encrypted.add(str(source.get("event_id")))
@@ -129,6 +139,20 @@ class Person:
                 self.events.append(source)
         self.since = response.next_batch
         await self.keep_keys()
+
+    async def _gap(self, room_id: str, start: str, since: str) -> list[Any]:
+        """What a limited sync left out, oldest first (a burst can outrun one sync)."""
+        gathered: list[Any] = []
+        while True:
+            page = await self.client.room_messages(
+                room_id, start=start, end=since, direction=MessageDirection.back, limit=100
+            )
+            assert not isinstance(page, RoomMessagesError), page
+            gathered += page.chunk
+            if not page.chunk or not page.end or page.end == start:
+                break
+            start = page.end
+        return gathered[::-1]
 
     async def wait_for_invite(self, within: float = WAIT) -> str:
         """Sync until an invite arrives; returns the room id."""
@@ -273,6 +297,10 @@ class Person:
             ToDeviceMessage("m.room_key_request", user_id, device_id, body)
         )
         assert not isinstance(response, ToDeviceError), response
+        # nio takes a forwarded key only for a request it knows it made.
+        self.client.olm.outgoing_key_requests[encrypted["session_id"]] = OutgoingKeyRequest(
+            body["request_id"], encrypted["session_id"], room_id, MEGOLM
+        )
 
     async def wait_for_to_device(self, match: Callable[[Any], bool], within: float = WAIT) -> Any:
         """Sync until a to-device event matches."""

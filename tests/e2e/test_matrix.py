@@ -128,7 +128,8 @@ async def test_a_burst_of_100_commands_is_answered_in_full(tmp_path, synapse, ac
             *(alice.send(room, "!volunteer list --language pl") for _ in range(100))
         )
         await alice.wait_for(lambda e: e.get("sender") == bot.user_id and in_reply_to(e), 100)
-    answered = [in_reply_to(e) for e in alice.events if e.get("sender") == bot.user_id]
+    answered = [in_reply_to(e) for e in alice.events
+                if e.get("sender") == bot.user_id and e.get("type") == "m.room.message"]  # fmt: skip
     assert sorted(answered) == sorted(sent)
 
 
@@ -389,3 +390,41 @@ async def test_confidential_answers_go_to_an_encrypted_direct_chat_quiet_ones_to
     assert image["m.mentions"] == {}
     order = [e["event_id"] for e in alice.events]
     assert order.index(text["event_id"]) < order.index(images[0]["event_id"])
+
+
+class Gate(Cog):
+    """A command that waits until the test lets it answer."""
+
+    group = "gate"
+    personal_data = False
+
+    def __init__(self, services):
+        self.open = asyncio.Event()
+
+    @command()
+    async def wait(self, ctx: Ctx) -> Reply:
+        """Answer once the gate opens."""
+        await self.open.wait()
+        return Reply(Markup.trusted("The gate opened."))
+
+
+async def test_a_slow_command_holds_up_only_its_own_room_which_keeps_its_order(
+    tmp_path, synapse, account, person
+):
+    bot = account("bot")
+    alice = await person("alice")
+    slow_room = await alice.create_room(invite=[bot.user_id])
+    other_room = await alice.create_room(invite=[bot.user_id])
+    async with running_bot(tmp_path, synapse, bot, rooms=[slow_room, other_room]) as (app, _):
+        gate = Gate(app.services)
+        app.services.registry.add(gate)
+        await alice.sees_join(other_room, bot.user_id)
+        slow = await alice.send(slow_room, "!gate wait")
+        after_slow = await alice.send(slow_room, "!help")
+        # The other room is answered while the first one's command still waits.
+        await alice.ask(other_room, "!help", bot.user_id)
+        assert not [e for e in alice.events if in_reply_to(e) in (slow, after_slow)]
+        gate.open.set()
+        await alice.reply_to(after_slow, bot.user_id)
+    order = [in_reply_to(e) for e in alice.events if in_reply_to(e) in (slow, after_slow)]
+    assert order == [slow, after_slow], "one room's commands are answered in order"
