@@ -329,7 +329,7 @@ def _v6(conn: Connection) -> None:
         sa.Column("value", sa.Text, nullable=False),
         _ts("updated_at"),
     )  # fmt: skip
-    direct.create(conn)
+    md.create_all(conn, tables=[direct])
     # Until now the Matrix adapter kept them as bot_state rows "matrix:dm:<user id>".
     prefix = "matrix:dm:"
     kept = conn.execute(

@@ -187,3 +187,30 @@ def test_cogs_and_storage_never_import_a_platform_sdk(package):
 def test_adapters_never_import_cogs():
     for path in sorted((ROOT / "bot" / "adapters").rglob("*.py")):
         assert "cogs" not in _imports(path), path.name
+
+
+def test_direct_chats_kept_in_bot_state_move_to_their_own_table(tmp_path: Path):
+    """Migration 6: the Matrix adapter's matrix:dm:<user> rows become direct_chat rows."""
+    path = tmp_path / "bot.db"
+    db = Database(f"sqlite:///{path}")
+    try:
+        migrations.upgrade(db)
+    finally:
+        db.close()
+    with sqlite3.connect(path) as raw:  # as a database from before migration 6 held them
+        raw.execute("DELETE FROM schema_version WHERE version >= 6")
+        raw.execute("DROP TABLE direct_chat")
+        raw.execute(
+            "INSERT INTO bot_state (key, value, updated_at) VALUES (?, ?, ?)",
+            ("matrix:dm:@alice:example.org", "!dm:example.org", datetime.now(UTC).isoformat()),
+        )
+    db = Database(f"sqlite:///{path}")
+    try:
+        assert 6 in [m.version for m in migrations.upgrade(db)]
+    finally:
+        db.close()
+    with sqlite3.connect(path) as raw:
+        moved = raw.execute("SELECT platform, external_id, room_id FROM direct_chat").fetchall()
+        left = raw.execute("SELECT key FROM bot_state WHERE key LIKE 'matrix:dm:%'").fetchall()
+    assert moved == [("matrix", "@alice:example.org", "!dm:example.org")]
+    assert left == []

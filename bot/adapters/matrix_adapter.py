@@ -261,6 +261,7 @@ class MatrixAdapter:
         self._rooms: dict[str, _RoomQueue] = {}
         self._slots = asyncio.Semaphore(self.config.room_concurrency)
         self._in_flight: list[tuple[str, list[asyncio.Future[None]]]] = []
+        self._saving = asyncio.Lock()
         self._held: dict[str, _Held] = {}
         self._room_seen: dict[str, asyncio.Event] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -815,11 +816,12 @@ class MatrixAdapter:
 
     async def _save_position(self) -> None:
         """Save the newest sync position whose batch, and every batch before, is handled."""
-        done = None
-        while self._in_flight and all(f.done() for f in self._in_flight[0][1]):
-            done = self._in_flight.pop(0)[0]
-        if done is not None:
-            await self.app.services.state.set(NEXT_BATCH_KEY, done, self.app.clock.now())
+        async with self._saving:  # one write at a time, so a later position is never undone
+            done = None
+            while self._in_flight and all(f.done() for f in self._in_flight[0][1]):
+                done = self._in_flight.pop(0)[0]
+            if done is not None:
+                await self.app.services.state.set(NEXT_BATCH_KEY, done, self.app.clock.now())
 
     def _position_saver(self, _: asyncio.Future[None]) -> None:
         """When the oldest batch in flight is done, save its position without waiting."""

@@ -21,6 +21,7 @@ from bot.adapters.matrix_signing import (
     signed_by,
     unpadded_b64,
 )
+from bot.markup import Markup
 from tests.e2e.matrix_kit import BotProcess, body, in_reply_to, is_reply, running_bot, toml
 
 pytestmark = pytest.mark.e2e
@@ -42,7 +43,7 @@ async def test_an_encrypted_room_is_served_like_a_plain_one_and_every_answer_is_
         invite=[bot.user_id, alice.user_id], power={bot.user_id: 100}, encrypted=True
     )
     await alice.join(room)
-    async with running_bot(tmp_path, synapse, bot, rooms=[room]):
+    async with running_bot(tmp_path, synapse, bot, rooms=[room]) as (app, _adapter):
         await coco.sees_join(room, bot.user_id)
         joined = await alice.ask(room, "!volunteer join translator --languages pl", bot.user_id)
         post = await coco.ask(room, "!task post translation Leaflet --language pl", bot.user_id)
@@ -59,6 +60,13 @@ async def test_an_encrypted_room_is_served_like_a_plain_one_and_every_answer_is_
         await coco.ask(room, "!signatures set 120000", bot.user_id)
         chart_command = await coco.send(room, "!signatures")
         chart_text = await coco.reply_to(chart_command, bot.user_id)
+        # Bot-initiated posts (reminders, milestones, notices) are encrypted there too.
+        await app.services.outbox_repo.add(
+            key="test:notice", target=f"matrix:{room}", now=app.clock.now(),
+            body=Markup.trusted("Reminder: the stand opens at 10."), recipient_id=alice.user_id,
+        )  # fmt: skip
+        app.services.outbox.wake()
+        notice = (await alice.wait_for(lambda e: "the stand opens" in body(e)))[0]
         image = (
             await coco.wait_for(
                 lambda e: (
@@ -72,7 +80,8 @@ async def test_an_encrypted_room_is_served_like_a_plain_one_and_every_answer_is_
     assert f"#{task_id}" in body(claimed[0]) and reaction
     assert "You hold 1 of" in body(mine)
     assert mine["content"]["m.relates_to"]["rel_type"] == "m.thread", "quiet: in a thread"
-    for reply in (joined, post, claimed[0], mine, chart_text, image):
+    assert notice["content"]["m.mentions"] == {"user_ids": [alice.user_id]}
+    for reply in (joined, post, claimed[0], mine, chart_text, image, notice):
         assert reply["event_id"] in alice.encrypted | coco.encrypted, body(reply)
     # The chart is an encrypted file: no plain URL, and it decrypts to a PNG.
     file = image["content"]["file"]
