@@ -247,6 +247,7 @@ async def test_a_restart_keeps_the_device_and_every_session_and_a_lost_store_is_
     key_line = process.stdout[process.stdout.index(shown[0]) + 2].strip()
     assert key_line and key_line not in process.output
     assert bot.password not in process.output and "Traceback" not in process.output
+    assert credentials["access_token"] not in process.output + "".join(process.stdout)
 
     # The crypto store lost while the homeserver still knows the device: one clear line,
     # exit status 1, nothing served with the wrong keys.
