@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import importlib.util
 import json
+import logging
 import os
 import re
 import statistics
@@ -320,6 +321,8 @@ def report(result: dict[str, Any]) -> None:
 
 
 def main() -> int:
+    # matrix-nio warns about every session it sets up; the figures are what matter here.
+    logging.getLogger("nio").setLevel(logging.ERROR)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=10)
