@@ -262,6 +262,7 @@ class MatrixAdapter:
         self._slots = asyncio.Semaphore(self.config.room_concurrency)
         self._in_flight: list[tuple[str, list[asyncio.Future[None]]]] = []
         self._saving = asyncio.Lock()
+        self._queued: list[asyncio.Future[None]] = []
         self._held: dict[str, _Held] = {}
         self._room_seen: dict[str, asyncio.Event] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -840,7 +841,6 @@ class MatrixAdapter:
         if self._held and response.to_device_events:
             await self._retry_held()
         await self._handle_invites(response.rooms.invite)
-        handling: list[asyncio.Future[None]] = []
         for room_id, info in response.rooms.join.items():
             if room_id in self._room_seen:
                 self._room_seen[room_id].set()
@@ -864,7 +864,9 @@ class MatrixAdapter:
                     continue
                 if event.get("sender") == self.user_id:
                     continue
-                handling.append(self._queue(room_id, event))
+                self._queued.append(self._queue(room_id, event))
+        # Including what an attempt that failed half-way had queued: it belongs to this batch.
+        handling, self._queued = self._queued, []
         for future in handling:
             future.add_done_callback(self._position_saver)
         return handling
@@ -997,17 +999,19 @@ class MatrixAdapter:
 
     async def _retry_held(self) -> None:
         """Handle every held message whose key has come meanwhile."""
-        olm = self._client.olm
         for held in list(self._held.values()):
             source = await self._encrypted_source(held)
-            if source is None or olm is None:
+            if source is None:
                 continue
             event = MegolmEvent.from_dict(source)
-            decrypted = None
-            if isinstance(event, MegolmEvent):
-                event.room_id = held.room_id
-                decrypted = olm._decrypt_megolm_no_error(event, held.room_id)
-            if decrypted is None or not hasattr(decrypted, "source"):
+            if not isinstance(event, MegolmEvent):
+                continue
+            event.room_id = held.room_id
+            try:
+                decrypted = self._client.decrypt_event(event)
+            except EncryptionError:
+                continue  # not yet
+            if not hasattr(decrypted, "source"):
                 continue
             if self._held.pop(held.event_id, None) is None:
                 continue  # given up meanwhile
