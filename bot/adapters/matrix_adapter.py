@@ -1000,18 +1000,8 @@ class MatrixAdapter:
     async def _retry_held(self) -> None:
         """Handle every held message whose key has come meanwhile."""
         for held in list(self._held.values()):
-            source = await self._encrypted_source(held)
-            if source is None:
-                continue
-            event = MegolmEvent.from_dict(source)
-            if not isinstance(event, MegolmEvent):
-                continue
-            event.room_id = held.room_id
-            try:
-                decrypted = self._client.decrypt_event(event)
-            except EncryptionError:
-                continue  # not yet
-            if not hasattr(decrypted, "source"):
+            decrypted = await self._decrypted(held)
+            if decrypted is None:
                 continue
             if self._held.pop(held.event_id, None) is None:
                 continue  # given up meanwhile
@@ -1019,18 +1009,31 @@ class MatrixAdapter:
                 held.timer.cancel()
             await self._save_held()
             log.info("matrix: a held message's key came; answering it")
-            self._queue(held.room_id, dict(decrypted.source))
+            self._queue(held.room_id, decrypted)
 
-    async def _encrypted_source(self, held: _Held) -> dict[str, Any] | None:
-        if held.source is None:
-            response = await self._client.room_get_event(held.room_id, held.event_id)
+    async def _decrypted(self, held: _Held) -> dict[str, Any] | None:
+        """The held message decrypted, or None while its key is still missing."""
+        client = self._client
+        if held.source is None:  # held before a restart: fetch it again
+            response = await client.room_get_event(held.room_id, held.event_id)
             if isinstance(response, RoomGetEventError):
                 return None
-            source = dict(getattr(response.event, "source", {}) or {})
-            if source.get("type") != "m.room.encrypted":
+            if not isinstance(response.event, MegolmEvent):  # nio could decrypt it already
+                source = getattr(response.event, "source", None)
+                if isinstance(source, dict) and source.get("type") != "m.room.encrypted":
+                    return dict(source)
                 return None
-            held.source = source
-        return held.source
+            held.source = dict(response.event.source)
+        event = MegolmEvent.from_dict(held.source)
+        if not isinstance(event, MegolmEvent):
+            return None
+        event.room_id = held.room_id
+        try:
+            decrypted = client.decrypt_event(event)
+        except EncryptionError:
+            return None  # not yet
+        source = getattr(decrypted, "source", None)
+        return dict(source) if isinstance(source, dict) else None
 
     async def _give_up(self, event_id: str) -> None:
         """The key never came: tell the sender once, in the room, to send it again."""

@@ -338,3 +338,26 @@ async def test_key_requests_are_answered_for_members_and_for_nobody_else(
         await mallory.sync(0)
     assert not [e for e in mallory.to_device if getattr(e, "sender", None) == bot.user_id]
     assert alice.can_decrypt(raw), "the forwarded key opens the answer"
+
+
+async def test_a_message_held_for_its_key_is_answered_after_a_restart(
+    tmp_path, synapse, account, person
+):
+    bot = account("bot")
+    alice = await person("alice", encrypted=True)
+    room = await alice.create_room(invite=[bot.user_id], encrypted=True)
+    async with running_bot(tmp_path, synapse, bot, rooms=[room]) as (_app, adapter):
+        await alice.sees_join(room, bot.user_id)
+        await alice.ask(room, "!help", bot.user_id)
+        bot_device = adapter.client.device_id
+        held, key = await alice.send_without_key(room, "!volunteer join networker")
+        await alice.wait_for_to_device(
+            lambda e: isinstance(e, RoomKeyRequest) and e.session_id == key["session_id"]
+        )
+    # The key comes while the bot is down; the next start picks the message up again.
+    await alice.send_room_key(bot.user_id, bot_device, key)
+    async with running_bot(tmp_path, synapse, bot, rooms=[room]):
+        answer = await alice.reply_to(held, bot.user_id)
+        await alice.ask(room, "!help", bot.user_id)
+    assert "registered as networker" in body(answer)
+    assert [in_reply_to(e) for e in _bot_replies(alice, bot)].count(held) == 1
