@@ -963,6 +963,8 @@ class MatrixAdapter:
         self._expire_at(self._held[event_id])
         log.info("matrix: a message waits for its key")
         await self._request_key(room.room_id, event)
+        # The key may have come with a sync since this message was queued.
+        await self._retry_held()
 
     async def _request_key(self, room_id: str, event: dict[str, Any]) -> None:
         """Ask the bot's other devices and the sender's device for a missing room key."""
