@@ -5,8 +5,10 @@ Element would: they encrypt what they send, and read the bot only if its keys re
 """
 
 import json
+import shutil
 import stat
 import time
+from pathlib import Path
 
 import pytest
 from nio import RoomKeyRequest
@@ -257,6 +259,14 @@ async def test_a_restart_keeps_the_device_and_every_session_and_a_lost_store_is_
     errors = [line for line in process.log if "ERROR" in line]
     assert len(errors) == 1 and "crypto store" in errors[0] and "missing" in errors[0]
     assert "Traceback" not in process.output
+
+    # A foreign store (here Alice's, put in its place) is refused the same way.
+    (alice_db,) = Path(alice.client.store_path).glob("*.db")  # noqa: ASYNC240 (a test)
+    shutil.copy(alice_db, store / f"{bot.user_id}_{credentials['device_id']}.db")
+    process.log.clear()
+    assert await process.exits() == 1
+    errors = [line for line in process.log if "ERROR" in line]
+    assert len(errors) == 1 and "holds other keys than this device's" in errors[0]
 
 
 async def test_a_command_whose_key_arrives_late_is_answered_once_and_a_lost_key_is_told(
