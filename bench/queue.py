@@ -36,8 +36,8 @@ from typing import Any  # noqa: E402
 from bot.app import App  # noqa: E402
 from bot.clock import ManualClock  # noqa: E402
 from bot.config import Settings  # noqa: E402
-from bot.context import Actor, Ctx, Place, UserRef  # noqa: E402
-from bot.vocab import LANGUAGES, TaskKind  # noqa: E402
+from bot.context import Actor, Ctx, Place  # noqa: E402
+from bot.domain import LANGUAGES, TaskKind, UserRef  # noqa: E402
 from storage import migrations  # noqa: E402
 from storage.db import Database  # noqa: E402
 

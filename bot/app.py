@@ -13,8 +13,9 @@ from bot.adapters import Adapter
 from bot.clock import Clock, SystemClock
 from bot.commands import Cog
 from bot.config import Settings
-from bot.context import Ctx, UserRef
+from bot.context import Ctx
 from bot.core import BotCore
+from bot.domain import UserRef
 from bot.services import Services
 from storage import migrations
 from storage.db import Database, DatabaseUnavailable

@@ -19,7 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from bot.context import Ctx, UserRef
+from bot.context import Ctx
+from bot.domain import UserRef
 from bot.params import Kind, Param, kind_for
 
 if TYPE_CHECKING:

@@ -9,9 +9,8 @@ from dataclasses import replace
 from typing import Any
 
 from bot.commands import ArgSpec, Cog, CommandSpec
-from bot.context import Ctx, Reply, UserRef
-from bot.errors import BadArgument, NotFound, NotPermitted, UserError
-from bot.markup import Markup
+from bot.context import Ctx, Reply
+from bot.domain import BadArgument, Markup, NotFound, NotPermitted, UserError, UserRef
 from bot.params import ParseEnv
 from bot.textparse import bind, normalise, tokenize
 from storage.db import DatabaseUnavailable

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from bot.vocab import COUNTRIES, COUNTRY_ALIASES
+from bot.domain import COUNTRIES, COUNTRY_ALIASES
 
 # National minimums (the state's MEPs × the Parliament's size), by registration date.
 # Commission Delegated Regulation (EU) 2024/1082: initiatives registered from 2024-07-16.

@@ -16,9 +16,9 @@ from enum import Enum
 from typing import Any
 
 from bot.commands import Cog
-from bot.context import Ctx, UserRef
+from bot.context import Ctx
 from bot.core import Registry
-from bot.markup import Markup
+from bot.domain import Markup, UserRef
 from storage.db import Database
 from storage.models import OutboxMessage
 from storage.outbox import OutboxRepo

@@ -7,7 +7,7 @@ from typing import Annotated
 from bot.background import Periodic
 from bot.commands import Cog, command
 from bot.context import Attachment, Button, Ctx, Reply
-from bot.markup import Markup
+from bot.domain import Markup
 from bot.params import Param
 from bot.privacy import FORMER_VOLUNTEER, PersonalData, describe, to_json
 from bot.services import Services

@@ -15,9 +15,8 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from bot.commands import Cog, command, requires
-from bot.context import Ctx, Reply, UserRef
-from bot.errors import BadArgument, NotFound
-from bot.markup import Markup
+from bot.context import Ctx, Reply
+from bot.domain import BadArgument, Markup, NotFound, UserRef
 from bot.params import Duration, Param, ParseEnv, TimeZone, parse_when
 from bot.scheduler import Action, CronError, Run, Schedule, parse_cron, plan_run
 from bot.services import Services

@@ -17,7 +17,8 @@ import aiohttp
 
 from bot.charts import ChartData, progress_attachment
 from bot.commands import Cog, command, requires
-from bot.context import Attachment, Ctx, Reply, UserRef
+from bot.context import Attachment, Ctx, Reply
+from bot.domain import COUNTRIES, Markup, UserRef
 from bot.eci import (
     FeedError,
     Milestone,
@@ -31,11 +32,9 @@ from bot.eci import (
     parse_feed,
     thresholds_for,
 )
-from bot.markup import Markup
 from bot.params import Country, Param
 from bot.scheduler import Action, Schedule, plan_run
 from bot.services import Services
-from bot.vocab import COUNTRIES
 from storage.outbox import Post
 from storage.signatures import Progress, Recorded
 

@@ -8,12 +8,23 @@ from zoneinfo import ZoneInfo
 
 from bot.background import Periodic
 from bot.commands import Cog, command, requires
-from bot.context import Button, Ctx, Reply, UserRef
-from bot.errors import BadArgument, Conflict, NotFound, NotPermitted, UserError
-from bot.markup import Markup
+from bot.context import Button, Ctx, Reply
+from bot.domain import (
+    KIND_ROLE,
+    LANGUAGES,
+    BadArgument,
+    Conflict,
+    Markup,
+    NotFound,
+    NotPermitted,
+    Priority,
+    TaskKind,
+    TaskStatus,
+    UserError,
+    UserRef,
+)
 from bot.params import Language, Param, When
 from bot.services import Services
-from bot.vocab import KIND_ROLE, LANGUAGES, Priority, TaskKind, TaskStatus
 from storage.tasks import EventView, NewTask, Outcome, Result, SweepReport, TaskView
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from sqlalchemy import delete, or_, update
 from sqlmodel import Session, col, select
 
 from bot.context import Attachment
-from bot.markup import Markup
+from bot.domain import Markup
 from storage.db import Database, dialect_insert
 from storage.models import OutboxMessage
 

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
-from bot.context import UserRef
+from bot.domain import UserRef
 from storage.db import Database
 from storage.models import Reminder
 from storage.outbox import Post

@@ -8,7 +8,7 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
-from bot.context import UserRef
+from bot.domain import UserRef
 from storage.db import Database, dialect_insert
 from storage.models import BotState, ReachedMilestone, SignatureCount
 from storage.outbox import Post

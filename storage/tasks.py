@@ -22,9 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 from sqlmodel import Session
 
-from bot.context import UserRef
-from bot.markup import Markup
-from bot.vocab import KIND_ROLE, Priority, TaskKind, TaskStatus
+from bot.domain import KIND_ROLE, Markup, Priority, TaskKind, TaskStatus, UserRef
 from storage.db import Database
 from storage.models import Task, TaskEvent, Volunteer, VolunteerRole
 from storage.outbox import enqueue

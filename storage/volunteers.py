@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, literal
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
 
-from bot.context import UserRef
+from bot.domain import UserRef
 from storage.db import Database
 from storage.models import Volunteer, VolunteerRole
 

@@ -8,7 +8,8 @@ from typing import Any
 from bot.app import App
 from bot.clock import ManualClock
 from bot.config import Settings
-from bot.context import Actor, Ctx, Place, Reply, UserRef
+from bot.context import Actor, Ctx, Place, Reply
+from bot.domain import UserRef
 from storage.outbox import Delivery
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

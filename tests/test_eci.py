@@ -4,6 +4,7 @@ from datetime import date
 
 import pytest
 
+from bot.domain import COUNTRIES
 from bot.eci import (
     MINIMUMS_705,
     MINIMUMS_720,
@@ -18,7 +19,6 @@ from bot.eci import (
     parse_feed,
     thresholds_for,
 )
-from bot.vocab import COUNTRIES
 
 
 @pytest.mark.parametrize("table", TABLES, ids=lambda t: f"x{t.multiplier}")

@@ -12,8 +12,8 @@ from sqlmodel import Session, select
 
 from bot.commands import Cog
 from bot.config import ConfigError, load_settings
-from bot.context import Ctx, Reply, UserRef
-from bot.markup import Markup
+from bot.context import Ctx, Reply
+from bot.domain import Markup, UserRef
 from cogs.privacy import Privacy
 from storage.models import OutboxMessage
 from tests.harness import START, Harness, make_app

@@ -9,7 +9,7 @@ from pathlib import Path
 from bot import loader
 from bot.adapters.console_adapter import render
 from bot.context import Attachment, Reply
-from bot.markup import Markup
+from bot.domain import Markup
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -27,8 +27,8 @@ from sqlmodel import SQLModel
 import storage
 from bot.app import App
 from bot.commands import Cog, SpecError
-from bot.context import Actor, Ctx, Place, Reply, UserRef
-from bot.markup import Markup
+from bot.context import Actor, Ctx, Place, Reply
+from bot.domain import Markup, UserRef
 from storage.models import NO_PERSONAL_DATA
 from tests.harness import Harness, make_app
 

@@ -164,15 +164,44 @@ def test_an_older_schema_is_upgraded_in_place(tmp_path):
         db.close()
 
 
-def _imports(path: Path) -> set[str]:
+def _modules(path: Path) -> set[str]:
+    """Every module a file imports, by its full dotted name (relative imports resolved)."""
     tree = ast.parse(path.read_text(), filename=str(path))
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module.split(".")[0])
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1]
+            prefix = ".".join(base) if node.level else ""
+            module = ".".join(filter(None, [prefix, node.module]))
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
     return found
+
+
+def _imports(path: Path) -> set[str]:
+    return {name.split(".")[0] for name in _modules(path)}
+
+
+def _project_imports(path: Path) -> set[str]:
+    """The project's own modules a file imports (bot, cogs, storage)."""
+    return {m for m in _modules(path) if m.split(".")[0] in {"bot", "cogs", "storage"}}
+
+
+def _is_domain(module: str) -> bool:
+    return module == "bot.domain" or module.startswith("bot.domain.")
+
+
+def test_the_domain_imports_nothing_else_of_the_project():
+    files = sorted((ROOT / "bot" / "domain").rglob("*.py"))
+    assert files
+    # Importing bot.domain runs bot/__init__.py first: it must stay free of imports too.
+    assert not _project_imports(ROOT / "bot" / "__init__.py")
+    for path in files:
+        bad = {m for m in _project_imports(path) if not _is_domain(m)}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
 
 
 @pytest.mark.parametrize("package", ["cogs", "storage"])

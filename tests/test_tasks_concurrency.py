@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.context import UserRef
-from bot.vocab import Role, TaskKind
+from bot.domain import Role, TaskKind, UserRef
 from storage import migrations
 from storage.db import Database
 from storage.tasks import NewTask, Outcome, TaskRepo

@@ -26,10 +26,9 @@ from discord.http import Route
 
 from bot.commands import ArgSpec, CommandSpec
 from bot.config import ConfigError, DiscordSection
-from bot.context import Actor, Attachment, Ctx, Place, Reply, UserRef
-from bot.markup import Markup
+from bot.context import Actor, Attachment, Ctx, Place, Reply
+from bot.domain import COUNTRIES, LANGUAGES, Markup, UserRef
 from bot.outbox import PermanentDeliveryError
-from bot.vocab import COUNTRIES, LANGUAGES
 from storage.outbox import Delivery
 
 if TYPE_CHECKING:

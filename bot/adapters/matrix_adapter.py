@@ -39,8 +39,8 @@ from nio import (
     WhoamiError,
 )
 
-from bot.context import Actor, Attachment, Ctx, Place, Reply, UserRef
-from bot.markup import Markup
+from bot.context import Actor, Attachment, Ctx, Place, Reply
+from bot.domain import Markup, UserRef
 from bot.outbox import PermanentDeliveryError
 from storage.outbox import Delivery
 

@@ -11,7 +11,7 @@ import pytest
 from bot.adapters.matrix_adapter import CREDENTIALS_FILE, TIMELINE_LIMIT, MatrixAdapter
 from bot.commands import Cog, command
 from bot.context import Attachment, Ctx, Reply
-from bot.markup import Markup
+from bot.domain import Markup
 from bot.outbox import PermanentDeliveryError
 from storage.outbox import Delivery
 from tests.e2e.matrix_kit import BotProcess, body, in_reply_to, is_reply, running_bot, toml
