@@ -23,9 +23,10 @@ from bot.domain import (
     UserError,
     UserRef,
 )
+from bot.domain.tasks import Outcome
 from bot.params import Language, Param, When
 from bot.services import Services
-from storage.tasks import EventView, NewTask, Outcome, Result, SweepReport, TaskView
+from storage.tasks import EventView, NewTask, Result, SweepReport, TaskView
 
 log = logging.getLogger(__name__)
 

@@ -357,9 +357,10 @@ def explain(exc: OperationalError) -> Exception:
     return exc
 
 
-def dialect_insert(session: Session, table: Any) -> Any:
+def dialect_insert(session: Session | Connection, table: Any) -> Any:
     """An INSERT that supports ``on_conflict_do_nothing`` on this session's database."""
-    name = session.get_bind().dialect.name
+    bind = session.get_bind() if isinstance(session, Session) else session
+    name = bind.dialect.name
     if name == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, or_, update
+from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
 
 from bot.context import Attachment
@@ -32,7 +33,7 @@ class Delivery:
 
 
 def enqueue(
-    session: Session,
+    session: Session | Connection,
     *,
     key: str,
     target: str,

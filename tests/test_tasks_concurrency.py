@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from bot.domain import Role, TaskKind, UserRef
+from bot.domain.tasks import Outcome
 from storage import migrations
 from storage.db import Database
-from storage.tasks import NewTask, Outcome, TaskRepo
+from storage.tasks import NewTask, TaskRepo
 from storage.volunteers import VolunteerRepo
 from tests.harness import START, Harness
 
