@@ -45,7 +45,7 @@ def _zone(value: str) -> str:
 
 
 def _registered(value: date) -> date:
-    from bot.eci import thresholds_for
+    from bot.domain.eci import thresholds_for
 
     thresholds_for(value)  # raises ValueError naming the supported dates
     return value

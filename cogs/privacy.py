@@ -29,7 +29,11 @@ class Privacy(Cog):
 
     def __init__(self, services: Services) -> None:
         self.personal = PersonalData(
-            services.registry, services.volunteers, services.outbox_repo, services.db
+            services.registry,
+            services.volunteers,
+            services.outbox_repo,
+            services.db,
+            services.outbox.renderers,
         )
         self.volunteers = services.volunteers
         self.outbox = services.outbox_repo

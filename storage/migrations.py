@@ -289,3 +289,11 @@ def _v4(conn: Connection) -> None:
              sqlite_where=has_claimer, postgresql_where=has_claimer).create(conn)  # fmt: skip
     sa.Index("ix_task_claimed", c.status, c.last_activity_at,
              sqlite_where=is_claimed, postgresql_where=is_claimed).create(conn)  # fmt: skip
+
+
+@migration(5, "outbox rows say what happened: a kind of post and its facts, worded at delivery")
+def _v5(conn: Connection) -> None:
+    # Rows already queued hold their words (Markup JSON): that is the kind "markup".
+    conn.exec_driver_sql(
+        "ALTER TABLE outbox ADD COLUMN kind VARCHAR(32) DEFAULT 'markup' NOT NULL"
+    )

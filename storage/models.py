@@ -59,7 +59,9 @@ class OutboxMessage(SQLModel, table=True):
     platform: str = Field(max_length=16)
     target: str = Field(max_length=255)
     recipient_id: str | None = Field(default=None, max_length=255, index=True)
-    body: str  # Markup JSON
+    # What happened, as a kind of post and its facts (JSON); put in words at delivery.
+    kind: str = Field(default="markup", max_length=32)
+    body: str
     attachment_name: str | None = Field(default=None, max_length=255)
     attachment: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     created_at: datetime = Field(sa_column=utc_column())

@@ -10,7 +10,7 @@ from bot.clock import ManualClock
 from bot.config import Settings
 from bot.context import Actor, Ctx, Place, Reply
 from bot.domain import UserRef
-from storage.outbox import Delivery
+from bot.outbox import Delivery
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

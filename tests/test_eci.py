@@ -5,7 +5,7 @@ from datetime import date
 import pytest
 
 from bot.domain import COUNTRIES
-from bot.eci import (
+from bot.domain.eci import (
     MINIMUMS_705,
     MINIMUMS_720,
     TABLES,

@@ -2,7 +2,9 @@
 
 import asyncio
 import io
+import json
 import logging
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,10 +12,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+import sqlalchemy as sa
 from aiohttp import web
 from PIL import Image
 
 from bot.clock import ManualClock
+from bot.domain.eci import ANNOUNCEMENT
 from cogs.signatures import Signatures
 from tests.harness import START, Harness, make_app
 
@@ -64,6 +68,49 @@ async def test_crossing_several_totals_announces_them_in_one_message_per_target(
         assert post.attachment is not None and post.attachment.filename == "signatures.png"
         assert Image.open(io.BytesIO(post.attachment.data)).format == "PNG"
     assert {p.key for p in posts} == {f"milestone:total:10000:{t}" for t in TARGETS}
+
+
+async def outbox_rows(h: Harness) -> list[tuple[str, str, str, bytes | None]]:
+    def read(conn: sa.Connection) -> list[tuple[str, str, str, bytes | None]]:
+        rows = conn.exec_driver_sql("SELECT key, kind, body, attachment FROM outbox ORDER BY key")
+        return [tuple(row) for row in rows]  # type: ignore[misc]
+
+    return await h.app.db.read_connection(read)
+
+
+async def test_an_announcement_is_stored_as_facts_and_worded_and_drawn_at_delivery(h: Harness):
+    """Recording a count renders nothing: the words and the chart come when it is sent."""
+    renderers = h.app.services.outbox.renderers
+    cog = signatures(h)
+    drawn: list[str] = []
+
+    def picture(data: dict[str, Any]) -> Any:
+        drawn.append(threading.current_thread().name)
+        return cog._picture(data)
+
+    renderers.register(ANNOUNCEMENT, cog._announcement, picture)
+    await h.ok("coco", "signatures set 120000")
+    rows = await outbox_rows(h)
+    assert [(key, kind) for key, kind, _, _ in rows] == [
+        (f"milestone:total:10000:{t}", ANNOUNCEMENT) for t in sorted(TARGETS)
+    ]
+    for _, _, body, attachment in rows:
+        facts = json.loads(body)
+        assert facts["progress"]["total"] == 120000
+        assert [m["key"] for m in facts["reached"]] == [
+            "total:10000",
+            "total:25000",
+            "total:50000",
+            "total:100000",
+        ]
+        assert attachment is None, "no picture is stored"
+    assert drawn == [], "nothing was drawn while recording"
+    posts = await h.deliver()
+    assert len(posts) == len(TARGETS)
+    assert drawn and len(drawn) == 1, "one chart for every target of the announcement"
+    assert drawn[0] != threading.current_thread().name, "not on the event loop"
+    assert not drawn[0].startswith("db"), "not on the database's thread"
+    assert posts[0].attachment is posts[1].attachment
 
 
 async def test_setting_the_same_count_again_or_after_a_restart_announces_nothing_new(

@@ -156,6 +156,7 @@ def test_an_older_schema_is_upgraded_in_place(tmp_path):
         for table in [t for t in SQLModel.metadata.sorted_tables][::-1]:
             if table.name not in ("volunteer", "volunteer_role", "outbox", "bot_state"):
                 raw.execute(f"DROP TABLE IF EXISTS {table.name}")
+        raw.execute("ALTER TABLE outbox DROP COLUMN kind")  # added by a later migration
     db = Database(f"sqlite:///{path}")
     try:
         applied = migrations.upgrade(db)
@@ -192,6 +193,14 @@ def _project_imports(path: Path) -> set[str]:
 
 def _is_domain(module: str) -> bool:
     return module == "bot.domain" or module.startswith("bot.domain.")
+
+
+def test_storage_imports_nothing_of_bot_but_the_domain():
+    files = sorted((ROOT / "storage").rglob("*.py"))
+    assert files
+    for path in files:
+        bad = {m for m in _project_imports(path) if m.startswith("bot") and not _is_domain(m)}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
 
 
 def test_the_domain_imports_nothing_else_of_the_project():

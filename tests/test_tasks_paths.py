@@ -12,10 +12,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.domain import Markup, Priority, Role, TaskKind, TaskStatus, UserRef
+from bot.domain import Priority, Role, TaskKind, TaskStatus, UserRef
 from storage import migrations
 from storage.db import Database
-from storage.tasks import NewTask, TaskRepo, TaskView
+from storage.tasks import NewTask, TaskRepo
 from storage.volunteers import VolunteerRepo
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -30,25 +30,6 @@ PEOPLE = {
 
 def who(name: str) -> UserRef:
     return UserRef("test", name, name.title())
-
-
-class Words:
-    """The notices, in plain words (the queue writes them to the outbox)."""
-
-    def idle(self, task: TaskView, release_at: datetime) -> Markup:
-        return Markup.format("idle {id} until {at}", id=task.id, at=release_at.isoformat())
-
-    def expired(self, task: TaskView) -> Markup:
-        return Markup.format("expired {id}", id=task.id)
-
-    def due(self, task: TaskView) -> Markup:
-        return Markup.format("due {id}", id=task.id)
-
-    def assigned(self, task: TaskView, by: UserRef) -> Markup:
-        return Markup.format("assigned {id} by {by}", id=task.id, by=by.label)
-
-    def cancelled(self, task: TaskView, by: UserRef) -> Markup:
-        return Markup.format("cancelled {id} by {by}", id=task.id, by=by.label)
 
 
 async def seed(db: Database) -> None:
@@ -73,7 +54,7 @@ async def seed(db: Database) -> None:
 
 async def scenario(repo: TaskRepo) -> list[Any]:
     """Every kind of call the cogs make, answers collected in order."""
-    words, out = Words(), []
+    out = []
     at = NOW + timedelta(hours=1)
     place = {"place": "test:room", "now": at, "max_open": 2}
     out.append(await repo.claim_next(who("ania"), **place))
@@ -94,16 +75,15 @@ async def scenario(repo: TaskRepo) -> list[Any]:
     out.append(await repo.finish(2, who("ania"), note="early", now=at))  # nobody holds it
     out.append(await repo.finish(1, who("ania"), note="sent", now=at))
     out.append(await repo.finish(1, who("ania"), note="again", now=at))  # closed
-    out.append(await repo.assign(4, who("bart"), by=COCO, place="test:room", now=at,
-                                 max_open=2, notices=words))  # fmt: skip
-    out.append(await repo.assign(4, who("bart"), by=COCO, place="test:room", now=at,
-                                 max_open=2, notices=words))  # fmt: skip
+    given = {"by": COCO, "place": "test:room", "now": at, "max_open": 2}
+    out.append(await repo.assign(4, who("bart"), **given))
+    out.append(await repo.assign(4, who("bart"), **given))  # already theirs
     out.append(await repo.claim_next(who("dora"), **place, kind=TaskKind.OTHER))  # none open
-    out.append(await repo.cancel(6, by=COCO, now=at, notices=words))
+    out.append(await repo.cancel(6, by=COCO, now=at))
     out.append(await repo.touch(4, who("bart"), at))
     out.append(await repo.claim_next(who("cleo"), **place))
-    out.append(await repo.sweep(NOW + timedelta(days=6), ttl=timedelta(days=7), notices=words))
-    out.append(await repo.sweep(NOW + timedelta(days=8), ttl=timedelta(days=7), notices=words))
+    out.append(await repo.sweep(NOW + timedelta(days=6), ttl=timedelta(days=7)))
+    out.append(await repo.sweep(NOW + timedelta(days=8), ttl=timedelta(days=7)))
     out.append(await repo.with_history(4))
     out.append(await repo.get(5))
     for status in (*TaskStatus, None):

@@ -194,6 +194,7 @@ def test_a_queue_with_the_first_indexes_is_upgraded_to_the_current_ones(tmp_path
         db.close()
     with sqlite3.connect(path) as raw:  # the indexes as migration 2 made them
         raw.execute("DELETE FROM schema_version WHERE version >= 4")
+        raw.execute("ALTER TABLE outbox DROP COLUMN kind")  # as it was then (migration 5)
         raw.execute("DROP INDEX ix_task_match")
         raw.execute("DROP INDEX ix_task_claimer")
         raw.execute("DROP INDEX ix_task_claimed")
@@ -203,7 +204,8 @@ def test_a_queue_with_the_first_indexes_is_upgraded_to_the_current_ones(tmp_path
         raw.execute("CREATE INDEX ix_task_claimed ON task (status, last_activity_at)")
     db = Database(f"sqlite:///{path}")
     try:
-        assert [m.version for m in migrations.upgrade(db)] == [4]
+        later = [m.version for m in migrations.MIGRATIONS if m.version >= 4]
+        assert [m.version for m in migrations.upgrade(db)] == later
         stored = db.run_sync(
             lambda s: dict(
                 s.execute(sa.text("SELECT name, sql FROM sqlite_master WHERE name IN "

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, TextIO
 
 from bot.context import Actor, Attachment, Ctx, Place, Reply
 from bot.domain import Markup, UserRef
+from bot.outbox import Delivery
 from storage.db import DatabaseUnavailable
-from storage.outbox import Delivery
 
 if TYPE_CHECKING:
     from bot.app import App

@@ -28,8 +28,7 @@ from bot.commands import ArgSpec, CommandSpec
 from bot.config import ConfigError, DiscordSection
 from bot.context import Actor, Attachment, Ctx, Place, Reply
 from bot.domain import COUNTRIES, LANGUAGES, Markup, UserRef
-from bot.outbox import PermanentDeliveryError
-from storage.outbox import Delivery
+from bot.outbox import Delivery, PermanentDeliveryError
 
 if TYPE_CHECKING:
     from bot.app import App

@@ -41,8 +41,7 @@ from nio import (
 
 from bot.context import Actor, Attachment, Ctx, Place, Reply
 from bot.domain import Markup, UserRef
-from bot.outbox import PermanentDeliveryError
-from storage.outbox import Delivery
+from bot.outbox import Delivery, PermanentDeliveryError
 
 if TYPE_CHECKING:
     from bot.app import App

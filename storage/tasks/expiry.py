@@ -7,39 +7,14 @@ and a notice is written only by the transaction whose update took effect.
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
-from bot.domain import Markup
-from bot.domain.tasks import Change, Expiry, due_cutoff
-from storage.outbox import enqueue
+from bot.domain.tasks import Change, Expiry, Notice, TaskNotice, due_cutoff, notice_key
+from storage.outbox import Post, enqueue
 from storage.prepared import Prepared
 from storage.tasks import statements as q
 from storage.tasks.tx import Tx, record
 from storage.tasks.views import TaskView, task_view
-
-
-class Notices(Protocol):
-    """The words of the notices the queue sends; the cog owns them."""
-
-    def idle(self, task: TaskView, release_at: datetime) -> Markup:
-        """A claim has been idle for most of its time: still on it?"""
-        ...
-
-    def expired(self, task: TaskView) -> Markup:
-        """A claim ran out and the task went back to the queue."""
-        ...
-
-    def due(self, task: TaskView) -> Markup:
-        """A claimed task is due within a day."""
-        ...
-
-    def assigned(self, task: TaskView, by: Any) -> Markup:
-        """A coordinator gave someone a task."""
-        ...
-
-    def cancelled(self, task: TaskView, by: Any) -> Markup:
-        """A coordinator cancelled a task someone held."""
-        ...
 
 
 @dataclass(slots=True)
@@ -70,7 +45,17 @@ def _won(
             yield task_view(row), seq
 
 
-def sweep_once(tx: Tx, now: datetime, expiry: Expiry, batch: int, notices: Notices) -> Swept:
+def tell_claimer(tx: Tx, task: TaskView, notice: TaskNotice, key: str, now: datetime) -> bool:
+    """Write a notice to a task's claimer where they claimed it; False if nobody can hear it."""
+    if task.claimer is None or not task.claim_place:
+        return False
+    post = Post(key, task.claim_place, notice.notice.value, notice.data(),
+                recipient_id=task.claimer.external_id)  # fmt: skip
+    enqueue(tx.conn, post, now)
+    return True
+
+
+def sweep_once(tx: Tx, now: datetime, expiry: Expiry, batch: int) -> Swept:
     """One pass: release, then nudge, then remind, up to ``batch`` tasks each."""
     done = Swept()
     # Expired claims, and claims whose volunteer record vanished, go back to the queue.
@@ -79,30 +64,22 @@ def sweep_once(tx: Tx, now: datetime, expiry: Expiry, batch: int, notices: Notic
         done.released += 1
         done.touched.add(task.id)
         record(tx, task.id, Change.EXPIRED, now, actor=None, subject=task.claimer)
-        if task.claimer is not None and task.claim_place:
-            enqueue(tx.conn, key=f"task:{task.id}:claim:{seq}:expired", target=task.claim_place,
-                    body=notices.expired(task), now=now,
-                    recipient_id=task.claimer.external_id)  # fmt: skip
+        notice = TaskNotice(Notice.EXPIRED, task.id, task.title)
+        tell_claimer(tx, task, notice, notice_key(notice, seq), now)
     # Idle claims get one "still on it?" per idle stretch.
     idle = {"cutoff": expiry.nudge_cutoff(now), "batch": batch, "now": now}
     for task, seq in _won(tx, q.IDLE, q.NUDGE, idle, {"seen_activity": "last_activity_at"}):
-        if task.claimer is None or not task.claim_place:
-            continue
-        done.nudged += 1
-        done.touched.add(task.id)
-        assert task.last_activity_at is not None
-        stamp = int(task.last_activity_at.timestamp())
-        enqueue(tx.conn, key=f"task:{task.id}:claim:{seq}:idle:{stamp}", target=task.claim_place,
-                body=notices.idle(task, expiry.release_at(task.last_activity_at)), now=now,
-                recipient_id=task.claimer.external_id)  # fmt: skip
+        since = task.last_activity_at
+        assert since is not None
+        notice = TaskNotice(Notice.IDLE, task.id, task.title, when=expiry.release_at(since))
+        if tell_claimer(tx, task, notice, notice_key(notice, seq, idle_since=since), now):
+            done.nudged += 1
+            done.touched.add(task.id)
     # Due dates: one reminder a day ahead.
     due = {"due_limit": due_cutoff(now), "batch": batch, "now": now}
     for task, seq in _won(tx, q.DUE, q.REMIND, due):
-        if task.claimer is None or not task.claim_place:
-            continue
-        done.reminded += 1
-        done.touched.add(task.id)
-        enqueue(tx.conn, key=f"task:{task.id}:claim:{seq}:due", target=task.claim_place,
-                body=notices.due(task), now=now,
-                recipient_id=task.claimer.external_id)  # fmt: skip
+        notice = TaskNotice(Notice.DUE, task.id, task.title, when=task.due_at)
+        if tell_claimer(tx, task, notice, notice_key(notice, seq), now):
+            done.reminded += 1
+            done.touched.add(task.id)
     return done

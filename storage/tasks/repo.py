@@ -14,19 +14,21 @@ from bot.domain import TaskKind, TaskStatus, UserRef
 from bot.domain.tasks import (
     Change,
     Expiry,
+    Notice,
     Outcome,
+    TaskNotice,
     check_assign,
     check_cancel,
     check_finish,
     check_unclaim,
     due_cutoff,
+    notice_key,
 )
 from storage.db import Database
-from storage.outbox import enqueue
 from storage.tasks import statements as q
 from storage.tasks.batcher import Batcher
 from storage.tasks.claims import ClaimRequest, claim_batch
-from storage.tasks.expiry import Notices, Swept, sweep_once
+from storage.tasks.expiry import Swept, sweep_once, tell_claimer
 from storage.tasks.personal import erase, export
 from storage.tasks.tx import Tx, as_seen, claimer, open_count, record, require, until_settled, view
 from storage.tasks.views import (
@@ -225,7 +227,6 @@ class TaskRepo:
         place: str,
         now: datetime,
         max_open: int,
-        notices: Notices,
     ) -> Result:
         """Give an open or claimed task to a registered volunteer (a coordinator's override)."""
 
@@ -249,18 +250,15 @@ class TaskRepo:
                 record(t, task_id, Change.ASSIGNED, now, actor=by, subject=who.user)
                 given = require(t, task_id)
                 seq = int(t.scalar(q.CLAIM_SEQ, {"task_id": task_id}))
-                enqueue(t.conn, key=f"task:{task_id}:claim:{seq}:assigned",
-                        target=place, body=notices.assigned(given, by), now=now,
-                        recipient_id=who.user.external_id)  # fmt: skip
+                notice = TaskNotice(Notice.ASSIGNED, task_id, given.title, by=by.label)
+                tell_claimer(t, given, notice, notice_key(notice, seq), now)
                 return Result(Outcome.OK, given, count + 1)
 
             return until_settled(t, task_id, attempt)
 
         return await self._write(tx)
 
-    async def cancel(
-        self, task_id: int, *, by: UserRef, now: datetime, notices: Notices
-    ) -> Result:
+    async def cancel(self, task_id: int, *, by: UserRef, now: datetime) -> Result:
         """Take a task off the queue for good; its claimer, if any, is told."""
 
         def tx(t: Tx) -> Result:
@@ -271,10 +269,8 @@ class TaskRepo:
                 if not t.change(q.CANCEL, as_seen(task) | {"now": now}):
                     return None
                 record(t, task_id, Change.CANCELLED, now, actor=by)
-                if task.claimer is not None and task.claim_place:
-                    enqueue(t.conn, key=f"task:{task_id}:cancelled",
-                            target=task.claim_place, body=notices.cancelled(task, by),
-                            now=now, recipient_id=task.claimer.external_id)  # fmt: skip
+                notice = TaskNotice(Notice.CANCELLED, task_id, task.title, by=by.label)
+                tell_claimer(t, task, notice, notice_key(notice, 0), now)
                 return Result(Outcome.OK, require(t, task_id))
 
             return until_settled(t, task_id, attempt)
@@ -293,9 +289,7 @@ class TaskRepo:
 
     # --- expiry -----------------------------------------------------------------------
 
-    async def sweep(
-        self, now: datetime, *, ttl: timedelta, notices: Notices, batch: int = 200
-    ) -> SweepReport:
+    async def sweep(self, now: datetime, *, ttl: timedelta, batch: int = 200) -> SweepReport:
         """Nudge idle claims, release expired ones and remind of due dates, each exactly once.
 
         Safe to run from several processes at once: every step is a conditional update, and
@@ -304,7 +298,7 @@ class TaskRepo:
         expiry = Expiry(ttl)
         total = Swept()
         while True:
-            step = await self._write(lambda t: sweep_once(t, now, expiry, batch, notices))
+            step = await self._write(lambda t: sweep_once(t, now, expiry, batch))
             total.nudged += step.nudged
             total.released += step.released
             total.reminded += step.reminded
