@@ -3,7 +3,7 @@
 A short statement costs SQLite less than SQLAlchemy's work around each execution (finding the
 compiled form, processing parameters and rows); on the claim path that is most of a claim's
 time. A :class:`Prepared` statement is written once, in SQLAlchemy Core, and run either way:
-``fast`` sends its SQLite compilation to the ``sqlite3`` connection under the transaction,
+the fast path sends its SQLite compilation to the ``sqlite3`` connection under the transaction,
 converting parameters and results with the very type processors SQLAlchemy would apply, so
 both ways give the same rows.
 """
@@ -11,14 +11,21 @@ both ways give the same rows.
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from storage.types import UTCDateTime
+
 Row = dict[str, Any]
+Driver = sqlite3.Connection | None
 _Processor = Callable[[Any], Any]
+
+
+_MISSING = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,17 +33,17 @@ class _Compiled:
     """A statement compiled for one dialect, with what converting its values takes."""
 
     sql: str
-    compiled: SQLCompiler
-    order: tuple[str, ...]  # parameter names in the order of their ``?``
-    binds: tuple[tuple[str, _Processor], ...]
+    positional: bool
+    # Each parameter in the order the driver takes it: name, converter, default value.
+    slots: tuple[tuple[str, _Processor | None, Any], ...]
     results: tuple[tuple[int, _Processor], ...]
 
 
 class Prepared:
     """One named Core statement, built once, run with the same parameters and results either way.
 
-    ``fast`` is honoured only on SQLite (pysqlite); everywhere else the statement runs as
-    ordinary SQLAlchemy Core.
+    Given the ``sqlite3`` connection under the transaction (:func:`sqlite_driver`), it runs
+    there; otherwise as ordinary SQLAlchemy Core on ``conn``.
     """
 
     def __init__(self, name: str, statement: sa.Executable) -> None:
@@ -47,9 +54,10 @@ class Prepared:
     def __repr__(self) -> str:
         return f"Prepared({self.name!r})"
 
-    def rows(self, conn: Connection, params: Mapping[str, Any], *, fast: bool) -> list[Row]:
+    def rows(
+        self, conn: Connection, params: Mapping[str, Any], *, driver: Driver = None
+    ) -> list[Row]:
         """Every row the statement returns, as dicts keyed by column name."""
-        driver = _driver(conn) if fast else None
         if driver is None:
             return [dict(r._mapping) for r in conn.execute(self.statement, dict(params))]
         c = self._compile(conn.dialect)
@@ -62,19 +70,22 @@ class Prepared:
             cursor.close()
         return [_row(c, names, raw) for raw in found]
 
-    def first(self, conn: Connection, params: Mapping[str, Any], *, fast: bool) -> Row | None:
+    def first(
+        self, conn: Connection, params: Mapping[str, Any], *, driver: Driver = None
+    ) -> Row | None:
         """The first row the statement returns, or None."""
-        found = self.rows(conn, params, fast=fast)
+        found = self.rows(conn, params, driver=driver)
         return found[0] if found else None
 
-    def scalar(self, conn: Connection, params: Mapping[str, Any], *, fast: bool) -> Any:
+    def scalar(self, conn: Connection, params: Mapping[str, Any], *, driver: Driver = None) -> Any:
         """The first column of the first row, or None."""
-        row = self.first(conn, params, fast=fast)
+        row = self.first(conn, params, driver=driver)
         return next(iter(row.values())) if row else None
 
-    def rowcount(self, conn: Connection, params: Mapping[str, Any], *, fast: bool) -> int:
+    def rowcount(
+        self, conn: Connection, params: Mapping[str, Any], *, driver: Driver = None
+    ) -> int:
         """Run a statement that returns no rows; how many rows it changed."""
-        driver = _driver(conn) if fast else None
         if driver is None:
             return int(conn.execute(self.statement, dict(params)).rowcount)
         c = self._compile(conn.dialect)
@@ -84,11 +95,12 @@ class Prepared:
         finally:
             cursor.close()
 
-    def many(self, conn: Connection, rows: Sequence[Mapping[str, Any]], *, fast: bool) -> None:
+    def many(
+        self, conn: Connection, rows: Sequence[Mapping[str, Any]], *, driver: Driver = None
+    ) -> None:
         """Run the statement once per parameter set (an INSERT of several rows)."""
         if not rows:
             return
-        driver = _driver(conn) if fast else None
         if driver is None:
             conn.execute(self.statement, [dict(r) for r in rows])
             return
@@ -103,7 +115,10 @@ class Prepared:
         What the fast path sends, and what a benchmark's raw-driver floor can send itself.
         """
         c = self._compile(dialect)
-        return c.sql, _values(c, params) if c.compiled.positional else _named(c, params)
+        values = _values(c, params)
+        if c.positional:
+            return c.sql, values
+        return c.sql, {name: value for (name, _, _), value in zip(c.slots, values, strict=True)}
 
     def _compile(self, dialect: sa.Dialect, keys: tuple[str, ...] = ()) -> _Compiled:
         found = self._compiled.get((id(dialect), keys))
@@ -113,7 +128,7 @@ class Prepared:
         return found
 
 
-def _driver(conn: Connection) -> sqlite3.Connection | None:
+def sqlite_driver(conn: Connection) -> sqlite3.Connection | None:
     """The ``sqlite3`` connection under this transaction, or None on other databases."""
     if conn.dialect.driver != "pysqlite":
         return None
@@ -125,39 +140,34 @@ def _driver(conn: Connection) -> sqlite3.Connection | None:
 def _compile(statement: sa.Executable, dialect: sa.Dialect, keys: tuple[str, ...]) -> _Compiled:
     compiled = statement.compile(dialect=dialect, column_keys=list(keys) or None)  # type: ignore[attr-defined]
     assert isinstance(compiled, SQLCompiler)
-    binds = []
-    for name, bind in compiled.binds.items():
+    order = compiled.positiontup if compiled.positional else list(compiled.binds)
+    slots = []
+    for name in order or ():
+        bind = compiled.binds[name]
+        assert not bind.expanding, f"{name}: expanding parameters are not prebuilt"
         processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-        if processor is not None:
-            binds.append((name, processor))
+        if processor is not None and isinstance(bind.type, UTCDateTime):
+            # A batch of claims shares a few moments: convert each once.
+            processor = lru_cache(maxsize=64)(processor)
+        default = _MISSING if bind.required else bind.effective_value
+        slots.append((name, processor, default))
     results: list[tuple[int, _Processor]] = []
     for i, column in enumerate(getattr(statement, "exported_columns", ())):
         processor = column.type.dialect_impl(dialect).result_processor(dialect, None)
         if processor is not None:
             results.append((i, processor))
-    return _Compiled(
-        sql=compiled.string,
-        compiled=compiled,
-        order=tuple(compiled.positiontup or ()),
-        binds=tuple(binds),
-        results=tuple(results),
-    )
-
-
-def _named(c: _Compiled, params: Mapping[str, Any]) -> dict[str, Any]:
-    """The statement's parameters by name: given ones and its own constants, converted."""
-    values = dict(c.compiled.construct_params(dict(params), escape_names=False))
-    for name, processor in c.binds:
-        value = values.get(name)
-        if value is not None:
-            values[name] = processor(value)
-    return values
+    return _Compiled(compiled.string, compiled.positional, tuple(slots), tuple(results))
 
 
 def _values(c: _Compiled, params: Mapping[str, Any]) -> tuple[Any, ...]:
-    """The statement's parameters in the order of its ``?`` marks."""
-    values = _named(c, params)
-    return tuple(values[name] for name in c.order)
+    """The statement's parameters in order: given ones and its own constants, converted."""
+    values = []
+    for name, convert, default in c.slots:
+        value = params.get(name, default)
+        if value is _MISSING:
+            raise KeyError(f"no value for parameter {name!r}")
+        values.append(convert(value) if convert is not None and value is not None else value)
+    return tuple(values)
 
 
 def _row(c: _Compiled, names: tuple[str, ...], raw: Sequence[Any]) -> Row:

@@ -57,7 +57,7 @@ class ReadThenWrite(TaskRepo):
         self, task_id: int, user: UserRef, *, place: str, now: datetime, max_open: int
     ) -> Result:
         def look(conn: sa.Connection) -> Any:
-            tx = Tx(conn, fast=False)
+            tx = Tx(conn, None)
             me = claimer(tx, user)
             task = view(tx, task_id)
             return me, task, open_count(tx, me.id) if me else 0
@@ -71,7 +71,7 @@ class ReadThenWrite(TaskRepo):
         await self.pause("read")
 
         def write(conn: sa.Connection) -> Result:
-            tx = Tx(conn, fast=False)
+            tx = Tx(conn, None)
             conn.execute(
                 sa.update(q.T).where(q.T.c.id == task_id).values(q.CLAIM_VALUES),
                 {"vid": me.id, "now": now, "place": place, "due_limit": due_cutoff(now)},

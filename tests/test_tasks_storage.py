@@ -12,7 +12,7 @@ from sqlalchemy.schema import CreateIndex
 from storage import migrations
 from storage.db import Database
 from storage.models import Task, TaskEvent, Volunteer
-from storage.prepared import Prepared
+from storage.prepared import Prepared, sqlite_driver
 from storage.tasks import statements as q
 
 
@@ -135,7 +135,10 @@ def test_the_claim_statement_decides_kind_state_and_limit(tmp_path: Path, fast: 
             }
             # Task 4 is open and of a fitting kind, but Alice holds two by then.
             return [
-                claim.first(conn, {**base, "task_id": tid}, fast=fast) for tid in (1, 1, 2, 3, 4)
+                claim.first(
+                    conn, {**base, "task_id": tid}, driver=sqlite_driver(conn) if fast else None
+                )
+                for tid in (1, 1, 2, 3, 4)
             ]
 
         first, again, wrong_kind, second, over_limit = db.run_sync_connection(tx, write=True)

@@ -47,8 +47,8 @@ def claim_batch(tx: Tx, requests: Sequence[ClaimRequest]) -> list[Result]:
     """Run claims one after another in this transaction, in the order given.
 
     Each claimer is looked up (and their row locked) once, in a fixed order, so two batches
-    never wait for each other's claimers. The history lines of the winners are written
-    together at the end.
+    with claimers in common take them in the same order and never deadlock over them. The
+    history lines of the winners are written together at the end.
     """
     people: dict[tuple[str, str], tuple[Claimer, int]] = {}
     for platform, ext in sorted({(r.user.platform, r.user.external_id) for r in requests}):

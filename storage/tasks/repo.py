@@ -63,10 +63,10 @@ class TaskRepo:
         )
 
     async def _read(self, fn: Callable[[Tx], R]) -> R:
-        return await self.db.read_connection(lambda conn: fn(Tx(conn, self.fast)))
+        return await self.db.read_connection(lambda conn: fn(Tx.on(conn, fast=self.fast)))
 
     async def _write(self, fn: Callable[[Tx], R]) -> R:
-        return await self.db.write_connection(lambda conn: fn(Tx(conn, self.fast)))
+        return await self.db.write_connection(lambda conn: fn(Tx.on(conn, fast=self.fast)))
 
     # --- reading ----------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 
 from bot.domain import UserRef
 from bot.domain.tasks import Change, Outcome, is_closed
-from storage.prepared import Prepared, Row
+from storage.prepared import Driver, Prepared, Row, sqlite_driver
 from storage.tasks import statements as q
 from storage.tasks.views import Claimer, Result, TaskView, claimer_from, event_row, task_view
 
@@ -20,30 +20,35 @@ RETRIES = 5
 
 @dataclass(frozen=True, slots=True)
 class Tx:
-    """A transaction's connection, and whether its statements take SQLite's fast path."""
+    """A transaction's connection, and (on SQLite's fast path) the sqlite3 one under it."""
 
     conn: Connection
-    fast: bool
+    driver: Driver
+
+    @classmethod
+    def on(cls, conn: Connection, *, fast: bool) -> "Tx":
+        """The transaction on ``conn``; ``fast`` takes SQLite's fast path where there is one."""
+        return cls(conn, sqlite_driver(conn) if fast else None)
 
     def rows(self, statement: Prepared, params: dict[str, Any]) -> list[Row]:
         """Every row ``statement`` returns."""
-        return statement.rows(self.conn, params, fast=self.fast)
+        return statement.rows(self.conn, params, driver=self.driver)
 
     def first(self, statement: Prepared, params: dict[str, Any]) -> Row | None:
         """The first row ``statement`` returns, or None."""
-        return statement.first(self.conn, params, fast=self.fast)
+        return statement.first(self.conn, params, driver=self.driver)
 
     def scalar(self, statement: Prepared, params: dict[str, Any]) -> Any:
         """The first value ``statement`` returns, or None."""
-        return statement.scalar(self.conn, params, fast=self.fast)
+        return statement.scalar(self.conn, params, driver=self.driver)
 
     def change(self, statement: Prepared, params: dict[str, Any]) -> int:
         """Run an update; how many rows it changed."""
-        return statement.rowcount(self.conn, params, fast=self.fast)
+        return statement.rowcount(self.conn, params, driver=self.driver)
 
     def many(self, statement: Prepared, rows: Sequence[dict[str, Any]]) -> None:
         """Run ``statement`` once per parameter set."""
-        statement.many(self.conn, rows, fast=self.fast)
+        statement.many(self.conn, rows, driver=self.driver)
 
 
 def view(tx: Tx, task_id: int) -> TaskView | None:
