@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from bot import loader
 from bot.adapters import Adapter
+from bot.audit import Auditor
 from bot.clock import Clock, SystemClock
 from bot.commands import Cog
 from bot.config import Settings
@@ -57,6 +58,7 @@ class App:
             timezone=settings.campaign.timezone,
             prefix=settings.bot.command_prefix,
         )
+        self.core.auditor = Auditor(self.services.audit)
         self.cogs: list[Cog] = loader.load(settings.bot.cogs, self.services)
         self._touched: dict[tuple[str, str, str], datetime] = {}
         self.core.activity_hooks.append(self._touch)

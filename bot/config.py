@@ -81,6 +81,9 @@ class BotSection(Section):
 
     command_prefix: str = "!"
     cogs: list[str] | None = None
+    # Where commands are answered besides the configured rooms and servers: "direct" chats
+    # with the bot, "everywhere" (any room or server the bot is in), or "nowhere".
+    answer_elsewhere: Literal["nowhere", "direct", "everywhere"] = "direct"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
@@ -153,6 +156,7 @@ class MatrixSection(Section):
     device_id: str | None = None
     rooms: list[str] = []
     coordinators: list[str] = []
+    coordinator_power_level: Annotated[int, Field(ge=1)] = 50
     invite_allowlist: list[str] = []
     command_prefix: str | None = None
     store_path: str = "matrix-store"
@@ -165,6 +169,7 @@ class DiscordSection(Section):
     token: SecretStr | None = None
     application_id: int | None = None
     guild_ids: list[int] = []
+    coordinators: list[int] = []
     coordinator_role_ids: list[int] = []
     api_base: str = "https://discord.com/api/v10"
     gateway_url: str = "wss://gateway.discord.gg/"

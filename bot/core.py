@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from bot.audit import Auditor, Outcome, audited
 from bot.commands import ArgSpec, Cog, CommandSpec
 from bot.context import Ctx, Reply
 from bot.domain import BadArgument, Markup, NotFound, NotPermitted, UserError, UserRef
@@ -127,6 +128,8 @@ class BotCore:
         self.timezone = timezone
         self.prefix = prefix
         self.activity_hooks: list[ActivityHook] = []
+        # Writes a line for every coordinator-only command, whatever its outcome.
+        self.auditor: Auditor | None = None
 
     async def handle_text(
         self, ctx: Ctx, line: str, *, prefixes: Iterable[str] | None = None
@@ -154,6 +157,8 @@ class BotCore:
     async def invoke(self, ctx: Ctx, spec: CommandSpec, raw: Mapping[str, object]) -> Reply:
         """Convert arguments, check rights, run the handler; never raises."""
         started = time.perf_counter()
+        kwargs: dict[str, Any] = {}
+        outcome = Outcome.DONE
         try:
             self._check_rights(ctx, spec)
             env = ParseEnv(now=ctx.now, timezone=self.timezone, platform=ctx.user.platform)
@@ -169,16 +174,19 @@ class BotCore:
             reply = as_reply(result, private=spec.private)
         except UserError as exc:
             log.debug("command %s refused: %s", spec.qualified_name, type(exc).__name__)
-            return self._user_error(exc)
+            outcome = Outcome.REFUSED if isinstance(exc, NotPermitted) else Outcome.FAILED
+            reply = self._user_error(exc)
         except DatabaseUnavailable as exc:
             ref = secrets.token_hex(2)
             log.error("command %s: %s (ref: %s)", spec.qualified_name, exc, ref)
             message = _BUSY if exc.busy else _BROKEN
-            return Reply(Markup.format(message, ref=ref), private=True, is_error=True)
+            outcome = Outcome.ERROR
+            reply = Reply(Markup.format(message, ref=ref), private=True, is_error=True)
         except Exception:
             ref = secrets.token_hex(2)
             log.exception("command %s failed (ref: %s)", spec.qualified_name, ref)
-            return Reply(
+            outcome = Outcome.ERROR
+            reply = Reply(
                 Markup.format(
                     "Something went wrong on my side (ref: `{ref}`). Nothing you typed was "
                     "lost; please try again, and tell a coordinator the ref if it keeps "
@@ -188,6 +196,11 @@ class BotCore:
                 private=True,
                 is_error=True,
             )
+        if self.auditor is not None and audited(spec):
+            # A refused command never had its arguments read: the trail shows them as typed.
+            await self.auditor.record(ctx, spec, kwargs or raw, outcome)
+        if outcome is not Outcome.DONE:
+            return reply
         for hook in self.activity_hooks:
             try:
                 await hook(ctx.user, ctx)

@@ -142,6 +142,12 @@ _DURATION_PART = re.compile(
     re.IGNORECASE,
 )
 MAX_DURATION = timedelta(days=731)
+# A moment is at most this far ahead (nothing a campaign plans lies further out) and this far
+# back (commands say "that is already past" themselves), so that every date the bot stores
+# can be shown in any zone.
+MAX_AHEAD = MAX_DURATION
+MAX_BACK = timedelta(days=366 * 30)
+MAX_ZONE_NAME = 64
 
 
 def parse_duration(text: str) -> Duration:
@@ -161,8 +167,7 @@ def parse_duration(text: str) -> Duration:
         )
     if seconds <= 0:
         raise BadArgument("`{text}` is no time at all; give a duration above zero.", text=raw)
-    span = timedelta(seconds=seconds)
-    if span > MAX_DURATION:
+    if seconds > MAX_DURATION.total_seconds():
         raise BadArgument("`{text}` is too far ahead; the limit is two years.", text=raw)
     return Duration(seconds=seconds)
 
@@ -170,11 +175,17 @@ def parse_duration(text: str) -> Duration:
 def parse_timezone(text: str) -> TimeZone:
     """Read an IANA zone name such as ``Europe/Warsaw`` (case-insensitive)."""
     name = text.strip()
+    if len(name) > MAX_ZONE_NAME:
+        raise BadArgument(
+            "That is {length} characters long, and no time zone is. Use an Area/City name like "
+            "`Europe/Brussels`.",
+            length=len(name),
+        )
     try:
         ZoneInfo(name)
         if "/" in name or name == "UTC":
             return TimeZone(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         pass
     zones = _zone_names()
     if name.lower() in zones:
@@ -222,9 +233,24 @@ def parse_when(
     """Read a moment: ``in 3d``, ``tomorrow``, ``14:30``, ``2026-12-01``, ``2026-12-01 14:30``.
 
     Wall-clock times are read in ``zone`` (default: the campaign's). A bare date means
-    ``date_only_at`` that day. The result is aware UTC.
+    ``date_only_at`` that day. The result is aware UTC, at most two years ahead.
     """
     raw = text.strip()
+    try:
+        moment = _parse_when(raw, env, zone, date_only_at)
+        offset = moment.timestamp() - env.now.timestamp()
+    except OverflowError:  # a year 1 or 9999 that a zone pushes off the calendar
+        year = re.match(r"(\d{4})-", raw)
+        offset = -1.0 if year and int(year.group(1)) < env.now.year else 1.0
+        offset *= MAX_BACK.total_seconds() * 2
+    if offset > MAX_AHEAD.total_seconds():
+        raise BadArgument("`{text}` is too far ahead: the limit is two years from now.", text=raw)
+    if -offset > MAX_BACK.total_seconds():
+        raise BadArgument("`{text}` is too far in the past to be meant.", text=raw)
+    return moment
+
+
+def _parse_when(raw: str, env: ParseEnv, zone: str | None, date_only_at: time) -> When:
     tz = ZoneInfo(zone or env.timezone)
     low = raw.lower()
     today = env.now.astimezone(tz).date()
@@ -288,6 +314,8 @@ def _parse_int(text: str, env: ParseEnv) -> int:
     cleaned = text.strip().lstrip("#").replace("_", "")
     if re.fullmatch(r"[+-]?\d{1,18}", cleaned):
         return int(cleaned)
+    if re.fullmatch(r"[+-]?\d+", cleaned):
+        raise BadArgument("`{text}` is far too large a number.", text=text[:24])
     raise BadArgument("`{text}` is not a whole number.", text=text)
 
 

@@ -6,7 +6,9 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.core import Registry
 from bot.outbox import Outbox
+from bot.rights import Rights
 from bot.scheduler import Scheduler
+from storage.audit import AuditRepo
 from storage.db import Database
 from storage.outbox import OutboxRepo
 from storage.reminders import ReminderRepo
@@ -24,6 +26,8 @@ class Services:
     clock: Clock
     db: Database
     registry: Registry
+    rights: Rights
+    audit: AuditRepo
     volunteers: VolunteerRepo
     outbox_repo: OutboxRepo
     outbox: Outbox
@@ -42,6 +46,8 @@ class Services:
             clock=clock,
             db=db,
             registry=Registry(),
+            rights=Rights.from_settings(settings),
+            audit=AuditRepo(db),
             volunteers=VolunteerRepo(db),
             outbox_repo=outbox_repo,
             outbox=Outbox(outbox_repo, clock),

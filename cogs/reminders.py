@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from bot.commands import Cog, command, requires
 from bot.context import Ctx, Reply
-from bot.domain import BadArgument, Markup, NotFound, UserRef
+from bot.domain import BadArgument, Markup, NotFound, NotPermitted, UserRef
 from bot.params import Duration, Param, ParseEnv, TimeZone, parse_when
 from bot.scheduler import Action, CronError, Run, Schedule, parse_cron, plan_run
 from bot.services import Services
@@ -149,21 +149,29 @@ class Reminders(Cog):
 
     @command("list")
     @requires("coordinator")
-    async def list_(self, ctx: Ctx) -> Reply:
+    async def list_(
+        self,
+        ctx: Ctx,
+        *,
+        anywhere: Annotated[bool, Param("Every room's reminders, not only this one's")] = False,
+    ) -> Reply:
         """The reminders that post here."""
-        found = await self.repo.active_in(ctx.place.target)
+        found = await self.repo.active_in(None if anywhere else ctx.place.target)
+        where = "anywhere" if anywhere else "here"
         if not found:
-            return Reply.text("No reminders post here. Add one with `reminder add … --in 1h`.")
-        lines = [Markup.format("**{n} reminder{s} post here**", n=len(found),
-                               s="" if len(found) == 1 else "s")]  # fmt: skip
+            return Reply.text("No reminders post {where}. Add one with `reminder add … --in 1h`.",
+                              where=where)  # fmt: skip
+        lines = [Markup.format("**{n} reminder{s} post {where}**", n=len(found),
+                               s="" if len(found) == 1 else "s", where=where)]  # fmt: skip
         for view in found[:LIST_LIMIT]:
             when = local(view.next_run_at, view.timezone) if view.next_run_at else "—"
             lines.append(
                 Markup.format(
-                    "• **#{id}** next {when}{repeat}: {message}",
+                    "• **#{id}** next {when}{repeat}{place}: {message}",
                     id=view.id,
                     when=when,
                     repeat=f" (repeats `{view.cron}`)" if view.cron else "",
+                    place=f" in {view.target}" if anywhere else "",
                     message=_preview(view.message),
                 )
             )
@@ -177,10 +185,20 @@ class Reminders(Cog):
         self,
         ctx: Ctx,
         id: Annotated[int, Param("Reminder number", min=1)],
+        *,
+        anywhere: Annotated[bool, Param("Also a reminder that posts in another room")] = False,
     ) -> Reply:
         """Delete a reminder."""
-        view = await self.repo.delete(id)
+        view = await self.repo.delete(id, target=None if anywhere else ctx.place.target)
         if view is None:
+            found = None if anywhere else await self.repo.get(id)
+            if found is not None:
+                raise NotPermitted(
+                    "Reminder **#{id}** posts in another room ({place}), so it is not deleted "
+                    "from here. Delete it there, or run `reminder delete {id} --anywhere`.",
+                    id=id,
+                    place=found.target,
+                )
             raise NotFound("`{id}` is not a reminder number — try `reminder list`.", id=id)
         self.scheduler.cancel(job_id(id))
         return Reply(

@@ -291,8 +291,30 @@ def _v4(conn: Connection) -> None:
              sqlite_where=is_claimed, postgresql_where=is_claimed).create(conn)  # fmt: skip
 
 
-@migration(5, "outbox rows say what happened: a kind of post and its facts, worded at delivery")
+@migration(5, "audit trail of coordinator-only commands")
 def _v5(conn: Connection) -> None:
+    md = sa.MetaData()
+    sa.Table(
+        "audit_event", md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        _ts("at", index=True),
+        sa.Column("actor_platform", sa.String(16)),
+        sa.Column("actor_id", sa.String(255)),
+        sa.Column("actor_name", sa.String(255), nullable=False),
+        sa.Column("command", sa.String(64), nullable=False),
+        sa.Column("detail", sa.String(500), nullable=False),
+        sa.Column("place", sa.String(255), nullable=False),
+        sa.Column("place_private", sa.Boolean, nullable=False),
+        sa.Column("outcome", sa.String(16), nullable=False),
+        sa.Column("subject_platform", sa.String(16)),
+        sa.Column("subject_id", sa.String(255), index=True),
+        sa.Index("ix_audit_actor", "actor_platform", "actor_id"),
+    )  # fmt: skip
+    md.create_all(conn)
+
+
+@migration(6, "outbox rows say what happened: a kind of post and its facts, worded at delivery")
+def _v6(conn: Connection) -> None:
     # Rows already queued hold their words (Markup JSON): that is the kind "markup".
     conn.exec_driver_sql(
         "ALTER TABLE outbox ADD COLUMN kind VARCHAR(32) DEFAULT 'markup' NOT NULL"

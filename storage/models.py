@@ -212,3 +212,25 @@ class ReachedMilestone(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=64)  # "total:100000", "country:DE", ...
     count: int
     reached_at: datetime = Field(sa_column=utc_column())
+
+
+class AuditEvent(SQLModel, table=True):
+    """One coordinator-only command someone ran (or was refused): who, what, where, when."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_actor", "actor_platform", "actor_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_column=utc_column(index=True))
+    # Who ran it; both None (and the name "a former volunteer") once they erased their data.
+    actor_platform: str | None = Field(default=None, max_length=16)
+    actor_id: str | None = Field(default=None, max_length=255)
+    actor_name: str = Field(max_length=255)
+    command: str = Field(max_length=64)  # "task cancel"
+    detail: str = Field(max_length=500)  # the arguments, shortened: "id=1"
+    place: str = Field(max_length=255)  # outbox address of where it was run
+    place_private: bool = False  # a direct chat: the address says whose it is
+    outcome: str = Field(max_length=16)  # "done", "refused" or "failed"
+    # A person the command was about (task assign's user), for export and erase.
+    subject_platform: str | None = Field(default=None, max_length=16)
+    subject_id: str | None = Field(default=None, max_length=255, index=True)

@@ -127,25 +127,27 @@ class ReminderRepo:
 
         return await self.db.read(tx)
 
-    async def active_in(self, target: str) -> list[ReminderView]:
-        """Active reminders that post in one place, soonest first."""
+    async def active_in(self, target: str | None) -> list[ReminderView]:
+        """Active reminders that post in one place (every place for None), soonest first."""
 
         def tx(session: Session) -> list[ReminderView]:
-            rows = session.exec(
-                select(Reminder)
-                .where(Reminder.target == target, Reminder.state == ACTIVE)
-                .order_by(col(Reminder.next_run_at), col(Reminder.id))
-            ).all()
+            query = select(Reminder).where(Reminder.state == ACTIVE)
+            if target is not None:
+                query = query.where(Reminder.target == target)
+            rows = session.exec(query.order_by(col(Reminder.next_run_at), col(Reminder.id))).all()
             return [_view(row) for row in rows]
 
         return await self.db.read(tx)
 
-    async def delete(self, reminder_id: int) -> ReminderView | None:
-        """Remove a reminder; returns what it was, or None if there was none."""
+    async def delete(self, reminder_id: int, *, target: str | None) -> ReminderView | None:
+        """Remove a reminder that posts in ``target`` (anywhere for None).
+
+        Returns what it was, or None if there was no such reminder there.
+        """
 
         def tx(session: Session) -> ReminderView | None:
             row = session.get(Reminder, reminder_id)
-            if row is None:
+            if row is None or (target is not None and row.target != target):
                 return None
             view = _view(row)
             session.execute(delete(Reminder).where(col(Reminder.id) == reminder_id))

@@ -83,6 +83,8 @@ class User:
     roles: list[int] = field(default_factory=list)
     permissions: int = MEMBER_PERMISSIONS
     dms_closed: bool = False
+    # Whether this person is a member of the fake's own guild (the one the bot serves).
+    in_guild: bool = True
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -213,6 +215,8 @@ class FakeDiscord:
         self._connected = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port = 0
+        # Permissions a role grants in the guild (everything else: plain member rights).
+        self.role_permissions: dict[int, int] = {}
         self.add_guild(guild_id, [channel_id])
 
     # --- set-up --------------------------------------------------------------------------
@@ -245,10 +249,12 @@ class FakeDiscord:
         roles: list[int] | None = None,
         permissions: int = MEMBER_PERMISSIONS,
         dms_closed: bool = False,
+        in_guild: bool = True,
     ) -> User:
         person = User(
-            self.next_id(), name, roles=roles or [], permissions=permissions, dms_closed=dms_closed
-        )
+            self.next_id(), name, roles=roles or [], permissions=permissions,
+            dms_closed=dms_closed, in_guild=in_guild,
+        )  # fmt: skip
         self.users[person.id] = person
         return person
 
@@ -262,6 +268,7 @@ class FakeDiscord:
         r.add_get(API + "/users/@me", self._me)
         r.add_get(API + "/oauth2/applications/@me", self._application)
         r.add_get(API + "/users/{user_id}", self._get_user)
+        r.add_get(API + "/guilds/{guild}/members/{user_id}", self._get_member)
         r.add_post(API + "/users/@me/channels", self._open_dm)
         r.add_put(API + "/applications/{app}/commands", self._put_commands)
         r.add_put(API + "/applications/{app}/guilds/{guild}/commands", self._put_commands)
@@ -452,6 +459,16 @@ class FakeDiscord:
             return error(404, 10013, "Unknown User")
         return json_response(person.payload())
 
+    async def _get_member(self, request: web.Request) -> web.Response:
+        person = self.users.get(int(request.match_info["user_id"]))
+        if int(request.match_info["guild"]) != self.guild_id or person is None:
+            return error(404, 10007, "Unknown Member")
+        if not person.in_guild:
+            return error(404, 10007, "Unknown Member")
+        member = person.member()
+        del member["permissions"]  # only interactions carry resolved permissions
+        return json_response(member)
+
     async def _get_channel(self, request: web.Request) -> web.Response:
         channel = self.channels.get(int(request.match_info["channel"]))
         if channel is None:
@@ -522,8 +539,10 @@ class FakeDiscord:
         guild: bool,
         channel_id: int | None,
         message: dict[str, Any] | None = None,
+        guild_id: int | None = None,
     ) -> Interaction:
         channel_id = channel_id or self.channel_id
+        guild_id = guild_id or self.guild_id
         payload: dict[str, Any] = {
             "id": str(self.next_id()),
             "application_id": str(self.application_id),
@@ -536,15 +555,17 @@ class FakeDiscord:
             "locale": "en-GB",
             "app_permissions": str(MEMBER_PERMISSIONS),
             "entitlements": [],
-            "authorizing_integration_owners": {"0": str(self.guild_id)},
+            "authorizing_integration_owners": {"0": str(guild_id)},
             "context": 0 if guild else 1,
             "attachment_size_limit": 10 * 1024 * 1024,
         }
         if guild:
-            payload["guild_id"] = str(self.guild_id)
+            payload["guild_id"] = str(guild_id)
             payload["guild_locale"] = "en-US"
-            payload["guild"] = {"id": str(self.guild_id), "locale": "en-US", "features": []}
+            payload["guild"] = {"id": str(guild_id), "locale": "en-US", "features": []}
             payload["member"] = user.member()
+            granted = [self.role_permissions.get(role, 0) for role in user.roles]
+            payload["member"]["permissions"] = str(user.permissions | sum(set(granted)))
         else:
             payload["user"] = user.payload()
         if message is not None:
@@ -587,13 +608,20 @@ class FakeDiscord:
         /,
         *,
         guild: bool = True,
+        guild_id: int | None = None,
         channel_id: int | None = None,
         focused: str | None = None,
         **values: Any,
     ) -> Interaction:
-        """Send ``/command`` as ``user`` with option values, as registered by the bot."""
+        """Send ``/command`` as ``user`` with option values, as registered by the bot.
+
+        ``guild_id`` sends it from another server than the fake's own (one that added the
+        bot), with the same commands; ``guild=False`` sends it as a direct message.
+        """
         words = command.split()
-        top = self.find_command(words[0], self.guild_id if guild else None)
+        # A direct message takes the guild's command schema when no global one is registered,
+        # as a command (or a button) that Discord would deliver there.
+        top = self.find_command(words[0], self.guild_id)
         data: dict[str, Any] = {"id": top["id"], "name": top["name"], "type": 1}
         if "guild_id" in top:
             data["guild_id"] = top["guild_id"]
@@ -614,7 +642,9 @@ class FakeDiscord:
         if resolved:
             data["resolved"] = resolved
         kind = 4 if focused else 2
-        interaction = self._interaction(kind, user, data, guild=guild, channel_id=channel_id)
+        interaction = self._interaction(
+            kind, user, data, guild=guild, channel_id=channel_id, guild_id=guild_id
+        )
         interaction.dispatched_at = asyncio.get_running_loop().time()
         await self.dispatch("INTERACTION_CREATE", interaction.data)
         return interaction
@@ -911,8 +941,15 @@ class FakeDiscord:
             "flags": 0,
         }
         role_ids = sorted({role for person in self.users.values() for role in person.roles})
+        role_ids = sorted(set(role_ids) | set(self.role_permissions))
         roles = [everyone] + [
-            {**everyone, "id": str(role), "name": f"role-{role}", "position": i + 1}
+            {
+                **everyone,
+                "id": str(role),
+                "name": f"role-{role}",
+                "position": i + 1,
+                "permissions": str(self.role_permissions.get(role, MEMBER_PERMISSIONS)),
+            }
             for i, role in enumerate(role_ids)
         ]
         return {

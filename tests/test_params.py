@@ -89,6 +89,7 @@ def test_parse_duration_reads_compound_spans(text, seconds):
         ("0s", "no time at all"),
         ("3y", "not a duration"),
         ("800d", "two years"),
+        ("99999999999999999999s", "two years"),  # once an overflow: a crash, not an answer
     ],
 )
 def test_parse_duration_refuses_nonsense(text, message):
@@ -128,11 +129,27 @@ def test_parse_when_uses_a_given_zone_and_date_only_time():
         ("2026-13-01", "not a date or time"),
         ("25:00", "not a time of day"),
         ("2026-03-29 02:30", "clocks skip"),  # spring forward in Brussels
+        # Far dates were stored and then broke every listing that showed them.
+        ("9999-12-31T23:30:00+00:00", "too far ahead"),
+        ("2028-03-03", "too far ahead"),
+        ("0001-01-01T00:30:00+01:00", "too far in the past"),
+        ("1900-01-01", "too far in the past"),
     ],
 )
 def test_parse_when_refuses_bad_dates_and_dst_gaps(text, message):
     with pytest.raises(BadArgument, match=message):
         parse_when(text, ENV)
+
+
+def test_parse_when_refuses_a_far_date_that_a_zone_pushes_off_the_calendar():
+    with pytest.raises(BadArgument, match="too far ahead"):
+        parse_when("9999-12-31 23:59", ENV, zone="America/New_York")
+    assert parse_when("2027-12-31 23:59", ENV, zone="America/New_York").year == 2028
+
+
+def test_a_date_just_inside_two_years_is_kept_and_a_recent_past_one_left_to_the_command():
+    assert parse_when("2028-02-28", ENV).year == 2028
+    assert parse_when("2020-01-01", ENV) < ENV.now
 
 
 def test_parse_timezone_accepts_iana_names_case_insensitively_and_suggests():
@@ -142,3 +159,5 @@ def test_parse_timezone_accepts_iana_names_case_insensitively_and_suggests():
         parse_timezone("Europe/Brusels")
     with pytest.raises(BadArgument, match="not a time zone"):
         parse_timezone("Mars/Olympus")
+    with pytest.raises(BadArgument, match="300 characters long"):
+        parse_timezone("A" * 300)  # once an OSError from the zone database

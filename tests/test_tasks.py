@@ -305,6 +305,8 @@ async def test_open_claim_limit_is_enforced(tmp_path):
         ("alice", "task done 999", "There is no task `999`"),
         ("coco", "task cancel 999", "There is no task `999`"),
         ("coco", "task post translation Leaflet --due 2020-01-01", "already past"),
+        ("coco", "task post other boom --due 9999-12-31T23:30:00+00:00", "too far ahead"),
+        ("alice", "task claim 1234567890123456789", "far too large"),
         ("coco", "task post translation Leaflet --due someday", "`someday` is not a date"),
         ("coco", "task post wizardry Spells", "`wizardry` is not a valid kind"),
         ("coco", "task post other Flyers --priority asap", "`asap` is not a valid priority"),

@@ -197,7 +197,7 @@ def test_a_queue_with_the_first_indexes_is_upgraded_to_the_current_ones(tmp_path
         db.close()
     with sqlite3.connect(path) as raw:  # the indexes as migration 2 made them
         raw.execute("DELETE FROM schema_version WHERE version >= 4")
-        raw.execute("ALTER TABLE outbox DROP COLUMN kind")  # as it was then (migration 5)
+        raw.execute("ALTER TABLE outbox DROP COLUMN kind")  # as it was then (migration 6)
         raw.execute("DROP INDEX ix_task_match")
         raw.execute("DROP INDEX ix_task_claimer")
         raw.execute("DROP INDEX ix_task_claimed")

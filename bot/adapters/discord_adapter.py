@@ -5,6 +5,10 @@ never knows a command by name. The command tree is synced only when its JSON cha
 last sync (a hash per guild kept in the bot state), never on every start. Buttons are
 ``vb:<command line>`` custom ids handled by a registered dynamic item, so they keep working
 after a restart. No privileged intent is requested.
+
+Who is a coordinator is decided by :mod:`bot.rights`: this adapter reports a person's roles and
+Manage Server permission in the campaign's configured servers (looked up there when the
+command comes from a direct message), and refuses commands from other servers.
 """
 
 import asyncio
@@ -29,6 +33,7 @@ from bot.config import ConfigError, DiscordSection
 from bot.context import Actor, Attachment, Ctx, Place, Reply
 from bot.domain import COUNTRIES, LANGUAGES, Markup, UserRef
 from bot.outbox import Delivery, PermanentDeliveryError
+from bot.rights import DISCORD_GUILD, PlaceKind, Standing
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -51,6 +56,23 @@ PING_NOBODY = discord.AllowedMentions(everyone=False, roles=False, users=False, 
 STALE_BUTTON = Reply(
     Markup.trusted("That button does nothing any more."), private=True, is_error=True
 )
+ELSEWHERE = {
+    PlaceKind.OTHER: Reply(
+        Markup.trusted(
+            "This bot works for its campaign's own Discord server only, so it does not answer "
+            "commands here."
+        ),
+        private=True,
+        is_error=True,
+    ),
+    PlaceKind.DIRECT: Reply(
+        Markup.trusted(
+            "This bot does not answer direct messages. Use its commands in the campaign's server."
+        ),
+        private=True,
+        is_error=True,
+    ),
+}
 
 Choices = list[app_commands.Choice[str]] | list[app_commands.Choice[int]]
 Completer = Callable[[discord.Interaction, str], Awaitable[Choices]]
@@ -186,7 +208,7 @@ class DiscordAdapter:
                 "config error: discord.token is not set (in the config file or "
                 "VOLUNTEER_BOT_DISCORD__TOKEN)"
             )
-        self.coordinator_roles = frozenset(self.settings.coordinator_role_ids)
+        self.rights = app.services.rights
         self.endpoints = Endpoints(self.settings.api_base, self.settings.gateway_url)
         self.client: DiscordClient | None = None
         self._task: asyncio.Task[None] | None = None
@@ -199,6 +221,11 @@ class DiscordAdapter:
     async def start(self) -> None:
         """Log in (syncing the commands if they changed), connect, take outbox posts."""
         assert self.settings.token is not None
+        if not self.settings.guild_ids:
+            log.warning(
+                "discord.guild_ids is empty: Manage Server makes nobody a coordinator, and "
+                'servers are answered only with [bot] answer_elsewhere = "everywhere"'
+            )
         self.endpoints.apply()
         self.client = DiscordClient(self, self.settings.application_id)
         try:
@@ -289,36 +316,88 @@ class DiscordAdapter:
 
     # --- invocations ------------------------------------------------------------------------
 
-    def ctx(self, interaction: discord.Interaction) -> Ctx:
+    def place_kind(self, interaction: discord.Interaction) -> PlaceKind:
+        """What the server (or direct message) an interaction comes from is to the campaign."""
+        if interaction.guild_id is None:
+            return PlaceKind.DIRECT
+        place = DISCORD_GUILD.format(id=interaction.guild_id)
+        return self.rights.kind_of(place, direct=False)
+
+    async def ctx(self, interaction: discord.Interaction) -> Ctx:
         """The neutral context of an interaction."""
-        user = interaction.user
+        user = user_ref(interaction.user)
+        standings = await self.standings(interaction)
         return Ctx(
-            actor=Actor(user_ref(user), self._is_coordinator(interaction)),
+            actor=Actor(user, self.rights.is_coordinator(user, standings)),
             place=Place(
                 f"{PLATFORM}:{interaction.channel_id}", is_private=interaction.guild_id is None
             ),
             now=self.app.clock.now(),
         )
 
-    def _is_coordinator(self, interaction: discord.Interaction) -> bool:
-        user = interaction.user
-        if not isinstance(user, discord.Member):
-            return False
-        if any(role.id in self.coordinator_roles for role in user.roles):
-            return True
-        return interaction.permissions.manage_guild
+    async def standings(self, interaction: discord.Interaction) -> list[Standing]:
+        """The person's roles and Manage Server in this server and in the campaign's."""
+        found: list[Standing] = []
+        member = interaction.user
+        if isinstance(member, discord.Member) and interaction.guild_id is not None:
+            found.append(
+                Standing(
+                    place=DISCORD_GUILD.format(id=interaction.guild_id),
+                    manages=interaction.permissions.manage_guild,
+                    roles=frozenset(role.id for role in member.roles),
+                )
+            )
+        for guild_id in self.settings.guild_ids:
+            if guild_id != interaction.guild_id:
+                found.extend(await self._standing_in(guild_id, interaction.user.id))
+        return found
+
+    async def _standing_in(self, guild_id: int, user_id: int) -> list[Standing]:
+        """A person's standing in one campaign server, asked of Discord (no privileged intent)."""
+        client = self.client
+        guild = client.get_guild(guild_id) if client is not None else None
+        if guild is None:
+            return []
+        member = guild.get_member(user_id)
+        if member is None:
+            try:
+                member = await guild.fetch_member(user_id)
+            except discord.NotFound:
+                return []  # not a member of the campaign's server
+            except discord.HTTPException as exc:
+                log.warning("Discord member lookup failed (HTTP %s); no rights assumed",
+                            exc.status)  # fmt: skip
+                return []
+        return [
+            Standing(
+                place=DISCORD_GUILD.format(id=guild_id),
+                manages=member.guild_permissions.manage_guild,
+                roles=frozenset(role.id for role in member.roles),
+            )
+        ]
+
+    async def _run(
+        self, interaction: discord.Interaction, run: Callable[[Ctx], Awaitable[Reply | None]]
+    ) -> Reply | None:
+        """Run a command as the person interacting, unless this place is not served."""
+        kind = self.place_kind(interaction)
+        if not self.rights.answers_in(kind):
+            return ELSEWHERE[kind]
+        return await run(await self.ctx(interaction))
 
     async def run_command(
         self, interaction: discord.Interaction, spec: CommandSpec, values: dict[str, Any]
     ) -> None:
         """A slash command: convert the options and answer with what the core replies."""
         raw = {name: wire_value(value) for name, value in values.items() if value is not None}
-        work = self.app.core.invoke(self.ctx(interaction), spec, raw)
+        work = self._run(interaction, lambda ctx: self.app.core.invoke(ctx, spec, raw))
         await self._answer(interaction, work, deferred_private=spec.private)
 
     async def click(self, interaction: discord.Interaction, command: str) -> None:
         """A button: run its command line as the person who clicked."""
-        work = self.app.core.handle_text(self.ctx(interaction), command, prefixes=("",))
+        work = self._run(
+            interaction, lambda ctx: self.app.core.handle_text(ctx, command, prefixes=("",))
+        )
         await self._answer(interaction, work, deferred_private=False)
 
     async def _answer(

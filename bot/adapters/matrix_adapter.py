@@ -3,6 +3,10 @@
 The adapter runs its own sync loop on matrix-nio's ``AsyncClient``. The sync position is kept
 in the bot's database after each handled batch, so a restart answers what was said while the
 bot was down exactly once, and nothing older. Encrypted rooms are not served.
+
+Who is a coordinator is decided by :mod:`bot.rights` from the campaign's configured rooms
+only: this adapter reports each sender's power level there (and whether they created one), and
+answers commands from other rooms only as ``[bot] answer_elsewhere`` allows.
 """
 
 import asyncio
@@ -42,6 +46,7 @@ from nio import (
 from bot.context import Actor, Attachment, Ctx, Place, Reply
 from bot.domain import Markup, UserRef
 from bot.outbox import Delivery, PermanentDeliveryError
+from bot.rights import PlaceKind, Standing
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -58,7 +63,6 @@ CREDENTIALS_FILE = "credentials.json"
 # a crash (before the sync position was saved), it keeps a command from being answered twice.
 ANSWERS_KEY = "org.volunteer_bot.answers"
 
-COORDINATOR_LEVEL = 50
 SYNC_TIMEOUT_MS = 30_000
 TIMELINE_LIMIT = 20
 GAP_PAGE = 100
@@ -134,7 +138,7 @@ class MatrixAdapter:
         self.app = app
         self.config: MatrixSection = app.settings.matrix
         self.prefix = self.config.command_prefix or app.settings.bot.command_prefix
-        self.coordinators = frozenset(self.config.coordinators)
+        self.rights = app.services.rights
         self.client: AsyncClient | None = None
         self.user_id = self.config.user_id
         self.ready = asyncio.Event()
@@ -186,6 +190,9 @@ class MatrixAdapter:
         try:
             if not await self._connect():
                 return
+            if not self.config.rooms:
+                log.warning("matrix.rooms is empty: no room is the campaign's, so only people "
+                            "named in matrix.coordinators are coordinators")  # fmt: skip
             await self._join_configured_rooms()
             self.app.services.outbox.register(PLATFORM, self.deliver)
             await self._sync_loop()
@@ -340,6 +347,7 @@ class MatrixAdapter:
                 return
             room_id = resolved.room_id
         self._configured_rooms.add(room_id)
+        self.rights.add_campaign_place(f"{PLATFORM}:{room_id}")
         joined = await client.join(room_id)
         if isinstance(joined, JoinError):
             log.warning("matrix: cannot join room %s (%s)", room, joined.status_code)
@@ -528,6 +536,8 @@ class MatrixAdapter:
         if not text.startswith(self.prefix):
             return
         ctx = self.ctx(room, event["sender"])
+        if ctx is None:
+            return
         reply = await self.app.core.handle_text(ctx, text, prefixes=(self.prefix,))
         if reply is None:
             return
@@ -549,6 +559,8 @@ class MatrixAdapter:
         if template is None:
             return
         ctx = self.ctx(room, event["sender"])
+        if ctx is None:
+            return
         reply = await self.app.core.handle_text(
             ctx, template.format(id=subject_id), prefixes=("",)
         )
@@ -558,20 +570,43 @@ class MatrixAdapter:
         await self._answer(room, ctx, reply, event["event_id"], reply_to=target,
                            mention=ctx.user.external_id)  # fmt: skip
 
-    def ctx(self, room: MatrixRoom, sender: str) -> Ctx:
-        """The neutral context of something ``sender`` did in ``room``."""
+    def ctx(self, room: MatrixRoom, sender: str) -> Ctx | None:
+        """The neutral context of something ``sender`` did in ``room``.
+
+        None when the bot does not answer in that room (see ``[bot] answer_elsewhere``).
+        """
+        place = f"{PLATFORM}:{room.room_id}"
+        direct = room.member_count <= 2
+        kind = self.rights.kind_of(place, direct=direct)
+        if not self.rights.answers_in(kind):
+            log.debug("matrix: a command in a room outside the campaign was not answered")
+            return None
         member = room.users.get(sender)
         name = member.display_name if member is not None and member.display_name else sender
-        coordinator = (
-            sender in self.coordinators
-            or sender in self._creators.get(room.room_id, ())
-            or room.power_levels.get_user_level(sender) >= COORDINATOR_LEVEL
-        )
+        user = UserRef(PLATFORM, sender, name)
         return Ctx(
-            actor=Actor(UserRef(PLATFORM, sender, name), coordinator),
-            place=Place(f"{PLATFORM}:{room.room_id}"),
+            actor=Actor(user, self.rights.is_coordinator(user, self.standings(sender))),
+            place=Place(place, is_private=kind is PlaceKind.DIRECT),
             now=self.app.clock.now(),
         )
+
+    def standings(self, user_id: str) -> list[Standing]:
+        """The person's power level in each configured campaign room, from its current state."""
+        rooms = self.client.rooms if self.client is not None else {}
+        found: list[Standing] = []
+        for room_id in self._configured_rooms:
+            room = rooms.get(room_id)
+            member = room.users.get(user_id) if room is not None else None
+            if room is None or member is None or member.invited:
+                continue  # power counts only for members (users_default applies to anyone)
+            found.append(
+                Standing(
+                    place=f"{PLATFORM}:{room_id}",
+                    level=room.power_levels.get_user_level(user_id),
+                    creator=user_id in self._creators.get(room_id, ()),
+                )
+            )
+        return found
 
     async def _answer(
         self,
@@ -631,8 +666,14 @@ class MatrixAdapter:
         known = await self.app.services.state.get(key)
         if known is not None:
             return known
+        # private_chat, not trusted_private_chat: that preset gives the invitee the creator's
+        # power (and in room version 12 makes them a creator). Rights never come from this room,
+        # but the person should not be able to rename it, change its settings or invite others.
         created = await self._client.room_create(
-            is_direct=True, invite=[user_id], preset=RoomPreset.trusted_private_chat
+            is_direct=True,
+            invite=[user_id],
+            preset=RoomPreset.private_chat,
+            power_level_override={"users_default": 0, "invite": 100, "state_default": 100},
         )
         if isinstance(created, RoomCreateError):
             log.warning("matrix: cannot open a direct chat (%s)", created.status_code)

@@ -207,12 +207,18 @@ def matrix_section(server: Synapse, bot: Account, **overrides: Any) -> dict[str,
 
 @contextlib.asynccontextmanager
 async def running_bot(
-    tmp_path: Path, server: Synapse, bot: Account, **matrix: Any
+    tmp_path: Path,
+    server: Synapse,
+    bot: Account,
+    *,
+    sections: dict[str, Any] | None = None,
+    **matrix: Any,
 ) -> AsyncIterator[tuple[App, MatrixAdapter]]:
     """The bot in this process, ready (first sync done) when the block starts."""
     settings = Settings(
         storage={"url": f"sqlite:///{tmp_path / 'bot.db'}"},
         matrix={"store_path": str(tmp_path / "store"), **matrix_section(server, bot, **matrix)},
+        **(sections or {}),
     )
     app = App(settings)
     adapter = MatrixAdapter(app)
@@ -309,3 +315,29 @@ def toml(sections: dict[str, dict[str, Any]]) -> str:
         out += [f"{key} = {value(v)}" for key, v in keys.items()]
         out.append("")
     return "\n".join(out)
+
+
+class Handled:
+    """Which events the bot has finished handling, answered or not.
+
+    A command the bot ignores leaves nothing to wait for; this makes its handling an event
+    a test can await, instead of sleeping and hoping nothing came.
+    """
+
+    def __init__(self, adapter: MatrixAdapter) -> None:
+        self._done: dict[str, asyncio.Event] = {}
+        original = adapter._handle_event
+
+        async def tracked(room: Any, event: Event) -> None:
+            try:
+                await original(room, event)
+            finally:
+                self._event(str(event.get("event_id"))).set()
+
+        adapter._handle_event = tracked  # type: ignore[method-assign]
+
+    def _event(self, event_id: str) -> asyncio.Event:
+        return self._done.setdefault(event_id, asyncio.Event())
+
+    async def wait(self, event_id: str, within: float = WAIT) -> None:
+        await asyncio.wait_for(self._event(event_id).wait(), within)

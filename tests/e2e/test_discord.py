@@ -175,6 +175,10 @@ async def test_commands_sync_globally_when_no_guild_is_configured(fake, tmp_path
         assert fake.requests_to("PUT", rf"^/applications/{fake.application_id}/commands$")
         assert not fake.requests_to("PUT", COMMANDS_PUT)
         alice = fake.user("alice")
+        # No server is the campaign's: servers are answered only when told to.
+        refused = await run(fake, alice, "volunteer join", role="networker")
+        assert refused.ephemeral and "campaign's own Discord server only" in refused.content
+        await bot.restart(bot={"answer_elsewhere": "everywhere"})
         answer = await run(fake, alice, "volunteer join", role="networker")
         assert "registered as **networker**" in answer.content
     finally:
