@@ -68,7 +68,10 @@ SQLITE = sqlite.dialect()
 
 def raw_claim(volunteer_id: int, now: datetime) -> tuple[str, Any]:
     """The claim's SQL and parameters, as the repository's fast path sends them."""
-    params = RAW_TERMS | claim_params(volunteer_id, place="bench:room", now=now, max_open=MAX_OPEN)
+    params = {
+        **RAW_TERMS,
+        **claim_params(volunteer_id, place="bench:room", now=now, max_open=MAX_OPEN),
+    }
     return RAW_CLAIM.for_driver(SQLITE, params)
 
 

@@ -115,10 +115,7 @@ class Prepared:
         What the fast path sends, and what a benchmark's raw-driver floor can send itself.
         """
         c = self._compile(dialect)
-        values = _values(c, params)
-        if c.positional:
-            return c.sql, values
-        return c.sql, {name: value for (name, _, _), value in zip(c.slots, values, strict=True)}
+        return c.sql, _values(c, params)
 
     def _compile(self, dialect: sa.Dialect, keys: tuple[str, ...] = ()) -> _Compiled:
         found = self._compiled.get((id(dialect), keys))
@@ -138,6 +135,10 @@ def sqlite_driver(conn: Connection) -> sqlite3.Connection | None:
 
 
 def _compile(statement: sa.Executable, dialect: sa.Dialect, keys: tuple[str, ...]) -> _Compiled:
+    if dialect.name == "sqlite":
+        # sqlite3 binds ``:name`` parameters by name: a parameter used in several places
+        # (the claimer's kinds in every branch of task next) is converted and passed once.
+        dialect = _named_sqlite(dialect)
     compiled = statement.compile(dialect=dialect, column_keys=list(keys) or None)  # type: ignore[attr-defined]
     assert isinstance(compiled, SQLCompiler)
     order = compiled.positiontup if compiled.positional else list(compiled.binds)
@@ -159,15 +160,26 @@ def _compile(statement: sa.Executable, dialect: sa.Dialect, keys: tuple[str, ...
     return _Compiled(compiled.string, compiled.positional, tuple(slots), tuple(results))
 
 
-def _values(c: _Compiled, params: Mapping[str, Any]) -> tuple[Any, ...]:
-    """The statement's parameters in order: given ones and its own constants, converted."""
+def _values(c: _Compiled, params: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+    """The parameters the driver gets: given ones and the statement's constants, converted.
+
+    In order for a positional paramstyle, by name for a named one.
+    """
     values = []
     for name, convert, default in c.slots:
         value = params.get(name, default)
         if value is _MISSING:
             raise KeyError(f"no value for parameter {name!r}")
         values.append(convert(value) if convert is not None and value is not None else value)
-    return tuple(values)
+    if c.positional:
+        return tuple(values)
+    return {name: value for (name, _, _), value in zip(c.slots, values, strict=True)}
+
+
+@lru_cache(maxsize=8)
+def _named_sqlite(dialect: sa.Dialect) -> sa.Dialect:
+    """The same SQLite dialect, compiling ``:name`` parameters."""
+    return type(dialect)(paramstyle="named", dbapi=dialect.dbapi)  # type: ignore[call-arg]
 
 
 def _row(c: _Compiled, names: tuple[str, ...], raw: Sequence[Any]) -> Row:

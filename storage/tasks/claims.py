@@ -8,9 +8,11 @@ the first's claim. When a claim changes nothing, the rules of :mod:`bot.domain.t
 about the task as it is then, say why.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 from bot.domain import TaskKind, UserRef
@@ -26,7 +28,7 @@ from bot.domain.tasks import (
     why_nothing_fits,
 )
 from storage.tasks import statements as q
-from storage.tasks.tx import RETRIES, Tx, claimer, open_count, view
+from storage.tasks.tx import RETRIES, Tx, claimers, open_count, view
 from storage.tasks.views import Claimer, Result, event_row, held_view
 
 
@@ -46,24 +48,19 @@ class ClaimRequest:
 def claim_batch(tx: Tx, requests: Sequence[ClaimRequest]) -> list[Result]:
     """Run claims one after another in this transaction, in the order given.
 
-    Each claimer is looked up (and their row locked) once, in a fixed order, so two batches
-    with claimers in common take them in the same order and never deadlock over them. The
-    history lines of the winners are written together at the end.
+    The claimers are looked up together, their rows locked first (see
+    :func:`~storage.tasks.tx.claimers`). The history lines of the winners are written
+    together at the end.
     """
-    people: dict[tuple[str, str], tuple[Claimer, int]] = {}
-    for platform, ext in sorted({(r.user.platform, r.user.external_id) for r in requests}):
-        found = claimer(tx, UserRef(platform, ext), lock=True)
-        if found is not None:
-            people[(platform, ext)] = (found, open_count(tx, found.id))
-    held = {me.id: count for me, count in people.values()}
+    people = claimers(tx, (r.user for r in requests), lock=True)
+    held = {me.id: me.held for me in people.values()}
     results: list[Result] = []
     events: list[dict[str, Any]] = []
     for r in requests:
-        entry = people.get((r.user.platform, r.user.external_id))
-        if entry is None:
+        me = people.get((r.user.platform, r.user.external_id))
+        if me is None:
             results.append(Result(Outcome.NOT_REGISTERED))
             continue
-        me = entry[0]
         if r.task_id is not None:
             result = _claim(tx, me, held[me.id], r, r.task_id)
         else:
@@ -83,7 +80,8 @@ def claim_params(volunteer_id: int, *, place: str, now: datetime, max_open: int)
             "place": place[:255]}  # fmt: skip
 
 
-def next_claim(search: Search) -> tuple[q.NextClaim, dict[str, Any]]:
+@lru_cache(maxsize=256)
+def next_claim(search: Search) -> tuple[q.NextClaim, Mapping[str, Any]]:
     """The statements of ``task next`` for one search, and the parameters naming its terms."""
     shape = q.claim_next(
         len(search.kinds), tuple(t is None for t in search.targets), len(search.sources)
@@ -91,7 +89,7 @@ def next_claim(search: Search) -> tuple[q.NextClaim, dict[str, Any]]:
     params: dict[str, Any] = {f"k{i}": k.value for i, k in enumerate(search.kinds)}
     params |= {f"t{i}": t for i, t in enumerate(search.targets) if t is not None}
     params |= {f"s{i}": s for i, s in enumerate(search.sources)}
-    return shape, params
+    return shape, MappingProxyType(params)
 
 
 def _params(me: Claimer, r: ClaimRequest) -> dict[str, Any]:
@@ -125,8 +123,8 @@ def _claim_next(tx: Tx, me: Claimer, held: int, r: ClaimRequest) -> Result:
     if isinstance(search, tuple):
         outcome, detail = search
         return Result(outcome, detail=detail, roles=roles, languages=languages)
-    shape, params = next_claim(search)
-    params |= _params(me, r)
+    shape, terms = next_claim(search)
+    params = {**terms, **_params(me, r)}
     for attempt in range(RETRIES):
         # First pass over what other claimers have locked; if that left nothing, wait.
         row = tx.first(shape.skipping if attempt == 0 else shape.waiting, params)

@@ -168,21 +168,48 @@ def open_exists(kinds: int, kind: bool, language: bool) -> Prepared:
 
 # --- volunteers as claimers ------------------------------------------------------------------
 
-_claimer_rows = (
-    sa.select(V.c.id, V.c.platform, V.c.external_id, V.c.languages, V.c.display_name, R.c.role)
-    .select_from(V.outerjoin(R, R.c.volunteer_id == V.c.id))
-    .where(
-        V.c.platform == sa.bindparam("platform", type_=sa.String()),
-        V.c.external_id == sa.bindparam("ext", type_=sa.String()),
+_held_now = (
+    sa.select(sa.func.count())
+    .select_from(_held)
+    .where(_held.c.claimed_by == V.c.id, status_is(TaskStatus.CLAIMED, _held))
+    .scalar_subquery()
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimers:
+    """The statements that find claimers: ``count`` volunteers of one platform.
+
+    ``lock`` locks their rows until the transaction ends, in id order (``FOR UPDATE``; on
+    SQLite, whose writers take turns anyway, it compiles to a plain read): whoever adds a
+    claim for one of them (claim, task next, assign) waits there for any other doing so.
+    ``read``, run after it, finds them with their roles (a row per role) and the tasks each
+    holds; on PostgreSQL it is a statement of its own so that it counts every claim
+    committed while ``lock`` waited.
+    """
+
+    lock: Prepared
+    read: Prepared
+
+
+@lru_cache(maxsize=128)
+def claimers(count: int) -> Claimers:
+    """Volunteers ``:platform`` / ``:e0``… (``count`` of them) as claimers."""
+    named = [sa.bindparam(f"e{i}", type_=sa.String()) for i in range(count)]
+    who = (V.c.platform == sa.bindparam("platform", type_=sa.String()), V.c.external_id.in_(named))
+    lock = sa.select(V.c.id).where(*who).order_by(V.c.id).with_for_update()
+    read = (
+        sa.select(V.c.id, V.c.platform, V.c.external_id, V.c.languages, V.c.display_name,
+                  R.c.role, _held_now.label("held"))
+        .select_from(V.outerjoin(R, R.c.volunteer_id == V.c.id))
+        .where(*who)
+    )  # fmt: skip
+    return Claimers(
+        Prepared(f"lock {count} volunteers' rows", lock),
+        Prepared(f"{count} volunteers with their roles and claims", read),
     )
-)
-CLAIMER = Prepared("a volunteer with their roles, one row per role", _claimer_rows)
-# The same, locking the volunteer's row until the transaction ends: whoever adds a claim for
-# them (claim, task next, assign) waits here for any other doing so, then counts afresh. On
-# SQLite, whose writers take turns anyway, FOR UPDATE compiles to nothing.
-CLAIMER_LOCKED = Prepared(
-    "a volunteer with their roles, their claims serialised", _claimer_rows.with_for_update(of=V)
-)
+
+
 OPEN_COUNT = Prepared(
     "how many tasks a volunteer holds",
     sa.select(sa.func.count()).select_from(T).where(T.c.claimed_by == VID, IS_CLAIMED),

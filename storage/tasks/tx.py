@@ -1,6 +1,6 @@
 """One transaction of the task queue, and the steps its changes share."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -64,10 +64,32 @@ def require(tx: Tx, task_id: int) -> TaskView:
     return task
 
 
+def claimers(tx: Tx, users: Iterable[UserRef], *, lock: bool) -> dict[tuple[str, str], Claimer]:
+    """The registered volunteers among ``users``, by identity; ``lock`` serialises claims.
+
+    One pair of statements per platform, platforms in a fixed order and rows locked in id
+    order: two transactions locking volunteers in common take them in the same order.
+    """
+    wanted: dict[str, list[str]] = {}
+    for platform, ext in sorted({(u.platform, u.external_id) for u in users}):
+        wanted.setdefault(platform, []).append(ext)
+    found: dict[tuple[str, str], Claimer] = {}
+    for platform, exts in wanted.items():
+        statements = q.claimers(len(exts))
+        params = {"platform": platform} | {f"e{i}": ext for i, ext in enumerate(exts)}
+        if lock:
+            tx.rows(statements.lock, params)
+        rows: dict[str, list[Row]] = {}
+        for row in tx.rows(statements.read, params):
+            rows.setdefault(row["external_id"], []).append(row)
+        for ext, mine in rows.items():
+            found[(platform, ext)] = claimer_from(mine)
+    return found
+
+
 def claimer(tx: Tx, user: UserRef, *, lock: bool = False) -> Claimer | None:
     """A registered volunteer with their roles; ``lock`` serialises claims for them."""
-    statement = q.CLAIMER_LOCKED if lock else q.CLAIMER
-    return claimer_from(tx.rows(statement, {"platform": user.platform, "ext": user.external_id}))
+    return claimers(tx, [user], lock=lock).get((user.platform, user.external_id))
 
 
 def open_count(tx: Tx, volunteer_id: int) -> int:

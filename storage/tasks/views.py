@@ -99,6 +99,7 @@ class Claimer:
     user: UserRef
     roles: frozenset[str]
     languages: tuple[str, ...]
+    held: int  # open claims when looked up
 
 
 _PRIORITIES = tuple(Priority)
@@ -171,14 +172,13 @@ def event_row(
     }
 
 
-def claimer_from(rows: list[dict[str, Any]]) -> Claimer | None:
-    """A claimer from rows of :data:`~storage.tasks.statements.CLAIMER`; None without rows."""
-    if not rows:
-        return None
+def claimer_from(rows: list[dict[str, Any]]) -> Claimer:
+    """A claimer from their rows of :func:`~storage.tasks.statements.claimers` (one a role)."""
     first = rows[0]
     return Claimer(
         id=first["id"],
         user=UserRef(first["platform"], first["external_id"], first["display_name"]),
         roles=frozenset(r["role"] for r in rows if r["role"] is not None),
         languages=tuple(code for code in first["languages"].split(",") if code),
+        held=int(first["held"]),
     )
