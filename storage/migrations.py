@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
-from storage.db import Database, explain
+from storage.db import Database
 from storage.types import UTCDateTime
 
 log = logging.getLogger(__name__)
@@ -79,8 +79,8 @@ def upgrade(db: Database) -> list[Migration]:
     """
     try:
         return _upgrade(db)
-    except OperationalError as exc:
-        raise explain(exc) from exc
+    except DBAPIError as exc:
+        raise db.explain(exc) from exc
 
 
 def _upgrade(db: Database) -> list[Migration]:
