@@ -7,7 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from storage.db import Database
+from storage.transfer import tables
 from tests.cli import ROOT, bot
 from tests.harness import Harness, make_app
 from tests.postgres import Postgres
@@ -61,12 +64,27 @@ def copy(source: str, target: str, cwd: Path) -> subprocess.CompletedProcess[str
     return bot("db", "copy", source, target, cwd=cwd)
 
 
+def row_counts(url: str) -> dict[str, int]:
+    """Rows per table, read from the database itself."""
+    db = Database(url)
+    try:
+        with db.engine.connect() as conn:
+            counts = {t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+                      for t in tables()}  # fmt: skip
+    finally:
+        db.close()
+    return counts
+
+
 def _summary(run: subprocess.CompletedProcess[str]) -> dict[str, int]:
     assert run.returncode == 0, run.stdout + run.stderr
     assert "█" not in run.stderr and "\r" not in run.stderr, "a bar only on a terminal"
     line = run.stdout.strip()
     assert line.startswith("copied "), line
-    return {name: int(n.replace(",", "")) for name, n in re.findall(r"(\w+) ([\d,]+)", line)}
+    head, _, listing = line.partition("): ")
+    counts = {name: int(n.replace(",", "")) for name, n in re.findall(r"(\w+) ([\d,]+)", listing)}
+    assert head.startswith(f"copied {sum(counts.values()):,} rows in {len(counts)} tables"), line
+    return counts
 
 
 @pytest.mark.slow
@@ -83,6 +101,7 @@ async def test_a_campaign_copied_to_postgresql_and_back_answers_the_same_and_num
     assert "Leaflet for Warsaw" in before[0] and "Count the flyers" in before[0]
 
     rows = _summary(copy(sqlite_url, pg_url, tmp_path))
+    assert rows == row_counts(sqlite_url) == row_counts(pg_url), "every table, every row"
     assert rows["task"] == 5 and rows["volunteer"] == 3 and rows["task_event"] >= 9
 
     on_postgres = Harness(make_app(tmp_path, url=pg_url))
@@ -92,7 +111,7 @@ async def test_a_campaign_copied_to_postgresql_and_back_answers_the_same_and_num
         await on_postgres.app.stop()
 
     back_url = f"sqlite:///{tmp_path / 'back.db'}"
-    assert _summary(copy(pg_url, back_url, tmp_path)) == rows
+    assert _summary(copy(pg_url, back_url, tmp_path)) == row_counts(pg_url)
     for url in (pg_url, back_url):
         h = Harness(make_app(tmp_path, url=url))
         try:
