@@ -218,16 +218,6 @@ class Database:
                 self._drop_kept(kept)  # the next transaction starts on a fresh connection
             raise
 
-    @contextmanager
-    def session(self, *, write: bool) -> Iterator[Session]:
-        """A session inside one transaction, committed on success (synchronous)."""
-        with (
-            self.connection(write=write) as conn,
-            Session(bind=conn, expire_on_commit=False) as session,
-        ):
-            yield session
-            session.flush()
-
     def run_sync(self, fn: Callable[[Session], T], *, write: bool) -> T:
         """Run ``fn`` in a transaction; one that fails for a passing reason runs again.
 

@@ -103,8 +103,9 @@ def enqueue(
             attempts=0,
         )
         .on_conflict_do_nothing(index_elements=["key"])
+        .returning(col(OutboxMessage.id))  # psycopg gives no row count for this INSERT
     )
-    return bool(conn.execute(statement).rowcount)
+    return conn.execute(statement).first() is not None
 
 
 class OutboxRepo:

@@ -54,8 +54,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
-    app = make_app(tmp_path)
+async def harness(tmp_path: Path, db_url: str) -> AsyncIterator[Harness]:
+    app = make_app(tmp_path, url=db_url)
     try:
         yield Harness(app)
     finally:
