@@ -89,7 +89,7 @@ class Renderers:
             return None
         key = (kind, body)
         drawn = self._drawn.get(key)
-        if drawn is None or (drawn.done() and drawn.exception() is not None):
+        if drawn is None or (drawn.done() and (drawn.cancelled() or drawn.exception())):
             drawn = asyncio.ensure_future(asyncio.to_thread(draw, data))
             self._drawn[key] = drawn
             while len(self._drawn) > PICTURES_KEPT:
