@@ -61,8 +61,10 @@ class Harness:
         return self.posts[before:]
 
 
-def make_app(tmp_path: Path, clock: ManualClock | None = None, **sections: Any) -> App:
-    """An app on a real SQLite file in ``tmp_path`` with a manual clock."""
-    data: dict[str, Any] = {"storage": {"url": f"sqlite:///{tmp_path / 'bot.db'}"}}
+def make_app(
+    tmp_path: Path, clock: ManualClock | None = None, *, url: str | None = None, **sections: Any
+) -> App:
+    """An app with a manual clock, on ``url`` or else a real SQLite file in ``tmp_path``."""
+    data: dict[str, Any] = {"storage": {"url": url or f"sqlite:///{tmp_path / 'bot.db'}"}}
     data.update(sections)
     return App(Settings(**data), clock=clock or ManualClock(START))
