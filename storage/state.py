@@ -2,9 +2,11 @@
 
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlmodel import Session
 
 from storage.db import Database
+from storage.leases import Fence, held
 from storage.models import BotState
 
 
@@ -23,13 +25,22 @@ class StateRepo:
 
         return await self.db.read(tx)
 
-    async def set(self, key: str, value: str, now: datetime) -> None:
-        """Store a value, replacing the old one."""
+    async def set(
+        self, key: str, value: str, now: datetime, *, fence: Fence | None = None
+    ) -> bool:
+        """Store a value, replacing the old one; returns whether it was stored.
 
-        def tx(session: Session) -> None:
+        With a ``fence``, only while that lease is still held: a process that lost its duty
+        cannot overwrite what the new holder keeps there (the Matrix sync position).
+        """
+
+        def tx(session: Session) -> bool:
+            if fence is not None and not session.execute(sa.select(held(fence, now))).scalar():
+                return False
             row = session.get(BotState, key) or BotState(key=key, value=value, updated_at=now)
             row.value = value
             row.updated_at = now
             session.add(row)
+            return True
 
-        await self.db.write(tx)
+        return await self.db.write(tx)
