@@ -162,6 +162,8 @@ class MatrixAdapter:
     async def start(self) -> None:
         """Begin connecting and serving in the background; never blocks on the network."""
         if self._task is None:
+            self._stopping.clear()
+            self._closed.clear()
             self._task = asyncio.create_task(self._run(), name="matrix-sync")
 
     async def stop(self) -> None:
@@ -417,9 +419,14 @@ class MatrixAdapter:
                     await self._pause(delay)
                     delay = min(delay * 2, BACKOFF_MAX)
                     continue
-                await self._handle_sync(response, since)
+                if not await self._handle_sync(response, since):
+                    break  # the lease moved to another process mid-batch: it carries on
+                fence = self.app.leases.fence(PLATFORM)
+                if fence is None or not await state.set(
+                    NEXT_BATCH_KEY, response.next_batch, self.app.clock.now(), fence=fence
+                ):
+                    break  # another process serves Matrix now; its position stands
                 since = response.next_batch
-                await state.set(NEXT_BATCH_KEY, since, self.app.clock.now())
                 delay = BACKOFF_FIRST
                 if first:
                     first = False
@@ -434,7 +441,8 @@ class MatrixAdapter:
                 await self._pause(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
 
-    async def _handle_sync(self, response: SyncResponse, since: str | None) -> None:
+    async def _handle_sync(self, response: SyncResponse, since: str | None) -> bool:
+        """Handle one sync's invites and events; False if this process stopped serving."""
         await self._handle_invites(response.rooms.invite)
         for room_id, info in response.rooms.join.items():
             events = [e.source for e in info.timeline.events if hasattr(e, "source")]
@@ -454,14 +462,21 @@ class MatrixAdapter:
                 continue
             for event in events:
                 event_id = event.get("event_id")
-                if not event_id or event_id in answered or not self._first_sight(event_id):
+                if not event_id or event_id in answered:
                     continue
+                if not self.app.leases.holds(PLATFORM):
+                    return False
+                if not self._first_sight(event_id) or not await self.app.leases.claim_event(
+                    PLATFORM, f"{PLATFORM}:{event_id}"
+                ):
+                    continue  # handled already: by this process, or by one before it
                 try:
                     await self._handle_event(room, event)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
                     log.exception("matrix: an event could not be handled")
+        return True
 
     async def _fill_gap(self, room_id: str, prev_batch: str, since: str) -> list[dict[str, Any]]:
         """Events between the last sync and a limited timeline, oldest first."""
