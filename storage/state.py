@@ -1,11 +1,16 @@
 """Small named values kept between runs: sync tokens, command-set hashes."""
 
 from datetime import datetime
+from typing import cast
 
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
-from storage.db import Database
+from storage.db import Database, dialect_insert
 from storage.models import BotState
+
+STATE = cast(sa.Table, BotState.__table__)  # type: ignore[attr-defined]
 
 
 class StateRepo:
@@ -24,12 +29,18 @@ class StateRepo:
         return await self.db.read(tx)
 
     async def set(self, key: str, value: str, now: datetime) -> None:
-        """Store a value, replacing the old one."""
+        """Store a value, replacing the old one (one statement: no race on the first write)."""
 
-        def tx(session: Session) -> None:
-            row = session.get(BotState, key) or BotState(key=key, value=value, updated_at=now)
-            row.value = value
-            row.updated_at = now
-            session.add(row)
+        def tx(conn: Connection) -> None:
+            insert = dialect_insert(conn, STATE).values(key=key, value=value, updated_at=now)
+            conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[STATE.c.key],
+                    set_={
+                        "value": insert.excluded.value,
+                        "updated_at": insert.excluded.updated_at,
+                    },
+                )
+            )
 
-        await self.db.write(tx)
+        await self.db.write_connection(tx)
