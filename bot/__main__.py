@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from bot import __version__, logs
 from bot.config import ConfigError, Settings, find_config_file, load_settings
 from bot.loader import UnknownCog
-from storage.db import DatabaseUnavailable
+from storage.faults import CannotConnect, DatabaseUnavailable, SchemaTooNew
 
 log = logging.getLogger("bot")
 
@@ -86,11 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_status(settings))
         return asyncio.run(_run(settings, args, console))
     except DatabaseUnavailable as exc:
-        print(
-            f"volunteer-bot: {exc} ({settings.storage.url.split('://')[0]} storage)",
-            file=sys.stderr,
-        )
-        return 1
+        print(f"volunteer-bot: {exc} ({_engine_name(settings.storage.url)} storage)",
+              file=sys.stderr)  # fmt: skip
+        # Nothing to reach, or a schema from the future: the configuration is what is wrong.
+        return 2 if isinstance(exc, CannotConnect | SchemaTooNew) else 1
     except UnknownCog as exc:
         print(f"volunteer-bot: config error: {exc}", file=sys.stderr)
         return 2
@@ -99,6 +98,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _engine_name(url: str) -> str:
+    """The URL's scheme, and nothing else of it (the rest may hold a password)."""
+    scheme, separator, _ = url.partition("://")
+    return scheme if separator and scheme.replace("+", "").isalnum() else "unknown"
 
 
 def _check_config(settings: Settings) -> int:

@@ -91,10 +91,24 @@ class BotSection(Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class DatabaseUrl(str):
+    """A storage URL that shows its password as ``***`` when printed as a repr."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        scheme, separator, rest = self.partition("://")
+        userinfo, at, host = rest.rpartition("@")
+        if not (separator and at and ":" in userinfo):
+            return super().__repr__()
+        user = userinfo.partition(":")[0]
+        return repr(f"{scheme}://{user}:***@{host}")
+
+
 class StorageSection(Section):
     """Where state lives."""
 
-    url: str = "sqlite:///volunteer-bot.db"
+    url: Annotated[str, AfterValidator(DatabaseUrl)] = DatabaseUrl("sqlite:///volunteer-bot.db")
     busy_timeout_ms: int = 5000
 
 

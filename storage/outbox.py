@@ -61,8 +61,9 @@ def enqueue(
             attempts=0,
         )
         .on_conflict_do_nothing(index_elements=["key"])
+        .returning(col(OutboxMessage.id))  # psycopg gives no row count for this INSERT
     )
-    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    return session.execute(statement).first() is not None
 
 
 class OutboxRepo:

@@ -121,12 +121,15 @@ class SignatureRepo:
             after = _progress(session)
             new: list[M] = []
             for milestone in milestones(after):
+                # RETURNING, not rowcount: only a row this transaction inserted comes back
+                # (psycopg reports no row count for an INSERT built by SQLAlchemy).
                 statement = (
                     dialect_insert(session, ReachedMilestone.__table__)  # type: ignore[attr-defined]
                     .values(key=milestone.key, count=milestone.count, reached_at=now)
                     .on_conflict_do_nothing(index_elements=["key"])
+                    .returning(col(ReachedMilestone.key))
                 )
-                if session.execute(statement).rowcount:  # type: ignore[attr-defined]
+                if session.execute(statement).first() is not None:
                     new.append(milestone)
             if new:
                 for post in announce(after, new):
@@ -212,8 +215,9 @@ class SignatureRepo:
                     dialect_insert(session, BotState.__table__)  # type: ignore[attr-defined]
                     .values(key=key, value=new.isoformat(), updated_at=now)
                     .on_conflict_do_nothing(index_elements=["key"])
+                    .returning(col(BotState.key))
                 )
-                if not session.execute(statement).rowcount:  # type: ignore[attr-defined]
+                if session.execute(statement).first() is None:
                     return False
             else:
                 result = session.execute(

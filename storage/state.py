@@ -1,13 +1,17 @@
 """Small named values kept between runs: sync tokens, command-set hashes."""
 
 from datetime import datetime
+from typing import cast
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
-from storage.db import Database
+from storage.db import Database, dialect_insert
 from storage.leases import Fence, held
 from storage.models import BotState
+
+STATE = cast(sa.Table, BotState.__table__)  # type: ignore[attr-defined]
 
 
 class StateRepo:
@@ -30,17 +34,24 @@ class StateRepo:
     ) -> bool:
         """Store a value, replacing the old one; returns whether it was stored.
 
-        With a ``fence``, only while that lease is still held: a process that lost its duty
-        cannot overwrite what the new holder keeps there (the Matrix sync position).
+        One statement, so two first writes of a key do not race. With a ``fence``, only while
+        that lease is still held: a process that lost its duty cannot overwrite what the new
+        holder keeps there (the Matrix sync position).
         """
 
-        def tx(session: Session) -> bool:
-            if fence is not None and not session.execute(sa.select(held(fence, now))).scalar():
+        def tx(conn: Connection) -> bool:
+            if fence is not None and not conn.execute(sa.select(held(fence, now))).scalar():
                 return False
-            row = session.get(BotState, key) or BotState(key=key, value=value, updated_at=now)
-            row.value = value
-            row.updated_at = now
-            session.add(row)
+            insert = dialect_insert(conn, STATE).values(key=key, value=value, updated_at=now)
+            conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[STATE.c.key],
+                    set_={
+                        "value": insert.excluded.value,
+                        "updated_at": insert.excluded.updated_at,
+                    },
+                )
+            )
             return True
 
-        return await self.db.write(tx)
+        return await self.db.write_connection(tx)

@@ -24,13 +24,17 @@ SECTIONS: dict[str, Any] = {
 }
 
 
-def app_at(tmp_path: Path, clock: ManualClock | None = None, **extra: Any) -> Harness:
-    return Harness(make_app(tmp_path, clock or ManualClock(START), **{**SECTIONS, **extra}))
+def app_at(
+    tmp_path: Path, clock: ManualClock | None = None, *, url: str | None = None, **extra: Any
+) -> Harness:
+    return Harness(
+        make_app(tmp_path, clock or ManualClock(START), url=url, **{**SECTIONS, **extra})
+    )
 
 
 @pytest.fixture
-async def h(tmp_path: Path) -> AsyncIterator[Harness]:
-    harness = app_at(tmp_path)
+async def h(tmp_path: Path, db_url: str) -> AsyncIterator[Harness]:
+    harness = app_at(tmp_path, url=db_url)
     try:
         yield harness
     finally:
@@ -67,16 +71,16 @@ async def test_crossing_several_totals_announces_them_in_one_message_per_target(
 
 
 async def test_setting_the_same_count_again_or_after_a_restart_announces_nothing_new(
-    tmp_path: Path,
+    tmp_path: Path, db_url: str
 ):
-    first = app_at(tmp_path)
+    first = app_at(tmp_path, url=db_url)
     await first.ok("coco", "signatures set 120000")
     assert len(await first.deliver()) == 2
     reply = await first.ok("coco", "signatures set 120000")
     assert "Announced" not in reply
     assert await first.deliver() == []
     await first.app.stop()
-    second = app_at(tmp_path)
+    second = app_at(tmp_path, url=db_url)
     try:
         await second.ok("coco", "signatures set 120000")
         assert await second.deliver() == []
@@ -148,12 +152,49 @@ async def test_only_coordinators_record_counts_and_bad_counts_are_refused(h: Har
     assert "not an EU member state" in await h.err("coco", "signatures set 5 --country UK")
 
 
-async def test_two_concurrent_sets_crossing_a_milestone_announce_it_once(tmp_path: Path):
-    bots = [app_at(tmp_path), app_at(tmp_path)]
+async def test_two_concurrent_sets_crossing_a_milestone_announce_it_once(
+    tmp_path: Path, db_url: str
+):
+    bots = [app_at(tmp_path, url=db_url), app_at(tmp_path, url=db_url)]
     try:
-        await asyncio.gather(
+        replies = await asyncio.gather(
             bots[0].ok("coco", "signatures set 12000"), bots[1].ok("coco", "signatures set 13000")
         )
+        posts = [*await bots[0].deliver(), *await bots[1].deliver()]
+        assert sorted(p.key for p in posts) == sorted(
+            f"milestone:total:10000:{t}" for t in TARGETS
+        )
+        assert sum("Announced: 10,000" in reply for reply in replies) == 1, replies
+    finally:
+        for bot in bots:
+            await bot.app.stop()
+
+
+async def test_two_sets_waiting_on_one_milestone_row_tell_only_the_announcer(
+    tmp_path: Path, pg_url: str
+):
+    """PostgreSQL, READ COMMITTED: both transactions are held at the milestone's row (a third
+    transaction inserted it and has not committed), then let go together. One of them
+    inserts it and says so; the other finds it taken and announces nothing."""
+    bots = [app_at(tmp_path, url=pg_url), app_at(tmp_path, url=pg_url)]
+    blocker_db = bots[0].app.db
+    database = blocker_db.url.database
+    try:
+        with blocker_db.engine.connect() as blocker:
+            held = blocker.begin()
+            blocker.exec_driver_sql(
+                "INSERT INTO reached_milestone (key, count, reached_at) "
+                "VALUES ('total:10000', 10000, now())"
+            )
+            sets = [
+                asyncio.ensure_future(bot.ok("coco", "signatures set 120000")) for bot in bots
+            ]
+            await _until_waiting_on_locks(blocker_db, database, 2)
+            held.rollback()
+            replies = await asyncio.gather(*sets)
+        told = [reply for reply in replies if "Announced:" in reply]
+        assert len(told) == 1, replies
+        assert "10,000" in told[0] and "100,000" in told[0]
         posts = [*await bots[0].deliver(), *await bots[1].deliver()]
         assert sorted(p.key for p in posts) == sorted(
             f"milestone:total:10000:{t}" for t in TARGETS
@@ -163,10 +204,25 @@ async def test_two_concurrent_sets_crossing_a_milestone_announce_it_once(tmp_pat
             await bot.app.stop()
 
 
-async def test_the_weekly_digest_posts_once_per_period_and_once_after_downtime(tmp_path: Path):
+async def _until_waiting_on_locks(db: Any, database: str | None, sessions: int) -> None:
+    """Poll the server until ``sessions`` backends of this database wait for a lock."""
+
+    def waiting(conn: Any) -> int:
+        return int(conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %(db)s "
+            "AND wait_event_type = 'Lock'", {"db": database}).scalar())  # fmt: skip
+
+    async with asyncio.timeout(30):
+        while await db.read_connection(waiting) < sessions:
+            await asyncio.sleep(0.01)
+
+
+async def test_the_weekly_digest_posts_once_per_period_and_once_after_downtime(
+    tmp_path: Path, db_url: str
+):
     clock = ManualClock(START)  # Monday 10:00 in Brussels
-    h = app_at(tmp_path, clock)
-    other = app_at(tmp_path, clock)
+    h = app_at(tmp_path, clock, url=db_url)
+    other = app_at(tmp_path, clock, url=db_url)
     try:
         await h.ok("coco", "signatures set 5000")
         first = await signatures(h).schedule_digest()

@@ -2,7 +2,6 @@
 
 import ast
 import asyncio
-import sqlite3
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,8 +18,8 @@ from storage.state import StateRepo
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_migrations_build_an_empty_database_and_rerun_as_no_ops(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'a.db'}")
+def test_migrations_build_an_empty_database_and_rerun_as_no_ops(db_url):
+    db = Database(db_url)
     try:
         applied = migrations.upgrade(db)
         assert [m.version for m in applied] == [m.version for m in migrations.MIGRATIONS]
@@ -31,8 +30,8 @@ def test_migrations_build_an_empty_database_and_rerun_as_no_ops(tmp_path):
         db.close()
 
 
-def test_migrated_schema_matches_the_models(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'a.db'}")
+def test_migrated_schema_matches_the_models(db_url):
+    db = Database(db_url)
     try:
         migrations.upgrade(db)
         inspector = sa.inspect(db.engine)
@@ -44,6 +43,7 @@ def test_migrated_schema_matches_the_models(tmp_path):
         db.close()
 
 
+@pytest.mark.sqlite_only
 def test_sqlite_pragmas_are_set_on_every_connection(tmp_path):
     db = Database(f"sqlite:///{tmp_path / 'a.db'}", busy_timeout_ms=1234)
     try:
@@ -60,8 +60,8 @@ def test_sqlite_pragmas_are_set_on_every_connection(tmp_path):
         db.close()
 
 
-async def test_a_failed_write_leaves_nothing_and_the_next_write_runs(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'a.db'}")
+async def test_a_failed_write_leaves_nothing_and_the_next_write_runs(db_url):
+    db = Database(db_url)
     try:
         migrations.upgrade(db)
         stamp = datetime(2026, 3, 2, tzinfo=UTC)
@@ -79,6 +79,7 @@ async def test_a_failed_write_leaves_nothing_and_the_next_write_runs(tmp_path):
         db.close()
 
 
+@pytest.mark.sqlite_only
 async def test_writes_reach_the_database_file_without_anyone_asking_for_a_checkpoint(tmp_path):
     path = tmp_path / "a.db"
     db = Database(f"sqlite:///{path}")
@@ -105,6 +106,7 @@ async def test_writes_reach_the_database_file_without_anyone_asking_for_a_checkp
         db.close()
 
 
+@pytest.mark.sqlite_only
 async def test_a_busy_writer_s_log_still_starts_over(tmp_path):
     path = tmp_path / "a.db"
     db = Database(f"sqlite:///{path}")
@@ -129,8 +131,8 @@ async def test_a_busy_writer_s_log_still_starts_over(tmp_path):
         db.close()
 
 
-async def test_timestamps_come_back_aware_utc(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'a.db'}")
+async def test_timestamps_come_back_aware_utc(db_url):
+    db = Database(db_url)
     try:
         migrations.upgrade(db)
         state = StateRepo(db)
@@ -144,20 +146,15 @@ async def test_timestamps_come_back_aware_utc(tmp_path):
         db.close()
 
 
-def test_an_older_schema_is_upgraded_in_place(tmp_path):
-    path = tmp_path / "a.db"
-    db = Database(f"sqlite:///{path}")
+def test_an_older_schema_is_upgraded_in_place(db_url):
+    db = Database(db_url)
     try:
         migrations.upgrade(db)
-    finally:
-        db.close()
-    with sqlite3.connect(path) as raw:  # pretend only migration 1 had run
-        raw.execute("DELETE FROM schema_version WHERE version > 1")
-        for table in [t for t in SQLModel.metadata.sorted_tables][::-1]:
-            if table.name not in ("volunteer", "volunteer_role", "outbox", "bot_state"):
-                raw.execute(f"DROP TABLE IF EXISTS {table.name}")
-    db = Database(f"sqlite:///{path}")
-    try:
+        with db.engine.begin() as conn:  # pretend only migration 1 had run
+            conn.exec_driver_sql("DELETE FROM schema_version WHERE version > 1")
+            for table in SQLModel.metadata.sorted_tables[::-1]:
+                if table.name not in ("volunteer", "volunteer_role", "outbox", "bot_state"):
+                    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table.name}")
         applied = migrations.upgrade(db)
         assert [m.version for m in applied] == [m.version for m in migrations.MIGRATIONS[1:]]
     finally:
