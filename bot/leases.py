@@ -19,12 +19,14 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from bot import __version__
 from bot.clock import Clock
-from storage.leases import Fence, LeaseRepo, ProcessInfo
+from storage.db import Rider
+from storage.leases import AlreadyTakenOn, Fence, LeaseRepo, ProcessInfo
 
 log = logging.getLogger(__name__)
 
@@ -103,12 +105,23 @@ class Leases:
             return None
         return Fence(name, self.process.id, self._tokens[name])
 
-    async def claim_event(self, name: str, key: str) -> bool:
+    async def claim_event(self, name: str, key: str, *, reply: str | None = None) -> bool:
         """Take on one incoming event for duty ``name``: True for exactly one process."""
         fence = self.fence(name)
         if fence is None:
             return False
-        return await self.repo.claim_event(key, fence, self.clock.now())
+        return await self.repo.claim_event(key, fence, self.clock.now(), reply=reply)
+
+    def claim_with_first_write(self, name: str, key: str) -> AbstractContextManager[Rider]:
+        """Within the block, the first write also takes the event on (or fails if taken).
+
+        Raises :class:`storage.leases.AlreadyTakenOn` from that write when the event was taken
+        on already; when ``name`` is not held, nothing can be taken on at all.
+        """
+        fence = self.fence(name)
+        if fence is None:
+            raise AlreadyTakenOn(key)
+        return self.repo.claim_with_first_write(key, fence, self.clock.now())
 
     # -- lifecycle ---------------------------------------------------------------------------
 

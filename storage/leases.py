@@ -8,14 +8,16 @@ given (:func:`held`); a process that was paused past its lease then writes nothi
 """
 
 from collections.abc import Collection
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
-from storage.db import Database, dialect_insert
+from storage.db import Database, Rider, dialect_insert, ride
 from storage.models import BotProcess, ClaimedEvent, Lease
 
 _LEASE: sa.Table = Lease.__table__  # type: ignore[attr-defined]
@@ -158,21 +160,62 @@ class LeaseRepo:
 
         await self.db.write(tx)
 
-    async def claim_event(self, key: str, fence: Fence, now: datetime) -> bool:
+    async def claim_event(
+        self, key: str, fence: Fence, now: datetime, *, reply: str | None = None
+    ) -> bool:
         """Take on one incoming event, once across processes, only while ``fence`` holds."""
+
+        def tx(conn: Connection) -> bool:
+            return _claim(conn, key, fence, now, reply)
+
+        return await self.db.write_connection(tx)
+
+    def claim_with_first_write(
+        self, key: str, fence: Fence, now: datetime
+    ) -> AbstractContextManager[Rider]:
+        """Take the event on in the same transaction as the first thing its handling writes.
+
+        That transaction then fails with :class:`AlreadyTakenOn` if another process (or an
+        earlier run of this one) took the event on, so its effects happen once at most.
+        """
+
+        def run(conn: Connection) -> None:
+            if not _claim(conn, key, fence, now, None):
+                raise AlreadyTakenOn(key)
+
+        return ride(run)
+
+    async def keep_reply(self, key: str, reply: str) -> None:
+        """Keep the answer to a claimed event until it is sent."""
+
+        def tx(conn: Connection) -> None:
+            conn.execute(_CLAIMED.update().where(_CLAIMED.c.key == key).values(reply=reply))
+
+        await self.db.write_connection(tx)
+
+    async def answered(self, key: str, now: datetime) -> None:
+        """The answer to an event was sent: nothing is left to do for it."""
+
+        def tx(conn: Connection) -> None:
+            conn.execute(
+                _CLAIMED.update().where(_CLAIMED.c.key == key).values(reply=None, answered_at=now)
+            )
+
+        await self.db.write_connection(tx)
+
+    async def unanswered(self, prefix: str) -> list[tuple[str, str]]:
+        """(key, answer) of events taken on whose kept answer was never marked sent."""
         c = _CLAIMED.c
 
-        def tx(session: Session) -> bool:
-            chosen = sa.select(sa.literal(key, sa.String), sa.literal(now, c.claimed_at.type))
-            done = session.execute(
-                dialect_insert(session, _CLAIMED)
-                .from_select([c.key, c.claimed_at], chosen.where(held(fence, now)))
-                .on_conflict_do_nothing()
-                .returning(c.key)
+        def tx(conn: Connection) -> list[tuple[str, str]]:
+            rows = conn.execute(
+                sa.select(c.key, c.reply)
+                .where(c.key.startswith(prefix), c.reply.is_not(None), c.answered_at.is_(None))
+                .order_by(c.claimed_at)
             )
-            return done.first() is not None
+            return [(str(key), str(reply)) for key, reply in rows]
 
-        return await self.db.write(tx)
+        return await self.db.read_connection(tx)
 
     async def forget_events(self, before: datetime) -> int:
         """Drop claims older than ``before`` (the events will never come again)."""
@@ -198,6 +241,24 @@ class LeaseRepo:
             return processes, leases
 
         return await self.db.read(tx)
+
+
+class AlreadyTakenOn(Exception):
+    """The event was taken on already: whatever its handling wrote is rolled back."""
+
+
+def _claim(conn: Connection, key: str, fence: Fence, now: datetime, reply: str | None) -> bool:
+    c = _CLAIMED.c
+    chosen = sa.select(
+        sa.literal(key, sa.String), sa.literal(now, c.claimed_at.type), sa.literal(reply, sa.Text)
+    )
+    done = conn.execute(
+        dialect_insert(conn, _CLAIMED)
+        .from_select([c.key, c.claimed_at, c.reply], chosen.where(held(fence, now)))
+        .on_conflict_do_nothing()
+        .returning(c.key)
+    )
+    return done.first() is not None
 
 
 def _heartbeat(session: Session, process: ProcessInfo, now: datetime) -> None:

@@ -370,5 +370,7 @@ def _v6(conn: Connection) -> None:
         "claimed_event", md,
         sa.Column("key", sa.String(255), primary_key=True),
         _ts("claimed_at", index=True),
+        sa.Column("reply", sa.Text),
+        _ts("answered_at", nullable=True),
     )  # fmt: skip
     md.create_all(conn)

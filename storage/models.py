@@ -272,3 +272,7 @@ class ClaimedEvent(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=255)  # "matrix:$event_id"
     claimed_at: datetime = Field(sa_column=utc_column(index=True))
+    # The answer, kept from when it is ready until it is sent, so a process that takes over
+    # sends what its predecessor could not (JSON; None once sent).
+    reply: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    answered_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))

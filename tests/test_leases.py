@@ -150,3 +150,23 @@ async def test_a_second_bot_on_the_database_waits_then_takes_over_when_the_first
     finally:
         await first.stop()
         await second.stop()
+
+
+async def test_an_event_taken_on_with_its_first_write_rolls_that_write_back_the_second_time(db):
+    from storage.leases import AlreadyTakenOn
+
+    repo, state = LeaseRepo(db), StateRepo(db)
+    a = process("a")
+    await repo.tick(a, {}, ["matrix"], T0, TTL)
+    fence = Fence("matrix", a.id, 1)
+    with repo.claim_with_first_write("matrix:$e1", fence, T0) as taken:
+        assert await state.get("effect") is None  # reads carry nothing
+        assert not taken.done
+        await state.set("effect", "once", T0)
+        await state.set("second write", "also", T0)
+    assert taken.done
+    with pytest.raises(AlreadyTakenOn), repo.claim_with_first_write("matrix:$e1", fence, T0):
+        await state.set("effect", "twice", T0)
+    assert await state.get("effect") == "once", "the repeated handling wrote nothing"
+    await state.set("effect", "later", T0)  # outside the block nothing rides along
+    assert await state.get("effect") == "later"

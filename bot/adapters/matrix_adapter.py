@@ -43,10 +43,12 @@ from nio import (
     WhoamiError,
 )
 
+from bot import replies
 from bot.context import Actor, Attachment, Ctx, Place, Reply, UserRef
 from bot.markup import Markup
 from bot.outbox import PermanentDeliveryError
 from bot.rights import PlaceKind, Standing
+from storage.leases import AlreadyTakenOn
 from storage.outbox import Delivery
 
 if TYPE_CHECKING:
@@ -115,6 +117,16 @@ class MatrixSendError(Exception):
     def __init__(self, errcode: str | None) -> None:
         super().__init__(f"the homeserver refused the message ({errcode or 'no error code'})")
         self.errcode = errcode
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """How to answer an event: which event it answers, as a reply to what, in which thread."""
+
+    answers: str
+    reply_to: str
+    thread: str | None = None
+    mention: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,6 +442,7 @@ class MatrixAdapter:
                 delay = BACKOFF_FIRST
                 if first:
                     first = False
+                    await self._send_kept_answers()
                     self.ready.set()
                     log.info("matrix: ready, %d rooms joined", len(response.rooms.join))
             except (MatrixFatalError, asyncio.CancelledError):
@@ -466,12 +479,12 @@ class MatrixAdapter:
                     continue
                 if not self.app.leases.holds(PLATFORM):
                     return False
-                if not self._first_sight(event_id) or not await self.app.leases.claim_event(
-                    PLATFORM, f"{PLATFORM}:{event_id}"
-                ):
-                    continue  # handled already: by this process, or by one before it
+                if not self._first_sight(event_id):
+                    continue
                 try:
                     await self._handle_event(room, event)
+                except AlreadyTakenOn:
+                    log.debug("matrix: an event was handled already, here or elsewhere")
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -554,12 +567,9 @@ class MatrixAdapter:
         ctx = self.ctx(room, event["sender"])
         if ctx is None:
             return
-        reply = await self.app.core.handle_text(ctx, text, prefixes=(self.prefix,))
-        if reply is None:
-            return
         thread = relates.get("event_id") if relates.get("rel_type") == "m.thread" else None
-        await self._answer(room, ctx, reply, event["event_id"], reply_to=event["event_id"],
-                           thread=thread)  # fmt: skip
+        how = Answer(str(event["event_id"]), reply_to=str(event["event_id"]), thread=thread)
+        await self._run_once(room, ctx, how, text, (self.prefix,))
 
     async def _on_reaction(self, room: MatrixRoom, event: dict[str, Any]) -> None:
         relates = (event.get("content") or {}).get("m.relates_to") or {}
@@ -577,14 +587,52 @@ class MatrixAdapter:
         ctx = self.ctx(room, event["sender"])
         if ctx is None:
             return
-        reply = await self.app.core.handle_text(
-            ctx, template.format(id=subject_id), prefixes=("",)
-        )
+        # The person reacted rather than typed, so the answer mentions them.
+        how = Answer(str(event["event_id"]), reply_to=target, mention=ctx.user.external_id)
+        await self._run_once(room, ctx, how, template.format(id=subject_id), ("",))
+
+    async def _run_once(
+        self, room: MatrixRoom, ctx: Ctx, how: "Answer", line: str, prefixes: tuple[str, ...]
+    ) -> None:
+        """Run a command and answer it, once across restarts and processes.
+
+        The event is taken on in the same transaction as the command's first write (or, for a
+        command that writes nothing, just before answering); the answer is kept until it is
+        sent, so a process taking over sends what this one could not.
+        """
+        key = f"{PLATFORM}:{how.answers}"
+        leases = self.app.leases
+        with leases.claim_with_first_write(PLATFORM, key) as taken:
+            reply = await self.app.core.handle_text(ctx, line, prefixes=prefixes)
         if reply is None:
             return
-        # The person reacted rather than typed, so the answer mentions them.
-        await self._answer(room, ctx, reply, event["event_id"], reply_to=target,
-                           mention=ctx.user.external_id)  # fmt: skip
+        kept = replies.dumps(
+            reply, room=room.room_id, sender=ctx.user.external_id, name=ctx.user.display_name,
+            answers=how.answers, reply_to=how.reply_to, thread=how.thread, mention=how.mention,
+        )  # fmt: skip
+        if taken.done:
+            await leases.repo.keep_reply(key, kept)
+        elif not await leases.claim_event(PLATFORM, key, reply=kept):
+            return  # taken on by another process (or before a restart): it answers
+        await self._answer(room, ctx, reply, how.answers, reply_to=how.reply_to,
+                           thread=how.thread, mention=how.mention)  # fmt: skip
+        await leases.repo.answered(key, self.app.clock.now())
+
+    async def _send_kept_answers(self) -> None:
+        """Send the answers a process serving before this one kept but did not send."""
+        for key, kept in await self.app.leases.repo.unanswered(f"{PLATFORM}:"):
+            reply, how = replies.loads(kept)
+            room = self._client.rooms.get(how["room"])
+            if room is not None:
+                ctx = Ctx(
+                    actor=Actor(UserRef(PLATFORM, how["sender"], how["name"])),
+                    place=Place(f"{PLATFORM}:{room.room_id}"),
+                    now=self.app.clock.now(),
+                )
+                await self._answer(room, ctx, reply, how["answers"], reply_to=how["reply_to"],
+                                   thread=how["thread"], mention=how["mention"])  # fmt: skip
+                log.info("matrix: sent an answer kept by the process before")
+            await self.app.leases.repo.answered(key, self.app.clock.now())
 
     def ctx(self, room: MatrixRoom, sender: str) -> Ctx | None:
         """The neutral context of something ``sender`` did in ``room``.

@@ -6,6 +6,7 @@ over, and every command sent meanwhile is answered exactly once, and acted on on
 
 import signal
 import subprocess
+from datetime import UTC, datetime
 import sys
 import time
 
@@ -169,3 +170,76 @@ async def test_a_clean_stop_hands_over_at_once(tmp_path, db_url, synapse, accoun
     finally:
         one.stop()
         two.stop()
+
+
+async def test_kills_in_the_middle_of_a_batch_leave_every_command_done_and_answered_once(
+    tmp_path, db_url, synapse, account, person
+):
+    bot = account("bot")
+    carol = await person("carol")
+    room = await carol.create_room(invite=[bot.user_id])
+    active, standby = pair(tmp_path, db_url, synapse, bot, room)
+    processes = [active, standby]
+    sent: list[str] = []
+    titles: list[str] = []
+    try:
+        await active.start()
+        await standby.start(ready="standby for matrix")
+        for round_no in range(3):
+            done = active.count("command task post")
+            burst = [f"Burst {round_no}.{i}" for i in range(8)]
+            titles += burst
+            sent += [await carol.send(room, f"!task post other {title}") for title in burst]
+            await active.logged("command task post", after=done + 2)  # mid-batch
+            served = standby.count("serving matrix")
+            active.signal(signal.SIGKILL)
+            active.reap()
+            await standby.logged("serving matrix", after=served)  # then a new standby
+            folder = tmp_path / f"spare{round_no}"
+            folder.mkdir()
+            active, standby = standby, BotProcess(folder, standby.config_path.read_text(), {})
+            processes.append(standby)
+            await standby.start(ready="standby for matrix")
+        await answered_once(carol, bot, sent)
+        assert task_titles(db_url) == titles, "every command acted on once, none lost"
+    finally:
+        for process in processes:
+            process.stop()
+
+
+async def test_an_answer_kept_by_a_process_that_died_is_sent_by_the_next(
+    tmp_path, synapse, account, person
+):
+    from bot import replies
+    from bot.context import Reply
+    from storage import migrations
+    from storage.db import Database
+    from storage.leases import Fence, LeaseRepo
+    from tests.e2e.matrix_kit import running_bot
+    from tests.test_leases import TTL, process
+
+    bot = account("bot")
+    carol = await person("carol")
+    room = await carol.create_room(invite=[bot.user_id])
+    command = await carol.send(room, "!task post other Done before the crash")
+    # What a process leaves when it dies after the command's transaction, before answering.
+    db = Database(f"sqlite:///{tmp_path / 'bot.db'}")
+    migrations.upgrade(db)
+    repo = LeaseRepo(db)
+    dead = process("dead")
+    now = datetime.now(UTC)
+    await repo.tick(dead, {}, ["matrix"], now, TTL)
+    kept = replies.dumps(
+        Reply.text("Posted task #1: Done before the crash"), room=room, sender=carol.user_id,
+        name="Carol", answers=command, reply_to=command, thread=None, mention=None,
+    )  # fmt: skip
+    assert await repo.claim_event(
+        f"matrix:{command}", Fence("matrix", dead.id, 1), now, reply=kept
+    )
+    await repo.release(dead.id)
+    db.close()
+    async with running_bot(tmp_path, synapse, bot, rooms=[room]) as (app, _adapter):
+        answer = await carol.reply_to(command, bot.user_id)
+        assert "Posted task #1: Done before the crash" in body(answer)
+        assert await app.leases.repo.unanswered("matrix:") == []
+        await answered_once(carol, bot, [command, await carol.send(room, "!help")])
