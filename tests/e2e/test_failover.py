@@ -6,9 +6,9 @@ over, and every command sent meanwhile is answered exactly once, and acted on on
 
 import signal
 import subprocess
-from datetime import UTC, datetime
 import sys
 import time
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
