@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"volunteer-bot {__version__}")
     _run_options(parser, None)
-    sub = parser.add_subparsers(dest="command", metavar="{run,db,check-config}")
+    sub = parser.add_subparsers(dest="command", metavar="{run,db,status,check-config}")
     run = sub.add_parser("run", help="run the bot (the default)")
     _run_options(run, argparse.SUPPRESS)
     db = sub.add_parser("db", help="database maintenance")
@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     copy.add_argument("source_url", metavar="SOURCE_URL", help="e.g. sqlite:///volunteer-bot.db")
     copy.add_argument("target_url", metavar="TARGET_URL",
                       help="e.g. postgresql://bot:password@db.example.org/campaign")  # fmt: skip
+
+    status = sub.add_parser("status", help="the processes on this database and their duties")
+    _run_options(status, argparse.SUPPRESS)
     check = sub.add_parser("check-config", help="validate the configuration and exit")
     _run_options(check, argparse.SUPPRESS)
     return parser
@@ -93,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _db_copy(settings, args.source_url, args.target_url)
         if args.command == "db":
             return _db_upgrade(settings)
+        if args.command == "status":
+            return asyncio.run(_status(settings))
         return asyncio.run(_run(settings, args, console))
     except DatabaseUnavailable as exc:
         print(f"volunteer-bot: {exc} ({_engine_name(settings.storage.url)} storage)",
@@ -193,6 +198,53 @@ class ProgressBar:
         end = "\n" if done >= total else ""
         self.out.write(f"\r{table:<18} {bar} {done:>11,} / {total:,}{end}")
         self.out.flush()
+
+
+async def _status(settings: Settings) -> int:
+    """Print every live process on the configured database, its duties and their leases."""
+    from datetime import UTC, datetime
+
+    from storage import migrations
+    from storage.db import Database
+    from storage.leases import LeaseRepo
+
+    db = Database(settings.storage.url, busy_timeout_ms=settings.storage.busy_timeout_ms)
+    try:
+        with db.engine.connect() as conn:
+            version = migrations.current_version(conn)
+        if version < migrations.MIGRATIONS[-1].version:
+            print(
+                "volunteer-bot: the database is not set up for this version yet; run "
+                "`volunteer-bot db upgrade` (or start the bot) first",
+                file=sys.stderr,
+            )
+            return 1
+        processes, leases = await LeaseRepo(db).status()
+    finally:
+        db.close()
+    now = datetime.now(UTC)
+    stale_after = settings.bot.lease_ttl * 3
+    live = [p for p in processes if now - p.heartbeat_at <= stale_after]
+    held = {
+        lease.duty: lease
+        for lease in leases
+        if lease.holder and lease.expires_at and lease.expires_at > now
+    }
+    print(f"{len(live)} live process{'' if len(live) == 1 else 'es'}")
+    for p in live:
+        duties = sorted(d for d, lease in held.items() if lease.holder == p.id)
+        since = p.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        role = ", ".join(duties) if duties else "standby"
+        print(f"- {p.host} pid {p.pid}, version {p.version}, since {since}: {role}")
+        for duty in duties:
+            expires = held[duty].expires_at
+            assert expires is not None
+            left = (expires - now).total_seconds()
+            print(f"    {duty}: lease {held[duty].token}, expires in {left:.1f} s")
+    free = sorted({lease.duty for lease in leases} - set(held))
+    if free:
+        print(f"not served by anyone right now: {', '.join(free)}")
+    return 0
 
 
 async def _run(settings: Settings, args: argparse.Namespace, console: bool) -> int:

@@ -249,6 +249,9 @@ class Cog:
     # Erasure runs in ascending order: cogs that refer to volunteers go before the one that
     # deletes them.
     erase_order: ClassVar[int] = 0
+    # The duty whose lease runs this cog's background work (start/stop) when several
+    # processes share a database; None: it has none, and starts with the bot.
+    duty: ClassVar[str | None] = None
     specs: ClassVar[tuple[CommandSpec, ...]] = ()
 
     def __init__(self, services: "Services") -> None:

@@ -81,6 +81,10 @@ class BotSection(Section):
 
     command_prefix: str = "!"
     cogs: list[str] | None = None
+    # Several processes on one database share the work: each duty (Matrix sync, Discord
+    # gateway, scheduler, poller, retention) is held by one of them for this long at a time,
+    # renewed every tenth of it; a standby takes over within about this long of a crash.
+    lease_ttl: Annotated[Span, Field(ge=timedelta(seconds=1))] = timedelta(seconds=10)
     # Where commands are answered besides the configured rooms and servers: "direct" chats
     # with the bot, "everywhere" (any room or server the bot is in), or "nowhere".
     answer_elsewhere: Literal["nowhere", "direct", "everywhere"] = "direct"

@@ -135,6 +135,10 @@ class Outbox:
         self._deliverers[platform] = deliverer
         self.wake()
 
+    def unregister(self, platform: str) -> None:
+        """Stop sending to ``platform`` (its connection stopped, or moved to another process)."""
+        self._deliverers.pop(platform, None)
+
     @property
     def platforms(self) -> set[str]:
         """The platforms with a registered deliverer."""

@@ -25,6 +25,7 @@ class Privacy(Cog):
     """See and erase what the bot stores about you."""
 
     group = "privacy"
+    duty = "retention"
     personal_data = False  # it stores nothing itself; it asks every other cog
 
     def __init__(self, services: Services) -> None:

@@ -55,9 +55,10 @@ class Reminders(Cog):
     """Post reminders here later, once or on a schedule."""
 
     group = "reminder"
+    duty = "scheduler"
     erase_order = 20
     # Seconds between sweeps of the table for due reminders no job woke.
-    sweep_interval = 60.0
+    sweep_interval = 10.0
 
     def __init__(self, services: Services) -> None:
         self.repo = services.reminders

@@ -65,6 +65,7 @@ class Signatures(Cog):
     """Signature counts, progress to the goal and milestones."""
 
     group = "signatures"
+    duty = "poller"
     erase_order = 20
 
     def __init__(self, services: Services) -> None:

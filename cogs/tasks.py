@@ -126,6 +126,7 @@ class Tasks(Cog):
     """Post jobs, claim them and see them through."""
 
     group = "task"
+    duty = "scheduler"
 
     def __init__(self, services: Services) -> None:
         self.tasks = services.tasks

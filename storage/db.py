@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -352,6 +354,14 @@ class Database:
     async def write(self, fn: Callable[[Session], T]) -> T:
         """Run a read-write transaction off the event loop."""
         loop = asyncio.get_running_loop()
+        rider = _take_rider()
+        if rider is not None:
+            inner = fn
+
+            def fn(session: Session) -> T:
+                rider(session.connection())
+                return inner(session)
+
         return await loop.run_in_executor(self._executor, lambda: self.run_sync(fn, write=True))
 
     async def read_connection(self, fn: Callable[[Connection], T]) -> T:
@@ -364,6 +374,14 @@ class Database:
     async def write_connection(self, fn: Callable[[Connection], T]) -> T:
         """Run a read-write transaction of Core statements off the event loop."""
         loop = asyncio.get_running_loop()
+        rider = _take_rider()
+        if rider is not None:
+            inner = fn
+
+            def fn(conn: Connection) -> T:
+                rider(conn)
+                return inner(conn)
+
         return await loop.run_in_executor(
             self._executor, lambda: self.run_sync_connection(fn, write=True)
         )
@@ -428,6 +446,46 @@ class Database:
         for conn in kept:
             conn.close()
         self.engine.dispose()
+
+
+@dataclass
+class Rider:
+    """A statement to run inside the next write transaction of one task (see :func:`ride`)."""
+
+    task: "asyncio.Task[Any] | None"
+    run: Callable[[Connection], None]
+    done: bool = False
+
+
+_RIDER: ContextVar[Rider | None] = ContextVar("storage_rider", default=None)
+
+
+@contextmanager
+def ride(run: Callable[[Connection], None]) -> Iterator[Rider]:
+    """Within the block, run ``run`` in the first write transaction this task makes.
+
+    It commits with that transaction or not at all, and may raise to abort it. Used to record
+    that an incoming event was taken on in the same transaction as its first effect. Work that
+    another task does for this one (a batch) does not carry it: check ``done`` afterwards.
+    """
+    rider = Rider(asyncio.current_task(), run)
+    token = _RIDER.set(rider)
+    try:
+        yield rider
+    finally:
+        _RIDER.reset(token)
+
+
+def _take_rider() -> Callable[[Connection], None] | None:
+    rider = _RIDER.get()
+    if rider is None or rider.done or rider.task is not asyncio.current_task():
+        return None
+
+    def once(conn: Connection) -> None:
+        rider.run(conn)
+        rider.done = True  # set only once the statement ran; a retried transaction runs it again
+
+    return once
 
 
 def dialect_insert(bind: Session | Connection, table: Any) -> Any:

@@ -346,8 +346,38 @@ def _v5(conn: Connection) -> None:
     md.create_all(conn)
 
 
-@migration(6, "outbox rows say what happened: a kind of post and its facts, worded at delivery")
+@migration(6, "leases: which process serves each duty; live processes; claimed events")
 def _v6(conn: Connection) -> None:
+    md = sa.MetaData()
+    sa.Table(
+        "lease", md,
+        sa.Column("duty", sa.String(32), primary_key=True),
+        sa.Column("holder", sa.String(128)),
+        sa.Column("token", sa.Integer, nullable=False),
+        _ts("expires_at", nullable=True),
+        _ts("acquired_at", nullable=True),
+    )  # fmt: skip
+    sa.Table(
+        "bot_process", md,
+        sa.Column("id", sa.String(128), primary_key=True),
+        sa.Column("host", sa.String(255), nullable=False),
+        sa.Column("pid", sa.Integer, nullable=False),
+        sa.Column("version", sa.String(32), nullable=False),
+        _ts("started_at"),
+        _ts("heartbeat_at"),
+    )  # fmt: skip
+    sa.Table(
+        "claimed_event", md,
+        sa.Column("key", sa.String(255), primary_key=True),
+        _ts("claimed_at", index=True),
+        sa.Column("reply", sa.Text),
+        _ts("answered_at", nullable=True),
+    )  # fmt: skip
+    md.create_all(conn)
+
+
+@migration(7, "outbox rows say what happened: a kind of post and its facts, worded at delivery")
+def _v7(conn: Connection) -> None:
     # Rows already queued hold their words (Markup JSON): that is the kind "markup".
     conn.exec_driver_sql(
         "ALTER TABLE outbox ADD COLUMN kind VARCHAR(32) DEFAULT 'markup' NOT NULL"

@@ -8,6 +8,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
 from storage.db import Database, dialect_insert
+from storage.leases import Fence, held
 from storage.models import BotState
 
 STATE = cast(sa.Table, BotState.__table__)  # type: ignore[attr-defined]
@@ -28,10 +29,19 @@ class StateRepo:
 
         return await self.db.read(tx)
 
-    async def set(self, key: str, value: str, now: datetime) -> None:
-        """Store a value, replacing the old one (one statement: no race on the first write)."""
+    async def set(
+        self, key: str, value: str, now: datetime, *, fence: Fence | None = None
+    ) -> bool:
+        """Store a value, replacing the old one; returns whether it was stored.
 
-        def tx(conn: Connection) -> None:
+        One statement, so two first writes of a key do not race. With a ``fence``, only while
+        that lease is still held: a process that lost its duty cannot overwrite what the new
+        holder keeps there (the Matrix sync position).
+        """
+
+        def tx(conn: Connection) -> bool:
+            if fence is not None and not conn.execute(sa.select(held(fence, now))).scalar():
+                return False
             insert = dialect_insert(conn, STATE).values(key=key, value=value, updated_at=now)
             conn.execute(
                 insert.on_conflict_do_update(
@@ -42,5 +52,6 @@ class StateRepo:
                     },
                 )
             )
+            return True
 
-        await self.db.write_connection(tx)
+        return await self.db.write_connection(tx)

@@ -226,6 +226,7 @@ class DiscordAdapter:
                 "discord.guild_ids is empty: Manage Server makes nobody a coordinator, and "
                 'servers are answered only with [bot] answer_elsewhere = "everywhere"'
             )
+        self._closed.clear()
         self.endpoints.apply()
         self.client = DiscordClient(self, self.settings.application_id)
         try:

@@ -43,10 +43,12 @@ from nio import (
     WhoamiError,
 )
 
+from bot import replies
 from bot.context import Actor, Attachment, Ctx, Place, Reply
 from bot.domain import Markup, UserRef
 from bot.outbox import Delivery, PermanentDeliveryError
 from bot.rights import PlaceKind, Standing
+from storage.leases import AlreadyTakenOn
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -117,6 +119,16 @@ class MatrixSendError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Answer:
+    """How to answer an event: which event it answers, as a reply to what, in which thread."""
+
+    answers: str
+    reply_to: str
+    thread: str | None = None
+    mention: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Credentials:
     """An access token and its device, as obtained by a password login."""
 
@@ -161,6 +173,8 @@ class MatrixAdapter:
     async def start(self) -> None:
         """Begin connecting and serving in the background; never blocks on the network."""
         if self._task is None:
+            self._stopping.clear()
+            self._closed.clear()
             self._task = asyncio.create_task(self._run(), name="matrix-sync")
 
     async def stop(self) -> None:
@@ -416,12 +430,18 @@ class MatrixAdapter:
                     await self._pause(delay)
                     delay = min(delay * 2, BACKOFF_MAX)
                     continue
-                await self._handle_sync(response, since)
+                if not await self._handle_sync(response, since):
+                    break  # the lease moved to another process mid-batch: it carries on
+                fence = self.app.leases.fence(PLATFORM)
+                if fence is None or not await state.set(
+                    NEXT_BATCH_KEY, response.next_batch, self.app.clock.now(), fence=fence
+                ):
+                    break  # another process serves Matrix now; its position stands
                 since = response.next_batch
-                await state.set(NEXT_BATCH_KEY, since, self.app.clock.now())
                 delay = BACKOFF_FIRST
                 if first:
                     first = False
+                    await self._send_kept_answers()
                     self.ready.set()
                     log.info("matrix: ready, %d rooms joined", len(response.rooms.join))
             except (MatrixFatalError, asyncio.CancelledError):
@@ -433,7 +453,8 @@ class MatrixAdapter:
                 await self._pause(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
 
-    async def _handle_sync(self, response: SyncResponse, since: str | None) -> None:
+    async def _handle_sync(self, response: SyncResponse, since: str | None) -> bool:
+        """Handle one sync's invites and events; False if this process stopped serving."""
         await self._handle_invites(response.rooms.invite)
         for room_id, info in response.rooms.join.items():
             events = [e.source for e in info.timeline.events if hasattr(e, "source")]
@@ -453,14 +474,21 @@ class MatrixAdapter:
                 continue
             for event in events:
                 event_id = event.get("event_id")
-                if not event_id or event_id in answered or not self._first_sight(event_id):
+                if not event_id or event_id in answered:
+                    continue
+                if not self.app.leases.holds(PLATFORM):
+                    return False
+                if not self._first_sight(event_id):
                     continue
                 try:
                     await self._handle_event(room, event)
+                except AlreadyTakenOn:
+                    log.debug("matrix: an event was handled already, here or elsewhere")
                 except asyncio.CancelledError:
                     raise
                 except Exception:
                     log.exception("matrix: an event could not be handled")
+        return True
 
     async def _fill_gap(self, room_id: str, prev_batch: str, since: str) -> list[dict[str, Any]]:
         """Events between the last sync and a limited timeline, oldest first."""
@@ -538,12 +566,9 @@ class MatrixAdapter:
         ctx = self.ctx(room, event["sender"])
         if ctx is None:
             return
-        reply = await self.app.core.handle_text(ctx, text, prefixes=(self.prefix,))
-        if reply is None:
-            return
         thread = relates.get("event_id") if relates.get("rel_type") == "m.thread" else None
-        await self._answer(room, ctx, reply, event["event_id"], reply_to=event["event_id"],
-                           thread=thread)  # fmt: skip
+        how = Answer(str(event["event_id"]), reply_to=str(event["event_id"]), thread=thread)
+        await self._run_once(room, ctx, how, text, (self.prefix,))
 
     async def _on_reaction(self, room: MatrixRoom, event: dict[str, Any]) -> None:
         relates = (event.get("content") or {}).get("m.relates_to") or {}
@@ -561,14 +586,52 @@ class MatrixAdapter:
         ctx = self.ctx(room, event["sender"])
         if ctx is None:
             return
-        reply = await self.app.core.handle_text(
-            ctx, template.format(id=subject_id), prefixes=("",)
-        )
+        # The person reacted rather than typed, so the answer mentions them.
+        how = Answer(str(event["event_id"]), reply_to=target, mention=ctx.user.external_id)
+        await self._run_once(room, ctx, how, template.format(id=subject_id), ("",))
+
+    async def _run_once(
+        self, room: MatrixRoom, ctx: Ctx, how: "Answer", line: str, prefixes: tuple[str, ...]
+    ) -> None:
+        """Run a command and answer it, once across restarts and processes.
+
+        The event is taken on in the same transaction as the command's first write (or, for a
+        command that writes nothing, just before answering); the answer is kept until it is
+        sent, so a process taking over sends what this one could not.
+        """
+        key = f"{PLATFORM}:{how.answers}"
+        leases = self.app.leases
+        with leases.claim_with_first_write(PLATFORM, key) as taken:
+            reply = await self.app.core.handle_text(ctx, line, prefixes=prefixes)
         if reply is None:
             return
-        # The person reacted rather than typed, so the answer mentions them.
-        await self._answer(room, ctx, reply, event["event_id"], reply_to=target,
-                           mention=ctx.user.external_id)  # fmt: skip
+        kept = replies.dumps(
+            reply, room=room.room_id, sender=ctx.user.external_id, name=ctx.user.display_name,
+            answers=how.answers, reply_to=how.reply_to, thread=how.thread, mention=how.mention,
+        )  # fmt: skip
+        if taken.done:
+            await leases.repo.keep_reply(key, kept)
+        elif not await leases.claim_event(PLATFORM, key, reply=kept):
+            return  # taken on by another process (or before a restart): it answers
+        await self._answer(room, ctx, reply, how.answers, reply_to=how.reply_to,
+                           thread=how.thread, mention=how.mention)  # fmt: skip
+        await leases.repo.answered(key, self.app.clock.now())
+
+    async def _send_kept_answers(self) -> None:
+        """Send the answers a process serving before this one kept but did not send."""
+        for key, kept in await self.app.leases.repo.unanswered(f"{PLATFORM}:"):
+            reply, how = replies.loads(kept)
+            room = self._client.rooms.get(how["room"])
+            if room is not None:
+                ctx = Ctx(
+                    actor=Actor(UserRef(PLATFORM, how["sender"], how["name"])),
+                    place=Place(f"{PLATFORM}:{room.room_id}"),
+                    now=self.app.clock.now(),
+                )
+                await self._answer(room, ctx, reply, how["answers"], reply_to=how["reply_to"],
+                                   thread=how["thread"], mention=how["mention"])  # fmt: skip
+                log.info("matrix: sent an answer kept by the process before")
+            await self.app.leases.repo.answered(key, self.app.clock.now())
 
     def ctx(self, room: MatrixRoom, sender: str) -> Ctx | None:
         """The neutral context of something ``sender`` did in ``room``.
