@@ -19,7 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from bot.context import Ctx, UserRef
+from bot.context import Ctx
+from bot.domain import UserRef
 from bot.params import Kind, Param, kind_for
 
 if TYPE_CHECKING:
@@ -260,6 +261,9 @@ class Cog:
     # Erasure runs in ascending order: cogs that refer to volunteers go before the one that
     # deletes them.
     erase_order: ClassVar[int] = 0
+    # The duty whose lease runs this cog's background work (start/stop) when several
+    # processes share a database; None: it has none, and starts with the bot.
+    duty: ClassVar[str | None] = None
     specs: ClassVar[tuple[CommandSpec, ...]] = ()
 
     def __init__(self, services: "Services") -> None:

@@ -45,7 +45,7 @@ def _zone(value: str) -> str:
 
 
 def _registered(value: date) -> date:
-    from bot.eci import thresholds_for
+    from bot.domain.eci import thresholds_for
 
     thresholds_for(value)  # raises ValueError naming the supported dates
     return value
@@ -81,16 +81,34 @@ class BotSection(Section):
 
     command_prefix: str = "!"
     cogs: list[str] | None = None
+    # Several processes on one database share the work: each duty (Matrix sync, Discord
+    # gateway, scheduler, poller, retention) is held by one of them for this long at a time,
+    # renewed every tenth of it; a standby takes over within about this long of a crash.
+    lease_ttl: Annotated[Span, Field(ge=timedelta(seconds=1))] = timedelta(seconds=10)
     # Where commands are answered besides the configured rooms and servers: "direct" chats
     # with the bot, "everywhere" (any room or server the bot is in), or "nowhere".
     answer_elsewhere: Literal["nowhere", "direct", "everywhere"] = "direct"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class DatabaseUrl(str):
+    """A storage URL that shows its password as ``***`` when printed as a repr."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        scheme, separator, rest = self.partition("://")
+        userinfo, at, host = rest.rpartition("@")
+        if not (separator and at and ":" in userinfo):
+            return super().__repr__()
+        user = userinfo.partition(":")[0]
+        return repr(f"{scheme}://{user}:***@{host}")
+
+
 class StorageSection(Section):
     """Where state lives."""
 
-    url: str = "sqlite:///volunteer-bot.db"
+    url: Annotated[str, AfterValidator(DatabaseUrl)] = DatabaseUrl("sqlite:///volunteer-bot.db")
     busy_timeout_ms: int = 5000
 
 

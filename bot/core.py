@@ -10,12 +10,12 @@ from typing import Any
 
 from bot.audit import Auditor, Outcome, audited
 from bot.commands import ArgSpec, Cog, CommandSpec
-from bot.context import Ctx, Reply, UserRef
-from bot.errors import BadArgument, NotFound, NotPermitted, UserError
-from bot.markup import Markup
+from bot.context import Ctx, Reply
+from bot.domain import BadArgument, Markup, NotFound, NotPermitted, UserError, UserRef
 from bot.params import ParseEnv
 from bot.textparse import bind, normalise, tokenize
 from storage.db import DatabaseUnavailable
+from storage.leases import AlreadyTakenOn
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +173,8 @@ class BotCore:
                                       name=arg.name, usage=spec.usage())  # fmt: skip
             result = await spec.func(self.registry.owner(spec), ctx, **kwargs)
             reply = as_reply(result, private=spec.private, confidential=spec.confidential)
+        except AlreadyTakenOn:
+            raise  # another process handles this command: this one says nothing
         except UserError as exc:
             log.debug("command %s refused: %s", spec.qualified_name, type(exc).__name__)
             outcome = Outcome.REFUSED if isinstance(exc, NotPermitted) else Outcome.FAILED

@@ -16,9 +16,10 @@ from enum import Enum
 from typing import Any
 
 from bot.commands import Cog
-from bot.context import Ctx, UserRef
+from bot.context import Ctx
 from bot.core import Registry
-from bot.markup import Markup
+from bot.domain import Markup, UserRef
+from bot.outbox import Renderers, UnknownKind
 from storage.db import Database
 from storage.direct_chats import DirectChatRepo
 from storage.models import OutboxMessage
@@ -51,6 +52,7 @@ class PersonalData:
         volunteers: VolunteerRepo,
         outbox: OutboxRepo,
         db: Database,
+        renderers: Renderers,
         direct_chats: DirectChatRepo | None = None,
     ) -> None:
         self.registry = registry
@@ -58,6 +60,7 @@ class PersonalData:
         self.outbox = outbox
         self.db = db
         self.direct_chats = direct_chats or DirectChatRepo(db)
+        self.renderers = renderers
 
     def holders(self) -> list[Cog]:
         """The loaded cogs that store personal data, in erasure order."""
@@ -77,18 +80,34 @@ class PersonalData:
                 stored.setdefault(section_name(cog), {}).update(data)
         messages = await self.outbox.addressed_to(user.platform, user.external_id)
         if messages:
-            stored[MESSAGES] = [_message(row) for row in messages]
+            stored[MESSAGES] = [self._message(row) for row in messages]
         posts = [
             row
             for row in await self.outbox.naming(user.platform, await self._names(user))
             if row.recipient_id != user.external_id  # those are listed above
         ]
         if posts:
-            stored[POSTS] = [_message(row) for row in posts]
+            stored[POSTS] = [self._message(row) for row in posts]
         chats = await self.direct_chats.export(user)
         if chats:
             stored[DIRECT_CHATS] = chats
         return stored
+
+    def _message(self, row: OutboxMessage) -> dict[str, Any]:
+        """One outbox row as the export shows it: in words, as it was or will be posted."""
+        try:
+            text = self.renderers.words(row.kind, json.loads(row.body)).plain()
+        except UnknownKind:  # its cog is not loaded: show the facts as stored
+            text = row.body
+        return {
+            "where": row.target,
+            "key": row.key,
+            "text": text,
+            "attachment": row.attachment_name,
+            "queued_at": row.created_at,
+            "due_at": row.due_at,
+            "sent_at": row.sent_at,
+        }
 
     async def _names(self, user: UserRef) -> set[str]:
         """How posts may have quoted ``user``: their id, current and stored display names."""
@@ -179,15 +198,3 @@ def _jsonable(value: object) -> object:
     if isinstance(value, Markup):
         return value.plain()
     return str(value)
-
-
-def _message(row: OutboxMessage) -> dict[str, Any]:
-    return {
-        "where": row.target,
-        "key": row.key,
-        "text": Markup.from_json(row.body).plain(),
-        "attachment": row.attachment_name,
-        "queued_at": row.created_at,
-        "due_at": row.due_at,
-        "sent_at": row.sent_at,
-    }

@@ -5,8 +5,8 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from bot.commands import Cog, command, requires
-from bot.context import Ctx, Reply, UserRef
-from bot.markup import Markup
+from bot.context import Ctx, Reply
+from bot.domain import Markup, UserRef
 from bot.params import Param
 from bot.services import Services
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from bot.background import Periodic
 from bot.commands import Cog, command
 from bot.context import Attachment, Button, Ctx, Reply
-from bot.markup import Markup
+from bot.domain import Markup
 from bot.params import Param
 from bot.privacy import FORMER_VOLUNTEER, PersonalData, describe, to_json
 from bot.services import Services
@@ -25,13 +25,18 @@ class Privacy(Cog):
     """See and erase what the bot stores about you."""
 
     group = "privacy"
+    duty = "retention"
     personal_data = False  # it stores nothing itself; it asks every other cog
 
     def __init__(self, services: Services) -> None:
         self.personal = PersonalData(
-            services.registry, services.volunteers, services.outbox_repo, services.db,
+            services.registry,
+            services.volunteers,
+            services.outbox_repo,
+            services.db,
+            services.outbox.renderers,
             services.direct_chats,
-        )  # fmt: skip
+        )
         self.volunteers = services.volunteers
         self.outbox = services.outbox_repo
         self.db = services.db

@@ -5,7 +5,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from bot.context import UserRef
+from bot.domain import UserRef
 from storage.db import Database
 from storage.models import DirectChat
 

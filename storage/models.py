@@ -9,7 +9,9 @@ from storage.types import UTCDateTime
 
 # Tables that never hold anything about a person. Every other table must be covered by
 # some cog's export_data and erase_data; tests/test_privacy_coverage.py checks both.
-NO_PERSONAL_DATA: frozenset[str] = frozenset({"schema_version", "bot_state", "reached_milestone"})
+NO_PERSONAL_DATA: frozenset[str] = frozenset(
+    {"schema_version", "bot_state", "reached_milestone", "lease", "bot_process", "claimed_event"}
+)
 
 
 def utc_column(*, nullable: bool = False, index: bool = False) -> Column[datetime]:
@@ -59,7 +61,9 @@ class OutboxMessage(SQLModel, table=True):
     platform: str = Field(max_length=16)
     target: str = Field(max_length=255)
     recipient_id: str | None = Field(default=None, max_length=255, index=True)
-    body: str  # Markup JSON
+    # What happened, as a kind of post and its facts (JSON); put in words at delivery.
+    kind: str = Field(default="markup", max_length=32)
+    body: str
     attachment_name: str | None = Field(default=None, max_length=255)
     attachment: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     created_at: datetime = Field(sa_column=utc_column())
@@ -232,6 +236,48 @@ class AuditEvent(SQLModel, table=True):
     # A person the command was about (task assign's user), for export and erase.
     subject_platform: str | None = Field(default=None, max_length=16)
     subject_id: str | None = Field(default=None, max_length=255, index=True)
+
+
+class Lease(SQLModel, table=True):
+    """Which process serves one duty (the Matrix sync, the scheduler, ...) and until when.
+
+    ``token`` grows by one whenever the holder changes: a write that must not happen twice
+    checks that its process still holds the lease with the token it was given (fencing).
+    """
+
+    __tablename__ = "lease"
+
+    duty: str = Field(primary_key=True, max_length=32)
+    holder: str | None = Field(default=None, max_length=128)
+    token: int = 0
+    expires_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    acquired_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+class BotProcess(SQLModel, table=True):
+    """A running bot process, for ``volunteer-bot status``; refreshed by its heartbeat."""
+
+    __tablename__ = "bot_process"
+
+    id: str = Field(primary_key=True, max_length=128)  # host:pid:random
+    host: str = Field(max_length=255)
+    pid: int
+    version: str = Field(max_length=32)
+    started_at: datetime = Field(sa_column=utc_column())
+    heartbeat_at: datetime = Field(sa_column=utc_column())
+
+
+class ClaimedEvent(SQLModel, table=True):
+    """An incoming platform event one process has taken on, so no other handles it again."""
+
+    __tablename__ = "claimed_event"
+
+    key: str = Field(primary_key=True, max_length=255)  # "matrix:$event_id"
+    claimed_at: datetime = Field(sa_column=utc_column(index=True))
+    # The answer, kept from when it is ready until it is sent, so a process that takes over
+    # sends what its predecessor could not (JSON; None once sent).
+    reply: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    answered_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
 
 
 class DirectChat(SQLModel, table=True):

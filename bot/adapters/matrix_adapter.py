@@ -66,12 +66,13 @@ from nio.api import Api as NioApi
 from nio.crypto import OlmDevice
 from nio.exceptions import EncryptionError, OlmTrustError, SendRetryError
 
+from bot import replies
 from bot.adapters import matrix_signing
-from bot.context import Actor, Attachment, Ctx, Place, Reply, UserRef
-from bot.markup import Markup
-from bot.outbox import PermanentDeliveryError
+from bot.context import Actor, Attachment, Ctx, Place, Reply
+from bot.domain import Markup, UserRef
+from bot.outbox import Delivery, PermanentDeliveryError
 from bot.rights import PlaceKind, Standing
-from storage.outbox import Delivery
+from storage.leases import AlreadyTakenOn
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -158,6 +159,16 @@ class MatrixSendError(Exception):
     def __init__(self, errcode: str | None) -> None:
         super().__init__(f"the homeserver refused the message ({errcode or 'no error code'})")
         self.errcode = errcode
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """How to answer an event: which event it answers, as a reply to what, in which thread."""
+
+    answers: str
+    reply_to: str
+    thread: str | None = None
+    mention: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +293,8 @@ class MatrixAdapter:
     async def start(self) -> None:
         """Begin connecting and serving in the background; never blocks on the network."""
         if self._task is None:
+            self._stopping.clear()
+            self._closed.clear()
             self._task = asyncio.create_task(self._run(), name="matrix-sync")
 
     async def stop(self) -> None:
@@ -793,10 +806,13 @@ class MatrixAdapter:
                 since = response.next_batch
                 self._in_flight.append((since, handling))
                 await self._save_position()
+                if not self.app.leases.holds(PLATFORM):
+                    break  # the lease moved to another process: it carries on from its position
                 delay = BACKOFF_FIRST
                 if first:
                     first = False
                     await self._restore_held()
+                    await self._send_kept_answers()
                     self.ready.set()
                     log.info("matrix: ready, %d rooms joined", len(response.rooms.join))
                 if len(self._in_flight) > MAX_BATCHES_IN_FLIGHT:
@@ -821,8 +837,12 @@ class MatrixAdapter:
             done = None
             while self._in_flight and all(f.done() for f in self._in_flight[0][1]):
                 done = self._in_flight.pop(0)[0]
-            if done is not None:
-                await self.app.services.state.set(NEXT_BATCH_KEY, done, self.app.clock.now())
+            fence = self.app.leases.fence(PLATFORM)
+            if done is not None and fence is not None:
+                # Only while this process serves Matrix: a successor's position stands.
+                await self.app.services.state.set(
+                    NEXT_BATCH_KEY, done, self.app.clock.now(), fence=fence
+                )
 
     def _position_saver(self, _: asyncio.Future[None]) -> None:
         """When the oldest batch in flight is done, save its position without waiting."""
@@ -860,7 +880,9 @@ class MatrixAdapter:
                 continue
             for event in events:
                 event_id = event.get("event_id")
-                if not event_id or event_id in answered or not self._first_sight(event_id):
+                if not event_id or event_id in answered:
+                    continue
+                if not self._first_sight(event_id):
                     continue
                 if event.get("sender") == self.user_id:
                     continue
@@ -887,9 +909,11 @@ class MatrixAdapter:
             event, done = await queue.items.get()
             try:
                 room = self._client.rooms.get(queue.room_id)
-                if room is not None:
+                if room is not None and self.app.leases.holds(PLATFORM):
                     async with self._slots:
                         await self._handle_event(room, event)
+            except AlreadyTakenOn:
+                log.debug("matrix: an event was handled already, here or elsewhere")
             except asyncio.CancelledError:
                 done.cancel()
                 raise
@@ -1100,12 +1124,9 @@ class MatrixAdapter:
         ctx = self.ctx(room, event["sender"])
         if ctx is None:
             return
-        reply = await self.app.core.handle_text(ctx, text, prefixes=(self.prefix,))
-        if reply is None:
-            return
         thread = relates.get("event_id") if relates.get("rel_type") == "m.thread" else None
-        await self._answer(room, ctx, reply, event["event_id"], reply_to=event["event_id"],
-                           thread=thread)  # fmt: skip
+        how = Answer(str(event["event_id"]), reply_to=str(event["event_id"]), thread=thread)
+        await self._run_once(room, ctx, how, text, (self.prefix,))
 
     async def _on_reaction(self, room: MatrixRoom, event: dict[str, Any]) -> None:
         relates = (event.get("content") or {}).get("m.relates_to") or {}
@@ -1123,14 +1144,52 @@ class MatrixAdapter:
         ctx = self.ctx(room, event["sender"])
         if ctx is None:
             return
-        reply = await self.app.core.handle_text(
-            ctx, template.format(id=subject_id), prefixes=("",)
-        )
+        # The person reacted rather than typed, so the answer mentions them.
+        how = Answer(str(event["event_id"]), reply_to=target, mention=ctx.user.external_id)
+        await self._run_once(room, ctx, how, template.format(id=subject_id), ("",))
+
+    async def _run_once(
+        self, room: MatrixRoom, ctx: Ctx, how: "Answer", line: str, prefixes: tuple[str, ...]
+    ) -> None:
+        """Run a command and answer it, once across restarts and processes.
+
+        The event is taken on in the same transaction as the command's first write (or, for a
+        command that writes nothing, just before answering); the answer is kept until it is
+        sent, so a process taking over sends what this one could not.
+        """
+        key = f"{PLATFORM}:{how.answers}"
+        leases = self.app.leases
+        with leases.claim_with_first_write(PLATFORM, key) as taken:
+            reply = await self.app.core.handle_text(ctx, line, prefixes=prefixes)
         if reply is None:
             return
-        # The person reacted rather than typed, so the answer mentions them.
-        await self._answer(room, ctx, reply, event["event_id"], reply_to=target,
-                           mention=ctx.user.external_id)  # fmt: skip
+        kept = replies.dumps(
+            reply, room=room.room_id, sender=ctx.user.external_id, name=ctx.user.display_name,
+            answers=how.answers, reply_to=how.reply_to, thread=how.thread, mention=how.mention,
+        )  # fmt: skip
+        if taken.done:
+            await leases.repo.keep_reply(key, kept)
+        elif not await leases.claim_event(PLATFORM, key, reply=kept):
+            return  # taken on by another process (or before a restart): it answers
+        await self._answer(room, ctx, reply, how.answers, reply_to=how.reply_to,
+                           thread=how.thread, mention=how.mention)  # fmt: skip
+        await leases.repo.answered(key, self.app.clock.now())
+
+    async def _send_kept_answers(self) -> None:
+        """Send the answers a process serving before this one kept but did not send."""
+        for key, kept in await self.app.leases.repo.unanswered(f"{PLATFORM}:"):
+            reply, how = replies.loads(kept)
+            room = self._client.rooms.get(how["room"])
+            if room is not None:
+                ctx = Ctx(
+                    actor=Actor(UserRef(PLATFORM, how["sender"], how["name"])),
+                    place=Place(f"{PLATFORM}:{room.room_id}"),
+                    now=self.app.clock.now(),
+                )
+                await self._answer(room, ctx, reply, how["answers"], reply_to=how["reply_to"],
+                                   thread=how["thread"], mention=how["mention"])  # fmt: skip
+                log.info("matrix: sent an answer kept by the process before")
+            await self.app.leases.repo.answered(key, self.app.clock.now())
 
     def ctx(self, room: MatrixRoom, sender: str) -> Ctx | None:
         """The neutral context of something ``sender`` did in ``room``.

@@ -484,17 +484,48 @@ class BotProcess:
         self.stdout: list[str] = []
         self._readers: list[threading.Thread] = []
 
-    async def start(self) -> None:
-        """Start the bot and wait until its first sync is done."""
+    async def start(self, ready: str = "matrix: ready") -> None:
+        """Start the bot and wait until it logs ``ready`` (by default: its first sync is done)."""
+        seen = self.count(ready)
         self._spawn()
         assert self.process is not None
-        ready = len([line for line in self.log if "matrix: ready" in line]) + 1
-        deadline = time.monotonic() + WAIT
-        while len([line for line in self.log if "matrix: ready" in line]) < ready:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError("the bot did not start:\n" + "".join(self.log[-30:]))
+        try:
+            await self.logged(ready, after=seen)
+        except AssertionError:
+            self.stop()
+            raise
+
+    def count(self, text: str) -> int:
+        """How many log lines so far contain ``text``."""
+        return len([line for line in self.log if text in line])
+
+    async def logged(self, text: str, *, after: int = 0, within: float = WAIT) -> None:
+        """Wait until more than ``after`` log lines contain ``text``."""
+        deadline = time.monotonic() + within
+        while self.count(text) <= after:
+            if self.process is None or self.process.poll() is not None:
+                raise AssertionError(f"the bot ended before {text!r}:\n" + self.output[-3000:])
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {text!r} within {within} s:\n" + self.output[-3000:])
             await asyncio.sleep(0.05)
+
+    def signal(self, sig: int) -> None:
+        """Send a signal (SIGKILL, SIGSTOP, SIGCONT) to the bot process."""
+        assert self.process is not None
+        os.kill(self.process.pid, sig)
+
+    def reap(self) -> int:
+        """Collect a process that was killed; returns its exit code."""
+        assert self.process is not None
+        process = self.process
+        code = process.wait(20)
+        for reader in self._readers:
+            reader.join(5)
+        for stream in (process.stderr, process.stdout):
+            if stream is not None:
+                stream.close()
+        self.process = None
+        return code
 
     def _spawn(self) -> None:
         self.process = subprocess.Popen(

@@ -14,7 +14,7 @@ from discord.http import Route
 from sqlmodel import select
 
 from bot.context import Attachment
-from bot.markup import Markup
+from bot.domain import Markup
 from storage.models import OutboxMessage
 from tests.discord_fake import (
     EPHEMERAL,

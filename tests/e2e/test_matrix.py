@@ -10,10 +10,9 @@ import pytest
 
 from bot.adapters.matrix_adapter import CREDENTIALS_FILE, TIMELINE_LIMIT, MatrixAdapter
 from bot.commands import Cog, command
-from bot.context import Attachment, Ctx, Reply, UserRef
-from bot.markup import Markup
-from bot.outbox import PermanentDeliveryError
-from storage.outbox import Delivery
+from bot.context import Attachment, Ctx, Reply
+from bot.domain import Markup, UserRef
+from bot.outbox import Delivery, PermanentDeliveryError
 from tests.e2e.matrix_kit import BotProcess, body, in_reply_to, is_reply, running_bot, toml
 
 pytestmark = pytest.mark.e2e

@@ -23,7 +23,7 @@ from bot.adapters.matrix_signing import (
     signed_by,
     unpadded_b64,
 )
-from bot.markup import Markup
+from bot.domain import Markup
 from tests.e2e.matrix_kit import BotProcess, body, in_reply_to, is_reply, running_bot, toml
 
 pytestmark = pytest.mark.e2e
