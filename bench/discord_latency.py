@@ -37,7 +37,8 @@ from discord import app_commands
 from bot.adapters.discord_adapter import DiscordAdapter, Endpoints
 from bot.app import App
 from bot.config import Settings
-from bot.context import Actor, Ctx, Place, UserRef
+from bot.context import Actor, Ctx, Place
+from bot.domain import UserRef
 from storage.db import Database
 from tests.discord_fake import FakeDiscord, User
 

@@ -5,8 +5,8 @@
 
 For each size it seeds a real, migrated SQLite file (executemany on the real schema), then
 measures `task next` claims through the repository layer (16 claimers in flight, and one at
-a time) and through ``BotCore.invoke``, beside raw ``sqlite3`` running the equivalent
-single-statement claim on a copy of the same file. It also compares `task list` / `task next`
+a time) and through ``BotCore.invoke``, beside raw ``sqlite3`` running the repository's own
+claim statement on a copy of the same file. It also compares `task list` / `task next`
 latency with a 1,000-task queue, measures p99 claim latency in bursts of 200 different
 claimers at once, and reports peak RSS. Prints a table and
 one JSON line. Not part of the test run.
@@ -33,13 +33,17 @@ from collections.abc import Awaitable, Callable, Iterator  # noqa: E402
 from datetime import UTC, datetime, timedelta  # noqa: E402
 from typing import Any  # noqa: E402
 
+from sqlalchemy.dialects import sqlite  # noqa: E402
+
 from bot.app import App  # noqa: E402
 from bot.clock import ManualClock  # noqa: E402
 from bot.config import Settings  # noqa: E402
-from bot.context import Actor, Ctx, Place, UserRef  # noqa: E402
-from bot.vocab import LANGUAGES, TaskKind  # noqa: E402
+from bot.context import Actor, Ctx, Place  # noqa: E402
+from bot.domain import LANGUAGES, TaskKind, UserRef  # noqa: E402
+from bot.domain.tasks import Search, search_for  # noqa: E402
 from storage import migrations  # noqa: E402
 from storage.db import Database  # noqa: E402
+from storage.tasks.claims import claim_params, next_claim  # noqa: E402
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 KINDS = [k.value for k in TaskKind]
@@ -53,39 +57,22 @@ BURST = 200
 IN_FLIGHT = 16  # claimers at once when measuring throughput
 MIN_SIZE = 20_000  # about 29 % of the tasks fit the claimers; a run claims about 5,000
 
-# The claim `task next` makes for a translator+organiser working in pl and en: one index seek
-# per (kind, target language), the best of those, then one conditional UPDATE.
-_BRANCH = (
-    "SELECT * FROM (SELECT id, priority, due_at FROM task WHERE status = 'open' "
-    "AND kind = ? AND {lang} AND (source_language IS NULL OR source_language IN (?, ?)) "
-    "ORDER BY priority DESC, due_at IS NULL, due_at, id LIMIT 1)"
-)
-RAW_KINDS = ["translation", "organising", "other"]
-RAW_TARGETS: list[str | None] = [None, "pl", "en"]
-RAW_CLAIM = (
-    "UPDATE task SET status = 'claimed', claimed_by = ?, claimed_at = ?, claim_place = ?, "
-    "claim_count = claim_count + 1, last_activity_at = ?, nudged_at = NULL, "
-    "due_reminded_at = CASE WHEN due_at <= ? THEN ? ELSE NULL END "
-    "WHERE id = (SELECT id FROM ("
-    + " UNION ALL ".join(
-        _BRANCH.format(lang="language IS NULL" if t is None else "language = ?")
-        for _ in RAW_KINDS
-        for t in RAW_TARGETS
-    )
-    + ") ORDER BY priority DESC, due_at IS NULL, due_at, id LIMIT 1) AND status = 'open' "
-    "AND (SELECT count(*) FROM task WHERE claimed_by = ? AND status = 'claimed') < ? "
-    "RETURNING id"
-)
+# The claim `task next` makes for a translator+organiser working in pl and en: the
+# repository's own statement, which the raw floor sends to sqlite3 itself.
+RAW_SEARCH = search_for(frozenset(ROLES), tuple(CLAIMER_LANGS.split(",")))
+assert isinstance(RAW_SEARCH, Search)
+RAW_SHAPE, RAW_TERMS = next_claim(RAW_SEARCH)
+RAW_CLAIM = RAW_SHAPE.waiting
+SQLITE = sqlite.dialect()
 
 
-def raw_params(volunteer_id: int, now: datetime) -> list[Any]:
-    stamp = now.replace(tzinfo=None).isoformat(sep=" ")
-    due = (now + timedelta(days=1)).replace(tzinfo=None).isoformat(sep=" ")
-    params: list[Any] = [volunteer_id, stamp, "bench:room", stamp, due, stamp]
-    for kind in RAW_KINDS:
-        for target in RAW_TARGETS:
-            params += [kind] + ([] if target is None else [target]) + ["pl", "en"]
-    return [*params, volunteer_id, MAX_OPEN]
+def raw_claim(volunteer_id: int, now: datetime) -> tuple[str, Any]:
+    """The claim's SQL and parameters, as the repository's fast path sends them."""
+    params = {
+        **RAW_TERMS,
+        **claim_params(volunteer_id, place="bench:room", now=now, max_open=MAX_OPEN),
+    }
+    return RAW_CLAIM.for_driver(SQLITE, params)
 
 
 # --- seeding ------------------------------------------------------------------------------
@@ -186,7 +173,7 @@ def raw_claims(path: Path, count: int, claimers: Claimers) -> dict[str, float]:
     for _ in range(count):
         t0 = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
-        row = conn.execute(RAW_CLAIM, raw_params(claimers.take(), NOW)).fetchone()
+        row = conn.execute(*raw_claim(claimers.take(), NOW)).fetchone()
         conn.execute("COMMIT")
         samples.append(time.perf_counter() - t0)
         assert row is not None, "raw claim found nothing"

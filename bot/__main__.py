@@ -1,16 +1,18 @@
-"""Command line: ``volunteer-bot [run] | db upgrade | check-config``."""
+"""Command line: ``volunteer-bot [run] | db upgrade | db copy SOURCE TARGET | check-config``."""
 
 import argparse
 import asyncio
 import getpass
 import logging
 import sys
+import time
 from collections.abc import Sequence
+from typing import TextIO
 
 from bot import __version__, logs
 from bot.config import ConfigError, Settings, find_config_file, load_settings
 from bot.loader import UnknownCog
-from storage.db import DatabaseUnavailable
+from storage.faults import CannotConnect, DatabaseUnavailable, SchemaTooNew
 
 log = logging.getLogger("bot")
 
@@ -48,13 +50,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"volunteer-bot {__version__}")
     _run_options(parser, None)
-    sub = parser.add_subparsers(dest="command", metavar="{run,db,check-config}")
+    sub = parser.add_subparsers(dest="command", metavar="{run,db,status,check-config}")
     run = sub.add_parser("run", help="run the bot (the default)")
     _run_options(run, argparse.SUPPRESS)
     db = sub.add_parser("db", help="database maintenance")
     _run_options(db, argparse.SUPPRESS)
-    db_sub = db.add_subparsers(dest="db_command", metavar="{upgrade}", required=True)
+    db_sub = db.add_subparsers(dest="db_command", metavar="{upgrade,copy}", required=True)
     db_sub.add_parser("upgrade", help="apply pending schema migrations")
+    copy = db_sub.add_parser(
+        "copy",
+        help="copy a whole campaign into a new, empty database (e.g. SQLite to PostgreSQL)",
+        description="Copy every table from SOURCE_URL into TARGET_URL, which is migrated "
+        "first and must be empty. The bot should not be running on SOURCE_URL meanwhile.",
+    )
+    copy.add_argument("source_url", metavar="SOURCE_URL", help="e.g. sqlite:///volunteer-bot.db")
+    copy.add_argument("target_url", metavar="TARGET_URL",
+                      help="e.g. postgresql://bot:password@db.example.org/campaign")  # fmt: skip
+
+    status = sub.add_parser("status", help="the processes on this database and their duties")
+    _run_options(status, argparse.SUPPRESS)
     check = sub.add_parser("check-config", help="validate the configuration and exit")
     _run_options(check, argparse.SUPPRESS)
     return parser
@@ -78,15 +92,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check-config":
             return _check_config(settings)
+        if args.command == "db" and args.db_command == "copy":
+            return _db_copy(settings, args.source_url, args.target_url)
         if args.command == "db":
             return _db_upgrade(settings)
+        if args.command == "status":
+            return asyncio.run(_status(settings))
         return asyncio.run(_run(settings, args, console))
     except DatabaseUnavailable as exc:
-        print(
-            f"volunteer-bot: {exc} ({settings.storage.url.split('://')[0]} storage)",
-            file=sys.stderr,
-        )
-        return 1
+        print(f"volunteer-bot: {exc} ({_engine_name(settings.storage.url)} storage)",
+              file=sys.stderr)  # fmt: skip
+        # Nothing to reach, or a schema from the future: the configuration is what is wrong.
+        return 2 if isinstance(exc, CannotConnect | SchemaTooNew) else 1
     except UnknownCog as exc:
         print(f"volunteer-bot: config error: {exc}", file=sys.stderr)
         return 2
@@ -95,6 +112,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _engine_name(url: str) -> str:
+    """The URL's scheme, and nothing else of it (the rest may hold a password)."""
+    scheme, separator, _ = url.partition("://")
+    return scheme if separator and scheme.replace("+", "").isalnum() else "unknown"
 
 
 def _check_config(settings: Settings) -> int:
@@ -127,6 +150,103 @@ def _db_upgrade(settings: Settings) -> int:
     return 0
 
 
+def _db_copy(settings: Settings, source_url: str, target_url: str) -> int:
+    from storage.db import Database
+    from storage.transfer import CopyRefused, copy_database
+
+    started = time.monotonic()
+    timeout = settings.storage.busy_timeout_ms
+    try:
+        source = Database(source_url, busy_timeout_ms=timeout)
+        if source.path is not None and not source.path.exists():
+            source.close()
+            raise CopyRefused(f"the source database file {source.path} does not exist")
+        try:
+            target = Database(target_url, busy_timeout_ms=timeout)
+            try:
+                bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
+                copied = copy_database(source, target, bar.show if bar else None)
+            finally:
+                target.close()
+        finally:
+            source.close()
+    except DatabaseUnavailable as exc:
+        print(f"volunteer-bot: db copy: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, CannotConnect | SchemaTooNew | CopyRefused) else 1
+    rows = ", ".join(f"{name} {count:,}" for name, count in copied.rows.items())
+    print(f"copied {copied.total:,} rows in {len(copied.rows)} tables "
+          f"({time.monotonic() - started:.1f} s): {rows}")  # fmt: skip
+    return 0
+
+
+class ProgressBar:
+    """One line per table on a terminal, redrawn as its rows arrive."""
+
+    WIDTH = 30
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.drawn: tuple[str, int] | None = None
+
+    def show(self, table: str, done: int, total: int) -> None:
+        """Draw ``table``'s bar; a finished table keeps its line."""
+        filled = self.WIDTH if total == 0 else self.WIDTH * done // total
+        if self.drawn == (table, filled) and done < total:
+            return
+        self.drawn = (table, filled)
+        bar = "█" * filled + "·" * (self.WIDTH - filled)
+        end = "\n" if done >= total else ""
+        self.out.write(f"\r{table:<18} {bar} {done:>11,} / {total:,}{end}")
+        self.out.flush()
+
+
+async def _status(settings: Settings) -> int:
+    """Print every live process on the configured database, its duties and their leases."""
+    from datetime import UTC, datetime
+
+    from storage import migrations
+    from storage.db import Database
+    from storage.leases import LeaseRepo
+
+    db = Database(settings.storage.url, busy_timeout_ms=settings.storage.busy_timeout_ms)
+    try:
+        with db.engine.connect() as conn:
+            version = migrations.current_version(conn)
+        if version < migrations.MIGRATIONS[-1].version:
+            print(
+                "volunteer-bot: the database is not set up for this version yet; run "
+                "`volunteer-bot db upgrade` (or start the bot) first",
+                file=sys.stderr,
+            )
+            return 1
+        processes, leases = await LeaseRepo(db).status()
+    finally:
+        db.close()
+    now = datetime.now(UTC)
+    stale_after = settings.bot.lease_ttl * 3
+    live = [p for p in processes if now - p.heartbeat_at <= stale_after]
+    held = {
+        lease.duty: lease
+        for lease in leases
+        if lease.holder and lease.expires_at and lease.expires_at > now
+    }
+    print(f"{len(live)} live process{'' if len(live) == 1 else 'es'}")
+    for p in live:
+        duties = sorted(d for d, lease in held.items() if lease.holder == p.id)
+        since = p.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        role = ", ".join(duties) if duties else "standby"
+        print(f"- {p.host} pid {p.pid}, version {p.version}, since {since}: {role}")
+        for duty in duties:
+            expires = held[duty].expires_at
+            assert expires is not None
+            left = (expires - now).total_seconds()
+            print(f"    {duty}: lease {held[duty].token}, expires in {left:.1f} s")
+    free = sorted({lease.duty for lease in leases} - set(held))
+    if free:
+        print(f"not served by anyone right now: {', '.join(free)}")
+    return 0
+
+
 async def _run(settings: Settings, args: argparse.Namespace, console: bool) -> int:
     from bot.adapters import Adapter
     from bot.adapters.console_adapter import ConsoleAdapter
@@ -139,8 +259,7 @@ async def _run(settings: Settings, args: argparse.Namespace, console: bool) -> i
         adapters = [ConsoleAdapter(app, user=args.as_user or _login(), coordinators=coordinators)]
     else:
         adapters = app.platform_adapters()
-    await app.run(adapters)
-    return 0
+    return await app.run(adapters)
 
 
 def _login() -> str:

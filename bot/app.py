@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import signal
@@ -14,12 +15,15 @@ from bot.adapters import Adapter
 from bot.audit import Auditor
 from bot.clock import Clock, SystemClock
 from bot.commands import Cog
-from bot.config import Settings
-from bot.context import Ctx, UserRef
+from bot.config import ConfigError, Settings
+from bot.context import Ctx
 from bot.core import BotCore
+from bot.domain import UserRef
+from bot.leases import Leases
 from bot.services import Services
 from storage import migrations
 from storage.db import Database, DatabaseUnavailable
+from storage.leases import LeaseRepo
 
 if TYPE_CHECKING:
     from bot.web.server import WebServer
@@ -28,6 +32,8 @@ log = logging.getLogger(__name__)
 
 TOUCH_EVERY = timedelta(hours=1)
 LATE_START_RETRY = 5.0  # seconds
+# Platforms whose connection is a duty: one process at a time serves each.
+LEASED_PLATFORMS = frozenset({"matrix", "discord"})
 
 
 def _freeze_start_up_heap() -> None:
@@ -68,8 +74,15 @@ class App:
         self.core.activity_hooks.append(self._touch)
         self.adapters: list[Adapter] = []
         self.web: WebServer | None = None
+        self.leases = Leases(
+            LeaseRepo(self.db), self.clock, ttl=settings.bot.lease_ttl, on_failure=self._failed
+        )
+        self._failure: Exception | None = None
         self._started = False
         self._late_starts: list[asyncio.Task[None]] = []
+        # Set when an adapter ends on its own (input ended, credentials refused): the bot stops.
+        self.ended = asyncio.Event()
+        self._watchers: dict[str, asyncio.Task[None]] = {}
         _freeze_start_up_heap()
 
     async def _touch(self, user: UserRef, ctx: Ctx) -> None:
@@ -95,19 +108,19 @@ class App:
         return adapters
 
     async def start(self, adapters: Sequence[Adapter]) -> None:
-        """Start the scheduler, cogs, the outbox and the adapters."""
+        """Start the scheduler, the outbox, then cogs and adapters, each under its duty's lease.
+
+        Background work of a cog with a ``duty``, and the Matrix and Discord connections, run
+        only while this process holds that duty's lease; a process alone on its database
+        takes every lease in the first heartbeat, before this returns.
+        """
         self.adapters = list(adapters)
         self.services.scheduler.start()
         for cog in self.cogs:
-            try:
-                await cog.start()
-            except DatabaseUnavailable as exc:
-                if not exc.busy:
-                    raise
-                log.warning("%s waits for the database to start: %s", type(cog).__name__, exc)
-                self._late_starts.append(
-                    asyncio.create_task(self._start_later(cog), name=f"start-{cog.group}")
-                )
+            if cog.duty is None:
+                await self._start_cog(cog)
+            else:
+                self.leases.add(cog.duty, functools.partial(self._start_cog, cog), cog.stop)
         if self.settings.web.enabled and self.web is None:
             from bot.web.server import WebServer
 
@@ -116,13 +129,62 @@ class App:
             )
             await self.web.start()
         for adapter in self.adapters:
-            await adapter.start()
+            if adapter.platform in LEASED_PLATFORMS:
+                self.leases.add(
+                    adapter.platform,
+                    functools.partial(self._start_adapter, adapter),
+                    functools.partial(self._stop_adapter, adapter),
+                )
+            else:
+                await self._start_adapter(adapter)
         await self.services.outbox.start()
+        await self.leases.start()
         self._started = True
-        served = self.services.outbox.platforms
+        if self._failure is not None:
+            raise self._failure
+        served = self.services.outbox.platforms | {
+            a.platform for a in self.adapters if a.platform in LEASED_PLATFORMS
+        }
         for target in self.settings.announce.targets:
             if target.partition(":")[0] not in served:
                 log.warning("announce target %s: no adapter for it runs; posts wait", target)
+
+    async def _start_cog(self, cog: Cog) -> None:
+        try:
+            await cog.start()
+        except DatabaseUnavailable as exc:
+            if not exc.busy:
+                raise
+            log.warning("%s waits for the database to start: %s", type(cog).__name__, exc)
+            self._late_starts.append(
+                asyncio.create_task(self._start_later(cog), name=f"start-{cog.group}")
+            )
+
+    async def _start_adapter(self, adapter: Adapter) -> None:
+        await adapter.start()
+        self._watchers[adapter.platform] = asyncio.create_task(
+            self._watch(adapter), name=f"{adapter.platform}-watch"
+        )
+
+    async def _stop_adapter(self, adapter: Adapter) -> None:
+        watcher = self._watchers.pop(adapter.platform, None)
+        if watcher is not None:
+            watcher.cancel()
+        self.services.outbox.unregister(adapter.platform)
+        await adapter.stop()
+
+    def _failed(self, duty: str, exc: Exception) -> None:
+        """A duty could not start: the bot stops, and ``run`` raises what went wrong."""
+        if not isinstance(exc, ConfigError | DatabaseUnavailable):
+            log.error("%s could not start (%s)", duty, type(exc).__name__, exc_info=exc)
+        self._failure = self._failure or exc
+        self.ended.set()
+
+    async def _watch(self, adapter: Adapter) -> None:
+        """Stop the bot when an adapter ends by itself (not when its lease was given up)."""
+        await adapter.wait_closed()
+        log.info("%s adapter ended", adapter.platform)
+        self.ended.set()
 
     async def _start_later(self, cog: Cog) -> None:
         """Start a cog whose start found the database locked, once it is free."""
@@ -146,19 +208,31 @@ class App:
                 await self.web.stop()
             self.web = None
         if self._started:
+            for watcher in self._watchers.values():
+                watcher.cancel()
+            self._watchers.clear()
+            # Leased adapters and cogs stop first, and their leases go back at once, so a
+            # standby takes over without waiting for them to expire.
+            await self.leases.stop()
             await self.services.outbox.stop()
             for adapter in reversed(self.adapters):
-                with contextlib.suppress(Exception):
-                    await adapter.stop()
+                if adapter.platform not in LEASED_PLATFORMS:
+                    with contextlib.suppress(Exception):
+                        await adapter.stop()
             for cog in reversed(self.cogs):
-                with contextlib.suppress(Exception):
-                    await cog.stop()
+                if cog.duty is None:
+                    with contextlib.suppress(Exception):
+                        await cog.stop()
             self.services.scheduler.stop()
             self._started = False
         self.db.close()
 
-    async def run(self, adapters: Sequence[Adapter]) -> None:
-        """Serve until an adapter ends by itself or SIGINT/SIGTERM arrives."""
+    async def run(self, adapters: Sequence[Adapter]) -> int:
+        """Serve until an adapter ends by itself or SIGINT/SIGTERM arrives.
+
+        Returns the exit status: 1 when an adapter stopped on a problem an operator must fix
+        (it says which in the log), else 0.
+        """
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -167,21 +241,23 @@ class App:
         try:
             await self.start(adapters)
             waiters: list[asyncio.Task[object]] = [
-                asyncio.create_task(_wait(a.wait_closed()), name=f"{a.platform}-wait")
-                for a in adapters
+                asyncio.create_task(_wait(self.ended.wait()), name="adapter-wait"),
+                asyncio.create_task(_wait(stop.wait()), name="signal-wait"),
             ]
-            waiters.append(asyncio.create_task(_wait(stop.wait()), name="signal-wait"))
             done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             for task in pending:
                 task.cancel()
             for task in done:
                 if not task.cancelled() and task.exception():
                     log.error("adapter ended with %s", type(task.exception()).__name__)
+            if self._failure is not None:
+                raise self._failure
         finally:
             await self.stop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
+        return 1 if any(getattr(a, "failed", False) for a in adapters) else 0
 
 
 async def _wait(awaitable: Awaitable[object]) -> object:

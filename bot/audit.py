@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from bot.commands import CommandSpec
-from bot.context import Ctx, UserRef
+from bot.context import Ctx
+from bot.domain import UserRef
 from storage.audit import AuditEntry, AuditRepo
 
 log = logging.getLogger(__name__)

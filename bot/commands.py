@@ -19,7 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from bot.context import Ctx, UserRef
+from bot.context import Ctx
+from bot.domain import UserRef
 from bot.params import Kind, Param, kind_for
 
 if TYPE_CHECKING:
@@ -89,6 +90,8 @@ class CommandSpec:
     private: bool
     default: bool
     func: Handler = field(repr=False, compare=False)
+    # Only the caller may see the answer (a data export); implies ``private``.
+    confidential: bool = False
 
     @property
     def qualified_name(self) -> str:
@@ -117,13 +120,22 @@ _REQUIRES = "__command_requires__"
 
 
 def command(
-    name: str | None = None, *, private: bool = False, default: bool = False
+    name: str | None = None,
+    *,
+    private: bool = False,
+    confidential: bool = False,
+    default: bool = False,
 ) -> Callable[[Handler], Handler]:
-    """Mark a cog method as a command; ``default`` makes it answer the bare group name."""
+    """Mark a cog method as a command; ``default`` makes it answer the bare group name.
+
+    ``private``: the answer is quiet, only the caller needs it. ``confidential``: only the
+    caller may see it (see :class:`bot.context.Reply`).
+    """
 
     def mark(func: Handler) -> Handler:
-        setattr(func, _PENDING, {"name": name or func.__name__, "private": private,
-                                 "default": default})  # fmt: skip
+        setattr(func, _PENDING, {"name": name or func.__name__,
+                                 "private": private or confidential,
+                                 "confidential": confidential, "default": default})  # fmt: skip
         return func
 
     return mark
@@ -163,6 +175,7 @@ def build_spec(group: str | None, func: Handler) -> CommandSpec:
         private=meta["private"],
         default=meta["default"],
         func=func,
+        confidential=meta["confidential"],
     )
     validate(spec, where)
     return spec
@@ -248,6 +261,9 @@ class Cog:
     # Erasure runs in ascending order: cogs that refer to volunteers go before the one that
     # deletes them.
     erase_order: ClassVar[int] = 0
+    # The duty whose lease runs this cog's background work (start/stop) when several
+    # processes share a database; None: it has none, and starts with the bot.
+    duty: ClassVar[str | None] = None
     specs: ClassVar[tuple[CommandSpec, ...]] = ()
 
     def __init__(self, services: "Services") -> None:

@@ -45,7 +45,7 @@ def _zone(value: str) -> str:
 
 
 def _registered(value: date) -> date:
-    from bot.eci import thresholds_for
+    from bot.domain.eci import thresholds_for
 
     thresholds_for(value)  # raises ValueError naming the supported dates
     return value
@@ -94,16 +94,34 @@ class BotSection(Section):
 
     command_prefix: str = "!"
     cogs: list[str] | None = None
+    # Several processes on one database share the work: each duty (Matrix sync, Discord
+    # gateway, scheduler, poller, retention) is held by one of them for this long at a time,
+    # renewed every tenth of it; a standby takes over within about this long of a crash.
+    lease_ttl: Annotated[Span, Field(ge=timedelta(seconds=1))] = timedelta(seconds=10)
     # Where commands are answered besides the configured rooms and servers: "direct" chats
     # with the bot, "everywhere" (any room or server the bot is in), or "nowhere".
     answer_elsewhere: Literal["nowhere", "direct", "everywhere"] = "direct"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class DatabaseUrl(str):
+    """A storage URL that shows its password as ``***`` when printed as a repr."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        scheme, separator, rest = self.partition("://")
+        userinfo, at, host = rest.rpartition("@")
+        if not (separator and at and ":" in userinfo):
+            return super().__repr__()
+        user = userinfo.partition(":")[0]
+        return repr(f"{scheme}://{user}:***@{host}")
+
+
 class StorageSection(Section):
     """Where state lives."""
 
-    url: str = "sqlite:///volunteer-bot.db"
+    url: Annotated[str, AfterValidator(DatabaseUrl)] = DatabaseUrl("sqlite:///volunteer-bot.db")
     busy_timeout_ms: int = 5000
 
 
@@ -159,6 +177,13 @@ class MatrixSection(Section):
     invite_allowlist: list[str] = []
     command_prefix: str | None = None
     store_path: str = "matrix-store"
+    # Whose devices get the keys of the bot's encrypted messages: "tofu" (trust on first use:
+    # every device of every member) or "cross-signed" (only devices their owner signed).
+    trust: Literal["tofu", "cross-signed"] = "tofu"
+    # How long a message that arrived before its decryption key is held for the key.
+    late_key_wait: Span = timedelta(minutes=5)
+    # How many rooms are served at the same moment; each room keeps its own order.
+    room_concurrency: Positive = 8
 
 
 class DiscordSection(Section):

@@ -4,25 +4,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bot.markup import Markup
-
-
-@dataclass(frozen=True, slots=True)
-class UserRef:
-    """A person on one platform. Identity is (platform, external_id), never a display name."""
-
-    platform: str
-    external_id: str
-    display_name: str = ""
-
-    @property
-    def label(self) -> str:
-        """What to call them in a reply."""
-        return self.display_name or self.external_id
-
-    def __repr__(self) -> str:
-        # Reprs end up in logs; ids and names are personal data.
-        return f"UserRef(platform={self.platform!r})"
+from bot.domain import Markup, UserRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +54,17 @@ class Attachment:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """What a command answers. ``private`` replies are ephemeral where the platform can."""
+    """What a command answers: public, quiet (``private``) or ``confidential``.
+
+    A *quiet* reply is one only the caller needs (their own task list, an error): ephemeral on
+    Discord, a threaded reply on Matrix, where the room can still see it. A *confidential*
+    reply is one only the caller may see (their data export): ephemeral on Discord, an
+    encrypted direct chat on Matrix. Confidential implies private.
+    """
 
     body: Markup
     private: bool = False
+    confidential: bool = False
     is_error: bool = False
     buttons: Sequence[Button] = ()
     attachments: Sequence[Attachment] = ()
@@ -84,10 +73,17 @@ class Reply:
     # e.g. ("task", 7); adapters remember the message that carried it.
     subject: tuple[str, int] | None = None
 
+    def __post_init__(self) -> None:
+        if self.confidential and not self.private:
+            object.__setattr__(self, "private", True)
+
     @classmethod
-    def text(cls, template: str, /, **values: object) -> "Reply":
-        """A public reply from a trusted template with untrusted values."""
-        return cls(Markup.format(template, **values))
+    def text(
+        cls, template: str, /, *, private: bool = False, confidential: bool = False,
+        **values: object,
+    ) -> "Reply":  # fmt: skip
+        """A reply from a trusted template with untrusted values (public unless marked)."""
+        return cls(Markup.format(template, **values), private=private, confidential=confidential)
 
 
 @dataclass(slots=True)

@@ -11,12 +11,12 @@ from typing import Any
 
 from bot.audit import Auditor, Outcome, audited
 from bot.commands import ArgSpec, Cog, CommandSpec
-from bot.context import Ctx, Reply, UserRef
-from bot.errors import BadArgument, NotFound, NotPermitted, UserError
-from bot.markup import Markup
+from bot.context import Ctx, Reply
+from bot.domain import BadArgument, Markup, NotFound, NotPermitted, UserError, UserRef
 from bot.params import ParseEnv
 from bot.textparse import bind, normalise, tokenize
 from storage.db import DatabaseUnavailable
+from storage.leases import AlreadyTakenOn
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,9 @@ class BotCore:
                     raise BadArgument("`{name}` is required. Usage: `{usage}`.",
                                       name=arg.name, usage=spec.usage())  # fmt: skip
             result = await spec.func(self.registry.owner(spec), ctx, **kwargs)
-            reply = as_reply(result, private=spec.private)
+            reply = as_reply(result, private=spec.private, confidential=spec.confidential)
+        except AlreadyTakenOn:
+            raise  # another process handles this command: this one says nothing
         except UserError as exc:
             log.debug("command %s refused: %s", spec.qualified_name, type(exc).__name__)
             outcome = Outcome.REFUSED if isinstance(exc, NotPermitted) else Outcome.FAILED
@@ -284,12 +286,14 @@ def convert(arg: ArgSpec, value: object, env: ParseEnv) -> Any:
     return value
 
 
-def as_reply(result: object, *, private: bool = False) -> Reply:
-    """Normalise what a handler returned."""
+def as_reply(result: object, *, private: bool = False, confidential: bool = False) -> Reply:
+    """Normalise what a handler returned; a command's marks apply to every reply it gives."""
     if isinstance(result, Reply):
-        return result if result.private or not private else replace(result, private=True)
+        if (private and not result.private) or (confidential and not result.confidential):
+            return replace(result, private=True, confidential=confidential or result.confidential)
+        return result
     if isinstance(result, Markup):
-        return Reply(result, private=private)
+        return Reply(result, private=private, confidential=confidential)
     if isinstance(result, str):
-        return Reply(Markup.trusted(result), private=private)
+        return Reply(Markup.trusted(result), private=private, confidential=confidential)
     raise TypeError(f"a command returned {type(result).__name__}, not a Reply")

@@ -1,39 +1,132 @@
 """Delivery of bot-initiated posts: reminders, milestones, notices.
 
-Rows are written by repositories in the same transaction as the change that causes them.
-The dispatcher leases due rows for the platforms that are running, hands each to that
-platform's deliverer, and marks it sent; a failure is retried with exponential backoff.
-A lease keeps two processes from sending the same row.
+Rows are written by repositories in the same transaction as the change that causes them, as
+facts: a kind and JSON data. The dispatcher leases due rows for the platforms that are
+running, renders each with the renderer registered for its kind (pictures are drawn in a
+worker thread, once for all the rows of one announcement), hands it to that platform's
+deliverer, and marks it sent; a failure is retried with exponential backoff. A lease keeps
+two processes from sending the same row.
 """
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 from bot.background import Periodic
 from bot.clock import Clock
-from storage.outbox import Delivery, OutboxRepo
+from bot.context import Attachment
+from bot.domain import Markup
+from storage.outbox import MARKUP, Leased, OutboxRepo
 
 log = logging.getLogger(__name__)
 
-Deliverer = Callable[[Delivery], Awaitable[None]]
-
 LEASE = timedelta(minutes=2)
 MAX_BACKOFF = timedelta(hours=1)
+PICTURES_KEPT = 8  # announcements whose picture is kept for their other targets
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One outbox row, rendered, ready to send."""
+
+    id: int
+    key: str
+    platform: str
+    target: str
+    recipient_id: str | None
+    body: Markup
+    attachment: Attachment | None
+    attempts: int
+    due_at: datetime
+
+
+Deliverer = Callable[[Delivery], Awaitable[None]]
+Words = Callable[[Any], Markup]
+Picture = Callable[[Any], Attachment]
 
 
 class PermanentDeliveryError(Exception):
     """The target can never take this post (deleted room, unknown channel); stop retrying."""
 
 
+class UnknownKind(LookupError):
+    """No renderer is registered for a kind of post (its cog is not loaded)."""
+
+
+class Renderers:
+    """How each kind of post reads, registered by whoever writes posts of that kind."""
+
+    def __init__(self) -> None:
+        self._words: dict[str, Words] = {MARKUP: _written}
+        self._pictures: dict[str, Picture] = {}
+        self._drawn: OrderedDict[tuple[str, str], asyncio.Future[Attachment]] = OrderedDict()
+
+    def register(self, kind: str, words: Words, picture: Picture | None = None) -> None:
+        """Render posts of ``kind`` with ``words``, and attach ``picture`` if given."""
+        self._words[kind] = words
+        if picture is not None:
+            self._pictures[kind] = picture
+
+    def words(self, kind: str, data: Any) -> Markup:
+        """A post's text; raises UnknownKind."""
+        render = self._words.get(kind)
+        if render is None:
+            raise UnknownKind(kind)
+        return render(data)
+
+    async def picture(self, kind: str, data: Any, body: str) -> Attachment | None:
+        """A post's picture, if its kind has one.
+
+        Drawn in a worker thread, off the event loop and the database's thread, and once for
+        every row with the same facts (``body``): one announcement to several places.
+        """
+        draw = self._pictures.get(kind)
+        if draw is None:
+            return None
+        key = (kind, body)
+        drawn = self._drawn.get(key)
+        if drawn is None or (drawn.done() and (drawn.cancelled() or drawn.exception())):
+            drawn = asyncio.ensure_future(asyncio.to_thread(draw, data))
+            self._drawn[key] = drawn
+            while len(self._drawn) > PICTURES_KEPT:
+                self._drawn.popitem(last=False)
+        self._drawn.move_to_end(key)
+        return await asyncio.shield(drawn)
+
+    async def render(self, row: Leased) -> Delivery:
+        """A leased row in words (and picture) for its target."""
+        picture = await self.picture(row.kind, row.data, row.body)
+        if picture is None and row.file is not None:
+            picture = Attachment(row.file[0], row.file[1], "image/png")
+        return Delivery(
+            id=row.id,
+            key=row.key,
+            platform=row.platform,
+            target=row.target,
+            recipient_id=row.recipient_id,
+            body=self.words(row.kind, row.data),
+            attachment=picture,
+            attempts=row.attempts,
+            due_at=row.due_at,
+        )
+
+
+def _written(data: Any) -> Markup:
+    return Markup(tuple((bool(trusted), str(text)) for trusted, text in data))
+
+
 class Outbox:
-    """Owns the dispatch loop."""
+    """Owns the dispatch loop and the renderers."""
 
     def __init__(self, repo: OutboxRepo, clock: Clock, *, poll_interval: float = 1.0) -> None:
         self.repo = repo
         self.clock = clock
         self.poll_interval = poll_interval
+        self.renderers = Renderers()
         self._deliverers: dict[str, Deliverer] = {}
         self._loop = Periodic("outbox-dispatch", self.run_once, poll_interval)
 
@@ -41,6 +134,10 @@ class Outbox:
         """Send rows whose target starts with ``platform`` through ``deliverer``."""
         self._deliverers[platform] = deliverer
         self.wake()
+
+    def unregister(self, platform: str) -> None:
+        """Stop sending to ``platform`` (its connection stopped, or moved to another process)."""
+        self._deliverers.pop(platform, None)
 
     @property
     def platforms(self) -> set[str]:
@@ -62,31 +159,29 @@ class Outbox:
             )
             if not batch:
                 return sent
-            for delivery in batch:
-                sent += await self._deliver(delivery)
+            for row in batch:
+                sent += await self._deliver(row)
 
-    async def _deliver(self, delivery: Delivery) -> int:
-        deliverer = self._deliverers[delivery.platform]
+    async def _deliver(self, row: Leased) -> int:
+        deliverer = self._deliverers[row.platform]
         try:
-            await deliverer(delivery)
+            await deliverer(await self.renderers.render(row))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             permanent = isinstance(exc, PermanentDeliveryError)
-            backoff = timedelta(days=3650) if permanent else _backoff(delivery.attempts)
+            backoff = timedelta(days=3650) if permanent else _backoff(row.attempts)
             log.warning(
                 "delivery %d to %s failed (attempt %d, %s); %s",
-                delivery.id,
-                delivery.platform,
-                delivery.attempts,
+                row.id,
+                row.platform,
+                row.attempts,
                 type(exc).__name__,
                 "giving up" if permanent else f"retrying in {backoff.total_seconds():.0f} s",
             )
-            await self.repo.mark_failed(
-                delivery.id, self.clock.now() + backoff, type(exc).__name__
-            )
+            await self.repo.mark_failed(row.id, self.clock.now() + backoff, type(exc).__name__)
             return 0
-        await self.repo.mark_sent(delivery.id, self.clock.now())
+        await self.repo.mark_sent(row.id, self.clock.now())
         return 1
 
     async def start(self) -> None:

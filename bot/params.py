@@ -13,9 +13,7 @@ from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from bot.context import UserRef
-from bot.errors import BadArgument
-from bot.vocab import COUNTRIES, COUNTRY_ALIASES, LANGUAGES
+from bot.domain import COUNTRIES, COUNTRY_ALIASES, LANGUAGES, BadArgument, UserRef
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,8 @@
 
 Each cog that stores anything about people implements ``export_data`` and ``erase_data``
 (the ``Cog`` base refuses a class that claims personal data without them). This module adds
-what the core itself keeps about a person, the outbox rows addressed to them, and makes sure
-erased data leaves the database file.
+what the core itself keeps about a person (the outbox rows addressed to them, the direct
+chats adapters opened with them), and makes sure erased data leaves the database file.
 """
 
 import base64
@@ -16,10 +16,12 @@ from enum import Enum
 from typing import Any
 
 from bot.commands import Cog
-from bot.context import Ctx, UserRef
+from bot.context import Ctx
 from bot.core import Registry
-from bot.markup import Markup
+from bot.domain import Markup, UserRef
+from bot.outbox import Renderers, UnknownKind
 from storage.db import Database
+from storage.direct_chats import DirectChatRepo
 from storage.models import OutboxMessage
 from storage.outbox import OutboxRepo
 from storage.volunteers import VolunteerRepo
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 FORMER_VOLUNTEER = "a former volunteer"
 MESSAGES = "messages_for_you"
 POSTS = "posts_naming_you"
+DIRECT_CHATS = "direct_chats_with_you"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +47,20 @@ class PersonalData:
     """Export and erasure over every cog that stores personal data, plus the core's rows."""
 
     def __init__(
-        self, registry: Registry, volunteers: VolunteerRepo, outbox: OutboxRepo, db: Database
+        self,
+        registry: Registry,
+        volunteers: VolunteerRepo,
+        outbox: OutboxRepo,
+        db: Database,
+        renderers: Renderers,
+        direct_chats: DirectChatRepo | None = None,
     ) -> None:
         self.registry = registry
         self.volunteers = volunteers
         self.outbox = outbox
         self.db = db
+        self.direct_chats = direct_chats or DirectChatRepo(db)
+        self.renderers = renderers
 
     def holders(self) -> list[Cog]:
         """The loaded cogs that store personal data, in erasure order."""
@@ -69,15 +80,34 @@ class PersonalData:
                 stored.setdefault(section_name(cog), {}).update(data)
         messages = await self.outbox.addressed_to(user.platform, user.external_id)
         if messages:
-            stored[MESSAGES] = [_message(row) for row in messages]
+            stored[MESSAGES] = [self._message(row) for row in messages]
         posts = [
             row
             for row in await self.outbox.naming(user.platform, await self._names(user))
             if row.recipient_id != user.external_id  # those are listed above
         ]
         if posts:
-            stored[POSTS] = [_message(row) for row in posts]
+            stored[POSTS] = [self._message(row) for row in posts]
+        chats = await self.direct_chats.export(user)
+        if chats:
+            stored[DIRECT_CHATS] = chats
         return stored
+
+    def _message(self, row: OutboxMessage) -> dict[str, Any]:
+        """One outbox row as the export shows it: in words, as it was or will be posted."""
+        try:
+            text = self.renderers.words(row.kind, json.loads(row.body)).plain()
+        except UnknownKind:  # its cog is not loaded: show the facts as stored
+            text = row.body
+        return {
+            "where": row.target,
+            "key": row.key,
+            "text": text,
+            "attachment": row.attachment_name,
+            "queued_at": row.created_at,
+            "due_at": row.due_at,
+            "sent_at": row.sent_at,
+        }
 
     async def _names(self, user: UserRef) -> set[str]:
         """How posts may have quoted ``user``: their id, current and stored display names."""
@@ -96,6 +126,7 @@ class PersonalData:
         names = await self._names(user)
         for cog in self.holders():
             await cog.erase_data(user, ctx)
+        await self.direct_chats.forget(user)
         dropped = await self.outbox.drop_for(user.platform, user.external_id)
         redacted = await self.outbox.redact(user.platform, names, FORMER_VOLUNTEER)
         checkpointed = await self.db.checkpoint()
@@ -127,6 +158,9 @@ def describe(stored: Mapping[str, Any]) -> list[str]:
         if section in (MESSAGES, POSTS):
             what = "addressed to you" if section == MESSAGES else "that name you"
             phrases.append(f"{_count(data, 'bot message')} {what}")
+            continue
+        if section == DIRECT_CHATS:
+            phrases.append(f"{_count(data, 'direct chat')} the bot opened with you")
             continue
         for key, value in data.items():
             if not has_data(value):
@@ -164,15 +198,3 @@ def _jsonable(value: object) -> object:
     if isinstance(value, Markup):
         return value.plain()
     return str(value)
-
-
-def _message(row: OutboxMessage) -> dict[str, Any]:
-    return {
-        "where": row.target,
-        "key": row.key,
-        "text": Markup.from_json(row.body).plain(),
-        "attachment": row.attachment_name,
-        "queued_at": row.created_at,
-        "due_at": row.due_at,
-        "sent_at": row.sent_at,
-    }

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from bot.context import UserRef
+from bot.domain import UserRef
 
 if TYPE_CHECKING:
     from bot.config import Settings

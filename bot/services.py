@@ -13,6 +13,7 @@ from bot.web.tokens import SignIn
 from storage.audit import AuditRepo
 from storage.dashboard import DashboardRepo
 from storage.db import Database
+from storage.direct_chats import DirectChatRepo
 from storage.outbox import OutboxRepo
 from storage.reminders import ReminderRepo
 from storage.signatures import SignatureRepo
@@ -36,6 +37,7 @@ class Services:
     outbox_repo: OutboxRepo
     outbox: Outbox
     state: StateRepo
+    direct_chats: DirectChatRepo
     scheduler: Scheduler
     reminders: ReminderRepo
     signatures: SignatureRepo
@@ -61,6 +63,7 @@ class Services:
             outbox_repo=outbox_repo,
             outbox=Outbox(outbox_repo, clock),
             state=state,
+            direct_chats=DirectChatRepo(db),
             scheduler=Scheduler(clock),
             reminders=ReminderRepo(db),
             signatures=SignatureRepo(db),

@@ -7,7 +7,7 @@ token at the start of a word, so ``don't`` needs no escaping. Smart quotes count
 from dataclasses import dataclass
 
 from bot.commands import CommandSpec
-from bot.errors import BadArgument
+from bot.domain import BadArgument
 
 _SMART = str.maketrans({"“": '"', "”": '"', "„": '"', "«": '"', "»": '"',
                         "‘": "'", "’": "'", "‚": "'"})  # fmt: skip

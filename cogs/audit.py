@@ -5,8 +5,8 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from bot.commands import Cog, command, requires
-from bot.context import Ctx, Reply, UserRef
-from bot.markup import Markup
+from bot.context import Ctx, Reply
+from bot.domain import Markup, UserRef
 from bot.params import Param
 from bot.services import Services
 
@@ -21,7 +21,7 @@ class Audit(Cog):
         self.repo = services.audit
         self.zone = ZoneInfo(services.settings.campaign.timezone)
 
-    @command(private=True)
+    @command(confidential=True)  # it names people: not for the whole room to read
     @requires("coordinator")
     async def audit(
         self,
@@ -47,7 +47,7 @@ class Audit(Cog):
                     outcome=OUTCOMES.get(entry.outcome, f" — {entry.outcome}"),
                 )
             )
-        return Reply(Markup.trusted("\n").join(lines), private=True)
+        return Reply(Markup.trusted("\n").join(lines), confidential=True)
 
     def _local(self, moment: datetime) -> str:
         return moment.astimezone(self.zone).strftime("%Y-%m-%d %H:%M")

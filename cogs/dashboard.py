@@ -2,7 +2,7 @@
 
 from bot.commands import Cog, command, requires
 from bot.context import Ctx, Reply
-from bot.markup import Markup
+from bot.domain import Markup
 from bot.services import Services
 
 OFF = (

@@ -5,8 +5,7 @@ from typing import Annotated
 from bot.commands import Cog, CommandSpec, command
 from bot.context import Ctx, Reply
 from bot.core import Registry
-from bot.errors import NotFound
-from bot.markup import Markup
+from bot.domain import Markup, NotFound
 from bot.params import Param
 from bot.services import Services
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from bot.background import Periodic
 from bot.commands import Cog, command
 from bot.context import Attachment, Button, Ctx, Reply
-from bot.markup import Markup
+from bot.domain import Markup
 from bot.params import Param
 from bot.privacy import FORMER_VOLUNTEER, PersonalData, describe, to_json
 from bot.services import Services
@@ -25,11 +25,17 @@ class Privacy(Cog):
     """See and erase what the bot stores about you."""
 
     group = "privacy"
+    duty = "retention"
     personal_data = False  # it stores nothing itself; it asks every other cog
 
     def __init__(self, services: Services) -> None:
         self.personal = PersonalData(
-            services.registry, services.volunteers, services.outbox_repo, services.db
+            services.registry,
+            services.volunteers,
+            services.outbox_repo,
+            services.db,
+            services.outbox.renderers,
+            services.direct_chats,
         )
         self.volunteers = services.volunteers
         self.outbox = services.outbox_repo
@@ -43,7 +49,7 @@ class Privacy(Cog):
             retry=RETRY_AFTER.total_seconds(),
         )
 
-    @command(private=True)
+    @command(confidential=True)
     async def mydata(self, ctx: Ctx) -> Reply:
         """Everything the bot stores about you, as a file."""
         stored = await self.personal.collect(ctx.user)
@@ -70,7 +76,7 @@ class Privacy(Cog):
                 days=self.retention.days,
                 file=EXPORT_FILE,
             )
-        return Reply(body, private=True, attachments=[attachment])
+        return Reply(body, confidential=True, attachments=[attachment])
 
     @command(private=True)
     async def forget(

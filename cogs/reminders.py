@@ -15,9 +15,8 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from bot.commands import Cog, command, requires
-from bot.context import Ctx, Reply, UserRef
-from bot.errors import BadArgument, NotFound, NotPermitted
-from bot.markup import Markup
+from bot.context import Ctx, Reply
+from bot.domain import BadArgument, Markup, NotFound, NotPermitted, UserRef
 from bot.params import Duration, Param, ParseEnv, TimeZone, parse_when
 from bot.scheduler import Action, CronError, Run, Schedule, parse_cron, plan_run
 from bot.services import Services
@@ -30,6 +29,7 @@ MAX_MESSAGE = 1000
 LIST_LIMIT = 25
 RETRY = timedelta(seconds=5)
 _STAMP = "%a %Y-%m-%d %H:%M %Z"
+POST_KIND = "reminder"  # the kind of outbox row a run writes
 
 # What a run posts, by what plan_run decided; a skipped run posts nothing.
 POSTS = {
@@ -55,9 +55,10 @@ class Reminders(Cog):
     """Post reminders here later, once or on a schedule."""
 
     group = "reminder"
+    duty = "scheduler"
     erase_order = 20
     # Seconds between sweeps of the table for due reminders no job woke.
-    sweep_interval = 60.0
+    sweep_interval = 10.0
 
     def __init__(self, services: Services) -> None:
         self.repo = services.reminders
@@ -70,6 +71,7 @@ class Reminders(Cog):
         self._pending: set[int] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        services.outbox.renderers.register(POST_KIND, self._words)
 
     # --- commands -----------------------------------------------------------------------
 
@@ -296,22 +298,27 @@ class Reminders(Cog):
         return decide
 
     def _post(self, view: ReminderView, run: Run) -> Post | None:
-        template = POSTS.get(run.action)
-        if template is None:
+        """What a run posts, as facts: put in words when it is delivered."""
+        if run.action not in POSTS:
             return None
         assert view.next_run_at is not None
         key = f"reminder:{view.id}:{view.next_run_at.isoformat()}"
-        body = Markup.format(
-            template,
-            id=view.id,
-            when=local(run.occurrence, view.timezone),
-            grace=_span(self.grace),
-            message=view.message,
-        )
+        facts = {"id": view.id, "action": run.action.value, "message": view.message,
+                 "due": run.occurrence.isoformat(), "timezone": view.timezone}  # fmt: skip
         if run.action is Action.MISSED:  # a notice for its creator, in the same place
             recipient = view.creator.external_id if view.creator else None
-            return Post(key=f"{key}:missed", target=view.target, body=body, recipient_id=recipient)
-        return Post(key=key, target=view.target, body=body)
+            return Post(f"{key}:missed", view.target, POST_KIND, facts, recipient)
+        return Post(key, view.target, POST_KIND, facts)
+
+    def _words(self, data: dict[str, Any]) -> Markup:
+        """A run's post in words."""
+        return Markup.format(
+            POSTS[Action(data["action"])],
+            id=data["id"],
+            when=local(datetime.fromisoformat(data["due"]), data["timezone"]),
+            grace=_span(self.grace),
+            message=data["message"],
+        )
 
     # --- personal data ------------------------------------------------------------------
 

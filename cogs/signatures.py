@@ -8,7 +8,7 @@ the outbox in the same transaction. A weekly digest posts progress once per peri
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -17,9 +17,13 @@ import aiohttp
 
 from bot.charts import ChartData, progress_attachment
 from bot.commands import Cog, command, requires
-from bot.context import Attachment, Ctx, Reply, UserRef
-from bot.eci import (
+from bot.context import Attachment, Ctx, Reply
+from bot.domain import COUNTRIES, Markup, UserRef
+from bot.domain.eci import (
+    ANNOUNCEMENT,
+    DIGEST,
     FeedError,
+    Goals,
     Milestone,
     closest_below,
     countries_over,
@@ -27,15 +31,12 @@ from bot.eci import (
     days_left,
     feed_urls,
     implausible_drop,
-    milestones,
     parse_feed,
     thresholds_for,
 )
-from bot.markup import Markup
 from bot.params import Country, Param
 from bot.scheduler import Action, Schedule, plan_run
 from bot.services import Services
-from bot.vocab import COUNTRIES
 from storage.outbox import Post
 from storage.signatures import Progress, Recorded
 
@@ -64,6 +65,7 @@ class Signatures(Cog):
     """Signature counts, progress to the goal and milestones."""
 
     group = "signatures"
+    duty = "poller"
     erase_order = 20
 
     def __init__(self, services: Services) -> None:
@@ -74,12 +76,17 @@ class Signatures(Cog):
         self.scheduler = services.scheduler
         self.campaign = settings.campaign
         self.minimums = thresholds_for(settings.campaign.registered).minimums
-        self.totals = settings.milestones.totals
+        self.goals = Goals(
+            tuple(settings.milestones.totals), self.minimums, settings.campaign.countries_needed
+        )
         self.targets = settings.announce.targets
         self.digest = Schedule("cron", settings.campaign.timezone, settings.announce.digest_cron)
         self.grace = settings.reminders.late_grace
         self.source = settings.signatures.source
         self._poller: asyncio.Task[None] | None = None
+        renderers = services.outbox.renderers
+        renderers.register(ANNOUNCEMENT, self._announcement, self._picture)
+        renderers.register(DIGEST, self._digest, self._picture)
 
     # --- commands -----------------------------------------------------------------------
 
@@ -91,7 +98,8 @@ class Signatures(Cog):
             return Reply.text(
                 "No signature count is recorded yet. Coordinators: `signatures set <count>`."
             )
-        return Reply(self._summary(progress, ctx.now), attachments=[self._chart(progress)])
+        chart = await asyncio.to_thread(self._chart, progress)
+        return Reply(self._summary(progress, ctx.now), attachments=[chart])
 
     @command("set")
     @requires("coordinator")
@@ -123,28 +131,17 @@ class Signatures(Cog):
     ) -> Recorded:
         """Store counts; new milestones are announced in the same transaction."""
         recorded = await self.repo.record(
-            counts,
-            source=source,
-            by=by,
-            now=now,
-            milestones=self._milestones,
-            announce=self._announce,
+            counts, source=source, by=by, now=now, goals=self.goals, targets=self.targets
         )
         if recorded.reached:
             log.info("milestones reached: %s", ", ".join(m.key for m in recorded.reached))
             self.outbox.wake()
         return recorded
 
-    def _milestones(self, progress: Progress) -> list[Milestone]:
-        return milestones(
-            progress.total,
-            progress.countries,
-            totals=self.totals,
-            minimums=self.minimums,
-            needed=self.campaign.countries_needed,
-        )
-
-    def _announce(self, progress: Progress, reached: Sequence[Milestone]) -> list[Post]:
+    def _announcement(self, data: dict[str, Any]) -> Markup:
+        """An announcement's words, from the milestones and progress its row carries."""
+        progress = Progress.from_data(data["progress"])
+        reached = [Milestone.from_data(m) for m in data["reached"]]
         needed = self.campaign.countries_needed
         over = len(countries_over(progress.countries, self.minimums))
         lines = [
@@ -156,13 +153,17 @@ class Signatures(Cog):
         ]
         lines += [_milestone_markup(ANNOUNCE_LINES, m, self.campaign.goal) for m in reached]
         lines.append(self._status_line(progress, over, needed))
-        body = Markup.trusted("\n").join(lines)
-        chart = self._chart(progress)
-        first = reached[0].key
-        return [
-            Post(key=f"milestone:{first}:{target}", target=target, body=body, attachment=chart)
-            for target in self.targets
-        ]
+        return Markup.trusted("\n").join(lines)
+
+    def _digest(self, data: dict[str, Any]) -> Markup:
+        """A weekly digest's words, from the progress and moment its row carries."""
+        at = datetime.fromisoformat(data["at"])
+        summary = self._summary(Progress.from_data(data["progress"]), at)
+        return Markup.trusted("📊 **Weekly progress**\n") + summary
+
+    def _picture(self, data: dict[str, Any]) -> Attachment:
+        """The chart of the progress a row carries (drawn in a worker thread)."""
+        return self._chart(Progress.from_data(data["progress"]))
 
     def _status_line(self, progress: Progress, over: int, needed: int) -> Markup:
         total = progress.total or 0
@@ -287,22 +288,13 @@ class Signatures(Cog):
         run = plan_run(self.digest, stored, now, self.grace)
         assert run.next_run_at is not None
         progress = await self.repo.progress()
-
-        def posts() -> list[Post]:
-            if run.action not in (Action.POST, Action.LATE):
-                return []
-            body = Markup.trusted("📊 **Weekly progress**\n") + self._summary(progress, now)
-            chart = self._chart(progress)
-            return [
-                Post(
-                    key=f"digest:{run.occurrence.isoformat()}:{target}",
-                    target=target,
-                    body=body,
-                    attachment=chart,
-                )
+        posts: list[Post] = []
+        if run.action in (Action.POST, Action.LATE):
+            facts = {"progress": progress.data(), "at": now.isoformat()}
+            posts = [
+                Post(f"digest:{run.occurrence.isoformat()}:{target}", target, DIGEST, facts)
                 for target in self.targets
             ]
-
         posted = await self.repo.advance_mark(DIGEST_MARK, stored, run.next_run_at, now, posts)
         await self.schedule_digest()
         if posted and run.action in (Action.POST, Action.LATE):

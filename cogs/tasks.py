@@ -1,5 +1,6 @@
 """The shared task queue: coordinators post jobs, volunteers claim them and see them through."""
 
+import functools
 import logging
 from datetime import datetime
 from enum import StrEnum
@@ -8,13 +9,25 @@ from zoneinfo import ZoneInfo
 
 from bot.background import Periodic
 from bot.commands import Cog, command, requires
-from bot.context import Button, Ctx, Reply, UserRef
-from bot.errors import BadArgument, Conflict, NotFound, NotPermitted, UserError
-from bot.markup import Markup
+from bot.context import Button, Ctx, Reply
+from bot.domain import (
+    KIND_ROLE,
+    LANGUAGES,
+    BadArgument,
+    Conflict,
+    Markup,
+    NotFound,
+    NotPermitted,
+    Priority,
+    TaskKind,
+    TaskStatus,
+    UserError,
+    UserRef,
+)
+from bot.domain.tasks import Change, Notice, Outcome, TaskNotice
 from bot.params import Language, Param, When
 from bot.services import Services
-from bot.vocab import KIND_ROLE, LANGUAGES, Priority, TaskKind, TaskStatus
-from storage.tasks import EventView, NewTask, Outcome, Result, SweepReport, TaskView
+from storage.tasks import EventView, NewTask, Result, SweepReport, TaskView
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +112,13 @@ REFUSALS: dict[Outcome | tuple[Outcome, str], tuple[type[UserError], str]] = {
 
 # How each history event reads. Values: actor, subject, note.
 EVENT_TEXT: dict[str, str] = {
-    "posted": "posted by {actor}",
-    "claimed": "claimed by {actor}",
-    "released": "given back to the queue by {actor}",
-    "assigned": "assigned to {subject} by {actor}",
-    "expired": "released after no activity (was {subject})",
-    "done": "done by {actor}",
-    "cancelled": "cancelled by {actor}",
+    Change.POSTED: "posted by {actor}",
+    Change.CLAIMED: "claimed by {actor}",
+    Change.RELEASED: "given back to the queue by {actor}",
+    Change.ASSIGNED: "assigned to {subject} by {actor}",
+    Change.EXPIRED: "released after no activity (was {subject})",
+    Change.DONE: "done by {actor}",
+    Change.CANCELLED: "cancelled by {actor}",
 }
 
 
@@ -113,6 +126,7 @@ class Tasks(Cog):
     """Post jobs, claim them and see them through."""
 
     group = "task"
+    duty = "scheduler"
 
     def __init__(self, services: Services) -> None:
         self.tasks = services.tasks
@@ -121,6 +135,10 @@ class Tasks(Cog):
         self.settings = services.settings.tasks
         self.zone = ZoneInfo(services.settings.campaign.timezone)
         self.notices = TaskNotices(self)
+        for notice in Notice:
+            services.outbox.renderers.register(
+                notice.value, functools.partial(self._notice, notice)
+            )
         self._sweeper = Periodic("task-sweep", self.sweep, SWEEP_INTERVAL)
 
     @property
@@ -320,7 +338,7 @@ class Tasks(Cog):
         """Give a task to a volunteer."""
         result = await self.tasks.assign(
             id, user, by=ctx.user, place=ctx.place.target, now=ctx.now,
-            max_open=self.settings.max_open_claims, notices=self.notices,
+            max_open=self.settings.max_open_claims,
         )  # fmt: skip
         self._check(result, "assign", id=id, holder=result.detail or user.label)
         assert result.task is not None and result.task.claimer is not None
@@ -332,7 +350,7 @@ class Tasks(Cog):
     @requires("coordinator")
     async def cancel(self, ctx: Ctx, id: TaskId) -> Reply:
         """Cancel a task."""
-        result = await self.tasks.cancel(id, by=ctx.user, now=ctx.now, notices=self.notices)
+        result = await self.tasks.cancel(id, by=ctx.user, now=ctx.now)
         self._check(result, "cancel", id=id)
         assert result.task is not None
         self.outbox.wake()
@@ -342,9 +360,7 @@ class Tasks(Cog):
 
     async def sweep(self, now: datetime | None = None) -> SweepReport:
         """Nudge idle claims, release expired ones and send due-date reminders."""
-        report = await self.tasks.sweep(
-            now or self.clock.now(), ttl=self.settings.claim_ttl, notices=self.notices
-        )
+        report = await self.tasks.sweep(now or self.clock.now(), ttl=self.settings.claim_ttl)
         if report.nudged or report.released or report.reminded:
             self.outbox.wake()
         return report
@@ -368,6 +384,9 @@ class Tasks(Cog):
         await self.tasks.erase(user, ctx.now if ctx else self.clock.now())
 
     # --- rendering --------------------------------------------------------------------
+
+    def _notice(self, notice: Notice, data: dict[str, Any]) -> Markup:
+        return self.notices.render(TaskNotice.from_data(notice, data))
 
     def when(self, moment: datetime) -> str:
         """A moment in the campaign's time zone."""
@@ -468,50 +487,57 @@ class Tasks(Cog):
 
 
 class TaskNotices:
-    """The words of the notices the queue sends (see storage.tasks.Notices)."""
+    """The words of the notices the queue sends, rendered when they are delivered."""
 
     def __init__(self, cog: Tasks) -> None:
         self.cog = cog
 
-    def idle(self, task: TaskView, release_at: datetime) -> Markup:
+    def render(self, notice: TaskNotice) -> Markup:
+        """A notice in words."""
+        words = {Notice.IDLE: self.idle, Notice.EXPIRED: self.expired, Notice.DUE: self.due,
+                 Notice.ASSIGNED: self.assigned, Notice.CANCELLED: self.cancelled}  # fmt: skip
+        return words[notice.notice](notice)
+
+    def idle(self, n: TaskNotice) -> Markup:
         """Still on it?"""
+        assert n.when is not None
         return Markup.format(
             "Still on task #{id} “{title}”? Nothing has happened on it for a while. Any task "
             "command on it (e.g. `task show {id}`) keeps it yours; `task unclaim {id}` gives "
             "it back. Otherwise it returns to the queue at {when}.",
-            id=task.id, title=task.title, when=self.cog.when(release_at),
+            id=n.task_id, title=n.title, when=self.cog.when(n.when),
         )  # fmt: skip
 
-    def expired(self, task: TaskView) -> Markup:
+    def expired(self, n: TaskNotice) -> Markup:
         """Released after no activity."""
         return Markup.format(
             "Task #{id} “{title}” went back to the queue after no activity. If you are still "
             "on it, claim it again with `task claim {id}`.",
-            id=task.id, title=task.title,
+            id=n.task_id, title=n.title,
         )  # fmt: skip
 
-    def due(self, task: TaskView) -> Markup:
+    def due(self, n: TaskNotice) -> Markup:
         """Due within a day."""
-        assert task.due_at is not None
+        assert n.when is not None
         return Markup.format(
             "Reminder: task #{id} “{title}” is due {when}. Done? `task done {id}`. "
             "Need help? Ask a coordinator.",
-            id=task.id, title=task.title, when=self.cog.when(task.due_at),
+            id=n.task_id, title=n.title, when=self.cog.when(n.when),
         )  # fmt: skip
 
-    def assigned(self, task: TaskView, by: UserRef) -> Markup:
+    def assigned(self, n: TaskNotice) -> Markup:
         """A coordinator gave you a task."""
         return Markup.format(
             "{coordinator} gave you task #{id} “{title}”. `task show {id}` has the details.",
-            coordinator=by.label, id=task.id, title=task.title,
+            coordinator=n.by or FORMER, id=n.task_id, title=n.title,
         )  # fmt: skip
 
-    def cancelled(self, task: TaskView, by: UserRef) -> Markup:
+    def cancelled(self, n: TaskNotice) -> Markup:
         """A task you held was cancelled."""
         return Markup.format(
             "{coordinator} cancelled task #{id} “{title}”, which you held. Thank you for "
             "taking it on.",
-            coordinator=by.label, id=task.id, title=task.title,
+            coordinator=n.by or FORMER, id=n.task_id, title=n.title,
         )  # fmt: skip
 
 

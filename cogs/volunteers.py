@@ -3,12 +3,10 @@
 from typing import Annotated, Any
 
 from bot.commands import Cog, command
-from bot.context import Ctx, Reply, UserRef
-from bot.errors import NotFound
-from bot.markup import Markup
+from bot.context import Ctx, Reply
+from bot.domain import COUNTRIES, LANGUAGES, Markup, NotFound, Role, UserRef
 from bot.params import Country, Language, LanguageList, Param
 from bot.services import Services
-from bot.vocab import COUNTRIES, LANGUAGES, Role
 from storage.volunteers import Profile
 
 LIST_LIMIT = 25

@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from bot.context import UserRef
+from bot.domain import UserRef
 from storage.db import Database
 from storage.models import AuditEvent
 

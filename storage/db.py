@@ -7,6 +7,12 @@ worker serialises this process's writes and ``BEGIN IMMEDIATE`` with a busy time
 it behind other processes, so "database is locked" never reaches a user. That worker keeps
 one connection open for its whole life, and the write-ahead log is folded into the file by
 a thread of its own, so no commit waits for a checkpoint.
+
+PostgreSQL is chosen by URL (``postgresql://user:password@host/database``, run by psycopg 3)
+with a pool of connections and as many workers. On both, a transaction that failed for a
+reason that passes (a lock held too long, a lost race, a dropped connection) runs again a
+bounded number of times after a jittered pause; see :mod:`storage.faults` for how errors are
+told apart.
 """
 
 import asyncio
@@ -19,14 +25,22 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session
+
+from storage.faults import AlreadyExists as AlreadyExists
+from storage.faults import CannotConnect as CannotConnect
+from storage.faults import DatabaseUnavailable as DatabaseUnavailable
+from storage.faults import Fault, Kind, classify
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -41,14 +55,30 @@ WAL_LIMIT_FRAMES = 16384
 # The log file keeps its largest size between restarts (rewriting it is cheaper than
 # growing it again); past this it is cut back.
 WAL_FILE_LIMIT_BYTES = 128 * 1024 * 1024
+# A transaction that failed for a passing reason runs again at most this often in all, the
+# pauses doubling from the first (each between half and one and a half times its length).
+RETRY_ATTEMPTS = 8
+RETRY_FIRST_DELAY_S = 0.02
+RETRY_MAX_DELAY_S = 1.0
+POSTGRES_CONNECT_TIMEOUT_S = 10
+DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}
 
 
-class DatabaseUnavailable(RuntimeError):
-    """The database cannot be used (read-only, missing directory, locked for too long)."""
+def database_url(url: str) -> URL:
+    """Parse a storage URL; a bare ``postgresql://`` means psycopg 3.
 
-    def __init__(self, message: str, *, busy: bool = False) -> None:
-        super().__init__(message)
-        self.busy = busy
+    Raises CannotConnect for a URL that cannot be read or names no known database; the
+    message never repeats the URL, which may hold a password.
+    """
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise CannotConnect(
+            "the storage URL cannot be read; it looks like sqlite:///path/to/file.db or "
+            "postgresql://user:password@host/database"
+        ) from None
+    driver = DRIVERS.get(parsed.drivername)
+    return parsed.set(drivername=driver) if driver else parsed
 
 
 class Database:
@@ -57,21 +87,46 @@ class Database:
     def __init__(
         self, url: str, *, busy_timeout_ms: int = 5000, workers: int | None = None
     ) -> None:
-        self.url = make_url(url)
+        self.url = database_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self.is_postgres = self.url.get_backend_name() == "postgresql"
         self.busy_timeout_ms = busy_timeout_ms
-        if self.is_sqlite:
-            self.engine = create_engine(
-                self.url,
-                hide_parameters=True,
-                connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
-            )
-            event.listen(self.engine, "connect", self._on_sqlite_connect)
-            event.listen(self.engine, "begin", self._on_sqlite_begin)
-        else:
-            self.engine = create_engine(self.url, hide_parameters=True, pool_pre_ping=True)
+        workers = workers or (1 if self.is_sqlite else 8)
+        try:
+            if self.is_sqlite:
+                self.engine = create_engine(
+                    self.url,
+                    hide_parameters=True,
+                    connect_args={
+                        "check_same_thread": False,
+                        "timeout": busy_timeout_ms / 1000,
+                    },
+                )
+                event.listen(self.engine, "connect", self._on_sqlite_connect)
+                event.listen(self.engine, "begin", self._on_sqlite_begin)
+            elif self.is_postgres:
+                self.engine = create_engine(
+                    self.url,
+                    hide_parameters=True,
+                    pool_size=workers,
+                    max_overflow=2,
+                    connect_args={
+                        "connect_timeout": POSTGRES_CONNECT_TIMEOUT_S,
+                        "application_name": "volunteer-bot",
+                        # Waiting for a row lock is bounded like SQLite's busy timeout; past
+                        # it the transaction fails with 55P03 and runs again.
+                        "options": f"-c lock_timeout={int(busy_timeout_ms)}",
+                    },
+                )
+            else:
+                self.engine = create_engine(self.url, hide_parameters=True)
+        except (NoSuchModuleError, ImportError):
+            raise CannotConnect(
+                f"no database driver for {self.url.drivername!r} URLs; use sqlite:/// or "
+                "postgresql://"
+            ) from None
         self._executor = ThreadPoolExecutor(
-            max_workers=workers or (1 if self.is_sqlite else 8),
+            max_workers=workers,
             thread_name_prefix="db",
             initializer=self._worker_started,
         )
@@ -165,24 +220,20 @@ class Database:
                 self._drop_kept(kept)  # the next transaction starts on a fresh connection
             raise
 
-    @contextmanager
-    def session(self, *, write: bool) -> Iterator[Session]:
-        """A session inside one transaction, committed on success (synchronous)."""
-        with (
-            self.connection(write=write) as conn,
-            Session(bind=conn, expire_on_commit=False) as session,
-        ):
-            yield session
-            session.flush()
-
     def run_sync(self, fn: Callable[[Session], T], *, write: bool) -> T:
-        """Run ``fn`` in a transaction, retrying a few times if the database stays locked."""
+        """Run ``fn`` in a transaction; one that fails for a passing reason runs again.
 
-        def attempt() -> T:
-            with self.session(write=write) as session:
-                return fn(session)
+        Raises DatabaseUnavailable when it keeps failing or cannot succeed, CannotConnect
+        when the server cannot be reached, AlreadyExists on a taken unique key.
+        """
 
-        return self._retrying(attempt, write=write)
+        def body(conn: Connection) -> T:
+            with Session(bind=conn, expire_on_commit=False) as session:
+                result = fn(session)
+                session.flush()
+                return result
+
+        return self._retrying(body, write=write)
 
     def run_sync_connection(self, fn: Callable[[Connection], T], *, write: bool) -> T:
         """Like :meth:`run_sync`, handing ``fn`` the connection instead of an ORM session.
@@ -190,29 +241,70 @@ class Database:
         For repositories that only run Core statements: a session costs more to set up
         than a short transaction costs to run.
         """
+        return self._retrying(fn, write=write)
 
-        def attempt() -> T:
-            with self.connection(write=write) as conn:
-                return fn(conn)
-
-        return self._retrying(attempt, write=write)
-
-    def _retrying(self, attempt: Callable[[], T], *, write: bool) -> T:
-        delay = 0.05
+    def _retrying(self, body: Callable[[Connection], T], *, write: bool) -> T:
+        delay = RETRY_FIRST_DELAY_S
         deadline = time.monotonic() + max(1.0, self.busy_timeout_ms / 1000 * 3)
-        while True:
+        for attempt in range(1, RETRY_ATTEMPTS + 1):
+            stage = "connect"
             try:
-                result = attempt()
-            except OperationalError as exc:
-                if not _is_locked(exc) or time.monotonic() > deadline:
-                    raise explain(exc) from exc
-                log.warning("database busy; retrying in %.2f s", delay)
-                time.sleep(delay * (1 + random.random()))
-                delay = min(delay * 2, 1.0)
+                with self.connection(write=write) as conn:
+                    stage = "run"
+                    result = body(conn)
+                    stage = "commit"
+            except (DBAPIError, PoolTimeout) as exc:
+                fault = classify(exc)
+                if fault is None:
+                    raise
+                # A connection lost while committing may have committed: never run twice.
+                unsure = write and stage == "commit" and fault.kind is Kind.CONNECTION
+                if (
+                    not fault.transient
+                    or unsure
+                    or attempt == RETRY_ATTEMPTS
+                    or time.monotonic() > deadline
+                ):
+                    raise self.translate(fault) from exc
+                pause = delay * (0.5 + random.random())
+                log.warning("database %s (%s); running again in %.2f s",
+                            fault.kind.value, fault.reason, pause)  # fmt: skip
+                time.sleep(pause)
+                delay = min(delay * 2, RETRY_MAX_DELAY_S)
             else:
                 if write and self._checkpointer is not None:
                     self._after_write()
                 return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def translate(self, fault: Fault) -> Exception:
+        """The exception a classified fault is raised as."""
+        if fault.kind is Kind.DUPLICATE:
+            return AlreadyExists(fault.reason)
+        if fault.kind is Kind.CONNECTION:
+            return CannotConnect(self._scrub(f"cannot connect to {self._where()}: {fault.reason}"))
+        return DatabaseUnavailable(fault.reason, busy=fault.kind in (Kind.BUSY, Kind.CONFLICT))
+
+    def explain(self, exc: BaseException) -> BaseException:
+        """``exc`` as DatabaseUnavailable, CannotConnect or AlreadyExists if it is one."""
+        fault = classify(exc)
+        return exc if fault is None else self.translate(fault)
+
+    def _where(self) -> str:
+        url = self.url
+        if not self.is_postgres:
+            return f"the {url.get_backend_name()} database"
+        host = url.host or "localhost"
+        port = f":{url.port}" if url.port else ""
+        user = f" as {url.username!r}" if url.username else ""
+        return f"PostgreSQL database {url.database or ''!r} on {host}{port}{user}"
+
+    def _scrub(self, text: str) -> str:
+        """``text`` with the URL's password, should a driver ever repeat it, blotted out."""
+        password = self.url.password
+        if password:
+            text = text.replace(str(password), "***")
+        return text
 
     def _after_write(self) -> None:
         """Start a background checkpoint if none ran lately; let a long log start over."""
@@ -262,6 +354,14 @@ class Database:
     async def write(self, fn: Callable[[Session], T]) -> T:
         """Run a read-write transaction off the event loop."""
         loop = asyncio.get_running_loop()
+        rider = _take_rider()
+        if rider is not None:
+            inner = fn
+
+            def fn(session: Session) -> T:
+                rider(session.connection())
+                return inner(session)
+
         return await loop.run_in_executor(self._executor, lambda: self.run_sync(fn, write=True))
 
     async def read_connection(self, fn: Callable[[Connection], T]) -> T:
@@ -274,6 +374,14 @@ class Database:
     async def write_connection(self, fn: Callable[[Connection], T]) -> T:
         """Run a read-write transaction of Core statements off the event loop."""
         loop = asyncio.get_running_loop()
+        rider = _take_rider()
+        if rider is not None:
+            inner = fn
+
+            def fn(conn: Connection) -> T:
+                rider(conn)
+                return inner(conn)
+
         return await loop.run_in_executor(
             self._executor, lambda: self.run_sync_connection(fn, write=True)
         )
@@ -320,8 +428,8 @@ class Database:
                     # A real write, undone: SQLite only notices a read-only file on writing.
                     conn.exec_driver_sql("CREATE TABLE write_probe (x INTEGER)")
                     transaction.rollback()
-        except OperationalError as exc:
-            problem = explain(exc)
+        except DBAPIError as exc:
+            problem = self.explain(exc)
             if not isinstance(problem, DatabaseUnavailable):
                 raise
             if not problem.busy:
@@ -340,32 +448,55 @@ class Database:
         self.engine.dispose()
 
 
-def _is_locked(exc: OperationalError) -> bool:
-    text = str(exc.orig).lower()
-    return "locked" in text or "busy" in text
+@dataclass
+class Rider:
+    """A statement to run inside the next write transaction of one task (see :func:`ride`)."""
+
+    task: "asyncio.Task[Any] | None"
+    run: Callable[[Connection], None]
+    done: bool = False
 
 
-def explain(exc: OperationalError) -> Exception:
-    """Turn a driver error about the file itself into DatabaseUnavailable; others pass."""
-    text = str(exc.orig).lower()
-    if "readonly" in text or "read-only" in text:
-        return DatabaseUnavailable("the database file is read-only")
-    if "unable to open" in text:
-        return DatabaseUnavailable("the database file cannot be opened (does its folder exist?)")
-    if _is_locked(exc):
-        return DatabaseUnavailable("the database stayed locked by another process", busy=True)
-    return exc
+_RIDER: ContextVar[Rider | None] = ContextVar("storage_rider", default=None)
 
 
-def dialect_insert(session: Session, table: Any) -> Any:
-    """An INSERT that supports ``on_conflict_do_nothing`` on this session's database."""
-    name = session.get_bind().dialect.name
-    if name == "sqlite":
+@contextmanager
+def ride(run: Callable[[Connection], None]) -> Iterator[Rider]:
+    """Within the block, run ``run`` in the first write transaction this task makes.
+
+    It commits with that transaction or not at all, and may raise to abort it. Used to record
+    that an incoming event was taken on in the same transaction as its first effect. Work that
+    another task does for this one (a batch) does not carry it: check ``done`` afterwards.
+    """
+    rider = Rider(asyncio.current_task(), run)
+    token = _RIDER.set(rider)
+    try:
+        yield rider
+    finally:
+        _RIDER.reset(token)
+
+
+def _take_rider() -> Callable[[Connection], None] | None:
+    rider = _RIDER.get()
+    if rider is None or rider.done or rider.task is not asyncio.current_task():
+        return None
+
+    def once(conn: Connection) -> None:
+        rider.run(conn)
+        rider.done = True  # set only once the statement ran; a retried transaction runs it again
+
+    return once
+
+
+def dialect_insert(bind: Session | Connection, table: Any) -> Any:
+    """An INSERT with ``on_conflict_do_nothing/do_update`` for this database's dialect."""
+    dialect = bind.dialect if isinstance(bind, Connection) else bind.get_bind().dialect
+    if dialect.name == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
         return sqlite_insert(table)
-    if name == "postgresql":
+    if dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
         return pg_insert(table)
-    raise NotImplementedError(f"no upsert for {name}")
+    raise NotImplementedError(f"no upsert for {dialect.name}")

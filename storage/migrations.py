@@ -1,24 +1,32 @@
 """Numbered, described schema upgrades, applied in order at start and by ``db upgrade``.
 
 Each migration spells out its own DDL (it must keep meaning the same thing when the models
-move on). ``schema_version`` records what has been applied; running again is a no-op.
+move on). ``schema_version`` records what has been applied; running again is a no-op. Every
+step runs in a transaction of its own (DDL is transactional on both databases), so a step
+either happened completely or not at all. Processes starting together take turns: SQLite's
+``BEGIN IMMEDIATE`` lets one writer in at a time, and on PostgreSQL each step's transaction
+first takes a transaction-scoped advisory lock, so the second process waits and then finds
+the step recorded.
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
-from storage.db import Database, explain
+from storage.db import Database
+from storage.faults import SchemaTooNew
 from storage.types import UTCDateTime
 
 log = logging.getLogger(__name__)
 
 Upgrade = Callable[[Connection], None]
+# pg_advisory_xact_lock key for schema changes: b"volbot" read as an integer.
+MIGRATION_LOCK_KEY = 0x766F6C626F74
 
 
 @dataclass(frozen=True)
@@ -72,31 +80,39 @@ def applied_versions(conn: Connection) -> set[int]:
     return {int(v) for v in conn.execute(sa.select(_version_table.c.version)).scalars()}
 
 
-def upgrade(db: Database) -> list[Migration]:
-    """Apply every pending migration, each in its own transaction; returns those applied.
+def upgrade(db: Database, steps: Sequence[Migration] | None = None) -> list[Migration]:
+    """Apply every registered step not applied yet, each in its own transaction.
 
-    Raises DatabaseUnavailable when the file is read-only, cannot be opened or stays locked.
+    Returns the steps applied. Raises SchemaTooNew when the database records a version
+    that ``steps`` (by default every registered migration) does not know, and
+    DatabaseUnavailable (or CannotConnect) when the database cannot be used.
     """
     try:
-        return _upgrade(db)
-    except OperationalError as exc:
-        raise explain(exc) from exc
+        return _upgrade(db, MIGRATIONS if steps is None else steps)
+    except DBAPIError as exc:
+        raise db.explain(exc) from exc
 
 
-def _upgrade(db: Database) -> list[Migration]:
+def _upgrade(db: Database, steps: Sequence[Migration]) -> list[Migration]:
+    known = {step.version for step in steps}
     applied: list[Migration] = []
     with db.engine.connect() as conn:
         with conn.begin():  # a plain read first: an up-to-date schema needs no write lock
-            version = current_version(conn)
-        if version >= len(MIGRATIONS):
+            done = applied_versions(conn)
+        _refuse_unknown(done - known)
+        if known <= done:
             return applied
         if db.is_sqlite:
             conn = conn.execution_options(sqlite_begin="IMMEDIATE")
-        with conn.begin():
-            _version_table.create(conn, checkfirst=True)
-        for step in MIGRATIONS:
+        for step in steps:
+            if step.version in done:
+                continue
             with conn.begin():
-                if step.version in applied_versions(conn):
+                _take_turn(conn)
+                _version_table.create(conn, checkfirst=True)
+                done = applied_versions(conn)  # another process may have moved on meanwhile
+                _refuse_unknown(done - known)
+                if step.version in done:
                     continue
                 step.upgrade(conn)
                 conn.execute(
@@ -109,6 +125,23 @@ def _upgrade(db: Database) -> list[Migration]:
             log.info("schema upgraded to %d: %s", step.version, step.description)
             applied.append(step)
     return applied
+
+
+def _take_turn(conn: Connection) -> None:
+    """On PostgreSQL, wait (however long) for any other process's schema step to finish."""
+    if conn.dialect.name != "postgresql":
+        return  # SQLite: BEGIN IMMEDIATE has already let this one writer in
+    conn.exec_driver_sql("SET LOCAL lock_timeout = 0")
+    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
+
+
+def _refuse_unknown(unknown: set[int]) -> None:
+    if unknown:
+        versions = ", ".join(str(v) for v in sorted(unknown))
+        raise SchemaTooNew(
+            f"the database is newer than this code: it has schema version {versions}, which "
+            "this version of volunteer-bot does not know; run a newer volunteer-bot"
+        )
 
 
 def _ts(name: str, *, nullable: bool = False, index: bool = False) -> sa.Column[datetime]:
@@ -313,8 +346,80 @@ def _v5(conn: Connection) -> None:
     md.create_all(conn)
 
 
-@migration(6, "used sign-in links and ended dashboard sessions")
+@migration(6, "leases: which process serves each duty; live processes; claimed events")
 def _v6(conn: Connection) -> None:
+    md = sa.MetaData()
+    sa.Table(
+        "lease", md,
+        sa.Column("duty", sa.String(32), primary_key=True),
+        sa.Column("holder", sa.String(128)),
+        sa.Column("token", sa.Integer, nullable=False),
+        _ts("expires_at", nullable=True),
+        _ts("acquired_at", nullable=True),
+    )  # fmt: skip
+    sa.Table(
+        "bot_process", md,
+        sa.Column("id", sa.String(128), primary_key=True),
+        sa.Column("host", sa.String(255), nullable=False),
+        sa.Column("pid", sa.Integer, nullable=False),
+        sa.Column("version", sa.String(32), nullable=False),
+        _ts("started_at"),
+        _ts("heartbeat_at"),
+    )  # fmt: skip
+    sa.Table(
+        "claimed_event", md,
+        sa.Column("key", sa.String(255), primary_key=True),
+        _ts("claimed_at", index=True),
+        sa.Column("reply", sa.Text),
+        _ts("answered_at", nullable=True),
+    )  # fmt: skip
+    md.create_all(conn)
+
+
+@migration(7, "outbox rows say what happened: a kind of post and its facts, worded at delivery")
+def _v7(conn: Connection) -> None:
+    # Rows already queued hold their words (Markup JSON): that is the kind "markup".
+    conn.exec_driver_sql(
+        "ALTER TABLE outbox ADD COLUMN kind VARCHAR(32) DEFAULT 'markup' NOT NULL"
+    )
+
+
+@migration(8, "direct chats in their own table (personal data), out of bot_state")
+def _v8(conn: Connection) -> None:
+    md = sa.MetaData()
+    direct = sa.Table(
+        "direct_chat", md,
+        sa.Column("platform", sa.String(16), primary_key=True),
+        sa.Column("external_id", sa.String(255), primary_key=True),
+        sa.Column("room_id", sa.String(255), nullable=False),
+        _ts("created_at"),
+    )  # fmt: skip
+    state = sa.Table(
+        "bot_state", md,
+        sa.Column("key", sa.String(255), primary_key=True),
+        sa.Column("value", sa.Text, nullable=False),
+        _ts("updated_at"),
+    )  # fmt: skip
+    md.create_all(conn, tables=[direct])
+    # Until now the Matrix adapter kept them as bot_state rows "matrix:dm:<user id>".
+    prefix = "matrix:dm:"
+    kept = conn.execute(
+        sa.select(state.c.key, state.c.value, state.c.updated_at).where(
+            state.c.key.startswith(prefix)
+        )
+    ).all()
+    for key, room_id, updated_at in kept:
+        conn.execute(
+            direct.insert().values(
+                platform="matrix", external_id=key[len(prefix):], room_id=room_id,
+                created_at=updated_at,
+            )
+        )  # fmt: skip
+    conn.execute(state.delete().where(state.c.key.startswith(prefix)))
+
+
+@migration(9, "used sign-in links and ended dashboard sessions")
+def _v9(conn: Connection) -> None:
     md = sa.MetaData()
     sa.Table(
         "web_token_used", md,

@@ -10,7 +10,8 @@ from storage.types import UTCDateTime
 # Tables that never hold anything about a person. Every other table must be covered by
 # some cog's export_data and erase_data; tests/test_privacy_coverage.py checks both.
 NO_PERSONAL_DATA: frozenset[str] = frozenset(
-    {"schema_version", "bot_state", "reached_milestone", "web_token_used"}
+    {"schema_version", "bot_state", "reached_milestone", "lease", "bot_process", "claimed_event",
+     "web_token_used"}
 )
 
 
@@ -61,7 +62,9 @@ class OutboxMessage(SQLModel, table=True):
     platform: str = Field(max_length=16)
     target: str = Field(max_length=255)
     recipient_id: str | None = Field(default=None, max_length=255, index=True)
-    body: str  # Markup JSON
+    # What happened, as a kind of post and its facts (JSON); put in words at delivery.
+    kind: str = Field(default="markup", max_length=32)
+    body: str
     attachment_name: str | None = Field(default=None, max_length=255)
     attachment: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     created_at: datetime = Field(sa_column=utc_column())
@@ -248,3 +251,60 @@ class UsedToken(SQLModel, table=True):
     kind: str = Field(max_length=8)  # "link" or "session"
     expires_at: datetime = Field(sa_column=utc_column(index=True))
     used_at: datetime = Field(sa_column=utc_column())
+
+
+class Lease(SQLModel, table=True):
+    """Which process serves one duty (the Matrix sync, the scheduler, ...) and until when.
+
+    ``token`` grows by one whenever the holder changes: a write that must not happen twice
+    checks that its process still holds the lease with the token it was given (fencing).
+    """
+
+    __tablename__ = "lease"
+
+    duty: str = Field(primary_key=True, max_length=32)
+    holder: str | None = Field(default=None, max_length=128)
+    token: int = 0
+    expires_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    acquired_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+class BotProcess(SQLModel, table=True):
+    """A running bot process, for ``volunteer-bot status``; refreshed by its heartbeat."""
+
+    __tablename__ = "bot_process"
+
+    id: str = Field(primary_key=True, max_length=128)  # host:pid:random
+    host: str = Field(max_length=255)
+    pid: int
+    version: str = Field(max_length=32)
+    started_at: datetime = Field(sa_column=utc_column())
+    heartbeat_at: datetime = Field(sa_column=utc_column())
+
+
+class ClaimedEvent(SQLModel, table=True):
+    """An incoming platform event one process has taken on, so no other handles it again."""
+
+    __tablename__ = "claimed_event"
+
+    key: str = Field(primary_key=True, max_length=255)  # "matrix:$event_id"
+    claimed_at: datetime = Field(sa_column=utc_column(index=True))
+    # The answer, kept from when it is ready until it is sent, so a process that takes over
+    # sends what its predecessor could not (JSON; None once sent).
+    reply: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    answered_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+class DirectChat(SQLModel, table=True):
+    """A direct chat the bot opened with one person, to answer them confidentially.
+
+    The room id says who talks with the bot, so it is personal data: exported and erased
+    with the person.
+    """
+
+    __tablename__ = "direct_chat"
+
+    platform: str = Field(primary_key=True, max_length=16)
+    external_id: str = Field(primary_key=True, max_length=255)
+    room_id: str = Field(max_length=255)
+    created_at: datetime = Field(sa_column=utc_column())

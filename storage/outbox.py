@@ -1,68 +1,111 @@
-"""The outbox: posts the bot owes, written in the transaction that causes them."""
+"""The outbox: posts the bot owes, written in the transaction that causes them.
+
+A row says what happened, not how it reads: a ``kind`` and JSON facts (ids, numbers, the
+names it quotes). It is rendered, in words and pictures, when it is delivered (see
+``bot.outbox``), never while the transaction that wrote it holds the database. A stable
+``key`` per post makes it exactly-once.
+"""
 
 import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from sqlalchemy import delete, or_, update
+from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
 
-from bot.context import Attachment
-from bot.markup import Markup
+from bot.domain import Markup
 from storage.db import Database, dialect_insert
 from storage.models import OutboxMessage
 
+# The kind of a post whose words were written when it was queued: its facts are Markup.
+MARKUP = "markup"
 EMPTY_BODY = Markup().to_json()
 
 
+class File(Protocol):
+    """A file to attach to a post."""
+
+    @property
+    def filename(self) -> str:
+        """Its name."""
+        ...
+
+    @property
+    def data(self) -> bytes:
+        """Its bytes."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
-class Delivery:
-    """One leased outbox row, ready to send."""
+class Post:
+    """A post the bot owes: what happened (``kind`` and JSON-ready ``data``), where, for whom.
+
+    ``target`` is ``platform:address`` or ``console``.
+    """
+
+    key: str
+    target: str
+    kind: str
+    data: Any
+    recipient_id: str | None = None
+
+    @classmethod
+    def words(cls, key: str, target: str, body: Markup, recipient_id: str | None = None) -> "Post":
+        """A post whose words are already written."""
+        return cls(key, target, MARKUP, json.loads(body.to_json()), recipient_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Leased:
+    """One leased outbox row, ready to render and send."""
 
     id: int
     key: str
     platform: str
     target: str
     recipient_id: str | None
-    body: Markup
-    attachment: Attachment | None
+    kind: str
+    data: Any
+    body: str  # the facts as stored (rows with equal bodies render alike)
+    file: tuple[str, bytes] | None
     attempts: int
     due_at: datetime
 
 
 def enqueue(
-    session: Session,
-    *,
-    key: str,
-    target: str,
-    body: Markup,
+    conn: Connection,
+    post: Post,
     now: datetime,
+    *,
     due_at: datetime | None = None,
-    recipient_id: str | None = None,
-    attachment: Attachment | None = None,
+    file: File | None = None,
 ) -> bool:
     """Add a post inside the caller's transaction; a key seen before is ignored.
 
-    Returns whether the row is new. ``target`` is ``platform:address`` or ``console``.
+    Returns whether the row is new.
     """
     statement = (
-        dialect_insert(session, OutboxMessage.__table__)  # type: ignore[attr-defined]
+        dialect_insert(conn, OutboxMessage.__table__)  # type: ignore[attr-defined]
         .values(
-            key=key[:255],
-            platform=target.partition(":")[0],
-            target=target,
-            recipient_id=recipient_id,
-            body=body.to_json(),
-            attachment_name=attachment.filename if attachment else None,
-            attachment=attachment.data if attachment else None,
+            key=post.key[:255],
+            platform=post.target.partition(":")[0],
+            target=post.target,
+            recipient_id=post.recipient_id,
+            kind=post.kind,
+            body=json.dumps(post.data, ensure_ascii=False, sort_keys=True),
+            attachment_name=file.filename if file else None,
+            attachment=file.data if file else None,
             created_at=now,
             due_at=due_at or now,
             attempts=0,
         )
         .on_conflict_do_nothing(index_elements=["key"])
+        .returning(col(OutboxMessage.id))  # psycopg gives no row count for this INSERT
     )
-    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    return conn.execute(statement).first() is not None
 
 
 class OutboxRepo:
@@ -71,16 +114,33 @@ class OutboxRepo:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def add(self, **fields: object) -> bool:
-        """Enqueue outside any other change (see :func:`enqueue` for the fields)."""
-        return await self.db.write(lambda session: enqueue(session, **fields))  # type: ignore[arg-type]
+    async def add(
+        self,
+        *,
+        key: str,
+        target: str,
+        now: datetime,
+        body: Markup | None = None,
+        kind: str = MARKUP,
+        data: Any = None,
+        recipient_id: str | None = None,
+        attachment: File | None = None,
+    ) -> bool:
+        """Enqueue outside any other change: written words (``body``), or ``kind`` and facts."""
+        if body is not None:
+            post = Post.words(key, target, body, recipient_id)
+        else:
+            post = Post(key, target, kind, data, recipient_id)
+        return await self.db.write_connection(
+            lambda conn: enqueue(conn, post, now, file=attachment)
+        )
 
     async def lease_due(
         self, platforms: Sequence[str], now: datetime, *, lease: timedelta, limit: int = 20
-    ) -> list[Delivery]:
+    ) -> list[Leased]:
         """Take up to ``limit`` due rows for these platforms, so no other process sends them."""
 
-        def tx(session: Session) -> list[Delivery]:
+        def tx(session: Session) -> list[Leased]:
             rows = session.exec(
                 select(OutboxMessage)
                 .where(
@@ -93,7 +153,7 @@ class OutboxRepo:
                 .order_by(col(OutboxMessage.due_at), col(OutboxMessage.id))
                 .limit(limit)
             ).all()
-            taken: list[Delivery] = []
+            taken: list[Leased] = []
             for row in rows:
                 result = session.execute(
                     update(OutboxMessage)
@@ -106,7 +166,7 @@ class OutboxRepo:
                     .values(lease_until=now + lease, attempts=OutboxMessage.attempts + 1)
                 )
                 if result.rowcount and row.id is not None:  # type: ignore[attr-defined]
-                    taken.append(_delivery(row))
+                    taken.append(_leased(row))
             return taken
 
         return await self.db.write(tx)
@@ -153,7 +213,7 @@ class OutboxRepo:
         return await self.db.read(tx)
 
     async def naming(self, platform: str, names: Collection[str]) -> list[OutboxMessage]:
-        """Rows whose text quotes one of ``names`` as a value (posts about a person)."""
+        """Rows whose facts quote one of ``names`` as a value (posts about a person)."""
         wanted = {name for name in names if name}
         return await self.db.read(lambda session: _naming(session, platform, wanted))
 
@@ -168,13 +228,8 @@ class OutboxRepo:
         def tx(session: Session) -> int:
             rows = _naming(session, platform, wanted)
             for row in rows:
-                body = Markup.from_json(row.body)
-                row.body = Markup(
-                    tuple(
-                        (trusted, replacement if not trusted and text in wanted else text)
-                        for trusted, text in body.parts
-                    )
-                ).to_json()
+                data = _replaced(row.kind, json.loads(row.body), wanted, replacement)
+                row.body = json.dumps(data, ensure_ascii=False, sort_keys=True)
                 session.add(row)
             return len(rows)
 
@@ -206,10 +261,12 @@ class OutboxRepo:
                 .where(
                     col(OutboxMessage.sent_at) < cutoff,
                     (col(OutboxMessage.body) != EMPTY_BODY)
+                    | (col(OutboxMessage.kind) != MARKUP)
                     | col(OutboxMessage.recipient_id).is_not(None)
                     | col(OutboxMessage.attachment_name).is_not(None),
                 )
                 .values(
+                    kind=MARKUP,
                     body=EMPTY_BODY,
                     recipient_id=None,
                     attachment_name=None,
@@ -237,10 +294,36 @@ class OutboxRepo:
         return await self.db.read(tx)
 
 
+def quoted(kind: str, data: Any) -> list[str]:
+    """The values a post's facts quote: its untrusted words, or every string among its facts."""
+    if kind == MARKUP:
+        return [text for trusted, text in data if not trusted]
+    if isinstance(data, str):
+        return [data]
+    if isinstance(data, dict):
+        return [text for value in data.values() for text in quoted(kind, value)]
+    if isinstance(data, list):
+        return [text for value in data for text in quoted(kind, value)]
+    return []
+
+
+def _replaced(kind: str, data: Any, names: set[str], replacement: str) -> Any:
+    """``data`` with every quoted value that is one of ``names`` replaced."""
+    if kind == MARKUP:
+        return [[t, replacement if not t and text in names else text] for t, text in data]
+    if isinstance(data, str):
+        return replacement if data in names else data
+    if isinstance(data, dict):
+        return {k: _replaced(kind, v, names, replacement) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_replaced(kind, v, names, replacement) for v in data]
+    return data
+
+
 def _naming(session: Session, platform: str, names: set[str]) -> list[OutboxMessage]:
     if not names:
         return []
-    # Values are stored JSON-encoded: narrow down in SQL by the encoded form, then check.
+    # Facts are stored JSON-encoded: narrow down in SQL by the encoded form, then check.
     needles = [json.dumps(name, ensure_ascii=False)[1:-1] for name in names]
     rows = session.exec(
         select(OutboxMessage)
@@ -250,51 +333,26 @@ def _naming(session: Session, platform: str, names: set[str]) -> list[OutboxMess
         )
         .order_by(col(OutboxMessage.id))
     ).all()
-    return [
-        row
-        for row in rows
-        if any(not trusted and text in names for trusted, text in Markup.from_json(row.body).parts)
-    ]
+    return [row for row in rows if names & set(quoted(row.kind, json.loads(row.body)))]
 
 
-def _delivery(row: OutboxMessage) -> Delivery:
+def _leased(row: OutboxMessage) -> Leased:
     assert row.id is not None
-    attachment = (
-        Attachment(row.attachment_name, row.attachment, "image/png")
+    file = (
+        (row.attachment_name, row.attachment)
         if row.attachment_name and row.attachment is not None
         else None
     )
-    return Delivery(
+    return Leased(
         id=row.id,
         key=row.key,
         platform=row.platform,
         target=row.target,
         recipient_id=row.recipient_id,
-        body=Markup.from_json(row.body),
-        attachment=attachment,
+        kind=row.kind,
+        data=json.loads(row.body),
+        body=row.body,
+        file=file,
         attempts=row.attempts + 1,
         due_at=row.due_at,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class Post:
-    """An outbox row to be written by a repository inside its own transaction."""
-
-    key: str
-    target: str
-    body: Markup
-    recipient_id: str | None = None
-    attachment: Attachment | None = None
-
-    def enqueue(self, session: Session, now: datetime) -> bool:
-        """Write it (see :func:`enqueue`); returns whether it is new."""
-        return enqueue(
-            session,
-            key=self.key,
-            target=self.target,
-            body=self.body,
-            now=now,
-            recipient_id=self.recipient_id,
-            attachment=self.attachment,
-        )

@@ -9,10 +9,10 @@ import sqlalchemy as sa
 from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
-from bot.context import UserRef
+from bot.domain import UserRef
 from storage.db import Database
 from storage.models import Reminder
-from storage.outbox import Post
+from storage.outbox import Post, enqueue
 
 ACTIVE = "active"
 DONE = "done"
@@ -273,5 +273,5 @@ def _fire_one(
     )
     if not result.rowcount:  # type: ignore[attr-defined]
         return Fired(row.id, False, None)
-    posted = advance.post is not None and advance.post.enqueue(session, now)
+    posted = advance.post is not None and enqueue(session.connection(), advance.post, now)
     return Fired(row.id, posted, advance.next_run_at)

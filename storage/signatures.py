@@ -1,34 +1,18 @@
 """Signature counts (never signatories), the milestones they reached, the digest's schedule."""
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
-from bot.context import UserRef
+from bot.domain import UserRef
+from bot.domain.eci import ANNOUNCEMENT, Goals, Milestone
 from storage.db import Database, dialect_insert
 from storage.models import BotState, ReachedMilestone, SignatureCount
-from storage.outbox import Post
-
-
-class Keyed(Protocol):
-    """A milestone as the repository needs it: a stable key and the count that reached it."""
-
-    @property
-    def key(self) -> str:
-        """Unique for ever, e.g. ``total:100000`` or ``country:DE``."""
-        ...
-
-    @property
-    def count(self) -> int:
-        """The count that reached it."""
-        ...
-
-
-M = TypeVar("M", bound=Keyed)
+from storage.outbox import Post, enqueue
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +24,18 @@ class Progress:
     updated_at: datetime | None = None
     source: str | None = None
 
+    def data(self) -> dict[str, Any]:
+        """JSON-ready facts, for a post about it."""
+        updated = self.updated_at.isoformat() if self.updated_at else None
+        return {"total": self.total, "countries": self.countries, "updated_at": updated,
+                "source": self.source}  # fmt: skip
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> "Progress":
+        """Inverse of :meth:`data`."""
+        updated = datetime.fromisoformat(data["updated_at"]) if data["updated_at"] else None
+        return cls(data["total"], dict(data["countries"]), updated, data["source"])
+
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
@@ -47,7 +43,7 @@ class Recorded:
 
     progress: Progress
     previous: Progress
-    reached: list[Any]
+    reached: list[Milestone]
 
 
 def _progress(session: Session) -> Progress:
@@ -94,14 +90,15 @@ class SignatureRepo:
         source: str,
         by: UserRef | None,
         now: datetime,
-        milestones: Callable[[Progress], Sequence[M]],
-        announce: Callable[[Progress, Sequence[M]], Sequence[Post]],
+        goals: Goals,
+        targets: Sequence[str],
     ) -> Recorded:
         """Store counts (key None is the total) and announce milestones not reached before.
 
         Each milestone key is inserted once ever; only the transaction that inserts it
         announces it, so concurrent or repeated records never announce twice, and a count
-        that falls and rises again announces nothing new.
+        that falls and rises again announces nothing new. The announcement, one row per
+        target, carries the milestones and the progress; it is put in words at delivery.
         """
 
         def tx(session: Session) -> Recorded:
@@ -119,18 +116,23 @@ class SignatureRepo:
                 )
             session.flush()
             after = _progress(session)
-            new: list[M] = []
-            for milestone in milestones(after):
+            new: list[Milestone] = []
+            for milestone in goals.reached(after.total, after.countries):
+                # RETURNING, not rowcount: only a row this transaction inserted comes back
+                # (psycopg reports no row count for an INSERT built by SQLAlchemy).
                 statement = (
                     dialect_insert(session, ReachedMilestone.__table__)  # type: ignore[attr-defined]
                     .values(key=milestone.key, count=milestone.count, reached_at=now)
                     .on_conflict_do_nothing(index_elements=["key"])
+                    .returning(col(ReachedMilestone.key))
                 )
-                if session.execute(statement).rowcount:  # type: ignore[attr-defined]
+                if session.execute(statement).first() is not None:
                     new.append(milestone)
             if new:
-                for post in announce(after, new):
-                    post.enqueue(session, now)
+                facts = {"reached": [m.data() for m in new], "progress": after.data()}
+                for target in targets:
+                    key = f"milestone:{new[0].key}:{target}"
+                    enqueue(session.connection(), Post(key, target, ANNOUNCEMENT, facts), now)
             return Recorded(after, before, new)
 
         return await self.db.write(tx)
@@ -198,7 +200,7 @@ class SignatureRepo:
         expected: datetime | None,
         new: datetime,
         now: datetime,
-        posts: Callable[[], Sequence[Post]] = lambda: (),
+        posts: Sequence[Post] = (),
     ) -> bool:
         """Move a stored moment from ``expected`` to ``new`` and write ``posts`` with it.
 
@@ -212,8 +214,9 @@ class SignatureRepo:
                     dialect_insert(session, BotState.__table__)  # type: ignore[attr-defined]
                     .values(key=key, value=new.isoformat(), updated_at=now)
                     .on_conflict_do_nothing(index_elements=["key"])
+                    .returning(col(BotState.key))
                 )
-                if not session.execute(statement).rowcount:  # type: ignore[attr-defined]
+                if session.execute(statement).first() is None:
                     return False
             else:
                 result = session.execute(
@@ -223,8 +226,8 @@ class SignatureRepo:
                 )
                 if not result.rowcount:  # type: ignore[attr-defined]
                     return False
-            for post in posts():
-                post.enqueue(session, now)
+            for post in posts:
+                enqueue(session.connection(), post, now)
             return True
 
         return await self.db.write(tx)

@@ -1,11 +1,17 @@
 """Small named values kept between runs: sync tokens, command-set hashes."""
 
 from datetime import datetime
+from typing import cast
 
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
 from storage.db import Database, dialect_insert
+from storage.leases import Fence, held
 from storage.models import BotState
+
+STATE = cast(sa.Table, BotState.__table__)  # type: ignore[attr-defined]
 
 
 class StateRepo:
@@ -23,16 +29,32 @@ class StateRepo:
 
         return await self.db.read(tx)
 
-    async def set(self, key: str, value: str, now: datetime) -> None:
-        """Store a value, replacing the old one."""
+    async def set(
+        self, key: str, value: str, now: datetime, *, fence: Fence | None = None
+    ) -> bool:
+        """Store a value, replacing the old one; returns whether it was stored.
 
-        def tx(session: Session) -> None:
-            row = session.get(BotState, key) or BotState(key=key, value=value, updated_at=now)
-            row.value = value
-            row.updated_at = now
-            session.add(row)
+        One statement, so two first writes of a key do not race. With a ``fence``, only while
+        that lease is still held: a process that lost its duty cannot overwrite what the new
+        holder keeps there (the Matrix sync position).
+        """
 
-        await self.db.write(tx)
+        def tx(conn: Connection) -> bool:
+            if fence is not None and not conn.execute(sa.select(held(fence, now))).scalar():
+                return False
+            insert = dialect_insert(conn, STATE).values(key=key, value=value, updated_at=now)
+            conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[STATE.c.key],
+                    set_={
+                        "value": insert.excluded.value,
+                        "updated_at": insert.excluded.updated_at,
+                    },
+                )
+            )
+            return True
+
+        return await self.db.write_connection(tx)
 
     async def get_or_create(self, key: str, value: str, now: datetime) -> str:
         """The stored value; ``value`` is stored first if there is none (one winner)."""

@@ -10,8 +10,8 @@ from sqlalchemy import delete, func, literal
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
 
-from bot.context import UserRef
-from storage.db import Database
+from bot.domain import UserRef
+from storage.db import Database, dialect_insert
 from storage.models import Volunteer, VolunteerRole
 
 V = cast(sa.Table, Volunteer.__table__)  # type: ignore[attr-defined]
@@ -120,36 +120,41 @@ class VolunteerRepo:
     ) -> tuple[Profile, bool]:
         """Register ``user`` or add ``role``; returns the profile and whether the role is new.
 
-        Languages and country replace the stored ones only when given.
+        Languages and country replace the stored ones only when given. Two upserts, so the
+        same person joining from several processes at once gets one record and no error.
         """
+        languages_text = ",".join(languages) if languages is not None else ""
 
-        def tx(session: Session) -> tuple[Profile, bool]:
-            row = find_volunteer(session, user)
-            if row is None:
-                row = Volunteer(
-                    platform=user.platform,
-                    external_id=user.external_id,
-                    display_name=user.label,
-                    languages="",
-                    created_at=now,
-                    last_active_at=now,
-                )
+        def tx(conn: Connection) -> tuple[Profile, bool]:
+            person = dialect_insert(conn, V).values(
+                platform=user.platform, external_id=user.external_id, display_name=user.label,
+                languages=languages_text, country=country, created_at=now, last_active_at=now,
+            )  # fmt: skip
+            changes: dict[str, Any] = {
+                "display_name": person.excluded.display_name,
+                "last_active_at": person.excluded.last_active_at,
+            }
             if languages is not None:
-                row.languages = ",".join(languages)
+                changes["languages"] = person.excluded.languages
             if country is not None:
-                row.country = country
-            row.display_name = user.label
-            row.last_active_at = now
-            session.add(row)
-            session.flush()
-            assert row.id is not None
-            added = session.get(VolunteerRole, (row.id, role)) is None
-            if added:
-                session.add(VolunteerRole(volunteer_id=row.id, role=role, since=now))
-                session.flush()
-            return _profile(session, row), added
+                changes["country"] = person.excluded.country
+            volunteer_id = conn.execute(
+                person.on_conflict_do_update(
+                    index_elements=[V.c.platform, V.c.external_id], set_=changes
+                ).returning(V.c.id)
+            ).scalar_one()
+            new_role = (
+                dialect_insert(conn, R)
+                .values(volunteer_id=volunteer_id, role=role, since=now)
+                .on_conflict_do_nothing(index_elements=[R.c.volunteer_id, R.c.role])
+                .returning(R.c.role)
+            )
+            added = conn.execute(new_role).first() is not None
+            profile = profile_of(conn, user)
+            assert profile is not None
+            return profile, added
 
-        return await self.db.write(tx)
+        return await self.db.write_connection(tx)
 
     async def leave(self, user: UserRef, role: str) -> Profile | None:
         """Drop one role; returns the updated profile, or None if they did not have it."""

@@ -8,8 +8,9 @@ from typing import Any
 from bot.app import App
 from bot.clock import ManualClock
 from bot.config import Settings
-from bot.context import Actor, Ctx, Place, Reply, UserRef
-from storage.outbox import Delivery
+from bot.context import Actor, Ctx, Place, Reply
+from bot.domain import UserRef
+from bot.outbox import Delivery
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -61,8 +62,10 @@ class Harness:
         return self.posts[before:]
 
 
-def make_app(tmp_path: Path, clock: ManualClock | None = None, **sections: Any) -> App:
-    """An app on a real SQLite file in ``tmp_path`` with a manual clock."""
-    data: dict[str, Any] = {"storage": {"url": f"sqlite:///{tmp_path / 'bot.db'}"}}
+def make_app(
+    tmp_path: Path, clock: ManualClock | None = None, *, url: str | None = None, **sections: Any
+) -> App:
+    """An app with a manual clock, on ``url`` or else a real SQLite file in ``tmp_path``."""
+    data: dict[str, Any] = {"storage": {"url": url or f"sqlite:///{tmp_path / 'bot.db'}"}}
     data.update(sections)
     return App(Settings(**data), clock=clock or ManualClock(START))

@@ -5,7 +5,8 @@ from typing import Annotated, Any
 import pytest
 
 from bot.commands import Cog, SpecError, command, requires
-from bot.context import Ctx, UserRef
+from bot.context import Ctx
+from bot.domain import UserRef
 from bot.params import Param
 
 

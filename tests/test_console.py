@@ -120,3 +120,15 @@ def test_an_unknown_cog_in_the_config_is_one_clear_line(tmp_path):
     assert "config error: bot.cogs: no cog named 'karaoke'" in run.stderr
     check = bot("check-config", cwd=tmp_path)
     assert check.returncode == 2 and "karaoke" in check.stderr
+
+
+def test_quiet_and_confidential_answers_are_shown_to_the_one_person_at_the_terminal(tmp_path):
+    run = bot(
+        "--as", "alice",
+        stdin="volunteer join networker\ntask mine\nprivacy mydata\n",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "You hold no tasks" in run.stdout  # quiet
+    assert "What I store about you" in run.stdout and '"external_id"' not in run.stderr
+    assert '"volunteer"' in run.stdout, "the confidential export is shown in full"

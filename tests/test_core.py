@@ -6,9 +6,9 @@ from typing import Annotated
 import pytest
 
 from bot.commands import Cog, command, requires
-from bot.context import Actor, Ctx, Place, UserRef
+from bot.context import Actor, Ctx, Place
 from bot.core import BotCore, Registry
-from bot.errors import Conflict
+from bot.domain import Conflict, UserRef
 from bot.params import Param
 from tests.harness import START
 

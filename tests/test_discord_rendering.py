@@ -10,8 +10,8 @@ from bot.adapters.discord_adapter import (
     render,
     split_content,
 )
-from bot.context import Button, Reply, UserRef
-from bot.markup import Markup
+from bot.context import Button, Reply
+from bot.domain import Markup, UserRef
 
 
 def test_long_text_splits_at_line_breaks_within_discords_limit():

@@ -4,7 +4,8 @@ from datetime import date
 
 import pytest
 
-from bot.eci import (
+from bot.domain import COUNTRIES
+from bot.domain.eci import (
     MINIMUMS_705,
     MINIMUMS_720,
     TABLES,
@@ -18,7 +19,6 @@ from bot.eci import (
     parse_feed,
     thresholds_for,
 )
-from bot.vocab import COUNTRIES
 
 
 @pytest.mark.parametrize("table", TABLES, ids=lambda t: f"x{t.multiplier}")

@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.markup import Markup
+from bot.domain import Markup
 
 EVIL = "<b>@everyone</b> **bold** `x` [link](http://x) @room <@&123>"
 

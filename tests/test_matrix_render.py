@@ -9,7 +9,7 @@ from bot.adapters.matrix_adapter import (
     reply_markup,
 )
 from bot.context import Button, Reply
-from bot.markup import Markup
+from bot.domain import Markup
 from tests.harness import make_app
 
 

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from bot.errors import BadArgument
+from bot.domain import BadArgument
 from bot.params import (
     ParseEnv,
     parse_country,

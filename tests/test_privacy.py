@@ -12,8 +12,8 @@ from sqlmodel import Session, select
 
 from bot.commands import Cog
 from bot.config import ConfigError, load_settings
-from bot.context import Ctx, Reply, UserRef
-from bot.markup import Markup
+from bot.context import Ctx, Reply
+from bot.domain import Markup, UserRef
 from cogs.privacy import Privacy
 from storage.models import OutboxMessage
 from tests.harness import START, Harness, make_app
@@ -281,9 +281,7 @@ async def test_export_of_start_time_is_aware_utc(harness: Harness):
     assert document["stored"]["volunteer"]["volunteer"]["registered_at"].endswith("+00:00")
 
 
-async def test_retention_clears_the_text_of_old_delivered_messages_but_keeps_their_keys(
-    harness: Harness,
-):
+async def _old_and_new_messages_then_retention(harness: Harness) -> dict[str, OutboxMessage]:
     await notify(harness, "old", "bob", Markup.format("Hi {n}, task 3 is yours", n="Bob"))
     await notify(harness, "public", None, Markup.format("{n} joined", n="Bob"))
     await harness.deliver()
@@ -299,18 +297,29 @@ async def test_retention_clears_the_text_of_old_delivered_messages_but_keeps_the
     def rows(session: Session) -> dict[str, OutboxMessage]:
         return {row.key: row for row in session.exec(select(OutboxMessage)).all()}
 
-    stored = await harness.app.db.read(rows)
+    return await harness.app.db.read(rows)
+
+
+async def test_retention_clears_the_text_of_old_delivered_messages_but_keeps_their_keys(
+    harness: Harness,
+):
+    stored = await _old_and_new_messages_then_retention(harness)
     for key in ("old", "public"):
         assert Markup.from_json(stored[key].body).plain() == ""
         assert stored[key].recipient_id is None and stored[key].sent_at is not None
     assert Markup.from_json(stored["recent"].body).plain() == "Hi again Bob"
     assert stored["waiting"].recipient_id == "bob", "undelivered messages are kept"
-    path = harness.app.db.path
-    assert path is not None
-    stored_bytes = b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
-    assert b"is yours" not in stored_bytes and b"Hi again" in stored_bytes
     assert sorted(await harness.app.services.outbox_repo.sent_keys("")) == [
         "old",
         "public",
         "recent",
     ], "cleared rows still count as sent, so nothing is posted twice"
+
+
+@pytest.mark.sqlite_only
+async def test_retention_leaves_no_cleared_text_in_the_sqlite_file(harness: Harness):
+    await _old_and_new_messages_then_retention(harness)
+    path = harness.app.db.path
+    assert path is not None
+    stored_bytes = b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+    assert b"is yours" not in stored_bytes and b"Hi again" in stored_bytes

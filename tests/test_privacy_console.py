@@ -6,10 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bot import loader
 from bot.adapters.console_adapter import render
 from bot.context import Attachment, Reply
-from bot.markup import Markup
+from bot.domain import Markup
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,6 +43,7 @@ def stored_bytes(tmp_path: Path) -> bytes:
     return b"".join(path.read_bytes() for path in tmp_path.glob("bot.db*"))
 
 
+@pytest.mark.sqlite_only
 def test_alice_sees_her_data_then_erases_it_from_the_database_file(tmp_path: Path):
     first = console(
         tmp_path,

@@ -3,7 +3,7 @@
 import pytest
 
 from bot.config import Settings
-from bot.context import UserRef
+from bot.domain import UserRef
 from bot.rights import PlaceKind, Reach, Rights, Standing
 
 CAMPAIGN = "matrix:!campaign:example.org"

@@ -2,7 +2,9 @@
 
 import asyncio
 import io
+import json
 import logging
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,10 +12,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+import sqlalchemy as sa
 from aiohttp import web
 from PIL import Image
 
 from bot.clock import ManualClock
+from bot.domain.eci import ANNOUNCEMENT
 from cogs.signatures import Signatures
 from tests.harness import START, Harness, make_app
 
@@ -24,13 +28,17 @@ SECTIONS: dict[str, Any] = {
 }
 
 
-def app_at(tmp_path: Path, clock: ManualClock | None = None, **extra: Any) -> Harness:
-    return Harness(make_app(tmp_path, clock or ManualClock(START), **{**SECTIONS, **extra}))
+def app_at(
+    tmp_path: Path, clock: ManualClock | None = None, *, url: str | None = None, **extra: Any
+) -> Harness:
+    return Harness(
+        make_app(tmp_path, clock or ManualClock(START), url=url, **{**SECTIONS, **extra})
+    )
 
 
 @pytest.fixture
-async def h(tmp_path: Path) -> AsyncIterator[Harness]:
-    harness = app_at(tmp_path)
+async def h(tmp_path: Path, db_url: str) -> AsyncIterator[Harness]:
+    harness = app_at(tmp_path, url=db_url)
     try:
         yield harness
     finally:
@@ -66,17 +74,60 @@ async def test_crossing_several_totals_announces_them_in_one_message_per_target(
     assert {p.key for p in posts} == {f"milestone:total:10000:{t}" for t in TARGETS}
 
 
+async def outbox_rows(h: Harness) -> list[tuple[str, str, str, bytes | None]]:
+    def read(conn: sa.Connection) -> list[tuple[str, str, str, bytes | None]]:
+        rows = conn.exec_driver_sql("SELECT key, kind, body, attachment FROM outbox ORDER BY key")
+        return [tuple(row) for row in rows]  # type: ignore[misc]
+
+    return await h.app.db.read_connection(read)
+
+
+async def test_an_announcement_is_stored_as_facts_and_worded_and_drawn_at_delivery(h: Harness):
+    """Recording a count renders nothing: the words and the chart come when it is sent."""
+    renderers = h.app.services.outbox.renderers
+    cog = signatures(h)
+    drawn: list[str] = []
+
+    def picture(data: dict[str, Any]) -> Any:
+        drawn.append(threading.current_thread().name)
+        return cog._picture(data)
+
+    renderers.register(ANNOUNCEMENT, cog._announcement, picture)
+    await h.ok("coco", "signatures set 120000")
+    rows = await outbox_rows(h)
+    assert [(key, kind) for key, kind, _, _ in rows] == [
+        (f"milestone:total:10000:{t}", ANNOUNCEMENT) for t in sorted(TARGETS)
+    ]
+    for _, _, body, attachment in rows:
+        facts = json.loads(body)
+        assert facts["progress"]["total"] == 120000
+        assert [m["key"] for m in facts["reached"]] == [
+            "total:10000",
+            "total:25000",
+            "total:50000",
+            "total:100000",
+        ]
+        assert attachment is None, "no picture is stored"
+    assert drawn == [], "nothing was drawn while recording"
+    posts = await h.deliver()
+    assert len(posts) == len(TARGETS)
+    assert drawn and len(drawn) == 1, "one chart for every target of the announcement"
+    assert drawn[0] != threading.current_thread().name, "not on the event loop"
+    assert not drawn[0].startswith("db"), "not on the database's thread"
+    assert posts[0].attachment is posts[1].attachment
+
+
 async def test_setting_the_same_count_again_or_after_a_restart_announces_nothing_new(
-    tmp_path: Path,
+    tmp_path: Path, db_url: str
 ):
-    first = app_at(tmp_path)
+    first = app_at(tmp_path, url=db_url)
     await first.ok("coco", "signatures set 120000")
     assert len(await first.deliver()) == 2
     reply = await first.ok("coco", "signatures set 120000")
     assert "Announced" not in reply
     assert await first.deliver() == []
     await first.app.stop()
-    second = app_at(tmp_path)
+    second = app_at(tmp_path, url=db_url)
     try:
         await second.ok("coco", "signatures set 120000")
         assert await second.deliver() == []
@@ -148,12 +199,47 @@ async def test_only_coordinators_record_counts_and_bad_counts_are_refused(h: Har
     assert "not an EU member state" in await h.err("coco", "signatures set 5 --country UK")
 
 
-async def test_two_concurrent_sets_crossing_a_milestone_announce_it_once(tmp_path: Path):
-    bots = [app_at(tmp_path), app_at(tmp_path)]
+async def test_two_concurrent_sets_crossing_a_milestone_announce_it_once(
+    tmp_path: Path, db_url: str
+):
+    bots = [app_at(tmp_path, url=db_url), app_at(tmp_path, url=db_url)]
     try:
-        await asyncio.gather(
+        replies = await asyncio.gather(
             bots[0].ok("coco", "signatures set 12000"), bots[1].ok("coco", "signatures set 13000")
         )
+        posts = [*await bots[0].deliver(), *await bots[1].deliver()]
+        assert sorted(p.key for p in posts) == sorted(
+            f"milestone:total:10000:{t}" for t in TARGETS
+        )
+        assert sum("Announced: 10,000" in reply for reply in replies) == 1, replies
+    finally:
+        for bot in bots:
+            await bot.app.stop()
+
+
+async def test_two_sets_waiting_on_one_milestone_row_tell_only_the_announcer(
+    tmp_path: Path, pg_url: str
+):
+    """PostgreSQL, READ COMMITTED: both transactions are held at the milestone's row (a third
+    transaction inserted it and has not committed), then let go together. One of them
+    inserts it and says so; the other finds it taken and announces nothing."""
+    bots = [app_at(tmp_path, url=pg_url), app_at(tmp_path, url=pg_url)]
+    blocker_db = bots[0].app.db
+    database = blocker_db.url.database
+    try:
+        with blocker_db.engine.connect() as blocker:
+            held = blocker.begin()
+            blocker.exec_driver_sql(
+                "INSERT INTO reached_milestone (key, count, reached_at) "
+                "VALUES ('total:10000', 10000, now())"
+            )
+            sets = [asyncio.ensure_future(bot.ok("coco", "signatures set 120000")) for bot in bots]
+            await _until_waiting_on_locks(blocker_db, database, 2)
+            held.rollback()
+            replies = await asyncio.gather(*sets)
+        told = [reply for reply in replies if "Announced:" in reply]
+        assert len(told) == 1, replies
+        assert "10,000" in told[0] and "100,000" in told[0]
         posts = [*await bots[0].deliver(), *await bots[1].deliver()]
         assert sorted(p.key for p in posts) == sorted(
             f"milestone:total:10000:{t}" for t in TARGETS
@@ -163,10 +249,26 @@ async def test_two_concurrent_sets_crossing_a_milestone_announce_it_once(tmp_pat
             await bot.app.stop()
 
 
-async def test_the_weekly_digest_posts_once_per_period_and_once_after_downtime(tmp_path: Path):
+async def _until_waiting_on_locks(db: Any, database: str | None, sessions: int) -> None:
+    """Poll the server until ``sessions`` backends of this database wait for a lock."""
+
+    def waiting(conn: Any) -> int:
+        return int(conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %(db)s "
+            "AND wait_event_type = 'Lock'", {"db": database}).scalar())  # fmt: skip
+
+    async with asyncio.timeout(30):
+        # The server's own view: nothing in this process to wait on instead.
+        while await db.read_connection(waiting) < sessions:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+async def test_the_weekly_digest_posts_once_per_period_and_once_after_downtime(
+    tmp_path: Path, db_url: str
+):
     clock = ManualClock(START)  # Monday 10:00 in Brussels
-    h = app_at(tmp_path, clock)
-    other = app_at(tmp_path, clock)
+    h = app_at(tmp_path, clock, url=db_url)
+    other = app_at(tmp_path, clock, url=db_url)
     try:
         await h.ok("coco", "signatures set 5000")
         first = await signatures(h).schedule_digest()

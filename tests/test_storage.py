@@ -19,8 +19,8 @@ from storage.state import StateRepo
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_migrations_build_an_empty_database_and_rerun_as_no_ops(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'a.db'}")
+def test_migrations_build_an_empty_database_and_rerun_as_no_ops(db_url):
+    db = Database(db_url)
     try:
         applied = migrations.upgrade(db)
         assert [m.version for m in applied] == [m.version for m in migrations.MIGRATIONS]
@@ -31,8 +31,8 @@ def test_migrations_build_an_empty_database_and_rerun_as_no_ops(tmp_path):
         db.close()
 
 
-def test_migrated_schema_matches_the_models(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'a.db'}")
+def test_migrated_schema_matches_the_models(db_url):
+    db = Database(db_url)
     try:
         migrations.upgrade(db)
         inspector = sa.inspect(db.engine)
@@ -44,6 +44,7 @@ def test_migrated_schema_matches_the_models(tmp_path):
         db.close()
 
 
+@pytest.mark.sqlite_only
 def test_sqlite_pragmas_are_set_on_every_connection(tmp_path):
     db = Database(f"sqlite:///{tmp_path / 'a.db'}", busy_timeout_ms=1234)
     try:
@@ -60,8 +61,8 @@ def test_sqlite_pragmas_are_set_on_every_connection(tmp_path):
         db.close()
 
 
-async def test_a_failed_write_leaves_nothing_and_the_next_write_runs(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'a.db'}")
+async def test_a_failed_write_leaves_nothing_and_the_next_write_runs(db_url):
+    db = Database(db_url)
     try:
         migrations.upgrade(db)
         stamp = datetime(2026, 3, 2, tzinfo=UTC)
@@ -79,6 +80,7 @@ async def test_a_failed_write_leaves_nothing_and_the_next_write_runs(tmp_path):
         db.close()
 
 
+@pytest.mark.sqlite_only
 async def test_writes_reach_the_database_file_without_anyone_asking_for_a_checkpoint(tmp_path):
     path = tmp_path / "a.db"
     db = Database(f"sqlite:///{path}")
@@ -105,6 +107,7 @@ async def test_writes_reach_the_database_file_without_anyone_asking_for_a_checkp
         db.close()
 
 
+@pytest.mark.sqlite_only
 async def test_a_busy_writer_s_log_still_starts_over(tmp_path):
     path = tmp_path / "a.db"
     db = Database(f"sqlite:///{path}")
@@ -129,8 +132,8 @@ async def test_a_busy_writer_s_log_still_starts_over(tmp_path):
         db.close()
 
 
-async def test_timestamps_come_back_aware_utc(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'a.db'}")
+async def test_timestamps_come_back_aware_utc(db_url):
+    db = Database(db_url)
     try:
         migrations.upgrade(db)
         state = StateRepo(db)
@@ -144,35 +147,68 @@ async def test_timestamps_come_back_aware_utc(tmp_path):
         db.close()
 
 
-def test_an_older_schema_is_upgraded_in_place(tmp_path):
-    path = tmp_path / "a.db"
-    db = Database(f"sqlite:///{path}")
+def test_an_older_schema_is_upgraded_in_place(db_url):
+    db = Database(db_url)
     try:
         migrations.upgrade(db)
-    finally:
-        db.close()
-    with sqlite3.connect(path) as raw:  # pretend only migration 1 had run
-        raw.execute("DELETE FROM schema_version WHERE version > 1")
-        for table in [t for t in SQLModel.metadata.sorted_tables][::-1]:
-            if table.name not in ("volunteer", "volunteer_role", "outbox", "bot_state"):
-                raw.execute(f"DROP TABLE IF EXISTS {table.name}")
-    db = Database(f"sqlite:///{path}")
-    try:
+        with db.engine.begin() as conn:  # pretend only migration 1 had run
+            conn.exec_driver_sql("DELETE FROM schema_version WHERE version > 1")
+            for table in SQLModel.metadata.sorted_tables[::-1]:
+                if table.name not in ("volunteer", "volunteer_role", "outbox", "bot_state"):
+                    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table.name}")
+            conn.exec_driver_sql("ALTER TABLE outbox DROP COLUMN kind")  # a later migration's
         applied = migrations.upgrade(db)
         assert [m.version for m in applied] == [m.version for m in migrations.MIGRATIONS[1:]]
     finally:
         db.close()
 
 
-def _imports(path: Path) -> set[str]:
+def _modules(path: Path) -> set[str]:
+    """Every module a file imports, by its full dotted name (relative imports resolved)."""
     tree = ast.parse(path.read_text(), filename=str(path))
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module.split(".")[0])
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1]
+            prefix = ".".join(base) if node.level else ""
+            module = ".".join(filter(None, [prefix, node.module]))
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
     return found
+
+
+def _imports(path: Path) -> set[str]:
+    return {name.split(".")[0] for name in _modules(path)}
+
+
+def _project_imports(path: Path) -> set[str]:
+    """The project's own modules a file imports (bot, cogs, storage)."""
+    return {m for m in _modules(path) if m.split(".")[0] in {"bot", "cogs", "storage"}}
+
+
+def _is_domain(module: str) -> bool:
+    return module == "bot.domain" or module.startswith("bot.domain.")
+
+
+def test_storage_imports_nothing_of_bot_but_the_domain():
+    files = sorted((ROOT / "storage").rglob("*.py"))
+    assert files
+    for path in files:
+        bad = {m for m in _project_imports(path) if m.startswith("bot") and not _is_domain(m)}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_the_domain_imports_nothing_else_of_the_project():
+    files = sorted((ROOT / "bot" / "domain").rglob("*.py"))
+    assert files
+    # Importing bot.domain runs bot/__init__.py first: it must stay free of imports too.
+    assert not _project_imports(ROOT / "bot" / "__init__.py")
+    for path in files:
+        bad = {m for m in _project_imports(path) if not _is_domain(m)}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
 
 
 @pytest.mark.parametrize("package", ["cogs", "storage"])
@@ -187,3 +223,30 @@ def test_cogs_and_storage_never_import_a_platform_sdk(package):
 def test_adapters_never_import_cogs():
     for path in sorted((ROOT / "bot" / "adapters").rglob("*.py")):
         assert "cogs" not in _imports(path), path.name
+
+
+def test_direct_chats_kept_in_bot_state_move_to_their_own_table(tmp_path: Path):
+    """Migration 8: the Matrix adapter's matrix:dm:<user> rows become direct_chat rows."""
+    path = tmp_path / "bot.db"
+    db = Database(f"sqlite:///{path}")
+    try:
+        migrations.upgrade(db)
+    finally:
+        db.close()
+    with sqlite3.connect(path) as raw:  # as a database from before migration 8 held them
+        raw.execute("DELETE FROM schema_version WHERE version = 8")
+        raw.execute("DROP TABLE direct_chat")
+        raw.execute(
+            "INSERT INTO bot_state (key, value, updated_at) VALUES (?, ?, ?)",
+            ("matrix:dm:@alice:example.org", "!dm:example.org", datetime.now(UTC).isoformat()),
+        )
+    db = Database(f"sqlite:///{path}")
+    try:
+        assert [m.version for m in migrations.upgrade(db)] == [8]
+    finally:
+        db.close()
+    with sqlite3.connect(path) as raw:
+        moved = raw.execute("SELECT platform, external_id, room_id FROM direct_chat").fetchall()
+        left = raw.execute("SELECT key FROM bot_state WHERE key LIKE 'matrix:dm:%'").fetchall()
+    assert moved == [("matrix", "@alice:example.org", "!dm:example.org")]
+    assert left == []

@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from bot.context import Button, UserRef
+from bot.context import Button
+from bot.domain import UserRef
 from tests.harness import Harness
 
 

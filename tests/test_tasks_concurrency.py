@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.context import UserRef
-from bot.vocab import Role, TaskKind
+from bot.domain import Role, TaskKind, UserRef
+from bot.domain.tasks import Outcome
 from storage import migrations
 from storage.db import Database
-from storage.tasks import NewTask, Outcome, TaskRepo
+from storage.tasks import NewTask, TaskRepo
 from storage.volunteers import VolunteerRepo
 from tests.harness import START, Harness
 
@@ -52,8 +52,8 @@ async def test_fifty_concurrent_task_next_take_fifty_distinct_tasks(harness: Har
     assert sorted(won) == list(range(1, 51)), "the 50 most urgent (oldest) tasks, once each"
 
 
-def _prepare(path: Path, tasks: int, volunteers: list[str], platform: str = "test") -> None:
-    db = Database(f"sqlite:///{path}")
+def _prepare(url: str, tasks: int, volunteers: list[str], platform: str = "test") -> None:
+    db = Database(url)
     try:
         migrations.upgrade(db)
         repo, people = TaskRepo(db), VolunteerRepo(db)
@@ -71,15 +71,14 @@ def _prepare(path: Path, tasks: int, volunteers: list[str], platform: str = "tes
         db.close()
 
 
-def test_fifty_threads_on_separate_databases_one_winner(tmp_path: Path):
-    path = tmp_path / "bot.db"
+def test_fifty_threads_on_separate_databases_one_winner(db_url: str):
     names = [f"t{n:02}" for n in range(50)]
-    _prepare(path, 1, names)
+    _prepare(db_url, 1, names)
     barrier = threading.Barrier(len(names))
     outcomes: dict[str, Outcome] = {}
 
     def claimer(name: str) -> None:
-        db = Database(f"sqlite:///{path}")
+        db = Database(db_url)
         try:
             repo = TaskRepo(db)
             barrier.wait()
@@ -99,17 +98,19 @@ def test_fifty_threads_on_separate_databases_one_winner(tmp_path: Path):
     assert counts == {Outcome.OK: 1, Outcome.TAKEN: 49}
 
 
-def _bot(path: Path, user: str, *, coordinator: bool = False, **env: str) -> subprocess.Popen[str]:
+def _bot(
+    url: str, cwd: Path, user: str, *, coordinator: bool = False, **env: str
+) -> subprocess.Popen[str]:
     args = [sys.executable, "-m", "bot", "--as", user]
     if coordinator:
         args += ["--coordinator", user]
     environ = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
-        "VOLUNTEER_BOT_STORAGE__URL": f"sqlite:///{path}",
+        "VOLUNTEER_BOT_STORAGE__URL": url,
         **env,
     }
-    return subprocess.Popen(args, cwd=path.parent, env=environ, text=True,
+    return subprocess.Popen(args, cwd=cwd, env=environ, text=True,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)  # fmt: skip
 
@@ -145,16 +146,17 @@ def _run_together(procs: list[tuple[subprocess.Popen[str], str]]) -> list[str]:
 
 
 @pytest.mark.slow
-def test_processes_claiming_across_a_hundred_tasks_never_share_one(tmp_path: Path):
-    path = tmp_path / "bot.db"
+def test_processes_claiming_across_a_hundred_tasks_never_share_one(tmp_path: Path, db_url: str):
     names = [f"p{n}" for n in range(5)]
-    _prepare(path, 100, names, "console")
+    _prepare(db_url, 100, names, "console")
     procs = []
     for n, name in enumerate(names):
         order = list(range(1, 101))
         random.Random(n).shuffle(order)
         script = f":as {name}\n" + "".join(f"task claim {i}\n" for i in order)
-        procs.append((_bot(path, name, VOLUNTEER_BOT_TASKS__MAX_OPEN_CLAIMS="1000"), script))
+        procs.append(
+            (_bot(db_url, tmp_path, name, VOLUNTEER_BOT_TASKS__MAX_OPEN_CLAIMS="1000"), script)
+        )
     outputs = _run_together(procs)
     for out in outputs:
         assert "database is locked" not in out.lower()
@@ -164,7 +166,7 @@ def test_processes_claiming_across_a_hundred_tasks_never_share_one(tmp_path: Pat
     assert max(won.values()) == 1, "no task was held twice"
     winners = [out for out in outputs if WON.search(out)]
     assert len(winners) > 1, "the processes really competed"
-    db = Database(f"sqlite:///{path}")
+    db = Database(db_url)
     try:
         rows = db.run_sync(
             lambda s: (
@@ -183,14 +185,13 @@ def test_processes_claiming_across_a_hundred_tasks_never_share_one(tmp_path: Pat
 
 
 @pytest.mark.slow
-def test_console_done_when_scenario(tmp_path: Path):
+def test_console_done_when_scenario(tmp_path: Path, db_url: str):
     """Coordinator posts into Polish; a Polish translator gets it from `task next`; a second
     volunteer is told who has it; processes racing for one task produce one winner."""
-    path = tmp_path / "bot.db"
 
     def one(user: str, *lines: str, coordinator: bool = False) -> str:
         script = "".join(f"{line}\n" for line in (f":as {user}", *lines))
-        [out] = _run_together([(_bot(path, user, coordinator=coordinator), script)])
+        [out] = _run_together([(_bot(db_url, tmp_path, user, coordinator=coordinator), script)])
         return out
 
     coco = one(
@@ -208,7 +209,7 @@ def test_console_done_when_scenario(tmp_path: Path):
     racers = [f"r{n}" for n in range(5)]
     join = "volunteer join translator --languages pl"
     outputs = _run_together(
-        [(_bot(path, name), f":as {name}\n{join}\ntask claim 2\n") for name in racers]
+        [(_bot(db_url, tmp_path, name), f":as {name}\n{join}\ntask claim 2\n") for name in racers]
     )
     winners = [
         name for name, out in zip(racers, outputs, strict=True) if "You have task #2" in out

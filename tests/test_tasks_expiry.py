@@ -1,11 +1,12 @@
 """Claim expiry and due-date reminders, driven by a manual clock."""
 
 import asyncio
+import json
 from datetime import timedelta
 
 from cogs.tasks import Tasks
 from storage.tasks import SweepReport
-from tests.harness import Harness, make_app
+from tests.harness import START, Harness, make_app
 
 TTL = timedelta(days=7)
 
@@ -31,6 +32,12 @@ async def test_idle_claim_gets_one_still_on_it_notice_at_80_percent(harness: Har
     h.clock.advance(timedelta(minutes=2))
     assert (await cog.sweep()).nudged == 1
     assert (await cog.sweep()).nudged == 0, "the notice goes out once"
+    [(kind, body)] = await h.app.db.read_connection(
+        lambda conn: conn.exec_driver_sql("SELECT kind, body FROM outbox").all()
+    )
+    assert kind == "task.idle", "the row says what happened; words come at delivery"
+    assert json.loads(body) == {"task": tid, "title": "Stand at the fair",
+                                "when": (START + TTL).isoformat()}  # fmt: skip
     posts = await h.deliver()
     assert [(p.target, p.recipient_id) for p in posts] == [("test:stand-room", "alice")]
     assert f"Still on task #{tid}" in posts[0].body.plain()

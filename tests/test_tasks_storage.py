@@ -4,6 +4,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateIndex
@@ -11,7 +12,8 @@ from sqlalchemy.schema import CreateIndex
 from storage import migrations
 from storage.db import Database
 from storage.models import Task, TaskEvent, Volunteer
-from storage.tasks import _claim_by_id, _next_claim
+from storage.prepared import Prepared, sqlite_driver
+from storage.tasks import statements as q
 
 
 def migrated(tmp_path: Path) -> Database:
@@ -59,10 +61,19 @@ def test_migration_creates_the_task_tables_the_models_describe(tmp_path: Path):
         db.close()
 
 
-def plan(db: Database, sql: str, params: dict[str, object]) -> str:
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+CLAIMING = {"vid": 1, "now": NOW, "place": "p", "due_limit": NOW, "max_open": 3}
+
+
+def plan(db: Database, sql: str | Prepared, params: dict[str, object]) -> str:
+    """SQLite's query plan for a statement, as the fast path sends it."""
+    values: object = params
+    if isinstance(sql, Prepared):
+        sql, values = sql.for_driver(db.engine.dialect, params)
+
     def read(session):
-        compiled = sa.text("EXPLAIN QUERY PLAN " + sql)
-        return " | ".join(row[3] for row in session.execute(compiled, params))
+        raw = session.connection().connection.driver_connection
+        return " | ".join(row[3] for row in raw.execute("EXPLAIN QUERY PLAN " + sql, values))
 
     return db.run_sync(read, write=False)
 
@@ -70,15 +81,15 @@ def plan(db: Database, sql: str, params: dict[str, object]) -> str:
 def test_task_next_seeks_the_match_index_once_per_kind_and_language(tmp_path: Path):
     db = migrated(tmp_path)
     try:
-        claim, best, _ = _next_claim(2, (True, False), 1)
+        shape = q.claim_next(2, (True, False), 1)
         params = {"k0": "translation", "k1": "other", "t1": "pl", "s0": "pl"}
-        text = plan(db, str(best), params)
+        text = plan(db, shape.best, params)
         assert text.count("SEARCH task USING INDEX ix_task_match (kind=? AND language=?)") == 4
         assert "SCAN task" not in text
-        claim_plan = plan(db, str(claim), {**params, "vid": 1, "now": "x", "place": "p",
-                                           "due_limit": "x", "max_open": 3})  # fmt: skip
-        assert "SEARCH task USING INTEGER PRIMARY KEY" in claim_plan
-        assert "ix_task_claimer" in claim_plan and "SCAN task" not in claim_plan
+        for claim in (shape.skipping, shape.waiting):
+            claim_plan = plan(db, claim, params | CLAIMING)
+            assert "SEARCH task USING INTEGER PRIMARY KEY" in claim_plan
+            assert "ix_task_claimer" in claim_plan and "SCAN task" not in claim_plan
     finally:
         db.close()
 
@@ -88,21 +99,19 @@ def test_claiming_a_task_by_number_seeks_its_row_and_counts_on_the_claimer_index
 ):
     db = migrated(tmp_path)
     try:
-        claim, sql = _claim_by_id(2)
-        assert str(claim) == sql
-        params = {"k0": "translation", "k1": "other", "task_id": 7, "vid": 1, "now": "x",
-                  "place": "p", "due_limit": "x", "max_open": 3}  # fmt: skip
-        text = plan(db, sql, params)
+        params = {"k0": "translation", "k1": "other", "task_id": 7, **CLAIMING}
+        text = plan(db, q.claim(2), params)
         assert "SEARCH task USING INTEGER PRIMARY KEY" in text
         assert "ix_task_claimer" in text and "SCAN task" not in text
     finally:
         db.close()
 
 
-def test_the_claim_statement_decides_kind_state_and_limit_through_sqlalchemy_too(tmp_path: Path):
-    """Other databases run the claim as SQLAlchemy text, timestamps bound by their type."""
+@pytest.mark.parametrize("fast", [False, True], ids=["sqlalchemy", "sqlite3"])
+def test_the_claim_statement_decides_kind_state_and_limit(tmp_path: Path, fast: bool):
+    """Through SQLAlchemy or straight to sqlite3, timestamps bound and read by their type."""
     db = migrated(tmp_path)
-    now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    now = NOW
     task, volunteer = Task.__table__, Volunteer.__table__  # type: ignore[attr-defined]
     try:
 
@@ -114,7 +123,7 @@ def test_the_claim_statement_decides_kind_state_and_limit_through_sqlalchemy_too
                 conn.execute(task.insert().values(
                     id=tid, kind=kind, title=f"t{tid}", priority=1, status="open",
                     created_at=now, claim_count=0, due_at=now + timedelta(hours=2)))  # fmt: skip
-            claim, _ = _claim_by_id(2)
+            claim = q.claim(2)
             base = {
                 "k0": "translation",
                 "k1": "other",
@@ -126,15 +135,18 @@ def test_the_claim_statement_decides_kind_state_and_limit_through_sqlalchemy_too
             }
             # Task 4 is open and of a fitting kind, but Alice holds two by then.
             return [
-                conn.execute(claim, {**base, "task_id": tid}).first() for tid in (1, 1, 2, 3, 4)
+                claim.first(
+                    conn, {**base, "task_id": tid}, driver=sqlite_driver(conn) if fast else None
+                )
+                for tid in (1, 1, 2, 3, 4)
             ]
 
         first, again, wrong_kind, second, over_limit = db.run_sync_connection(tx, write=True)
-        assert first is not None and first.status == "claimed" and first.claimed_by == 1
-        assert first.claimed_at == now and first.due_reminded_at == now
-        assert first.claim_count == 1 and first.claim_place == "test:room"
+        assert first is not None and first["status"] == "claimed" and first["claimed_by"] == 1
+        assert first["claimed_at"] == now and first["due_reminded_at"] == now
+        assert first["claim_count"] == 1 and first["claim_place"] == "test:room"
         assert again is None and wrong_kind is None and over_limit is None
-        assert second is not None and second.id == 3
+        assert second is not None and second["id"] == 3
     finally:
         db.close()
 
@@ -185,6 +197,7 @@ def test_a_queue_with_the_first_indexes_is_upgraded_to_the_current_ones(tmp_path
         db.close()
     with sqlite3.connect(path) as raw:  # the indexes as migration 2 made them
         raw.execute("DELETE FROM schema_version WHERE version >= 4")
+        raw.execute("ALTER TABLE outbox DROP COLUMN kind")  # as it was then (before migration 7)
         raw.execute("DROP INDEX ix_task_match")
         raw.execute("DROP INDEX ix_task_claimer")
         raw.execute("DROP INDEX ix_task_claimed")
@@ -215,14 +228,16 @@ def test_task_next_judges_candidates_from_the_match_index_without_reading_task_r
 ):
     db = migrated(tmp_path)
     try:
-        _, best, _ = _next_claim(2, (True, False), 2)
+        best = q.claim_next(2, (True, False), 2).best
         params = {"k0": "translation", "k1": "other", "t1": "pl", "s0": "pl", "s1": "en"}
+        sql, values = best.for_driver(db.engine.dialect, params)
 
         def table_reads(session) -> tuple[int, list[str]]:
             root = session.execute(
                 sa.text("SELECT rootpage FROM sqlite_master WHERE name = 'task'")
             ).scalar_one()
-            program = session.execute(sa.text("EXPLAIN " + str(best)), params).all()
+            raw = session.connection().connection.driver_connection
+            program = raw.execute("EXPLAIN " + sql, values).fetchall()
             # (opcode, p1, p2): which cursors read the task table, and what reads them.
             ops = [(row[1], row[2], row[3]) for row in program]
             cursors = {p1 for op, p1, p2 in ops if op == "OpenRead" and p2 == root}

@@ -6,10 +6,9 @@ import pytest
 
 from bot.commands import Cog, command
 from bot.context import Ctx
-from bot.errors import BadArgument
+from bot.domain import BadArgument, Priority, TaskKind
 from bot.params import LanguageList, Param
 from bot.textparse import bind, normalise, tokenize
-from bot.vocab import Priority, TaskKind
 
 
 class _Demo(Cog):

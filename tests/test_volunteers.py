@@ -71,7 +71,7 @@ async def test_language_given_as_country_is_refused_with_a_hint(harness: Harness
 async def test_any_command_records_activity_for_retention(harness: Harness):
     from datetime import timedelta
 
-    from bot.context import UserRef
+    from bot.domain import UserRef
 
     await harness.ok("alice", "volunteer join translator")
     later = harness.clock.advance(timedelta(days=30))
@@ -92,7 +92,7 @@ async def test_list_shows_each_persons_own_roles_sorted(harness: Harness):
 
 
 async def test_a_profile_lists_roles_sorted_and_languages_in_the_order_given(harness: Harness):
-    from bot.context import UserRef
+    from bot.domain import UserRef
 
     await harness.ok("alice", "volunteer join video-editor --languages fr,de --country AT")
     await harness.ok("alice", "volunteer join investigator")

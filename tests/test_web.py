@@ -525,7 +525,7 @@ async def test_metrics_parse_and_count_commands_without_personal_data(site: Harn
 
 async def test_the_outbox_backlog_is_measured_from_the_table(site: Harness):
     repo = site.app.services.outbox_repo
-    from bot.markup import Markup
+    from bot.domain import Markup
 
     await repo.add(key="t:1", target="nowhere:1", body=Markup.trusted("x"), now=site.clock.now())
     site.clock.advance(timedelta(seconds=90))

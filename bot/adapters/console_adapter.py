@@ -13,10 +13,10 @@ import threading
 from typing import TYPE_CHECKING, TextIO
 
 from bot.adapters import Status
-from bot.context import Actor, Attachment, Ctx, Place, Reply, UserRef
-from bot.markup import Markup
+from bot.context import Actor, Attachment, Ctx, Place, Reply
+from bot.domain import Markup, UserRef
+from bot.outbox import Delivery
 from storage.db import DatabaseUnavailable
-from storage.outbox import Delivery
 
 if TYPE_CHECKING:
     from bot.app import App

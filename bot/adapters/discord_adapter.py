@@ -32,12 +32,10 @@ from discord.http import Route
 from bot.adapters import Status
 from bot.commands import ArgSpec, CommandSpec
 from bot.config import ConfigError, DiscordSection
-from bot.context import Actor, Attachment, Ctx, Place, Reply, UserRef
-from bot.markup import Markup
-from bot.outbox import PermanentDeliveryError
+from bot.context import Actor, Attachment, Ctx, Place, Reply
+from bot.domain import COUNTRIES, LANGUAGES, Markup, UserRef
+from bot.outbox import Delivery, PermanentDeliveryError
 from bot.rights import DISCORD_GUILD, PlaceKind, Standing
-from bot.vocab import COUNTRIES, LANGUAGES
-from storage.outbox import Delivery
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -230,6 +228,7 @@ class DiscordAdapter:
                 "discord.guild_ids is empty: Manage Server makes nobody a coordinator, and "
                 'servers are answered only with [bot] answer_elsewhere = "everywhere"'
             )
+        self._closed.clear()
         self.endpoints.apply()
         self.client = DiscordClient(self, self.settings.application_id)
         try:

@@ -1,8 +1,17 @@
 """Matrix: ``!`` commands in rooms, ✋ reactions on task posts, m.notice replies, outbox posts.
 
-The adapter runs its own sync loop on matrix-nio's ``AsyncClient``. The sync position is kept
-in the bot's database after each handled batch, so a restart answers what was said while the
-bot was down exactly once, and nothing older. Encrypted rooms are not served.
+The adapter runs its own sync loop on matrix-nio's ``AsyncClient``, with end-to-end
+encryption: encrypted rooms and direct chats are served like plain ones, and whatever the bot
+sends into an encrypted room is encrypted. The bot is one device whose keys, sessions and
+access token live under ``store_path``; its owner's cross-signing keys sign it
+(:mod:`bot.adapters.matrix_signing`), so clients that trust only cross-signed devices accept
+its messages.
+
+Rooms are served concurrently, each by its own queue, so one slow command stalls only its
+room. The sync position is kept in the bot's database once every event of a batch (and of
+every batch before it) has been handled, so a restart answers what was said while the bot was
+down exactly once, and nothing older. A message that arrives before its key is held, its key
+asked for, and answered once the key comes (``late_key_wait``), or its sender told.
 
 Who is a coordinator is decided by :mod:`bot.rights` from the campaign's configured rooms
 only: this adapter reports each sender's power level there (and whether they created one), and
@@ -17,10 +26,11 @@ import json
 import logging
 import os
 import re
+import sys
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -30,26 +40,39 @@ from nio import (
     AsyncClient,
     AsyncClientConfig,
     JoinError,
+    KeysQueryError,
+    KeysQueryResponse,
+    KeysUploadError,
+    LocalProtocolError,
     LoginError,
     MatrixRoom,
+    MegolmEvent,
     MessageDirection,
     RoomCreateError,
+    RoomGetEventError,
+    RoomKeyRequest,
     RoomMessagesError,
     RoomPreset,
     RoomResolveAliasError,
     RoomSendError,
     SyncError,
     SyncResponse,
+    ToDeviceError,
+    ToDeviceMessage,
     UploadError,
     WhoamiError,
 )
+from nio.api import Api as NioApi
+from nio.crypto import OlmDevice
+from nio.exceptions import EncryptionError, OlmTrustError, SendRetryError
 
-from bot.adapters import Status
-from bot.context import Actor, Attachment, Ctx, Place, Reply, UserRef
-from bot.markup import Markup
-from bot.outbox import PermanentDeliveryError
+from bot import replies
+from bot.adapters import Status, matrix_signing
+from bot.context import Actor, Attachment, Ctx, Place, Reply
+from bot.domain import Markup, UserRef
+from bot.outbox import Delivery, PermanentDeliveryError
 from bot.rights import PlaceKind, Standing
-from storage.outbox import Delivery
+from storage.leases import AlreadyTakenOn
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -60,8 +83,11 @@ log = logging.getLogger(__name__)
 PLATFORM = "matrix"
 NEXT_BATCH_KEY = "matrix:next_batch"
 SUBJECT_KEY = "matrix:subject:{event_id}"
-DM_KEY = "matrix:dm:{user_id}"
+# Events held for their decryption key: [[room id, event id, deadline (epoch seconds)], ...].
+HELD_KEY = "matrix:held"
 CREDENTIALS_FILE = "credentials.json"
+DEVICE_NAME = "volunteer-bot"
+MEGOLM = "m.megolm.v1.aes-sha2"
 # Custom content key on the bot's own replies naming the event they answer: seen again after
 # a crash (before the sync position was saved), it keeps a command from being answered twice.
 ANSWERS_KEY = "org.volunteer_bot.answers"
@@ -78,6 +104,10 @@ BACKOFF_MAX = 300.0
 STOP_GRACE = 15.0
 MAX_429_RETRIES = 3
 MAX_TIMEOUT_RETRIES = 2
+# Batches whose events are still being handled before the next sync waits for the oldest.
+MAX_BATCHES_IN_FLIGHT = 50
+# How long a new direct chat may take to show up in the sync before the answer gives up.
+NEW_ROOM_WAIT = 30.0
 
 CLAIM_EMOJI = "✋"
 # A reaction on a message that carried a subject runs a command as the person reacting.
@@ -95,10 +125,22 @@ _SILENT_FILTER: dict[str, Any] = {
 }
 # Errors after which retrying the same request can never succeed.
 _PERMANENT_ERRCODES = frozenset({"M_FORBIDDEN", "M_NOT_FOUND", "M_UNKNOWN_ROOM", "M_BAD_JSON"})
+# History visibilities under which a member may read what was said before they joined, and so
+# may be given the keys to it when they ask.
+_SHARED_HISTORY = frozenset({"shared", "world_readable"})
 
 # Room versions in which the creator is an ordinary power-level holder; in later ones
 # (12 on) creators outrank every power level and are not listed in m.room.power_levels.
 _POWER_LEVEL_CREATOR_VERSIONS = frozenset(str(v) for v in range(1, 12))
+
+NO_KEY_NOTE = (
+    "I could not read your message: the key to decrypt it never reached me. Please send it again."
+)
+NO_DIRECT_CHAT_NOTE = (
+    "That answer is only for you, but I could not open an encrypted direct chat with you. "
+    "Invite me to one and ask again there."
+)
+SENT_DIRECTLY_NOTE = "I sent you the answer in an encrypted direct chat."
 
 _R = TypeVar("_R")
 
@@ -110,7 +152,7 @@ def sync_filter(timeline_limit: int) -> dict[str, Any]:
 
 
 class MatrixFatalError(Exception):
-    """A problem no retry can fix (rejected credentials, missing configuration)."""
+    """A problem no retry can fix (rejected credentials, missing configuration, lost store)."""
 
 
 class MatrixSendError(Exception):
@@ -119,6 +161,16 @@ class MatrixSendError(Exception):
     def __init__(self, errcode: str | None) -> None:
         super().__init__(f"the homeserver refused the message ({errcode or 'no error code'})")
         self.errcode = errcode
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """How to answer an event: which event it answers, as a reply to what, in which thread."""
+
+    answers: str
+    reply_to: str
+    thread: str | None = None
+    mention: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,19 +186,85 @@ class Credentials:
         return "Credentials(...)"
 
 
+class _KeysWithCrossSigning(KeysQueryResponse):  # type: ignore[misc]
+    """A ``/keys/query`` answer that keeps the cross-signing keys nio itself ignores."""
+
+    query: dict[str, Any]
+
+    @classmethod
+    def from_dict(cls, parsed_dict: dict[str, Any]) -> Any:
+        """Parse as nio does, keeping the whole answer for the trust decision."""
+        response = super().from_dict(parsed_dict)
+        if isinstance(response, cls):
+            response.query = parsed_dict
+        return response
+
+
+class _Client(AsyncClient):  # type: ignore[misc]
+    """nio's client, with key queries that report the owners' cross-signing too."""
+
+    on_keys: Callable[[dict[str, Any]], None] | None = None
+
+    async def keys_query(self) -> Any:
+        """Query the devices nio wants to know, then tell ``on_keys`` what came back."""
+        users = self.users_for_key_query
+        if not users:
+            raise LocalProtocolError("No key query required.")
+        method, path, data = NioApi.keys_query(self.access_token, users)
+        response = await self._send(_KeysWithCrossSigning, method, path, data)
+        if isinstance(response, _KeysWithCrossSigning) and self.on_keys is not None:
+            self.on_keys(getattr(response, "query", {}))
+        return response
+
+
+@dataclass
+class _Held:
+    """A message that arrived before its key."""
+
+    room_id: str
+    event_id: str
+    deadline: float  # epoch seconds
+    source: dict[str, Any] | None = field(default=None, repr=False)  # the encrypted event
+    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+
+class _RoomQueue:
+    """One room's events, handled in order by one task."""
+
+    def __init__(self, room_id: str) -> None:
+        self.room_id = room_id
+        self.items: asyncio.Queue[tuple[dict[str, Any], asyncio.Future[None]]] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
+
+
+def show_recovery_key(key: str) -> None:
+    """Print the recovery key for the operator, once: on standard output, never in the log."""
+    print(
+        "\nThe bot's Matrix account now has cross-signing keys. Their recovery key (keep it"
+        " somewhere safe; it is shown only this once):\n\n    " + key + "\n",
+        file=sys.stdout,
+        flush=True,
+    )
+
+
 class MatrixAdapter:
-    """Serves the rooms the bot account is joined to."""
+    """Serves the rooms the bot account is joined to, encrypted or not."""
 
     platform = PLATFORM
 
-    def __init__(self, app: "App") -> None:
+    def __init__(
+        self, app: "App", *, recovery_key_shown: Callable[[str], None] = show_recovery_key
+    ) -> None:
         self.app = app
         self.config: MatrixSection = app.settings.matrix
         self.prefix = self.config.command_prefix or app.settings.bot.command_prefix
         self.rights = app.services.rights
-        self.client: AsyncClient | None = None
+        self.client: _Client | None = None
         self.user_id = self.config.user_id
         self.ready = asyncio.Event()
+        # Set when the adapter stopped for a reason an operator must fix (exit status 1).
+        self.failed = False
+        self._show_recovery_key = recovery_key_shown
         self._stopping = asyncio.Event()
         self._closed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -154,10 +272,21 @@ class MatrixAdapter:
         self._creators: dict[str, frozenset[str]] = {}
         self._handled: OrderedDict[str, None] = OrderedDict()
         self._last_sync: float | None = None  # time.monotonic() of the last completed sync
+        self._rooms: dict[str, _RoomQueue] = {}
+        self._slots = asyncio.Semaphore(self.config.room_concurrency)
+        self._in_flight: list[tuple[str, list[asyncio.Future[None]]]] = []
+        self._saving = asyncio.Lock()
+        self._queued: list[asyncio.Future[None]] = []
+        self._held: dict[str, _Held] = {}
+        self._room_seen: dict[str, asyncio.Event] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        # (user, device) -> whether the configured trust lets it read the bot's messages
+        self._trusted: dict[tuple[str, str], bool] = {}
+        self._store_existed = False
         nio_log = logging.getLogger("nio")
         if nio_log.level == logging.NOTSET:
-            # matrix-nio logs every event it handles at INFO, with room and user ids.
-            nio_log.setLevel(logging.WARNING)
+            # matrix-nio logs events, and user and room ids in its warnings.
+            nio_log.setLevel(logging.ERROR)
 
     def __repr__(self) -> str:
         return f"MatrixAdapter(homeserver={self.config.homeserver!r})"
@@ -167,10 +296,12 @@ class MatrixAdapter:
     async def start(self) -> None:
         """Begin connecting and serving in the background; never blocks on the network."""
         if self._task is None:
+            self._stopping.clear()
+            self._closed.clear()
             self._task = asyncio.create_task(self._run(), name="matrix-sync")
 
     async def stop(self) -> None:
-        """Finish the batch being handled, save the sync position, and disconnect."""
+        """Finish the events being handled, save the sync position, and disconnect."""
         self._stopping.set()
         if self._task is not None:
             try:
@@ -184,8 +315,20 @@ class MatrixAdapter:
                 self._task.cancel()
                 raise
             self._task = None
+        for task in [*(q.task for q in self._rooms.values() if q.task), *self._background]:
+            task.cancel()
+        for task in [*(q.task for q in self._rooms.values() if q.task), *self._background]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._rooms.clear()
+        for held in self._held.values():
+            if held.timer is not None:
+                held.timer.cancel()
         if self.client is not None:
             await self.client.close()
+            if self.client.store is not None:
+                with contextlib.suppress(Exception):
+                    self.client.store.database.close()
         self._closed.set()
 
     def status(self) -> Status:
@@ -211,11 +354,13 @@ class MatrixAdapter:
             await self._sync_loop()
         except MatrixFatalError as exc:
             log.error("matrix adapter stopped: %s", exc)
+            self.failed = True
             self._closed.set()
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("matrix adapter stopped unexpectedly")
+            self.failed = True
             self._closed.set()
 
     async def _until_stopped(self, awaitable: Awaitable[_R]) -> _R | None:
@@ -237,27 +382,41 @@ class MatrixAdapter:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
-    # -- login -------------------------------------------------------------------------------
+    def _spawn(self, work: Awaitable[Any], name: str) -> None:
+        """Run ``work`` in an owned background task, cancelled on stop."""
+        task = asyncio.ensure_future(work)
+        task.set_name(name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- login and the device ----------------------------------------------------------------
 
     async def _connect(self) -> bool:
-        """Authenticate, retrying while the homeserver is unreachable; False if stopped."""
+        """Authenticate and open the device, retrying while the homeserver is unreachable."""
         if not self.config.homeserver:
             raise MatrixFatalError("matrix.homeserver is not set")
-        self.client = AsyncClient(
+        store = self._store_path
+        store.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with contextlib.suppress(OSError):
+            os.chmod(store, 0o700)
+        self.client = _Client(
             self.config.homeserver,
             self.config.user_id,
             device_id=self.config.device_id,
+            store_path=str(store),
             config=AsyncClientConfig(
                 max_limit_exceeded=MAX_429_RETRIES,
                 max_timeouts=MAX_TIMEOUT_RETRIES,
-                encryption_enabled=False,
+                encryption_enabled=True,
                 store_sync_tokens=False,
             ),
         )
+        self.client.on_keys = self._on_keys
         delay = BACKOFF_FIRST
         while not self._stopping.is_set():
             try:
                 await self._authenticate(self.client)
+                await self.open_device(self.client)
                 return True
             except MatrixFatalError:
                 raise
@@ -271,12 +430,21 @@ class MatrixAdapter:
             delay = min(delay * 2, BACKOFF_MAX)
         return False
 
+    @property
+    def _store_path(self) -> Path:
+        return Path(self.config.store_path)
+
     async def _authenticate(self, client: AsyncClient) -> None:
         config = self.config
         if config.access_token is not None:
             client.access_token = config.access_token.get_secret_value()
             if not await self._check_token(client):
                 raise MatrixFatalError("the homeserver rejected matrix.access_token")
+            if not client.device_id:
+                raise MatrixFatalError(
+                    "the homeserver did not say which device matrix.access_token belongs to; "
+                    "set matrix.device_id"
+                )
             return
         if config.password is None:
             raise MatrixFatalError("set matrix.access_token or matrix.password")
@@ -289,8 +457,13 @@ class MatrixAdapter:
             if await self._check_token(client):
                 return
             log.warning("matrix: the kept access token was rejected; logging in again")
+        # The same device again if the kept token expired: its keys and sessions stay valid.
+        client.device_id = saved.device_id if saved is not None else config.device_id
+        if client.device_id:
+            self._store_existed = self._store_file(client).exists()
+        # A successful login opens the crypto store (nio's restore_login).
         response = await client.login(
-            password=config.password.get_secret_value(), device_name="volunteer-bot"
+            password=config.password.get_secret_value(), device_name=DEVICE_NAME
         )
         if isinstance(response, LoginError):
             if response.status_code == "M_LIMIT_EXCEEDED":
@@ -317,9 +490,13 @@ class MatrixAdapter:
             client.device_id = response.device_id
         return True
 
+    def _store_file(self, client: AsyncClient) -> Path:
+        """The crypto store nio keeps for this account and device."""
+        return self._store_path / f"{client.user_id}_{client.device_id}.db"
+
     @property
     def _credentials_path(self) -> Path:
-        return Path(self.config.store_path) / CREDENTIALS_FILE
+        return self._store_path / CREDENTIALS_FILE
 
     def _load_credentials(self) -> Credentials | None:
         try:
@@ -333,13 +510,191 @@ class MatrixAdapter:
 
     def _save_credentials(self, credentials: Credentials) -> None:
         """Write the token readable by the bot's own user only."""
-        path = self._credentials_path
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         data = {k: getattr(credentials, k) for k in Credentials.__slots__}
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            os.fchmod(fh.fileno(), 0o600)
-            json.dump(data, fh)
+        matrix_signing.write_private(self._credentials_path, json.dumps(data))
+
+    async def open_device(self, client: AsyncClient) -> None:
+        """Open the crypto store of this device, check it is the device's, publish its keys.
+
+        The one place the store is opened, so a check that this process may hold it (the
+        Matrix lease, once several instances run) goes here. A store that is missing while
+        the homeserver knows the device's keys, or whose keys are not the device's, stops
+        the adapter with one line saying what to do: served with the wrong keys, the device
+        would silently read nothing.
+        """
+        store_file = self._store_file(client)
+        if client.store is None:
+            self._store_existed = store_file.exists()
+            client.load_store()
+        existed = self._store_existed
+        with contextlib.suppress(OSError):
+            os.chmod(store_file, 0o600)
+        assert client.olm is not None
+        own = client.olm.account.identity_keys["ed25519"]
+        status, query = await self._api(
+            "POST",
+            "/_matrix/client/v3/keys/query",
+            {"device_keys": {client.user_id: [client.device_id]}},
+        )
+        if status != 200:
+            raise ConnectionError(f"key query failed (HTTP {status})")
+        published = (
+            ((query.get("device_keys") or {}).get(client.user_id) or {})
+            .get(client.device_id, {})
+            .get("keys", {})
+            .get(f"ed25519:{client.device_id}")
+        )
+        if published is not None and published != own:
+            what = "is missing" if not existed else "holds other keys than this device's"
+            raise MatrixFatalError(
+                f"the crypto store {store_file} {what}, so device {client.device_id} cannot "
+                "read encrypted messages; restore the store, or delete "
+                f"{self._credentials_path} (or use a new access token) to start as a new "
+                "device"
+            )
+        if client.should_upload_keys:
+            uploaded = await client.keys_upload()
+            if isinstance(uploaded, KeysUploadError):
+                raise ConnectionError(f"the device keys were refused ({uploaded.status_code})")
+        log.info("matrix: device %s ready (keys %s)", client.device_id,
+                 "kept" if existed else "new")  # fmt: skip
+        # Fresh device lists once per start, so the trust setting applies to every device.
+        client.olm.users_for_key_query.update(client.olm.tracked_users)
+        await self._cross_sign(client)
+
+    async def _cross_sign(self, client: AsyncClient) -> None:
+        password = self.config.password.get_secret_value() if self.config.password else None
+        try:
+            outcome = await matrix_signing.ensure_cross_signed(
+                self._api,
+                user_id=client.user_id,
+                device_id=client.device_id,
+                store=self._store_path,
+                password=password,
+                show_recovery_key=self._show_recovery_key,
+            )
+        except matrix_signing.CrossSigningError as exc:
+            log.warning("matrix: cross-signing failed: %s; the device stays unsigned", exc)
+            return
+        if outcome.signed:
+            log.info("matrix: %s", outcome.note)
+        else:
+            log.warning("matrix: the device is not cross-signed: %s", outcome.note)
+
+    async def _api(
+        self, method: str, path: str, body: dict[str, Any] | None
+    ) -> tuple[int, dict[str, Any]]:
+        """One authenticated client-server call; returns the status and the JSON answer."""
+        client = self._client
+        headers = {"Authorization": f"Bearer {client.access_token}"}
+        data = None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            data = json.dumps(body)
+        response = await client.send(method, path, data, headers)
+        try:
+            answer = await response.json(content_type=None)
+        except ValueError:
+            answer = {}
+        finally:
+            response.release()
+        return response.status, answer if isinstance(answer, dict) else {}
+
+    # -- keys for everyone who should read ---------------------------------------------------
+
+    def _on_keys(self, query: dict[str, Any]) -> None:
+        """Apply the trust setting to the devices a key query returned."""
+        client = self._client
+        cross_signed_only = self.config.trust == "cross-signed"
+        changed_users: set[str] = set()
+        for user_id, devices in (query.get("device_keys") or {}).items():
+            if user_id == self.user_id or not isinstance(devices, dict):
+                continue
+            known = client.device_store[user_id]
+            for device_id in devices:
+                device: OlmDevice | None = known.get(device_id)
+                if device is None:
+                    continue
+                trusted = not cross_signed_only or matrix_signing.cross_signed(
+                    query, user_id, device_id
+                )
+                if self._trusted.get((user_id, device_id), trusted) != trusted:
+                    changed_users.add(user_id)  # (a new device is nio's to handle)
+                self._trusted[(user_id, device_id)] = trusted
+                if trusted:
+                    if client.olm.is_device_blacklisted(device):
+                        client.unblacklist_device(device)
+                    if cross_signed_only and not client.olm.is_device_verified(device):
+                        client.verify_device(device)
+                elif not client.olm.is_device_blacklisted(device):
+                    client.blacklist_device(device)
+        # A device that became trusted needs a session it can read; one that lost trust must
+        # not read the next messages: start new ones where those people are.
+        for room in client.rooms.values():
+            if room.encrypted and changed_users & set(room.users):
+                client.invalidate_outbound_session(room.room_id)
+
+    async def _keep_keys(self) -> None:
+        """Upload, query and claim keys as nio asks, and send its queued to-device messages."""
+        client = self._client
+        if client.should_upload_keys:
+            await client.keys_upload()
+        if client.should_query_keys:
+            response = await client.keys_query()
+            if isinstance(response, KeysQueryError):
+                log.warning("matrix: key query failed (%s)", response.status_code)
+        if client.should_claim_keys:
+            await client.keys_claim(client.get_users_for_key_claiming())
+        if client.outgoing_to_device_messages:
+            await client.send_to_device_messages()
+
+    def _may_read(self, device: OlmDevice) -> bool:
+        """Whether the trust setting lets this device have the keys to the bot's messages."""
+        client = self._client
+        if client.olm is None or client.olm.is_device_blacklisted(device):
+            return False
+        if self.config.trust == "cross-signed":
+            return self._trusted.get((device.user_id, device.id), False)
+        return True
+
+    async def _answer_key_request(self, request: RoomKeyRequest) -> None:
+        """Forward a room key of the bot's own to a member's device that asked for it."""
+        client = self._client
+        olm = client.olm
+        assert olm is not None
+        room = client.rooms.get(request.room_id)
+        member = room.users.get(request.sender) if room is not None else None
+        device = client.device_store[request.sender].get(request.requesting_device_id)
+        if (
+            room is None
+            or member is None
+            or member.invited
+            or room.history_visibility not in _SHARED_HISTORY
+            or request.sender_key != olm.account.identity_keys["curve25519"]
+            or device is None
+            or not self._may_read(device)
+        ):
+            log.debug("matrix: a key request was declined")
+            return
+        group = olm.inbound_group_store.get(request.room_id, request.sender_key,
+                                            request.session_id)  # fmt: skip
+        if group is None:
+            return
+        session = olm.session_store.get(device.curve25519)
+        if session is None:
+            await client.keys_claim({device.user_id: [device.id]})
+            session = olm.session_store.get(device.curve25519)
+            if session is None:
+                log.info("matrix: no session to answer a key request with")
+                return
+        # nio forwards keys only to the account's own devices; the encryption is its own.
+        message = olm._encrypt_forwarding_key(request.room_id, group, session, device)
+        response = await client.to_device(message)
+        if isinstance(response, ToDeviceError):
+            log.warning("matrix: a key request could not be answered (%s)",
+                        response.status_code)  # fmt: skip
+        else:
+            log.info("matrix: answered a member's key request")
 
     # -- rooms and invites -------------------------------------------------------------------
 
@@ -393,6 +748,34 @@ class MatrixAdapter:
             else:
                 log.info("matrix: accepted an invite")
 
+    async def _wait_for_room(
+        self, room_id: str, member: str | None = None, within: float = NEW_ROOM_WAIT
+    ) -> bool:
+        """Wait until the sync shows a room the bot just created or joined.
+
+        With ``member``: until it shows that person in it, encrypted. A sync can show a room
+        being created half-way, and a key shared then would miss the invitee.
+        """
+        client = self._client
+
+        def ready() -> bool:
+            room = client.rooms.get(room_id)
+            if room is None:
+                return False
+            return member is None or (room.encrypted and member in room.users)
+
+        deadline = time.monotonic() + within
+        while not ready():
+            seen = self._room_seen.setdefault(room_id, asyncio.Event())
+            seen.clear()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(seen.wait(), left)
+        self._room_seen.pop(room_id, None)
+        return True
+
     # -- the sync loop -----------------------------------------------------------------------
 
     async def _sync_loop(self) -> None:
@@ -429,15 +812,22 @@ class MatrixAdapter:
                     await self._pause(delay)
                     delay = min(delay * 2, BACKOFF_MAX)
                     continue
-                await self._handle_sync(response, since)
+                handling = await self._handle_sync(response, since)
                 since = response.next_batch
-                await state.set(NEXT_BATCH_KEY, since, self.app.clock.now())
+                self._in_flight.append((since, handling))
+                await self._save_position()
+                if not self.app.leases.holds(PLATFORM):
+                    break  # the lease moved to another process: it carries on from its position
                 self._last_sync = time.monotonic()
                 delay = BACKOFF_FIRST
                 if first:
                     first = False
+                    await self._restore_held()
+                    await self._send_kept_answers()
                     self.ready.set()
                     log.info("matrix: ready, %d rooms joined", len(response.rooms.join))
+                if len(self._in_flight) > MAX_BATCHES_IN_FLIGHT:
+                    await asyncio.wait(self._in_flight[0][1])
             except (MatrixFatalError, asyncio.CancelledError):
                 raise
             except Exception as exc:
@@ -446,10 +836,45 @@ class MatrixAdapter:
                 )
                 await self._pause(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
+        # Stopping: let the rooms finish what they have, then save how far that got.
+        pending = [f for _, handling in self._in_flight for f in handling if not f.done()]
+        if pending:
+            await asyncio.wait(pending)
+        await self._save_position()
 
-    async def _handle_sync(self, response: SyncResponse, since: str | None) -> None:
+    async def _save_position(self) -> None:
+        """Save the newest sync position whose batch, and every batch before, is handled."""
+        async with self._saving:  # one write at a time, so a later position is never undone
+            done = None
+            while self._in_flight and all(f.done() for f in self._in_flight[0][1]):
+                done = self._in_flight.pop(0)[0]
+            fence = self.app.leases.fence(PLATFORM)
+            if done is not None and fence is not None:
+                # Only while this process serves Matrix: a successor's position stands.
+                await self.app.services.state.set(
+                    NEXT_BATCH_KEY, done, self.app.clock.now(), fence=fence
+                )
+
+    def _position_saver(self, _: asyncio.Future[None]) -> None:
+        """When the oldest batch in flight is done, save its position without waiting."""
+        if self._in_flight and all(f.done() for f in self._in_flight[0][1]):
+            self._spawn(self._save_position(), "matrix-save-position")
+
+    async def _handle_sync(
+        self, response: SyncResponse, since: str | None
+    ) -> list[asyncio.Future[None]]:
+        """Queue the batch's events in their rooms; returns one future per queued event."""
+        client = self._client
+        await self._keep_keys()
+        for event in response.to_device_events:
+            if isinstance(event, RoomKeyRequest) and event.sender != self.user_id:
+                self._spawn(self._answer_key_request(event), "matrix-key-request")
+        if self._held and response.to_device_events:
+            await self._retry_held()
         await self._handle_invites(response.rooms.invite)
         for room_id, info in response.rooms.join.items():
+            if room_id in self._room_seen:
+                self._room_seen[room_id].set()
             events = [e.source for e in info.timeline.events if hasattr(e, "source")]
             for event in [*(getattr(e, "source", {}) for e in info.state), *events]:
                 if event.get("type") == "m.room.create":
@@ -462,19 +887,52 @@ class MatrixAdapter:
                 for e in events
                 if e.get("sender") == self.user_id and ANSWERS_KEY in (e.get("content") or {})
             }
-            room = self._client.rooms.get(room_id)
-            if room is None:
+            if client.rooms.get(room_id) is None:
                 continue
             for event in events:
                 event_id = event.get("event_id")
-                if not event_id or event_id in answered or not self._first_sight(event_id):
+                if not event_id or event_id in answered:
                     continue
-                try:
-                    await self._handle_event(room, event)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("matrix: an event could not be handled")
+                if not self._first_sight(event_id):
+                    continue
+                if event.get("sender") == self.user_id:
+                    continue
+                self._queued.append(self._queue(room_id, event))
+        # Including what an attempt that failed half-way had queued: it belongs to this batch.
+        handling, self._queued = self._queued, []
+        for future in handling:
+            future.add_done_callback(self._position_saver)
+        return handling
+
+    def _queue(self, room_id: str, event: dict[str, Any]) -> asyncio.Future[None]:
+        """Hand an event to its room's queue; the future is done once it has been handled."""
+        queue = self._rooms.get(room_id)
+        if queue is None:
+            queue = self._rooms[room_id] = _RoomQueue(room_id)
+            queue.task = asyncio.create_task(self._serve_room(queue), name="matrix-room")
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue.items.put_nowait((event, done))
+        return done
+
+    async def _serve_room(self, queue: _RoomQueue) -> None:
+        """Handle one room's events in order, at most ``room_concurrency`` rooms at a time."""
+        while True:
+            event, done = await queue.items.get()
+            try:
+                room = self._client.rooms.get(queue.room_id)
+                if room is not None and self.app.leases.holds(PLATFORM):
+                    async with self._slots:
+                        await self._handle_event(room, event)
+            except AlreadyTakenOn:
+                log.debug("matrix: an event was handled already, here or elsewhere")
+            except asyncio.CancelledError:
+                done.cancel()
+                raise
+            except Exception:
+                log.exception("matrix: an event could not be handled")
+            finally:
+                if not done.done():
+                    done.set_result(None)
 
     async def _fill_gap(self, room_id: str, prev_batch: str, since: str) -> list[dict[str, Any]]:
         """Events between the last sync and a limited timeline, oldest first."""
@@ -527,6 +985,128 @@ class MatrixAdapter:
             self._handled.popitem(last=False)
         return True
 
+    # -- late keys ---------------------------------------------------------------------------
+
+    async def _hold(self, room: MatrixRoom, event: dict[str, Any]) -> None:
+        """Keep a message that came before its key, and ask for the key."""
+        event_id = str(event["event_id"])
+        if event_id in self._held:
+            return
+        deadline = time.time() + self.config.late_key_wait.total_seconds()
+        self._held[event_id] = _Held(room.room_id, event_id, deadline, source=dict(event))
+        await self._save_held()
+        self._expire_at(self._held[event_id])
+        log.info("matrix: a message waits for its key")
+        await self._request_key(room.room_id, event)
+        # The key may have come with a sync since this message was queued.
+        await self._retry_held()
+
+    async def _request_key(self, room_id: str, event: dict[str, Any]) -> None:
+        """Ask the bot's other devices and the sender's device for a missing room key."""
+        content = event.get("content") or {}
+        session_id = content.get("session_id")
+        if not session_id or content.get("algorithm") != MEGOLM:
+            return
+        body = {
+            "action": "request",
+            "request_id": _txn("key", f"{session_id}:{event.get('event_id')}"),
+            "requesting_device_id": self._client.device_id,
+            "body": {
+                "algorithm": MEGOLM,
+                "room_id": room_id,
+                "sender_key": content.get("sender_key"),
+                "session_id": session_id,
+            },
+        }
+        targets = [(self.user_id, "*")]
+        if content.get("device_id"):
+            targets.append((str(event.get("sender")), str(content["device_id"])))
+        for user_id, device_id in targets:
+            message = ToDeviceMessage("m.room_key_request", user_id, device_id, body)
+            response = await self._client.to_device(message)
+            if isinstance(response, ToDeviceError):
+                log.warning("matrix: a key request could not be sent (%s)",
+                            response.status_code)  # fmt: skip
+
+    def _expire_at(self, held: _Held) -> None:
+        delay = max(0.0, held.deadline - time.time())
+        held.timer = asyncio.get_running_loop().call_later(
+            delay, lambda: self._spawn(self._give_up(held.event_id), "matrix-late-key")
+        )
+
+    async def _retry_held(self) -> None:
+        """Handle every held message whose key has come meanwhile."""
+        for held in list(self._held.values()):
+            decrypted = await self._decrypted(held)
+            if decrypted is None:
+                continue
+            if self._held.pop(held.event_id, None) is None:
+                continue  # given up meanwhile
+            if held.timer is not None:
+                held.timer.cancel()
+            await self._save_held()
+            log.info("matrix: a held message's key came; answering it")
+            self._queue(held.room_id, decrypted)
+
+    async def _decrypted(self, held: _Held) -> dict[str, Any] | None:
+        """The held message decrypted, or None while its key is still missing."""
+        client = self._client
+        if held.source is None:  # held before a restart: fetch it again
+            response = await client.room_get_event(held.room_id, held.event_id)
+            if isinstance(response, RoomGetEventError):
+                return None
+            if not isinstance(response.event, MegolmEvent):  # nio could decrypt it already
+                source = getattr(response.event, "source", None)
+                if isinstance(source, dict) and source.get("type") != "m.room.encrypted":
+                    return dict(source)
+                return None
+            held.source = dict(response.event.source)
+        event = MegolmEvent.from_dict(held.source)
+        if not isinstance(event, MegolmEvent):
+            return None
+        event.room_id = held.room_id
+        try:
+            decrypted = client.decrypt_event(event)
+        except EncryptionError:
+            return None  # not yet
+        source = getattr(decrypted, "source", None)
+        return dict(source) if isinstance(source, dict) else None
+
+    async def _give_up(self, event_id: str) -> None:
+        """The key never came: tell the sender once, in the room, to send it again."""
+        held = self._held.pop(event_id, None)
+        if held is None:
+            return
+        await self._save_held()
+        log.warning("matrix: a message's key did not come in time; its sender is told")
+        room = self._client.rooms.get(held.room_id)
+        if room is None:
+            return
+        note = Reply(Markup.trusted(NO_KEY_NOTE), private=True, is_error=True)
+        try:
+            await self._send_reply(room, note, f"{event_id}:no-key", reply_to=event_id,
+                                   thread=self._quiet_thread(room, event_id, None))  # fmt: skip
+        except MatrixSendError as exc:
+            log.warning("matrix: the missing-key note could not be sent (%s)", exc.errcode)
+
+    async def _save_held(self) -> None:
+        rows = [[h.room_id, h.event_id, h.deadline] for h in self._held.values()]
+        await self.app.services.state.set(HELD_KEY, json.dumps(rows), self.app.clock.now())
+
+    async def _restore_held(self) -> None:
+        """Pick up the messages that were waiting for their keys when the bot stopped."""
+        try:
+            rows = json.loads(await self.app.services.state.get(HELD_KEY) or "[]")
+            held = [_Held(str(r[0]), str(r[1]), float(r[2])) for r in rows]
+        except (ValueError, TypeError, IndexError):
+            held = []
+        for item in held:
+            self._held[item.event_id] = item
+            self._first_sight(item.event_id)
+            self._expire_at(item)
+        if held:
+            await self._retry_held()
+
     # -- commands and reactions --------------------------------------------------------------
 
     async def _handle_event(self, room: MatrixRoom, event: dict[str, Any]) -> None:
@@ -534,7 +1114,10 @@ class MatrixAdapter:
         if not sender or sender == self.user_id:
             return
         kind = event.get("type")
-        if kind == "m.room.message":
+        if kind == "m.room.encrypted":
+            # Still encrypted after the sync: its key has not come (yet).
+            await self._hold(room, event)
+        elif kind == "m.room.message":
             await self._on_message(room, event)
         elif kind == "m.reaction":
             await self._on_reaction(room, event)
@@ -552,12 +1135,9 @@ class MatrixAdapter:
         ctx = self.ctx(room, event["sender"])
         if ctx is None:
             return
-        reply = await self.app.core.handle_text(ctx, text, prefixes=(self.prefix,))
-        if reply is None:
-            return
         thread = relates.get("event_id") if relates.get("rel_type") == "m.thread" else None
-        await self._answer(room, ctx, reply, event["event_id"], reply_to=event["event_id"],
-                           thread=thread)  # fmt: skip
+        how = Answer(str(event["event_id"]), reply_to=str(event["event_id"]), thread=thread)
+        await self._run_once(room, ctx, how, text, (self.prefix,))
 
     async def _on_reaction(self, room: MatrixRoom, event: dict[str, Any]) -> None:
         relates = (event.get("content") or {}).get("m.relates_to") or {}
@@ -575,14 +1155,52 @@ class MatrixAdapter:
         ctx = self.ctx(room, event["sender"])
         if ctx is None:
             return
-        reply = await self.app.core.handle_text(
-            ctx, template.format(id=subject_id), prefixes=("",)
-        )
+        # The person reacted rather than typed, so the answer mentions them.
+        how = Answer(str(event["event_id"]), reply_to=target, mention=ctx.user.external_id)
+        await self._run_once(room, ctx, how, template.format(id=subject_id), ("",))
+
+    async def _run_once(
+        self, room: MatrixRoom, ctx: Ctx, how: "Answer", line: str, prefixes: tuple[str, ...]
+    ) -> None:
+        """Run a command and answer it, once across restarts and processes.
+
+        The event is taken on in the same transaction as the command's first write (or, for a
+        command that writes nothing, just before answering); the answer is kept until it is
+        sent, so a process taking over sends what this one could not.
+        """
+        key = f"{PLATFORM}:{how.answers}"
+        leases = self.app.leases
+        with leases.claim_with_first_write(PLATFORM, key) as taken:
+            reply = await self.app.core.handle_text(ctx, line, prefixes=prefixes)
         if reply is None:
             return
-        # The person reacted rather than typed, so the answer mentions them.
-        await self._answer(room, ctx, reply, event["event_id"], reply_to=target,
-                           mention=ctx.user.external_id)  # fmt: skip
+        kept = replies.dumps(
+            reply, room=room.room_id, sender=ctx.user.external_id, name=ctx.user.display_name,
+            answers=how.answers, reply_to=how.reply_to, thread=how.thread, mention=how.mention,
+        )  # fmt: skip
+        if taken.done:
+            await leases.repo.keep_reply(key, kept)
+        elif not await leases.claim_event(PLATFORM, key, reply=kept):
+            return  # taken on by another process (or before a restart): it answers
+        await self._answer(room, ctx, reply, how.answers, reply_to=how.reply_to,
+                           thread=how.thread, mention=how.mention)  # fmt: skip
+        await leases.repo.answered(key, self.app.clock.now())
+
+    async def _send_kept_answers(self) -> None:
+        """Send the answers a process serving before this one kept but did not send."""
+        for key, kept in await self.app.leases.repo.unanswered(f"{PLATFORM}:"):
+            reply, how = replies.loads(kept)
+            room = self._client.rooms.get(how["room"])
+            if room is not None:
+                ctx = Ctx(
+                    actor=Actor(UserRef(PLATFORM, how["sender"], how["name"])),
+                    place=Place(f"{PLATFORM}:{room.room_id}"),
+                    now=self.app.clock.now(),
+                )
+                await self._answer(room, ctx, reply, how["answers"], reply_to=how["reply_to"],
+                                   thread=how["thread"], mention=how["mention"])  # fmt: skip
+                log.info("matrix: sent an answer kept by the process before")
+            await self.app.leases.repo.answered(key, self.app.clock.now())
 
     def ctx(self, room: MatrixRoom, sender: str) -> Ctx | None:
         """The neutral context of something ``sender`` did in ``room``.
@@ -622,6 +1240,8 @@ class MatrixAdapter:
             )
         return found
 
+    # -- answering ---------------------------------------------------------------------------
+
     async def _answer(
         self,
         room: MatrixRoom,
@@ -633,14 +1253,16 @@ class MatrixAdapter:
         thread: str | None = None,
         mention: str | None = None,
     ) -> None:
-        """Send a reply; private non-error replies go to a direct room with the person."""
+        """Send a reply: public in the room, quiet in a thread, confidential in a direct chat."""
         try:
-            if reply.private and not reply.is_error:
-                await self._answer_privately(room, ctx, reply, answers, reply_to, thread)
+            if reply.confidential and not self._only_for(room, ctx.user.external_id):
+                await self._answer_confidentially(room, ctx, reply, answers, reply_to, thread)
                 return
+            if reply.private:
+                thread = self._quiet_thread(room, reply_to, thread)
             pill = (mention, ctx.user.label) if mention else None
             event_id = await self._send_reply(
-                room.room_id, reply, answers, reply_to=reply_to, thread=thread, pill=pill
+                room, reply, answers, reply_to=reply_to, thread=thread, pill=pill
             )
         except MatrixSendError as exc:
             log.warning("matrix: a reply could not be sent (%s)", exc.errcode)
@@ -651,7 +1273,22 @@ class MatrixAdapter:
                 SUBJECT_KEY.format(event_id=event_id), f"{kind}:{subject_id}", ctx.now
             )
 
-    async def _answer_privately(
+    @staticmethod
+    def _quiet_thread(room: MatrixRoom, root: str, thread: str | None) -> str | None:
+        """Where a quiet answer goes: a thread under the command, unless it is one already.
+
+        Matrix has no message only one person sees; a thread keeps the answer out of the
+        room's main timeline. In a direct chat there is nobody to keep it from.
+        """
+        if thread is not None or room.member_count <= 2:
+            return thread
+        return root
+
+    def _only_for(self, room: MatrixRoom, user_id: str) -> bool:
+        """Whether ``room`` is an encrypted room of the bot and this one person only."""
+        return room.encrypted and set(room.users) <= {self.user_id, user_id}
+
+    async def _answer_confidentially(
         self,
         room: MatrixRoom,
         ctx: Ctx,
@@ -660,44 +1297,49 @@ class MatrixAdapter:
         reply_to: str,
         thread: str | None,
     ) -> None:
-        # Matrix has no messages only one person sees: a direct room stands in for them.
-        direct = await self._direct_room(ctx.user.external_id, ctx)
+        direct = await self._direct_room(ctx)
         if direct is None:
-            note = Reply(
-                Markup.trusted(
-                    "That answer is only for you, but I could not open a direct chat with you. "
-                    "Invite me to one and ask again there."
-                ),
-                is_error=True,
-            )
+            note = Reply(Markup.trusted(NO_DIRECT_CHAT_NOTE), private=True, is_error=True)
         else:
             await self._send_reply(direct, reply, f"{answers}:direct", reply_to=None)
-            note = Reply(Markup.trusted("I sent you the answer in a direct chat."))
-        await self._send_reply(room.room_id, note, answers, reply_to=reply_to, thread=thread)
+            note = Reply(Markup.trusted(SENT_DIRECTLY_NOTE), private=True)
+        await self._send_reply(room, note, answers, reply_to=reply_to,
+                               thread=self._quiet_thread(room, reply_to, thread))  # fmt: skip
 
-    async def _direct_room(self, user_id: str, ctx: Ctx) -> str | None:
-        key = DM_KEY.format(user_id=user_id)
-        known = await self.app.services.state.get(key)
+    async def _direct_room(self, ctx: Ctx) -> MatrixRoom | None:
+        """An encrypted direct chat with the person: the one kept, or a new one."""
+        client = self._client
+        chats = self.app.services.direct_chats
+        user_id = ctx.user.external_id
+        known = await chats.room_of(ctx.user)
         if known is not None:
-            return known
+            room = client.rooms.get(known)
+            if room is not None and room.encrypted and user_id in room.users:
+                return room
         # private_chat, not trusted_private_chat: that preset gives the invitee the creator's
         # power (and in room version 12 makes them a creator). Rights never come from this room,
         # but the person should not be able to rename it, change its settings or invite others.
-        created = await self._client.room_create(
+        created = await client.room_create(
             is_direct=True,
             invite=[user_id],
             preset=RoomPreset.private_chat,
             power_level_override={"users_default": 0, "invite": 100, "state_default": 100},
+            initial_state=[
+                {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": MEGOLM}}
+            ],
         )
         if isinstance(created, RoomCreateError):
             log.warning("matrix: cannot open a direct chat (%s)", created.status_code)
             return None
-        await self.app.services.state.set(key, created.room_id, ctx.now)
-        return str(created.room_id)
+        await chats.remember(ctx.user, created.room_id, ctx.now)
+        if not await self._wait_for_room(created.room_id, member=user_id):
+            log.warning("matrix: a new direct chat did not show up in time")
+            return None
+        return client.rooms[created.room_id]
 
     async def _send_reply(
         self,
-        room_id: str,
+        room: MatrixRoom,
         reply: Reply,
         answers: str,
         *,
@@ -720,16 +1362,27 @@ class MatrixAdapter:
         if pill:
             add_pill(content, *pill)
         content[ANSWERS_KEY] = answers
-        event_id = await self._send(room_id, content, txn_id=_txn("answer", answers))
+        event_id = await self._send(room.room_id, content, txn_id=_txn("answer", answers))
         for index, attachment in enumerate(reply.attachments):
             await self._send_attachment(
-                room_id, attachment, txn_id=_txn("answer", f"{answers}:{index}"),
+                room.room_id, attachment, txn_id=_txn("answer", f"{answers}:{index}"),
                 extra={ANSWERS_KEY: answers},
             )  # fmt: skip
         return event_id
 
     async def _send(self, room_id: str, content: dict[str, Any], *, txn_id: str) -> str:
-        response = await self._client.room_send(room_id, "m.room.message", content, tx_id=txn_id)
+        """Send a message, encrypted when the room is; raises MatrixSendError."""
+        try:
+            response = await self._client.room_send(
+                room_id, "m.room.message", content, tx_id=txn_id,
+                # Devices the trust setting excludes are blacklisted and get no key; the rest
+                # (trust on first use) are not verified by anyone, and must not block sending.
+                ignore_unverified_devices=True,
+            )  # fmt: skip
+        except LocalProtocolError:
+            raise MatrixSendError("M_UNKNOWN_ROOM") from None  # not (yet) in the bot's sync
+        except (EncryptionError, OlmTrustError, SendRetryError) as exc:
+            raise MatrixSendError(type(exc).__name__) from None
         if isinstance(response, RoomSendError):
             raise MatrixSendError(response.status_code)
         return str(response.event_id)
@@ -737,24 +1390,31 @@ class MatrixAdapter:
     async def _send_attachment(
         self, room_id: str, attachment: Attachment, *, txn_id: str, extra: dict[str, Any]
     ) -> None:
-        uploaded, _ = await self._client.upload(
+        """Upload a file and post it; in an encrypted room the file is encrypted too."""
+        room = self._client.rooms.get(room_id)
+        encrypted = room is not None and room.encrypted
+        uploaded, keys = await self._client.upload(
             io.BytesIO(attachment.data),
             content_type=attachment.content_type,
             filename=attachment.filename,
+            encrypt=encrypted,
             filesize=len(attachment.data),
         )
         if isinstance(uploaded, UploadError):
             raise MatrixSendError(uploaded.status_code)
         image = attachment.content_type.startswith("image/")
-        content = {
+        content: dict[str, Any] = {
             "msgtype": "m.image" if image else "m.file",
             "body": attachment.filename,
             "filename": attachment.filename,
-            "url": uploaded.content_uri,
             "info": {"mimetype": attachment.content_type, "size": len(attachment.data)},
             "m.mentions": {},
             **extra,
         }
+        if encrypted and keys is not None:
+            content["file"] = {"url": uploaded.content_uri, **keys}
+        else:
+            content["url"] = uploaded.content_uri
         await self._send(room_id, content, txn_id=txn_id)
 
     # -- the outbox --------------------------------------------------------------------------
@@ -798,7 +1458,10 @@ class MatrixAdapter:
     async def _rejoin(self, room_id: str) -> bool:
         """Try to (re)join a room the bot could not post to; False if it cannot."""
         joined = await self._client.join(room_id)
-        return not isinstance(joined, JoinError)
+        if isinstance(joined, JoinError):
+            return False
+        # An encrypted message needs the room's members and state, which come with the sync.
+        return await self._wait_for_room(room_id)
 
     def _display_name(self, room_id: str, delivery: Delivery) -> str:
         user_id = delivery.recipient_id or ""
@@ -807,7 +1470,7 @@ class MatrixAdapter:
         return member.display_name if member is not None and member.display_name else user_id
 
     @property
-    def _client(self) -> AsyncClient:
+    def _client(self) -> _Client:
         if self.client is None:
             raise RuntimeError("the Matrix client is not connected yet")
         return self.client

@@ -15,8 +15,8 @@ from typing import Any
 
 from bot.charts import ChartData, progress_png
 from bot.config import CampaignSection
-from bot.eci import countries_over, days_left, thresholds_for
-from bot.vocab import COUNTRIES
+from bot.domain import COUNTRIES
+from bot.domain.eci import countries_over, days_left, thresholds_for
 from storage.signatures import Progress
 
 OFFICIAL_SOURCES = frozenset({"eci_register", "eci_cocs"})

@@ -27,8 +27,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.adapters import Adapter
 from bot.config import ConfigError, Settings
+from bot.domain import COUNTRIES, LANGUAGES
 from bot.services import Services
-from bot.vocab import COUNTRIES, LANGUAGES
 from bot.web.addresses import client_address, parse_listen
 from bot.web.limits import MAX_WAIT, ClientBuckets, Pace
 from bot.web.progress import Figures, ProgressFeed, figures

@@ -22,7 +22,7 @@ from typing import Any
 
 from bot.clock import Clock
 from bot.config import WebSection
-from bot.context import UserRef
+from bot.domain import UserRef
 from bot.rights import Rights
 from storage.state import StateRepo
 from storage.web import UsedTokenRepo

@@ -1,5 +1,6 @@
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -29,13 +30,20 @@ def account(synapse: Synapse) -> Callable[..., Account]:
 
 @pytest.fixture
 async def person(
-    synapse: Synapse, account: Callable[..., Account]
+    synapse: Synapse, account: Callable[..., Account], tmp_path: Path
 ) -> AsyncIterator[Callable[..., Awaitable[Person]]]:
-    """A registered user with a started client; closed at the end of the test."""
+    """A registered user with a started client; closed at the end of the test.
+
+    ``encrypted=True`` gives them an end-to-end encrypting client with its own store.
+    """
     people: list[Person] = []
 
-    async def make(name: str, displayname: str | None = None) -> Person:
-        who = await Person(synapse, account(name, displayname)).start()
+    async def make(
+        name: str, displayname: str | None = None, *, encrypted: bool = False
+    ) -> Person:
+        who_account = account(name, displayname)
+        store = tmp_path / "people" / who_account.localpart if encrypted else None
+        who = await Person(synapse, who_account, store).start()
         people.append(who)
         return who
 

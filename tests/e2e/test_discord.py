@@ -14,7 +14,7 @@ from discord.http import Route
 from sqlmodel import select
 
 from bot.context import Attachment
-from bot.markup import Markup
+from bot.domain import Markup
 from storage.models import OutboxMessage
 from tests.discord_fake import (
     EPHEMERAL,
@@ -224,6 +224,18 @@ async def test_user_errors_arrive_ephemeral(fake, bot):
     assert "is not an EU member state" in bad_country.content
     [callback] = fake.requests_to("POST", CALLBACK)[-1:]
     assert callback.json["data"]["flags"] & EPHEMERAL
+
+
+async def test_quiet_and_confidential_answers_are_both_ephemeral(fake, bot):
+    alice = fake.user("alice")
+    joined = await run(fake, alice, "volunteer join", role="networker")
+    assert not joined.ephemeral
+    # Quiet: only she needs her (empty) task list.
+    mine = await run(fake, alice, "task mine")
+    assert mine.flags & EPHEMERAL and "You hold no tasks" in mine.content
+    # Confidential: only she may see her data export.
+    export = await run(fake, alice, "privacy mydata")
+    assert export.flags & EPHEMERAL and "What I store about you" in export.content
 
 
 async def test_a_display_name_of_at_everyone_pings_nobody(fake, bot):

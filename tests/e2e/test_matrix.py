@@ -11,9 +11,8 @@ import pytest
 from bot.adapters.matrix_adapter import CREDENTIALS_FILE, TIMELINE_LIMIT, MatrixAdapter
 from bot.commands import Cog, command
 from bot.context import Attachment, Ctx, Reply
-from bot.markup import Markup
-from bot.outbox import PermanentDeliveryError
-from storage.outbox import Delivery
+from bot.domain import Markup, UserRef
+from bot.outbox import Delivery, PermanentDeliveryError
 from tests.e2e.matrix_kit import BotProcess, body, in_reply_to, is_reply, running_bot, toml
 
 pytestmark = pytest.mark.e2e
@@ -128,7 +127,8 @@ async def test_a_burst_of_100_commands_is_answered_in_full(tmp_path, synapse, ac
             *(alice.send(room, "!volunteer list --language pl") for _ in range(100))
         )
         await alice.wait_for(lambda e: e.get("sender") == bot.user_id and in_reply_to(e), 100)
-    answered = [in_reply_to(e) for e in alice.events if e.get("sender") == bot.user_id]
+    answered = [in_reply_to(e) for e in alice.events
+                if e.get("sender") == bot.user_id and e.get("type") == "m.room.message"]  # fmt: skip
     assert sorted(answered) == sorted(sent)
 
 
@@ -326,10 +326,15 @@ class Probe(Cog):
     def __init__(self, services):
         pass
 
-    @command(private=True)
+    @command(confidential=True)
     async def secret(self, ctx: Ctx) -> Reply:
-        """Answer only the caller."""
+        """Answer only the caller, where nobody else can read it."""
         return Reply.text("Only for {name}.", name=ctx.user.label)
+
+    @command(private=True)
+    async def mine(self, ctx: Ctx) -> Reply:
+        """Answer quietly: only the caller needs it."""
+        return Reply.text("Quietly for {name}.", name=ctx.user.label)
 
     @command()
     async def chart(self, ctx: Ctx) -> Reply:
@@ -340,20 +345,26 @@ class Probe(Cog):
         )
 
 
-async def test_private_answers_go_to_a_direct_chat_and_images_follow_the_text(
+async def test_confidential_answers_go_to_an_encrypted_direct_chat_quiet_ones_to_a_thread(
     tmp_path, synapse, account, person
 ):
     bot = account("bot")
-    alice = await person("alice", "Alice")
-    room = await alice.create_room(invite=[bot.user_id])
+    alice = await person("alice", "Alice", encrypted=True)
+    bob = await person("bob", "Bob")
+    room = await alice.create_room(invite=[bot.user_id, bob.user_id])
+    await bob.join(room)  # three in the room: quiet answers go to a thread there
     async with running_bot(tmp_path, synapse, bot, rooms=[room]) as (app, _adapter):
+        await alice.sees_join(room, bot.user_id)
         app.services.registry.add(Probe(app.services))
-        note = await alice.ask(room, "!probe secret", bot.user_id)
+        command = await alice.send(room, "!probe secret")
+        note = await alice.reply_to(command, bot.user_id)
         direct = await alice.wait_for_invite()
         await alice.join(direct)
         answer = (
             await alice.wait_for(lambda e: e["room_id"] == direct and "Only for" in body(e))
         )[0]
+        quiet_command = await alice.send(room, "!probe mine")
+        quiet = await alice.reply_to(quiet_command, bot.user_id)
         command = await alice.send(room, "!probe chart")
         images = await alice.wait_for(
             lambda e: (
@@ -362,10 +373,57 @@ async def test_private_answers_go_to_a_direct_chat_and_images_follow_the_text(
             )
         )
         text = await alice.reply_to(command, bot.user_id)
+        assert (
+            await app.services.direct_chats.room_of(UserRef("matrix", alice.user_id)) == direct
+        ), "the direct chat is kept in its own table"
     assert "direct chat" in body(note) and "Only for" not in body(note)
     assert body(answer) == "Only for Alice."
+    assert answer["event_id"] in alice.encrypted, "the direct chat is encrypted"
+    for threaded, root in ((note, note_root := in_reply_to(note)), (quiet, quiet_command)):
+        relation = threaded["content"]["m.relates_to"]
+        assert relation["rel_type"] == "m.thread" and relation["event_id"] == root
+    assert note_root is not None
+    assert body(quiet) == "Quietly for Alice."
     image = images[0]["content"]
     assert image["url"].startswith("mxc://") and image["info"]["mimetype"] == "image/png"
     assert image["m.mentions"] == {}
     order = [e["event_id"] for e in alice.events]
     assert order.index(text["event_id"]) < order.index(images[0]["event_id"])
+
+
+class Gate(Cog):
+    """A command that waits until the test lets it answer."""
+
+    group = "gate"
+    personal_data = False
+
+    def __init__(self, services):
+        self.open = asyncio.Event()
+
+    @command()
+    async def wait(self, ctx: Ctx) -> Reply:
+        """Answer once the gate opens."""
+        await self.open.wait()
+        return Reply(Markup.trusted("The gate opened."))
+
+
+async def test_a_slow_command_holds_up_only_its_own_room_which_keeps_its_order(
+    tmp_path, synapse, account, person
+):
+    bot = account("bot")
+    alice = await person("alice")
+    slow_room = await alice.create_room(invite=[bot.user_id])
+    other_room = await alice.create_room(invite=[bot.user_id])
+    async with running_bot(tmp_path, synapse, bot, rooms=[slow_room, other_room]) as (app, _):
+        gate = Gate(app.services)
+        app.services.registry.add(gate)
+        await alice.sees_join(other_room, bot.user_id)
+        slow = await alice.send(slow_room, "!gate wait")
+        after_slow = await alice.send(slow_room, "!help")
+        # The other room is answered while the first one's command still waits.
+        await alice.ask(other_room, "!help", bot.user_id)
+        assert not [e for e in alice.events if in_reply_to(e) in (slow, after_slow)]
+        gate.open.set()
+        await alice.reply_to(after_slow, bot.user_id)
+    order = [in_reply_to(e) for e in alice.events if in_reply_to(e) in (slow, after_slow)]
+    assert order == [slow, after_slow], "one room's commands are answered in order"

@@ -31,9 +31,9 @@ async def test_only_the_campaign_rooms_and_the_config_make_coordinators(
 ):
     bot = account("bot", "Volunteer Bot")
     owner = await person("owner")  # creator of the campaign room (room version 12)
-    carol = await person("carol")  # named in the configuration
+    carol = await person("carol", encrypted=True)  # named in the configuration
     mod = await person("mod")  # power level 50 in the campaign room
-    alice = await person("alice")  # a plain member of the campaign room
+    alice = await person("alice", encrypted=True)  # a plain member of the campaign room
     mallory = await person("mallory")  # not in the campaign at all
     campaign = await owner.create_room(
         invite=[bot.user_id, carol.user_id, mod.user_id, alice.user_id],
@@ -79,7 +79,7 @@ async def test_the_escalation_through_a_direct_chat_is_closed(tmp_path, synapse,
     """alice, a plain member, asks for her data; the direct chat the bot opens gives her nothing."""
     bot = account("bot", "Volunteer Bot")
     carol = await person("carol")
-    alice = await person("alice")
+    alice = await person("alice", encrypted=True)  # her direct chat with the bot is encrypted
     mallory = await person("mallory")
     campaign = await carol.create_room(invite=[bot.user_id, alice.user_id])
     await alice.join(campaign)

@@ -1,6 +1,6 @@
 """European Citizens' Initiative rules: national minimums, milestones, counts from feeds.
 
-Pure functions on plain values; the signatures cog and its poller call them.
+Pure functions on plain values; the signatures cog, its poller and its storage call them.
 """
 
 import math
@@ -9,7 +9,11 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from bot.vocab import COUNTRIES, COUNTRY_ALIASES
+from bot.domain.vocab import COUNTRIES, COUNTRY_ALIASES
+
+# The kinds of outbox row the signature counts write.
+ANNOUNCEMENT = "signatures.milestone"
+DIGEST = "signatures.digest"
 
 # National minimums (the state's MEPs × the Parliament's size), by registration date.
 # Commission Delegated Regulation (EU) 2024/1082: initiatives registered from 2024-07-16.
@@ -70,6 +74,16 @@ class Milestone:
     value: int  # the total, the country's minimum, or how many countries
     country: str | None = None
 
+    def data(self) -> dict[str, Any]:
+        """JSON-ready facts, for an announcement's outbox row."""
+        return {"key": self.key, "count": self.count, "kind": self.kind, "value": self.value,
+                "country": self.country}  # fmt: skip
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> "Milestone":
+        """Inverse of :meth:`data`."""
+        return cls(data["key"], data["count"], data["kind"], data["value"], data["country"])
+
 
 def countries_over(counts: Mapping[str, int], minimums: Mapping[str, int]) -> list[str]:
     """Member states at or over their minimum, in table order."""
@@ -111,6 +125,21 @@ def milestones(
     if needed > 0 and len(over) >= needed:
         found.append(Milestone(f"countries:{needed}", len(over), "countries", needed))
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class Goals:
+    """What a campaign announces: totals to pass, national minimums, countries needed."""
+
+    totals: tuple[int, ...]
+    minimums: Mapping[str, int]
+    needed: int
+
+    def reached(self, total: int | None, counts: Mapping[str, int]) -> list[Milestone]:
+        """Every milestone the counts satisfy now (see :func:`milestones`)."""
+        return milestones(
+            total, counts, totals=self.totals, minimums=self.minimums, needed=self.needed
+        )
 
 
 def days_left(today: date, ends: date | None) -> int | None:

@@ -1,6 +1,6 @@
 """Failures with words for people; the core renders them as friendly private replies."""
 
-from bot.markup import Markup
+from bot.domain.markup import Markup
 
 
 class UserError(Exception):
