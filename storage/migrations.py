@@ -416,3 +416,14 @@ def _v8(conn: Connection) -> None:
             )
         )  # fmt: skip
     conn.execute(state.delete().where(state.c.key.startswith(prefix)))
+
+
+@migration(9, "PostgreSQL: joint statistics of task kind and language, for task next")
+def _v9(conn: Connection) -> None:
+    # Without them the planner multiplies the two columns' frequencies, expects thousands of
+    # untargeted translations, and walks the whole queue in order for a branch that has none.
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(
+            "CREATE STATISTICS IF NOT EXISTS task_kind_language (mcv, dependencies) "
+            "ON kind, language FROM task"
+        )
