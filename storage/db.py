@@ -116,6 +116,10 @@ class Database:
                         # Waiting for a row lock is bounded like SQLite's busy timeout; past
                         # it the transaction fails with 55P03 and runs again.
                         "options": f"-c lock_timeout={int(busy_timeout_ms)}",
+                        # No server-side prepared statements: their generic plans cannot see
+                        # which (kind, language) branch of task next is empty, and walked the
+                        # whole queue for it (6 ms a claim at 20,000 tasks, 2 ms planned anew).
+                        "prepare_threshold": None,
                     },
                 )
             else:

@@ -418,8 +418,19 @@ def _v8(conn: Connection) -> None:
     conn.execute(state.delete().where(state.c.key.startswith(prefix)))
 
 
-@migration(9, "used sign-in links and ended dashboard sessions")
+@migration(9, "PostgreSQL: joint statistics of task kind and language, for task next")
 def _v9(conn: Connection) -> None:
+    # Without them the planner multiplies the two columns' frequencies, expects thousands of
+    # untargeted translations, and walks the whole queue in order for a branch that has none.
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(
+            "CREATE STATISTICS IF NOT EXISTS task_kind_language (mcv, dependencies) "
+            "ON kind, language FROM task"
+        )
+
+
+@migration(10, "used sign-in links and ended dashboard sessions")
+def _v10(conn: Connection) -> None:
     md = sa.MetaData()
     sa.Table(
         "web_token_used", md,
