@@ -61,6 +61,16 @@ class TaskRepo:
             lambda requests: self._write(functools.partial(claim_batch, requests=requests)),
             name="task-claims",
         )
+        # SQLite has one writer: claims arriving together share its transaction. PostgreSQL
+        # runs transactions side by side, and a shared one would make claimers wait on each
+        # other's row locks, so there each claim is its own.
+        self._batched = db.is_sqlite
+
+    async def _claim(self, request: ClaimRequest) -> Result:
+        if self._batched:
+            return await self._claims.submit(request)
+        [result] = await self._write(functools.partial(claim_batch, requests=[request]))
+        return result
 
     async def _read(self, fn: Callable[[Tx], R]) -> R:
         return await self.db.read_connection(lambda conn: fn(Tx.on(conn, fast=self.fast)))
@@ -150,7 +160,7 @@ class TaskRepo:
         self, task_id: int, user: UserRef, *, place: str, now: datetime, max_open: int
     ) -> Result:
         """Take one task. Only one of any number of concurrent callers gets it."""
-        return await self._claims.submit(ClaimRequest(user, place, now, max_open, task_id))
+        return await self._claim(ClaimRequest(user, place, now, max_open, task_id))
 
     async def claim_next(
         self,
@@ -167,7 +177,7 @@ class TaskRepo:
         A task fits when its kind's role is among the caller's roles, its target language
         (if any) among their languages, and its source language (if any) too.
         """
-        return await self._claims.submit(
+        return await self._claim(
             ClaimRequest(user, place, now, max_open, kind=kind, language=language)
         )
 
