@@ -127,6 +127,8 @@ class App:
             self.web = WebServer(
                 self.settings, self.services, lambda: self.adapters, self.core.quiet
             )
+            leases = self.leases
+            self.web.duties = lambda: {name: leases.holds(name) for name in leases.duties}
             await self.web.start()
         for adapter in self.adapters:
             if adapter.platform in LEASED_PLATFORMS:

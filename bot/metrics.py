@@ -4,8 +4,8 @@ One registry per app (tests build many). Labels carry command names, outcomes an
 names only: never a person, a room or anything typed. The core reports each command through
 :meth:`Metrics.command`, which costs a dictionary lookup and two increments; gauges that need
 the database (the outbox backlog) are read when ``/metrics`` is scraped, not before.
-When several processes share one database, a gauge of which one holds each duty's lease
-belongs here too, beside ``platform_connected``.
+When several processes share one database, ``lease_held`` says which duties this process
+serves (1) or waits for as a standby (0): summed over the processes, each duty should be 1.
 """
 
 import time
@@ -43,6 +43,10 @@ class Metrics:
         self.connected = Gauge(
             "platform_connected", "1 when the platform connection is up", ["platform"],
             namespace=NAMESPACE, registry=r,
+        )  # fmt: skip
+        self.lease_held = Gauge(
+            "lease_held", "1 when this process holds the duty's lease, 0 on a standby",
+            ["duty"], namespace=NAMESPACE, registry=r,
         )  # fmt: skip
         self.sync_lag = Gauge(
             "sync_lag_seconds",

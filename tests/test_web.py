@@ -449,8 +449,8 @@ async def test_no_secret_link_or_cookie_reaches_the_log(
 async def test_healthz_is_200_when_the_database_answers(site: Harness):
     async with client() as http, http.get(url(site, "/healthz")) as response:
         assert response.status == 200
-        assert await response.json() == {"database": "up", "platforms": {}, "role": "active",
-                                         "status": "ok"}  # fmt: skip
+        assert await response.json() == {"database": "up", "platforms": {}, "duties": {},
+                                         "role": "active", "status": "ok"}  # fmt: skip
 
 
 async def test_healthz_is_503_naming_the_database_when_it_is_gone(tmp_path: Path):
@@ -482,6 +482,51 @@ async def test_healthz_names_a_platform_that_is_not_connected(tmp_path: Path):
     finally:
         await app.stop()
         read.close()
+
+
+async def test_a_standby_is_healthy_says_so_and_its_lease_gauges_read_0(tmp_path: Path):
+    from tests.harness import make_app
+
+    def app(name: str) -> App:
+        (tmp_path / name).mkdir()
+        return make_app(
+            tmp_path / name,
+            storage={"url": f"sqlite:///{tmp_path / 'shared.db'}"},
+            bot={"lease_ttl": "30s"},
+            web={"enabled": True, "listen": "127.0.0.1:0", "cache_ttl": 0},
+            campaign={"collection_ends": "2026-12-31"},
+        )
+
+    async def health(a: App) -> tuple[int, dict]:
+        async with client() as http, http.get(url_of(a, "/healthz")) as response:
+            return response.status, await response.json()
+
+    async def held(a: App) -> dict[str, float]:
+        async with client() as http, http.get(url_of(a, "/metrics")) as response:
+            families = {f.name: f for f in text_string_to_metric_families(await response.text())}
+        return {s.labels["duty"]: s.value for s in families["volunteer_bot_lease_held"].samples}
+
+    duties = ["poller", "retention", "scheduler"]
+    first, second = app("one"), app("two")
+    try:
+        await first.start([])
+        await second.start([])
+        assert await health(first) == (200, {
+            "database": "up", "platforms": {}, "duties": dict.fromkeys(duties, "held"),
+            "role": "active", "status": "ok",
+        })  # fmt: skip
+        status, body = await health(second)
+        assert status == 200 and body["role"] == "standby"
+        assert body["duties"] == dict.fromkeys(duties, "standby")
+        assert await held(first) == dict.fromkeys(duties, 1.0)
+        assert await held(second) == dict.fromkeys(duties, 0.0)
+        await first.stop()
+        await second.leases.beat()
+        assert (await health(second))[1]["role"] == "active"
+        assert await held(second) == dict.fromkeys(duties, 1.0)
+    finally:
+        await first.stop()
+        await second.stop()
 
 
 def url_of(app: App, path: str) -> str:

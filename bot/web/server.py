@@ -122,8 +122,9 @@ class WebServer:
         self.buckets = ClientBuckets(self.web.rate, self.web.burst)
         self.pace = Pace(self.web.max_rate, gate=quiet)
         self.feed = ProgressFeed(self._load_figures, self.web.cache_ttl.total_seconds())
-        # Hook for several processes on one database: returns True on a standby.
-        self.standby: Callable[[], bool] | None = None
+        # Several processes on one database: each duty (a platform connection, the scheduler,
+        # ...) and whether this process holds its lease now. Set by the app.
+        self.duties: Callable[[], dict[str, bool]] = dict
         self._pages: dict[tuple[str, str], tuple[str, bytes]] = {}
         self._static = {name: (HERE / "static" / name).read_bytes() for name in STATIC}
         self._signins = 0
@@ -391,12 +392,19 @@ class WebServer:
     async def healthz(self, request: web.Request) -> web.Response:
         """200 when the database answers and every platform is connected; 503 otherwise."""
         body: dict[str, Any] = {"database": "up" if await self._database_up() else "down"}
+        duties = self.duties()
+        # A platform whose lease another process holds is served there: this one's standby
+        # for it is healthy, not down.
         body["platforms"] = {
-            adapter.platform: "up" if adapter.status().connected else "down"
+            adapter.platform: (
+                "standby"
+                if duties.get(adapter.platform) is False
+                else "up" if adapter.status().connected else "down"
+            )
             for adapter in self.adapters()
         }
-        # A standby (another process serves) is healthy but says so.
-        body["role"] = "standby" if self.standby is not None and self.standby() else "active"
+        body["duties"] = {name: "held" if held else "standby" for name, held in duties.items()}
+        body["role"] = "standby" if duties and not any(duties.values()) else "active"
         down = body["database"] == "down" or "down" in body["platforms"].values()
         body["status"] = "down" if down else "ok"
         return web.json_response(body, status=503 if down else 200)
@@ -427,6 +435,8 @@ class WebServer:
         else:
             m.outbox_backlog.set(backlog)
             m.outbox_oldest.set(oldest)
+        for duty, held in self.duties().items():
+            m.lease_held.labels(duty).set(1 if held else 0)
         for adapter in self.adapters():
             status = adapter.status()
             m.connected.labels(adapter.platform).set(1 if status.connected else 0)
