@@ -11,6 +11,7 @@ from bot.adapters.matrix_adapter import MAX_TEXT_BYTES, notice_content
 from bot.context import Reply
 from bot.domain import BadArgument, Markup
 from bot.domain.text import clean, preview
+from tests.cli import bot_bytes
 from tests.harness import Harness
 
 MEGABYTE = 1_000_000
@@ -195,3 +196,15 @@ def discord_render_text() -> str:
 
 def test_the_console_prints_a_long_answer_whole():
     assert len(console_render(Reply(huge_reply_markup()))) > MEGABYTE // 2
+
+
+# --- the console's standard input -----------------------------------------------------------
+
+
+def test_invalid_utf8_on_stdin_is_one_clear_sentence_and_the_console_goes_on(tmp_path):
+    script = b"volunteer join \xff\xfe translator\n\xc3(\nvolunteer join translator\n"
+    status, out, err = bot_bytes("--as", "alice", stdin=script, cwd=tmp_path)
+    assert status == 0, err
+    assert out.count("That line is not valid UTF-8 text, so I skipped it") == 2
+    assert "Welcome, alice! You are registered as translator." in out
+    assert "Traceback" not in out + err
