@@ -13,6 +13,7 @@ from bot.audit import Auditor, Outcome, audited
 from bot.commands import ArgSpec, Cog, CommandSpec
 from bot.context import Ctx, Reply
 from bot.domain import BadArgument, Markup, NotFound, NotPermitted, UserError, UserRef
+from bot.domain.text import clean, preview
 from bot.params import ParseEnv
 from bot.textparse import bind, normalise, tokenize
 from storage.db import DatabaseUnavailable
@@ -20,10 +21,11 @@ from storage.leases import AlreadyTakenOn
 
 log = logging.getLogger(__name__)
 
+# Longer words are no command's name: only this much of them is compared with the names.
+_LONGEST = 64
 ActivityHook = Callable[[UserRef, Ctx], Awaitable[None]]
 # Told of every command: its name, its outcome and when it started (time.perf_counter()).
 CommandObserver = Callable[[str, str, float], None]
-_PREVIEW = 40
 _BUSY = (
     "The database is busy right now, so nothing was changed. Please send the command again "
     "in a minute (ref: `{ref}`)."
@@ -98,21 +100,21 @@ class Registry:
             if len(words) > 1:
                 raise NotFound(
                     "`{group} {sub}` is not a command"
-                    + self._suggest(f"{first} {words[1]}")
+                    + self._suggest(f"{first} {words[1][:_LONGEST]}")
                     + " `{group}` has: "
                     + subs
                     + ".",
                     group=first,
-                    sub=words[1],
+                    sub=preview(words[1]),
                 )
             raise NotFound("`{group}` needs one of: " + subs + ".", group=first)
         if spec := self.get(None, first):
             return spec, 1
         raise NotFound(
             "`{word}` is not a command"
-            + self._suggest(" ".join(words[:2]).lower())
+            + self._suggest(" ".join(w[:_LONGEST] for w in words[:2]).lower())
             + " Type `help` to see them all.",
-            word=words[0][:_PREVIEW],
+            word=preview(words[0]),
         )
 
     def _suggest(self, typed: str) -> str:
@@ -256,10 +258,10 @@ def convert(arg: ArgSpec, value: object, env: ParseEnv) -> Any:
     if value is None:
         return None
     if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            raise BadArgument("`{name}` cannot be empty.", name=arg.name.replace("_", "-"))
-        value = arg.kind.parse(text, env)
+        shown = arg.name.replace("_", "-")
+        if not value.strip():
+            raise BadArgument("`{name}` cannot be empty.", name=shown)
+        value = arg.kind.parse(clean(value, what=shown, multiline=arg.param.multiline), env)
     elif arg.kind.wire == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
         raise BadArgument("`{name}` must be a whole number.", name=arg.name)
     p = arg.param
@@ -277,11 +279,11 @@ def convert(arg: ArgSpec, value: object, env: ParseEnv) -> Any:
     if isinstance(value, str) and p.max_length is not None and len(value) > p.max_length:
         raise BadArgument(
             "That {name} is {length} characters long; the limit is {limit}. It starts "
-            "`{preview}…` — shorten it and send it again.",
+            "`{preview}` — shorten it and send it again.",
             name=arg.name.replace("_", " "),
             length=len(value),
             limit=p.max_length,
-            preview=value[:_PREVIEW],
+            preview=preview(value),
         )
     return value
 

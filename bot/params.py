@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from bot.domain import COUNTRIES, COUNTRY_ALIASES, LANGUAGES, BadArgument, UserRef
+from bot.domain.text import preview
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,8 @@ class Param:
     max_length: int | None = None
     rest: bool = False
     autocomplete: bool = False
+    # Free text that may keep its line breaks (a description, a note); others become one line.
+    multiline: bool = False
 
 
 class Language(str):
@@ -97,7 +100,7 @@ def parse_language(text: str) -> Language:
             hint = f" — did you mean `{code}` ({LANGUAGES[code]})?"
     raise BadArgument(
         "`{word}` is not an official EU language" + hint + ". Use a two-letter code: {codes}.",
-        word=word,
+        word=preview(word),
         codes=" ".join(LANGUAGES),
     )
 
@@ -129,7 +132,7 @@ def parse_country(text: str) -> Country:
             hint = f" — did you mean `{code}` ({COUNTRIES[code]})?"
     raise BadArgument(
         "`{word}` is not an EU member state" + hint + ". Use a code: {codes}.",
-        word=word,
+        word=preview(word),
         codes=" ".join(COUNTRIES),
     )
 
@@ -163,12 +166,15 @@ def parse_duration(text: str) -> Duration:
         pos = match.end()
     if pos == 0 or body[pos:].strip(" ,"):
         raise BadArgument(
-            "`{text}` is not a duration. Try `90s`, `15m`, `2h30m`, `3d` or `1w`.", text=raw
+            "`{text}` is not a duration. Try `90s`, `15m`, `2h30m`, `3d` or `1w`.",
+            text=preview(raw),
         )
     if seconds <= 0:
-        raise BadArgument("`{text}` is no time at all; give a duration above zero.", text=raw)
+        raise BadArgument(
+            "`{text}` is no time at all; give a duration above zero.", text=preview(raw)
+        )
     if seconds > MAX_DURATION.total_seconds():
-        raise BadArgument("`{text}` is too far ahead; the limit is two years.", text=raw)
+        raise BadArgument("`{text}` is too far ahead; the limit is two years.", text=preview(raw))
     return Duration(seconds=seconds)
 
 
@@ -194,7 +200,7 @@ def parse_timezone(text: str) -> TimeZone:
     hint = f" — did you mean `{zones[guess]}`?" if guess else "."
     raise BadArgument(
         "`{name}` is not a time zone" + hint + " Use an Area/City name like `Europe/Brussels`.",
-        name=name,
+        name=preview(name),
     )
 
 
@@ -214,7 +220,7 @@ def local_to_utc(day: date, at: time, zone: ZoneInfo, original: str) -> datetime
     if back.replace(tzinfo=None) != local.replace(tzinfo=None):
         raise BadArgument(
             "`{text}` does not exist in {zone}: the clocks skip that hour. Pick another time.",
-            text=original,
+            text=preview(original),
             zone=str(zone),
         )
     return local.astimezone(ZoneInfo("UTC"))
@@ -244,9 +250,11 @@ def parse_when(
         offset = -1.0 if year and int(year.group(1)) < env.now.year else 1.0
         offset *= MAX_BACK.total_seconds() * 2
     if offset > MAX_AHEAD.total_seconds():
-        raise BadArgument("`{text}` is too far ahead: the limit is two years from now.", text=raw)
+        raise BadArgument(
+            "`{text}` is too far ahead: the limit is two years from now.", text=preview(raw)
+        )
     if -offset > MAX_BACK.total_seconds():
-        raise BadArgument("`{text}` is too far in the past to be meant.", text=raw)
+        raise BadArgument("`{text}` is too far in the past to be meant.", text=preview(raw))
     return moment
 
 
@@ -274,7 +282,7 @@ def _parse_when(raw: str, env: ParseEnv, zone: str | None, date_only_at: time) -
         raise BadArgument(
             "`{text}` is not a date or time I can read. Try `2026-12-01`, "
             "`2026-12-01 14:30`, `14:30`, `tomorrow` or `in 3d`.",
-            text=raw,
+            text=preview(raw),
         ) from None
     if parsed.tzinfo is not None:
         return _as_when(parsed.astimezone(ZoneInfo("UTC")))
@@ -286,7 +294,7 @@ def _parse_when(raw: str, env: ParseEnv, zone: str | None, date_only_at: time) -
 def _make_time(match: re.Match[str], raw: str) -> time:
     hour, minute, second = int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
     if hour > 23 or minute > 59 or second > 59:
-        raise BadArgument("`{text}` is not a time of day; use 24-hour `HH:MM`.", text=raw)
+        raise BadArgument("`{text}` is not a time of day; use 24-hour `HH:MM`.", text=preview(raw))
     return time(hour, minute, second)
 
 
@@ -315,8 +323,8 @@ def _parse_int(text: str, env: ParseEnv) -> int:
     if re.fullmatch(r"[+-]?\d{1,18}", cleaned):
         return int(cleaned)
     if re.fullmatch(r"[+-]?\d+", cleaned):
-        raise BadArgument("`{text}` is far too large a number.", text=text[:24])
-    raise BadArgument("`{text}` is not a whole number.", text=text)
+        raise BadArgument("`{text}` is far too large a number.", text=preview(text, 24))
+    raise BadArgument("`{text}` is not a whole number.", text=preview(text))
 
 
 _TRUE = {"yes", "y", "true", "1", "on"}
@@ -327,7 +335,7 @@ def _parse_bool(text: str, env: ParseEnv) -> bool:
     low = text.strip().lower()
     if low in _TRUE | _FALSE:
         return low in _TRUE
-    raise BadArgument("`{text}` is not yes or no.", text=text)
+    raise BadArgument("`{text}` is not yes or no.", text=preview(text))
 
 
 def _parse_user(text: str, env: ParseEnv) -> UserRef:
@@ -356,7 +364,7 @@ def enum_kind(enum: type[Enum]) -> Kind:
         hint = f" — did you mean `{guess}`?" if guess else "."
         raise BadArgument(
             "`{text}` is not a valid {what}" + hint + " Choose one of: {choices}.",
-            text=text.strip(),
+            text=preview(text.strip()),
             what=enum.__name__.lower().replace("task", ""),
             choices=", ".join(values),
         )

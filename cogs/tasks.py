@@ -166,7 +166,9 @@ class Tasks(Cog):
         ] = None,
         due: Annotated[When | None, Param("When it is due: 2026-12-01, 14:30 or in 3d")] = None,
         priority: Annotated[Priority | None, Param("How urgent (default normal)")] = None,
-        description: Annotated[str | None, Param("Details", max_length=2000)] = None,
+        description: Annotated[
+            str | None, Param("Details", max_length=2000, multiline=True)
+        ] = None,
     ) -> Reply:
         """Add a job to the queue."""
         if due is not None and due <= ctx.now:
@@ -306,7 +308,9 @@ class Tasks(Cog):
         self,
         ctx: Ctx,
         id: TaskId,
-        note: Annotated[str | None, Param("What came of it", rest=True, max_length=1000)] = None,
+        note: Annotated[
+            str | None, Param("What came of it", rest=True, max_length=1000, multiline=True)
+        ] = None,
     ) -> Reply:
         """Mark my task as done."""
         result = await self.tasks.finish(id, ctx.user, note=note, now=ctx.now)

@@ -47,6 +47,10 @@ BUTTON_PREFIX = "vb:"
 MAX_CUSTOM_ID = 100
 MAX_LABEL = 80
 MAX_CONTENT = 2000
+# A reply longer than this many messages is cut: nobody reads more, and it would flood the
+# channel (a quoted megabyte would be five hundred messages).
+MAX_PARTS = 5
+CUT = "\n… (cut: the rest was too long to send)"
 MAX_CHOICES = 25
 # Discord wants an answer within 3 s; a command still running after this gets a defer first.
 DEFER_AFTER = 2.0
@@ -758,10 +762,11 @@ def to_file(attachment: Attachment) -> discord.File:
     return discord.File(io.BytesIO(attachment.data), filename=attachment.filename)
 
 
-def split_content(text: str, limit: int = MAX_CONTENT) -> list[str]:
-    """Split at line breaks into messages Discord accepts."""
+def split_content(text: str, limit: int = MAX_CONTENT, max_parts: int = MAX_PARTS) -> list[str]:
+    """Split at line breaks into at most ``max_parts`` messages Discord accepts."""
     if len(text) <= limit:
         return [text or "\u200b"]
+    text = text[: limit * max_parts + 1]  # enough to fill every part: the rest is cut anyway
     parts: list[str] = []
     current = ""
     for line in text.split("\n"):
@@ -779,6 +784,9 @@ def split_content(text: str, limit: int = MAX_CONTENT) -> list[str]:
             current = candidate
     if current:
         parts.append(current)
+    if len(parts) > max_parts or len(text) > limit * max_parts:
+        parts = parts[:max_parts]
+        parts[-1] = parts[-1][: limit - len(CUT)] + CUT
     return parts
 
 

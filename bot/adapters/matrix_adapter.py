@@ -102,6 +102,10 @@ REMEMBERED_EVENTS = 5_000
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 300.0
 STOP_GRACE = 15.0
+# An event may be 65,536 bytes; an answer's text and HTML stay well under that, with room
+# for the relation, the pill and encryption (whose base64 adds a third).
+MAX_TEXT_BYTES = 40_000
+CUT = "\n… (cut: the rest was too long to send)"
 MAX_429_RETRIES = 3
 MAX_TIMEOUT_RETRIES = 2
 # Batches whose events are still being handled before the next sync waits for the oldest.
@@ -1501,13 +1505,17 @@ def notice_content(
     thread: str | None = None,
     mentions: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """An m.notice with escaped HTML, a reply relation and only the intended mentions."""
+    """An m.notice with escaped HTML, a reply relation and only the intended mentions.
+
+    Text and HTML together stay within ``MAX_TEXT_BYTES``; a longer answer is cut.
+    """
     user_ids = list(dict.fromkeys(mentions))
+    body, formatted = fit_text(markup)
     content: dict[str, Any] = {
         "msgtype": "m.notice",
-        "body": markup.plain(),
+        "body": body,
         "format": "org.matrix.custom.html",
-        "formatted_body": markup.html(),
+        "formatted_body": formatted,
         "m.mentions": {"user_ids": user_ids} if user_ids else {},
     }
     if thread is not None:
@@ -1520,6 +1528,18 @@ def notice_content(
     elif reply_to is not None:
         content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
     return content
+
+
+def fit_text(markup: Markup, limit: int = MAX_TEXT_BYTES) -> tuple[str, str]:
+    """The plain and HTML text of ``markup``, cut until both fit in ``limit`` bytes of JSON."""
+    while True:
+        body, formatted = markup.plain(), markup.html()
+        # JSON with ASCII escapes is the largest form the text takes on the wire.
+        size = len(json.dumps(body)) + len(json.dumps(formatted))
+        if size <= limit:
+            return body, formatted
+        chars = len(body)
+        markup = markup.truncated(max(0, min(chars - 1, chars * limit // size - 64)), CUT)
 
 
 def add_pill(content: dict[str, Any], user_id: str, display_name: str) -> None:
