@@ -213,10 +213,11 @@ class App:
             for watcher in self._watchers.values():
                 watcher.cancel()
             self._watchers.clear()
-            # Leased adapters and cogs stop first, and their leases go back at once, so a
-            # standby takes over without waiting for them to expire.
-            await self.leases.stop()
+            # The post in flight finishes and every other leased post goes back; then leased
+            # adapters and cogs stop, and their leases go back at once, so a standby takes
+            # over without waiting for them to expire.
             await self.services.outbox.stop()
+            await self.leases.stop()
             for adapter in reversed(self.adapters):
                 if adapter.platform not in LEASED_PLATFORMS:
                     with contextlib.suppress(Exception):

@@ -22,6 +22,10 @@ from storage.tasks import TaskRepo
 from storage.volunteers import VolunteerRepo
 from storage.web import UsedTokenRepo
 
+# A post being delivered is held for this many duty leases (bot.lease_ttl): a crashed
+# process's posts go out again about that long after it died.
+OUTBOX_LEASES = 3
+
 
 @dataclass
 class Services:
@@ -61,7 +65,7 @@ class Services:
             audit=AuditRepo(db),
             volunteers=VolunteerRepo(db),
             outbox_repo=outbox_repo,
-            outbox=Outbox(outbox_repo, clock),
+            outbox=Outbox(outbox_repo, clock, lease=OUTBOX_LEASES * settings.bot.lease_ttl),
             state=state,
             direct_chats=DirectChatRepo(db),
             scheduler=Scheduler(clock),

@@ -73,6 +73,7 @@ class Leased:
     file: tuple[str, bytes] | None
     attempts: int
     due_at: datetime
+    lease_until: datetime  # the lease this process holds on it, until then
 
 
 def enqueue(
@@ -154,6 +155,7 @@ class OutboxRepo:
                 .limit(limit)
             ).all()
             taken: list[Leased] = []
+            until = now + lease
             for row in rows:
                 result = session.execute(
                     update(OutboxMessage)
@@ -163,10 +165,10 @@ class OutboxRepo:
                         (col(OutboxMessage.lease_until).is_(None))
                         | (col(OutboxMessage.lease_until) <= now),
                     )
-                    .values(lease_until=now + lease, attempts=OutboxMessage.attempts + 1)
+                    .values(lease_until=until, attempts=OutboxMessage.attempts + 1)
                 )
                 if result.rowcount and row.id is not None:  # type: ignore[attr-defined]
-                    taken.append(_leased(row))
+                    taken.append(_leased(row, until))
             return taken
 
         return await self.db.write(tx)
@@ -182,6 +184,32 @@ class OutboxRepo:
             )
 
         await self.db.write(tx)
+
+    async def release(self, leases: Collection[tuple[int, datetime]]) -> int:
+        """Give back rows leased but not tried, so any process may send them now.
+
+        Each ``(id, lease_until)`` is released only while that lease is still the row's own
+        (not sent, not leased again by another process since); returns how many were.
+        """
+
+        def tx(session: Session) -> int:
+            released = 0
+            for delivery_id, until in leases:
+                result = session.execute(
+                    update(OutboxMessage)
+                    .where(
+                        col(OutboxMessage.id) == delivery_id,
+                        col(OutboxMessage.sent_at).is_(None),
+                        col(OutboxMessage.lease_until) == until,
+                    )
+                    .values(lease_until=None, attempts=OutboxMessage.attempts - 1)
+                )
+                released += int(result.rowcount)  # type: ignore[attr-defined]
+            return released
+
+        if not leases:
+            return 0
+        return await self.db.write(tx)
 
     async def mark_failed(self, delivery_id: int, retry_at: datetime, error: str) -> None:
         """Record a failed attempt; the row is tried again from ``retry_at``."""
@@ -336,7 +364,7 @@ def _naming(session: Session, platform: str, names: set[str]) -> list[OutboxMess
     return [row for row in rows if names & set(quoted(row.kind, json.loads(row.body)))]
 
 
-def _leased(row: OutboxMessage) -> Leased:
+def _leased(row: OutboxMessage, until: datetime) -> Leased:
     assert row.id is not None
     file = (
         (row.attachment_name, row.attachment)
@@ -355,4 +383,5 @@ def _leased(row: OutboxMessage) -> Leased:
         file=file,
         attempts=row.attempts + 1,
         due_at=row.due_at,
+        lease_until=until,
     )
