@@ -1127,10 +1127,10 @@ class MatrixAdapter:
             await self._on_reaction(room, event)
 
     async def _on_message(self, room: MatrixRoom, event: dict[str, Any]) -> None:
-        content = event.get("content") or {}
+        content = _object(event.get("content"))
         if content.get("msgtype") != "m.text":
             return  # notices are other bots talking; emotes and files are no commands
-        relates = content.get("m.relates_to") or {}
+        relates = relation(content)
         if relates.get("rel_type") == "m.replace" or "m.new_content" in content:
             return  # an edit: the original was answered already
         text = command_text(content)
@@ -1140,11 +1140,13 @@ class MatrixAdapter:
         if ctx is None:
             return
         thread = relates.get("event_id") if relates.get("rel_type") == "m.thread" else None
+        if not isinstance(thread, str) or not thread.startswith("$"):
+            thread = None  # a malformed thread relation: answer as to a plain message
         how = Answer(str(event["event_id"]), reply_to=str(event["event_id"]), thread=thread)
         await self._run_once(room, ctx, how, text, (self.prefix,))
 
     async def _on_reaction(self, room: MatrixRoom, event: dict[str, Any]) -> None:
-        relates = (event.get("content") or {}).get("m.relates_to") or {}
+        relates = relation(_object(event.get("content")))
         target = relates.get("event_id")
         if relates.get("rel_type") != "m.annotation" or not isinstance(target, str):
             return
@@ -1548,6 +1550,16 @@ def add_pill(content: dict[str, Any], user_id: str, display_name: str) -> None:
     href = "https://matrix.to/#/" + Markup.format("{id}", id=user_id).html()
     content["body"] = f"{display_name}: {content['body']}"
     content["formatted_body"] = f'<a href="{href}">{link}</a>: {content["formatted_body"]}'
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one (event fields come from anyone)."""
+    return value if isinstance(value, dict) else {}
+
+
+def relation(content: dict[str, Any]) -> dict[str, Any]:
+    """An event's ``m.relates_to``, or an empty one when it is missing or not an object."""
+    return _object(content.get("m.relates_to"))
 
 
 def command_text(content: dict[str, Any]) -> str:
