@@ -83,8 +83,8 @@ class PersonalData:
             stored[MESSAGES] = [self._message(row) for row in messages]
         posts = [
             row
-            for row in await self.outbox.naming(user.platform, await self._names(user))
-            if row.recipient_id != user.external_id  # those are listed above
+            for row in await self.outbox.naming(user.platform, user.external_id)
+            if row.id not in {m.id for m in messages}  # those are listed above
         ]
         if posts:
             stored[POSTS] = [self._message(row) for row in posts]
@@ -109,26 +109,17 @@ class PersonalData:
             "sent_at": row.sent_at,
         }
 
-    async def _names(self, user: UserRef) -> set[str]:
-        """How posts may have quoted ``user``: their id, current and stored display names."""
-        names = {user.external_id, user.display_name}
-        stored = await self.volunteers.profile(user)
-        if stored is not None:
-            names.add(stored.user.display_name)
-        return {name for name in names if name}
-
     async def erase(self, user: UserRef, ctx: Ctx | None = None) -> Erasure:
         """Erase ``user`` everywhere: each cog in order, the outbox, then the file's log.
 
         A cog that fails stops the erasure before the volunteer record (erased last) goes,
         so running it again finishes the job.
         """
-        names = await self._names(user)
         for cog in self.holders():
             await cog.erase_data(user, ctx)
         await self.direct_chats.forget(user)
         dropped = await self.outbox.drop_for(user.platform, user.external_id)
-        redacted = await self.outbox.redact(user.platform, names, FORMER_VOLUNTEER)
+        redacted = await self.outbox.redact(user.platform, user.external_id, FORMER_VOLUNTEER)
         checkpointed = await self.db.checkpoint()
         return Erasure(dropped, redacted, checkpointed)
 

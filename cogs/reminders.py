@@ -309,8 +309,10 @@ class Reminders(Cog):
         facts = {"id": view.id, "action": run.action.value, "message": view.message,
                  "due": run.occurrence.isoformat(), "timezone": view.timezone}  # fmt: skip
         if run.action is Action.MISSED:  # a notice for its creator, in the same place
-            recipient = view.creator.external_id if view.creator else None
-            return Post(f"{key}:missed", view.target, POST_KIND, facts, recipient)
+            creator = view.creator
+            return Post(f"{key}:missed", view.target, POST_KIND, facts,
+                        creator.external_id if creator else None,
+                        creator.platform if creator else None)  # fmt: skip
         return Post(key, view.target, POST_KIND, facts)
 
     def _words(self, data: dict[str, Any]) -> Markup:

@@ -440,3 +440,30 @@ def _v10(conn: Connection) -> None:
         _ts("used_at"),
     )  # fmt: skip
     md.create_all(conn)
+
+
+@migration(12, "outbox rows name their recipient and subject by platform id; pending erasures")
+def _v12(conn: Connection) -> None:
+    for column in (
+        "recipient_platform VARCHAR(16)",
+        "subject_platform VARCHAR(16)",
+        "subject_id VARCHAR(255)",
+        "subject_name VARCHAR(255)",
+    ):
+        conn.exec_driver_sql(f"ALTER TABLE outbox ADD COLUMN {column}")
+    # Until now a recipient was on the platform the post goes to.
+    conn.exec_driver_sql(
+        "UPDATE outbox SET recipient_platform = platform WHERE recipient_id IS NOT NULL"
+    )
+    conn.exec_driver_sql(
+        "CREATE INDEX ix_outbox_recipient ON outbox (recipient_platform, recipient_id)"
+    )
+    conn.exec_driver_sql("CREATE INDEX ix_outbox_subject ON outbox (subject_platform, subject_id)")
+    md = sa.MetaData()
+    sa.Table(
+        "erasure_pending", md,
+        sa.Column("platform", sa.String(16), primary_key=True),
+        sa.Column("external_id", sa.String(255), primary_key=True),
+        _ts("started_at"),
+    )  # fmt: skip
+    md.create_all(conn)

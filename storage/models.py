@@ -9,9 +9,10 @@ from storage.types import UTCDateTime
 
 # Tables that never hold anything about a person. Every other table must be covered by
 # some cog's export_data and erase_data; tests/test_privacy_coverage.py checks both.
+# (erasure_pending names a person only while their erasure runs: its row goes last.)
 NO_PERSONAL_DATA: frozenset[str] = frozenset(
     {"schema_version", "bot_state", "reached_milestone", "lease", "bot_process", "claimed_event",
-     "web_token_used"}
+     "web_token_used", "erasure_pending"}
 )
 
 
@@ -55,13 +56,23 @@ class OutboxMessage(SQLModel, table=True):
     """A post the bot owes someone: written with the change that causes it, sent once."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_pending", "platform", "sent_at", "due_at"),)
+    __table_args__ = (
+        Index("ix_outbox_pending", "platform", "sent_at", "due_at"),
+        Index("ix_outbox_recipient", "recipient_platform", "recipient_id"),
+        Index("ix_outbox_subject", "subject_platform", "subject_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(max_length=255, unique=True)
     platform: str = Field(max_length=16)
     target: str = Field(max_length=255)
+    # Whom it is for, and whom its facts name (by ``subject_name``): stable platform ids,
+    # never display names, are what export and erasure match a post to a person by.
+    recipient_platform: str | None = Field(default=None, max_length=16)
     recipient_id: str | None = Field(default=None, max_length=255, index=True)
+    subject_platform: str | None = Field(default=None, max_length=16)
+    subject_id: str | None = Field(default=None, max_length=255)
+    subject_name: str | None = Field(default=None, max_length=255)
     # What happened, as a kind of post and its facts (JSON); put in words at delivery.
     kind: str = Field(default="markup", max_length=32)
     body: str
@@ -293,6 +304,20 @@ class ClaimedEvent(SQLModel, table=True):
     # sends what its predecessor could not (JSON; None once sent).
     reply: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     answered_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+class PendingErasure(SQLModel, table=True):
+    """A person whose erasure has begun and not finished: written first, deleted last.
+
+    While it exists no command writes anything about the person (see ``storage.erasure``),
+    and a process that starts finishes the erasure a killed one left behind.
+    """
+
+    __tablename__ = "erasure_pending"
+
+    platform: str = Field(primary_key=True, max_length=16)
+    external_id: str = Field(primary_key=True, max_length=255)
+    started_at: datetime = Field(sa_column=utc_column())
 
 
 class DirectChat(SQLModel, table=True):

@@ -187,6 +187,7 @@ async def live_a_campaign_life(h: Harness, who: UserRef) -> None:
         target="test:room",
         body=Markup.format("{name} did it: {tag}post", name=who.label, tag=tag),
         now=now,
+        subject=who,
     )
 
 

@@ -261,7 +261,7 @@ class TaskRepo:
                 given = require(t, task_id)
                 seq = int(t.scalar(q.CLAIM_SEQ, {"task_id": task_id}))
                 notice = TaskNotice(Notice.ASSIGNED, task_id, given.title, by=by.label)
-                tell_claimer(t, given, notice, notice_key(notice, seq), now)
+                tell_claimer(t, given, notice, notice_key(notice, seq), now, by=by)
                 return Result(Outcome.OK, given, count + 1)
 
             return until_settled(t, task_id, attempt)
@@ -280,7 +280,7 @@ class TaskRepo:
                     return None
                 record(t, task_id, Change.CANCELLED, now, actor=by)
                 notice = TaskNotice(Notice.CANCELLED, task_id, task.title, by=by.label)
-                tell_claimer(t, task, notice, notice_key(notice, 0), now)
+                tell_claimer(t, task, notice, notice_key(notice, 0), now, by=by)
                 return Result(Outcome.OK, require(t, task_id))
 
             return until_settled(t, task_id, attempt)
