@@ -7,7 +7,7 @@ names it quotes). It is rendered, in words and pictures, when it is delivered (s
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
