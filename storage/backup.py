@@ -66,6 +66,10 @@ def problem(path: Path) -> tuple[str, str] | None:
     try:
         rows = [str(row[0]) for row in conn.execute("PRAGMA quick_check").fetchall()]
     except sqlite3.Error as exc:
+        fault = classify(exc)
+        if fault is not None and fault.transient:  # held by a process that opened it fine
+            log.warning("database file %s not checked: %s", path, fault.reason)
+            return None
         return _fault_words(exc)
     finally:
         conn.close()
@@ -79,7 +83,7 @@ def problem(path: Path) -> tuple[str, str] | None:
 def _fault_words(exc: sqlite3.Error) -> tuple[str, str]:
     fault = classify(exc)
     if fault is None or fault.transient:
-        raise exc
+        raise exc  # not a fault of the file
     primary = "_".join(fault.code.split("_")[:2])  # SQLITE_CORRUPT_INDEX is SQLITE_CORRUPT
     return _DETAILS.get(primary, fault.reason), fault.code
 

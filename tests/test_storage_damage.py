@@ -25,8 +25,11 @@ def _campaign(tmp_path: Path, name: str = "bot.db", tasks: int = 120) -> Path:
     run = bot("--as", "coco", "--coordinator", "coco", stdin=script + "volunteer join networker\n",
               cwd=tmp_path, env=_url(path))  # fmt: skip
     assert run.returncode == 0, run.stderr
-    with sqlite3.connect(path) as conn:
+    conn = sqlite3.connect(path)
+    try:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
     return path
 
 
@@ -208,3 +211,18 @@ def test_postgresql_backs_up_into_a_sqlite_file_and_says_how_to_restore(tmp_path
     refused = bot("db", "restore", str(target), cwd=tmp_path, env=env)
     assert refused.returncode == 1 and "pg_restore" in refused.stderr, refused
     assert refused.stderr.strip().count("\n") == 0
+
+
+def test_a_file_locked_by_another_process_at_start_is_waited_out_not_called_damaged(tmp_path):
+    path = _campaign(tmp_path, tasks=1)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")  # keeps even readers out, in WAL too
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("UPDATE bot_state SET value = value")
+    try:
+        run = bot("--as", "coco", stdin="volunteer profile\n", cwd=tmp_path,
+                  env={**_url(path), "VOLUNTEER_BOT_STORAGE__BUSY_TIMEOUT_MS": "200"})  # fmt: skip
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert "Traceback" not in run.stderr and "damaged" not in run.stderr, run.stderr
