@@ -1,4 +1,4 @@
-"""Command line: ``volunteer-bot [run] | db upgrade | db copy SOURCE TARGET | check-config``."""
+"""Command line: ``volunteer-bot [run] | db upgrade | db copy | db backup | db restore | ...``."""
 
 import argparse
 import asyncio
@@ -7,12 +7,15 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from bot import __version__, logs
 from bot.config import ConfigError, Settings, find_config_file, load_settings
 from bot.loader import UnknownCog
 from storage.faults import CannotConnect, DatabaseUnavailable, SchemaTooNew
+
+if TYPE_CHECKING:
+    from storage.db import Database
 
 log = logging.getLogger("bot")
 
@@ -55,8 +58,31 @@ def build_parser() -> argparse.ArgumentParser:
     _run_options(run, argparse.SUPPRESS)
     db = sub.add_parser("db", help="database maintenance")
     _run_options(db, argparse.SUPPRESS)
-    db_sub = db.add_subparsers(dest="db_command", metavar="{upgrade,copy}", required=True)
+    db_sub = db.add_subparsers(dest="db_command", metavar="{upgrade,copy,backup,restore}",
+                               required=True)  # fmt: skip
     db_sub.add_parser("upgrade", help="apply pending schema migrations")
+    backup = db_sub.add_parser(
+        "backup",
+        help="copy the database into a new file while the bot runs",
+        description="Copy the configured database into PATH with SQLite's online backup "
+        "(the bot may keep running), checked before it gets its name. On PostgreSQL the "
+        "backup is a SQLite file made by `db copy`.",
+    )
+    backup.add_argument("path", metavar="PATH", nargs="?", default=None,
+                        help="the new file (default: NAME-backup-DATE-TIME.db beside the "
+                        "database)")  # fmt: skip
+    restore = db_sub.add_parser(
+        "restore",
+        help="put a backup in the database file's place (the old file is kept aside)",
+        description="Check the backup at PATH and copy it into the configured SQLite file; "
+        "the file it replaces is renamed NAME.damaged-DATE (or .replaced-DATE), never deleted.",
+    )
+    restore.add_argument("path", metavar="PATH", help="a file made by `db backup`")
+    restore.add_argument(
+        "--force",
+        action="store_true",
+        help="restore even though a bot process seems to run on the database",
+    )
     copy = db_sub.add_parser(
         "copy",
         help="copy a whole campaign into a new, empty database (e.g. SQLite to PostgreSQL)",
@@ -94,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check_config(settings)
         if args.command == "db" and args.db_command == "copy":
             return _db_copy(settings, args.source_url, args.target_url)
+        if args.command == "db" and args.db_command == "backup":
+            return _db_backup(settings, args.path)
+        if args.command == "db" and args.db_command == "restore":
+            return _db_restore(settings, args.path, force=args.force)
         if args.command == "db":
             return _db_upgrade(settings)
         if args.command == "status":
@@ -134,11 +164,13 @@ def _check_config(settings: Settings) -> int:
 
 
 def _db_upgrade(settings: Settings) -> int:
-    from storage import migrations
+    from storage import backup, migrations
     from storage.db import Database
 
     db = Database(settings.storage.url, busy_timeout_ms=settings.storage.busy_timeout_ms)
     try:
+        if db.path is not None:
+            backup.check(db.path)
         applied = migrations.upgrade(db)
         with db.engine.connect() as conn:
             version = migrations.current_version(conn)
@@ -177,6 +209,89 @@ def _db_copy(settings: Settings, source_url: str, target_url: str) -> int:
     print(f"copied {copied.total:,} rows in {len(copied.rows)} tables "
           f"({time.monotonic() - started:.1f} s): {rows}")  # fmt: skip
     return 0
+
+
+def _db_backup(settings: Settings, path: str | None) -> int:
+    """Back the database up into a new SQLite file."""
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from storage import backup
+    from storage.db import Database
+    from storage.transfer import copy_database
+
+    now = datetime.now(UTC)
+    db = Database(settings.storage.url, busy_timeout_ms=settings.storage.busy_timeout_ms)
+    try:
+        if db.path is not None:
+            target = Path(path) if path else backup.default_backup_path(db.path, now)
+            pages = backup.backup(db.path, target)
+            size = target.stat().st_size
+            print(f"backed up {db.path} to {target} ({pages:,} pages, {size / 2**20:.1f} MiB)")
+            return 0
+        if not path:
+            raise backup.BackupRefused("name the new SQLite file for a PostgreSQL backup "
+                                       "(or use pg_dump)")  # fmt: skip
+        target = Path(path)
+        if target.exists():
+            raise backup.BackupRefused(f"{target} exists already; name a new file for the backup")
+        copy = Database(f"sqlite:///{target}", busy_timeout_ms=settings.storage.busy_timeout_ms)
+        try:
+            copied = copy_database(db, copy)
+        finally:
+            copy.close()
+    finally:
+        db.close()
+    print(f"backed up {copied.total:,} rows to {target}; restore it into an empty database "
+          f"with `volunteer-bot db copy sqlite:///{target} TARGET_URL`")  # fmt: skip
+    return 0
+
+
+def _db_restore(settings: Settings, path: str, *, force: bool) -> int:
+    """Put a backup in the SQLite database file's place, unless a bot runs on it."""
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from storage import backup
+    from storage.db import Database
+
+    db = Database(settings.storage.url, busy_timeout_ms=settings.storage.busy_timeout_ms)
+    try:
+        if db.path is None:
+            raise backup.BackupRefused(
+                "restore onto PostgreSQL with pg_restore, or copy a SQLite backup into a new, "
+                "empty database with `volunteer-bot db copy sqlite:///BACKUP TARGET_URL`"
+            )
+        running = 0 if force else asyncio.run(_live_processes(db, settings))
+    finally:
+        db.close()
+    if running:
+        raise backup.BackupRefused(
+            f"{running} bot process{'' if running == 1 else 'es'} ran on {db.path} moments ago; "
+            "stop the bot first (or pass --force if it is gone)"
+        )
+    done = backup.restore(Path(path), db.path, datetime.now(UTC))
+    kept = f"; the previous file is kept as {done.aside}" if done.aside else ""
+    print(f"restored {done.path} from {path}{kept}")
+    return 0
+
+
+async def _live_processes(db: "Database", settings: Settings) -> int:
+    """How many bot processes beat their heartbeat on ``db`` lately (0 if it cannot tell)."""
+    from datetime import UTC, datetime
+
+    from storage import backup
+    from storage.leases import LeaseRepo
+
+    assert db.path is not None
+    if not db.path.exists() or backup.problem(db.path) is not None:
+        return 0  # a damaged file is refused at start: nothing runs on it
+    try:
+        processes, _ = await LeaseRepo(db).status()
+    except DatabaseUnavailable:
+        return 0  # e.g. a file from before the process table: nothing can say
+    now = datetime.now(UTC)
+    return sum(now - p.heartbeat_at <= settings.bot.lease_ttl * 3 for p in processes)
 
 
 class ProgressBar:

@@ -21,7 +21,7 @@ from bot.core import BotCore
 from bot.domain import UserRef
 from bot.leases import Leases
 from bot.services import Services
-from storage import migrations
+from storage import backup, migrations
 from storage.db import Database, DatabaseUnavailable
 from storage.leases import LeaseRepo
 
@@ -59,6 +59,8 @@ class App:
         self.clock = clock or SystemClock()
         self.db = Database(settings.storage.url, busy_timeout_ms=settings.storage.busy_timeout_ms)
         if migrate:
+            if self.db.path is not None:
+                backup.check(self.db.path)  # a damaged file is refused before anything runs
             migrations.upgrade(self.db)
             self.db.check_writable()
         self.services = Services.build(settings, self.clock, self.db)

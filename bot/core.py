@@ -17,6 +17,7 @@ from bot.domain.text import clean, preview
 from bot.params import ParseEnv
 from bot.textparse import bind, normalise, tokenize
 from storage.db import DatabaseUnavailable
+from storage.faults import Kind
 from storage.leases import AlreadyTakenOn
 
 log = logging.getLogger(__name__)
@@ -26,14 +27,20 @@ _LONGEST = 64
 ActivityHook = Callable[[UserRef, Ctx], Awaitable[None]]
 # Told of every command: its name, its outcome and when it started (time.perf_counter()).
 CommandObserver = Callable[[str, str, float], None]
-_BUSY = (
-    "The database is busy right now, so nothing was changed. Please send the command again "
-    "in a minute (ref: `{ref}`)."
-)
 _BROKEN = (
     "I cannot save anything right now, so nothing was changed. A coordinator needs to check "
     "the bot's storage (ref: `{ref}`)."
 )
+# What a person is told when storage fails, by the kind of fault (storage.faults.classify).
+_STORAGE_REPLIES: dict[Kind, str] = {
+    Kind.BUSY: "The database is busy right now, so nothing was changed. Please send the "
+    "command again in a minute (ref: `{ref}`).",
+    Kind.FULL: "The database's disk is full - nothing was saved. A coordinator needs to free "
+    "space for the bot's storage (ref: `{ref}`).",
+    Kind.DAMAGED: "The database file is damaged - nothing was changed. A coordinator needs to "
+    "restore it from a backup with `volunteer-bot db restore BACKUP` (ref: `{ref}`).",
+}
+_STORAGE_REPLIES[Kind.CONFLICT] = _STORAGE_REPLIES[Kind.BUSY]
 
 
 class Registry:
@@ -202,8 +209,9 @@ class BotCore:
             reply = self._user_error(exc)
         except DatabaseUnavailable as exc:
             ref = secrets.token_hex(2)
-            log.error("command %s: %s (ref: %s)", spec.qualified_name, exc, ref)
-            message = _BUSY if exc.busy else _BROKEN
+            log.error("command %s: %s [%s %s] (ref: %s)", spec.qualified_name, exc,
+                      exc.kind.value, exc.code or "no code", ref)  # fmt: skip
+            message = _STORAGE_REPLIES.get(exc.kind, _BROKEN)
             outcome = Outcome.ERROR
             reply = Reply(Markup.format(message, ref=ref), private=True, is_error=True)
         except Exception:
@@ -230,6 +238,8 @@ class BotCore:
         for hook in self.activity_hooks:
             try:
                 await hook(ctx.user, ctx)
+            except DatabaseUnavailable as exc:
+                log.warning("activity not recorded: %s [%s]", exc, exc.code or exc.kind.value)
             except Exception:
                 log.exception("activity hook failed")
         log.info(

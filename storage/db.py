@@ -33,7 +33,6 @@ from typing import Any, TypeVar
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session
 
@@ -144,6 +143,9 @@ class Database:
         self._next_checkpoint = 0.0
         self._log_too_long = False
         self.wal_limit_frames = WAL_LIMIT_FRAMES
+        # The first damage met in the SQLite file at run time: from then on writes are
+        # refused with it (PostgreSQL tells each statement that meets damage itself).
+        self.damage: Fault | None = None
         if self.path is not None:
             self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="db-checkpoint")
 
@@ -248,6 +250,8 @@ class Database:
         return self._retrying(fn, write=write)
 
     def _retrying(self, body: Callable[[Connection], T], *, write: bool) -> T:
+        if write and self.damage is not None:
+            raise self.translate(self.damage)  # writing into a damaged file spreads the damage
         delay = RETRY_FIRST_DELAY_S
         deadline = time.monotonic() + max(1.0, self.busy_timeout_ms / 1000 * 3)
         for attempt in range(1, RETRY_ATTEMPTS + 1):
@@ -257,10 +261,14 @@ class Database:
                     stage = "run"
                     result = body(conn)
                     stage = "commit"
-            except (DBAPIError, PoolTimeout) as exc:
+            except Exception as exc:  # driver errors, wrapped by SQLAlchemy or raw (prepared)
                 fault = classify(exc)
                 if fault is None:
                     raise
+                if fault.kind is Kind.DAMAGED and self.is_sqlite and self.damage is None:
+                    self.damage = fault
+                    log.error("the database is damaged (%s: %s); writes are refused until it "
+                              "is restored from a backup", fault.code, fault.reason)  # fmt: skip
                 # A connection lost while committing may have committed: never run twice.
                 unsure = write and stage == "commit" and fault.kind is Kind.CONNECTION
                 if (
@@ -287,7 +295,7 @@ class Database:
             return AlreadyExists(fault.reason)
         if fault.kind is Kind.CONNECTION:
             return CannotConnect(self._scrub(f"cannot connect to {self._where()}: {fault.reason}"))
-        return DatabaseUnavailable(fault.reason, busy=fault.kind in (Kind.BUSY, Kind.CONFLICT))
+        return DatabaseUnavailable(fault.reason, kind=fault.kind, code=fault.code)
 
     def explain(self, exc: BaseException) -> BaseException:
         """``exc`` as DatabaseUnavailable, CannotConnect or AlreadyExists if it is one."""

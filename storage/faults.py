@@ -7,7 +7,7 @@ what happens next: wait and run the transaction again, say "already", or stop an
 
 import sqlite3
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -22,7 +22,9 @@ class Kind(Enum):
     CONFLICT = "conflict"  # this transaction lost a race (serialisation, deadlock): run again
     CONNECTION = "connection"  # no connection to the server, or it went away
     DUPLICATE = "duplicate"  # a unique key is taken already
-    BROKEN = "broken"  # the database cannot take writes: read-only, full, damaged
+    FULL = "full"  # no room left to write: nothing was saved until space is freed
+    DAMAGED = "damaged"  # the file or its data is corrupt: restore it from a backup
+    BROKEN = "broken"  # the database cannot take writes: read-only, no permission
 
 
 TRANSIENT = frozenset({Kind.BUSY, Kind.CONFLICT, Kind.CONNECTION})
@@ -30,10 +32,11 @@ TRANSIENT = frozenset({Kind.BUSY, Kind.CONFLICT, Kind.CONNECTION})
 
 @dataclass(frozen=True, slots=True)
 class Fault:
-    """A classified error: its kind and a reason fit for a person (and the log)."""
+    """A classified error: its kind, a reason for a person, and the driver's code (for logs)."""
 
     kind: Kind
     reason: str
+    code: str = field(default="", compare=False)
 
     @property
     def transient(self) -> bool:
@@ -42,11 +45,15 @@ class Fault:
 
 
 class DatabaseUnavailable(RuntimeError):
-    """The database cannot be used (read-only, missing directory, locked for too long)."""
+    """The database cannot be used (read-only, full, damaged, locked for too long)."""
 
-    def __init__(self, message: str, *, busy: bool = False) -> None:
+    def __init__(
+        self, message: str, *, busy: bool = False, kind: Kind | None = None, code: str = ""
+    ) -> None:
         super().__init__(message)
-        self.busy = busy
+        self.kind = kind or (Kind.BUSY if busy else Kind.BROKEN)
+        self.busy = self.kind in (Kind.BUSY, Kind.CONFLICT)
+        self.code = code  # the driver's error code, for the log (never shown in chat)
 
 
 class CannotConnect(DatabaseUnavailable):
@@ -70,9 +77,9 @@ _SQLITE: dict[int, tuple[Kind, str]] = {
         Kind.BROKEN,
         "the database file cannot be opened (does its folder exist?)",
     ),
-    sqlite3.SQLITE_FULL: (Kind.BROKEN, "the disk holding the database file is full"),
-    sqlite3.SQLITE_CORRUPT: (Kind.BROKEN, "the database file is damaged"),
-    sqlite3.SQLITE_NOTADB: (Kind.BROKEN, "the database file is not a SQLite database"),
+    sqlite3.SQLITE_FULL: (Kind.FULL, "the disk holding the database file is full"),
+    sqlite3.SQLITE_CORRUPT: (Kind.DAMAGED, "the database file is damaged"),
+    sqlite3.SQLITE_NOTADB: (Kind.DAMAGED, "the database file is not a SQLite database"),
     sqlite3.SQLITE_IOERR: (Kind.BROKEN, "the database file cannot be read or written"),
     sqlite3.SQLITE_PERM: (Kind.BROKEN, "the database file may not be written"),
     sqlite3.SQLITE_NOMEM: (Kind.BROKEN, "SQLite ran out of memory"),
@@ -91,7 +98,7 @@ _POSTGRES: dict[str, tuple[Kind, str]] = {
     "57014": (Kind.BUSY, "a statement took too long and was cancelled"),
     "23505": (Kind.DUPLICATE, "that exists already"),  # unique_violation
     "25006": (Kind.BROKEN, "the database server accepts no writes (a standby?)"),
-    "53100": (Kind.BROKEN, "the database server's disk is full"),  # disk_full
+    "53100": (Kind.FULL, "the database server's disk is full"),  # disk_full
     "53300": (Kind.CONNECTION, "the database server has no connection to spare"),
     "57P01": (Kind.CONNECTION, "the database server is shutting down"),  # admin_shutdown
     "57P02": (Kind.CONNECTION, "the database server restarted"),  # crash_shutdown
@@ -99,8 +106,8 @@ _POSTGRES: dict[str, tuple[Kind, str]] = {
     "3D000": (Kind.CONNECTION, "the database does not exist"),  # invalid_catalog_name
     "28000": (Kind.CONNECTION, "the database server refused the login"),
     "28P01": (Kind.CONNECTION, "the database server refused the password"),
-    "XX001": (Kind.BROKEN, "the database's data is damaged"),  # data_corrupted
-    "XX002": (Kind.BROKEN, "a database index is damaged"),  # index_corrupted
+    "XX001": (Kind.DAMAGED, "the database's data is damaged"),  # data_corrupted
+    "XX002": (Kind.DAMAGED, "a database index is damaged"),  # index_corrupted
 }
 _POSTGRES_CLASSES: dict[str, tuple[Kind, str]] = {
     "08": (Kind.CONNECTION, "the connection to the database server failed"),
@@ -126,17 +133,18 @@ def _sqlite(exc: sqlite3.Error) -> Fault | None:
     code = getattr(exc, "sqlite_errorcode", None)
     if not isinstance(code, int):
         return None
+    name = getattr(exc, "sqlite_errorname", None) or f"SQLite error {code}"
     if code in _SQLITE_DUPLICATE:
-        return Fault(Kind.DUPLICATE, "that exists already")
+        return Fault(Kind.DUPLICATE, "that exists already", name)
     found = _SQLITE.get(code & 0xFF)
-    return Fault(*found) if found else None
+    return Fault(*found, name) if found else None
 
 
 def _postgres(exc: BaseException, psycopg: Any) -> Fault | None:
     state = getattr(exc, "sqlstate", None)
     if isinstance(state, str):
         found = _POSTGRES.get(state) or _POSTGRES_CLASSES.get(state[:2])
-        return Fault(*found) if found else None
+        return Fault(*found, f"SQLSTATE {state}") if found else None
     # No SQLSTATE: libpq failed to connect, or lost the connection, before a server answered.
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         return Fault(Kind.CONNECTION, driver_reason(exc))

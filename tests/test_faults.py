@@ -35,9 +35,9 @@ CASES = [
     (sqlite_error(sqlite3.SQLITE_LOCKED), Kind.BUSY),
     (sqlite_error(sqlite3.SQLITE_READONLY), Kind.BROKEN),
     (sqlite_error(sqlite3.SQLITE_READONLY_DBMOVED), Kind.BROKEN),
-    (sqlite_error(sqlite3.SQLITE_FULL), Kind.BROKEN),
-    (sqlite_error(sqlite3.SQLITE_CORRUPT, sqlite3.DatabaseError), Kind.BROKEN),
-    (sqlite_error(sqlite3.SQLITE_NOTADB, sqlite3.DatabaseError), Kind.BROKEN),
+    (sqlite_error(sqlite3.SQLITE_FULL), Kind.FULL),
+    (sqlite_error(sqlite3.SQLITE_CORRUPT, sqlite3.DatabaseError), Kind.DAMAGED),
+    (sqlite_error(sqlite3.SQLITE_NOTADB, sqlite3.DatabaseError), Kind.DAMAGED),
     (sqlite_error(sqlite3.SQLITE_CANTOPEN), Kind.BROKEN),
     (sqlite_error(sqlite3.SQLITE_IOERR_WRITE), Kind.BROKEN),
     (sqlite_error(sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.IntegrityError), Kind.DUPLICATE),
@@ -59,10 +59,11 @@ CASES = [
     (postgres_error("3D000"), Kind.CONNECTION),  # invalid_catalog_name
     (postgres_error("23505"), Kind.DUPLICATE),  # unique_violation
     (postgres_error("23503"), None),  # foreign_key_violation: a bug, not a race
-    (postgres_error("53100"), Kind.BROKEN),  # disk_full
+    (postgres_error("53100"), Kind.FULL),  # disk_full
     (postgres_error("53200"), Kind.BUSY),  # out_of_memory
     (postgres_error("25006"), Kind.BROKEN),  # read_only_sql_transaction
-    (postgres_error("XX001"), Kind.BROKEN),  # data_corrupted
+    (postgres_error("XX001"), Kind.DAMAGED),  # data_corrupted
+    (postgres_error("XX002"), Kind.DAMAGED),  # index_corrupted
     (postgres_error("42P01"), None),  # undefined_table
     (psycopg.OperationalError("connection failed: Connection refused"), Kind.CONNECTION),
     (psycopg.InterfaceError("the connection is closed"), Kind.CONNECTION),
@@ -117,7 +118,8 @@ def test_real_sqlite_errors_carry_the_codes_the_table_expects(tmp_path: Path):
     with pytest.raises(sqlite3.DatabaseError) as junk:
         sqlite3.connect(tmp_path / "junk.db").execute("SELECT * FROM sqlite_master")
     fault = classify(junk.value)
-    assert fault is not None and fault.kind is Kind.BROKEN
+    assert fault is not None and fault.kind is Kind.DAMAGED
+    assert fault.code == "SQLITE_NOTADB"
 
 
 def _migrated(url: str) -> Database:
