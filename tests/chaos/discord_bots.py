@@ -19,7 +19,7 @@ from typing import Any
 from storage import migrations
 from storage.db import Database
 from storage.leases import LeaseRepo
-from tests.discord_fake import FakeDiscord
+from tests.discord_fake import FakeDiscord, User
 
 ROOT = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).with_name("bot_child.py")
@@ -108,6 +108,7 @@ class Fleet:
     db: Database
     bots: list[Bot]
     rng: random.Random
+    coordinator: User
     kills: int = 0
     violations: list[str] = field(default_factory=list)
 
@@ -117,6 +118,7 @@ class Fleet:
         extra: str = "",
     ) -> "Fleet":  # fmt: skip
         fake = await FakeDiscord(token=TOKEN).start()
+        coordinator = fake.user("coco")
         db = Database(db_url)
         migrations.upgrade(db)
         config = tmp_path / "config.toml"
@@ -131,6 +133,7 @@ url = "{sql_url(db_url)}"
 [discord]
 enabled = true
 guild_ids = [{fake.guild_id}]
+coordinators = [{coordinator.id}]
 api_base = "{fake.api_base}"
 gateway_url = "{fake.gateway_url}"
 
@@ -141,7 +144,7 @@ targets = ["discord:{fake.channel_id}"]
             encoding="utf-8",
         )
         bots = [Bot(config, tmp_path / f"bot{i}.log", broken) for i in range(size)]
-        fleet = cls(fake, db, bots, random.Random(seed()))
+        fleet = cls(fake, db, bots, random.Random(seed()), coordinator)
         for bot in bots:
             await bot.start()
         await fake.wait_connected(seconds=60)
@@ -174,14 +177,19 @@ targets = ["discord:{fake.channel_id}"]
         self.kills += 1
         await bot.start()
 
+    def posts(self) -> list[dict[str, Any]]:
+        """The bot's own posts on the campaign channel (not its answers to commands)."""
+        messages = self.fake.channel_messages(self.fake.channel_id)
+        return [m for m in messages if "interaction_metadata" not in m]
+
     def contents(self) -> Counter[str]:
         """How many times each text was posted to the campaign channel."""
-        return Counter(m["content"] for m in self.fake.channel_messages(self.fake.channel_id))
+        return Counter(m["content"] for m in self.posts())
 
     def deduplicated(self) -> int:
         """Posts the fake did not create again because their nonce was known (retries)."""
         posts = self.fake.requests_to("POST", rf"^/channels/{self.fake.channel_id}/messages$")
-        return len(posts) - len(self.fake.channel_messages(self.fake.channel_id))
+        return len(posts) - len(self.posts())
 
     async def wait(self, done: Any, what: str, within: float = SETTLE) -> bool:
         """Poll the database until ``done()`` (a coroutine) is true; False on time-out."""

@@ -100,6 +100,7 @@ async def test_no_post_is_lost_or_posted_twice_when_the_deliverer_is_killed(tmp_
     assert not fleet.violations, f"{line}: {fleet.violations[:5]}"
 
 
+@pytest.mark.sqlite_only  # the harness, not the engine, is under test
 async def test_the_harness_catches_an_outbox_that_marks_posts_sent_before_sending(
     tmp_path, db_url
 ):
