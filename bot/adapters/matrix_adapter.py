@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote
 
+import aiohttp
 from nio import (
     AsyncClient,
     AsyncClientConfig,
@@ -101,6 +102,9 @@ GAP_MAX_EVENTS = 2_000
 REMEMBERED_EVENTS = 5_000
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 300.0
+# Answers that could not be sent are tried again after this, doubling up to RESEND_MAX.
+RESEND_FIRST = 1.0
+RESEND_MAX = 30.0
 STOP_GRACE = 15.0
 # An event may be 65,536 bytes; an answer's text and HTML stay well under that, with room
 # for the relation, the pill and encryption (whose base64 adds a third).
@@ -129,6 +133,13 @@ _SILENT_FILTER: dict[str, Any] = {
 }
 # Errors after which retrying the same request can never succeed.
 _PERMANENT_ERRCODES = frozenset({"M_FORBIDDEN", "M_NOT_FOUND", "M_UNKNOWN_ROOM", "M_BAD_JSON"})
+# A reply refused with one of these is dropped; other refusals and lost connections are retried.
+_UNDELIVERABLE_ERRCODES = _PERMANENT_ERRCODES | {
+    "M_TOO_LARGE", "M_NOT_JSON", "M_INVALID_PARAM", "M_UNRECOGNIZED",
+    "EncryptionError", "OlmTrustError", "SendRetryError",
+}  # fmt: skip
+# Refusals that pass: the rate limit, and a token the adapter replaces (or stops for).
+_RETRIED_ERRCODES = frozenset({"M_LIMIT_EXCEEDED", "M_UNKNOWN_TOKEN", "M_MISSING_TOKEN"})
 # History visibilities under which a member may read what was said before they joined, and so
 # may be given the keys to it when they ask.
 _SHARED_HISTORY = frozenset({"shared", "world_readable"})
@@ -160,11 +171,25 @@ class MatrixFatalError(Exception):
 
 
 class MatrixSendError(Exception):
-    """The homeserver refused a message; ``errcode`` says why."""
+    """The homeserver refused a message; ``errcode`` (and the HTTP ``status``) say why."""
 
-    def __init__(self, errcode: str | None) -> None:
+    def __init__(self, errcode: str | None, status: int | None = None) -> None:
         super().__init__(f"the homeserver refused the message ({errcode or 'no error code'})")
         self.errcode = errcode
+        self.status = status
+
+    @property
+    def permanent(self) -> bool:
+        """Whether sending the same message again can never succeed (M_FORBIDDEN, M_TOO_LARGE)."""
+        if self.errcode in _RETRIED_ERRCODES:
+            return False
+        if self.errcode in _UNDELIVERABLE_ERRCODES:
+            return True
+        return self.status is not None and 400 <= self.status < 500 and self.status != 429
+
+
+# What a send raises when the homeserver cannot be reached or answers too late.
+_UNREACHABLE = (OSError, TimeoutError, aiohttp.ClientError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +309,10 @@ class MatrixAdapter:
         self._held: dict[str, _Held] = {}
         self._room_seen: dict[str, asyncio.Event] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        # Kept answers a send failed for (key -> kept answer), in order, and who resends them.
+        self._unsent: dict[str, str] = {}
+        self._resender: asyncio.Task[None] | None = None
+        self._homeserver_back = asyncio.Event()  # set by each completed sync
         # (user, device) -> whether the configured trust lets it read the bot's messages
         self._trusted: dict[tuple[str, str], bool] = {}
         self._store_existed = False
@@ -823,6 +852,7 @@ class MatrixAdapter:
                 if not self.app.leases.holds(PLATFORM):
                     break  # the lease moved to another process: it carries on from its position
                 self._last_sync = time.monotonic()
+                self._homeserver_back.set()
                 delay = BACKOFF_FIRST
                 if first:
                     first = False
@@ -1188,25 +1218,73 @@ class MatrixAdapter:
             await leases.repo.keep_reply(key, kept)
         elif not await leases.claim_event(PLATFORM, key, reply=kept):
             return  # taken on by another process (or before a restart): it answers
-        await self._answer(room, ctx, reply, how.answers, reply_to=how.reply_to,
-                           thread=how.thread, mention=how.mention)  # fmt: skip
-        await leases.repo.answered(key, self.app.clock.now())
+        # The answer is kept: from here on the event counts as handled, sent or not yet.
+        await self._send_kept(key, kept)
+
+    async def _send_kept(self, key: str, kept: str) -> bool:
+        """Send one kept answer; False when it must be tried again (it stays kept until then).
+
+        An answer the homeserver refuses for good (M_FORBIDDEN, M_TOO_LARGE) is dropped with
+        a warning; one lost to a dropped connection, a timeout or a 5xx is resent later.
+        """
+        reply, how = replies.loads(kept)
+        room = self._client.rooms.get(how["room"])
+        if room is None:
+            log.warning("matrix: an answer was dropped: the bot is no longer in its room")
+        else:
+            ctx = Ctx(
+                actor=Actor(UserRef(PLATFORM, how["sender"], how["name"])),
+                place=Place(f"{PLATFORM}:{room.room_id}"),
+                now=self.app.clock.now(),
+            )
+            try:
+                await self._answer(room, ctx, reply, how["answers"], reply_to=how["reply_to"],
+                                   thread=how["thread"], mention=how["mention"])  # fmt: skip
+            except MatrixSendError as exc:
+                if not exc.permanent:
+                    return self._resend_later(key, kept, f"{exc.errcode} {exc.status}")
+                log.warning("matrix: a reply could not be sent (%s); it is dropped", exc.errcode)
+            except _UNREACHABLE as exc:
+                return self._resend_later(key, kept, type(exc).__name__)
+        await self.app.leases.repo.answered(key, self.app.clock.now())
+        return True
+
+    def _resend_later(self, key: str, kept: str, why: str) -> bool:
+        """Queue a kept answer for the resender; always False (not sent yet)."""
+        if key not in self._unsent:
+            log.warning("matrix: a reply could not be sent (%s); it will be sent again", why)
+        self._unsent[key] = kept
+        if self._resender is None or self._resender.done():
+            self._resender = asyncio.create_task(self._resend(), name="matrix-resend")
+            self._background.add(self._resender)
+            self._resender.add_done_callback(self._background.discard)
+        return False
+
+    async def _resend(self) -> None:
+        """Send the answers that could not be sent, with backoff, until none is left."""
+        delay = RESEND_FIRST
+        while self._unsent and not self._stopping.is_set():
+            self._homeserver_back.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._homeserver_back.wait(), delay)
+            if not self.app.leases.holds(PLATFORM):
+                self._unsent.clear()  # the process serving Matrix now sends them
+                return
+            sent_any = False
+            for key, kept in list(self._unsent.items()):
+                if await self._send_kept(key, kept):
+                    self._unsent.pop(key, None)
+                    sent_any = True
+                    log.info("matrix: a reply that could not be sent before is sent")
+                else:
+                    break  # still unreachable: keep the rest in order for the next round
+            delay = RESEND_FIRST if sent_any else min(delay * 2, RESEND_MAX)
 
     async def _send_kept_answers(self) -> None:
         """Send the answers a process serving before this one kept but did not send."""
         for key, kept in await self.app.leases.repo.unanswered(f"{PLATFORM}:"):
-            reply, how = replies.loads(kept)
-            room = self._client.rooms.get(how["room"])
-            if room is not None:
-                ctx = Ctx(
-                    actor=Actor(UserRef(PLATFORM, how["sender"], how["name"])),
-                    place=Place(f"{PLATFORM}:{room.room_id}"),
-                    now=self.app.clock.now(),
-                )
-                await self._answer(room, ctx, reply, how["answers"], reply_to=how["reply_to"],
-                                   thread=how["thread"], mention=how["mention"])  # fmt: skip
+            if key not in self._unsent and await self._send_kept(key, kept):
                 log.info("matrix: sent an answer kept by the process before")
-            await self.app.leases.repo.answered(key, self.app.clock.now())
 
     def ctx(self, room: MatrixRoom, sender: str) -> Ctx | None:
         """The neutral context of something ``sender`` did in ``room``.
@@ -1259,20 +1337,19 @@ class MatrixAdapter:
         thread: str | None = None,
         mention: str | None = None,
     ) -> None:
-        """Send a reply: public in the room, quiet in a thread, confidential in a direct chat."""
-        try:
-            if reply.confidential and not self._only_for(room, ctx.user.external_id):
-                await self._answer_confidentially(room, ctx, reply, answers, reply_to, thread)
-                return
-            if reply.private:
-                thread = self._quiet_thread(room, reply_to, thread)
-            pill = (mention, ctx.user.label) if mention else None
-            event_id = await self._send_reply(
-                room, reply, answers, reply_to=reply_to, thread=thread, pill=pill
-            )
-        except MatrixSendError as exc:
-            log.warning("matrix: a reply could not be sent (%s)", exc.errcode)
+        """Send a reply: public in the room, quiet in a thread, confidential in a direct chat.
+
+        Raises MatrixSendError (or a connection error) when it could not be sent.
+        """
+        if reply.confidential and not self._only_for(room, ctx.user.external_id):
+            await self._answer_confidentially(room, ctx, reply, answers, reply_to, thread)
             return
+        if reply.private:
+            thread = self._quiet_thread(room, reply_to, thread)
+        pill = (mention, ctx.user.label) if mention else None
+        event_id = await self._send_reply(
+            room, reply, answers, reply_to=reply_to, thread=thread, pill=pill
+        )
         if reply.subject is not None:
             kind, subject_id = reply.subject
             await self.app.services.state.set(
@@ -1390,7 +1467,7 @@ class MatrixAdapter:
         except (EncryptionError, OlmTrustError, SendRetryError) as exc:
             raise MatrixSendError(type(exc).__name__) from None
         if isinstance(response, RoomSendError):
-            raise MatrixSendError(response.status_code)
+            raise MatrixSendError(response.status_code, _http_status(response))
         return str(response.event_id)
 
     async def _send_attachment(
@@ -1407,7 +1484,7 @@ class MatrixAdapter:
             filesize=len(attachment.data),
         )
         if isinstance(uploaded, UploadError):
-            raise MatrixSendError(uploaded.status_code)
+            raise MatrixSendError(uploaded.status_code, _http_status(uploaded))
         image = attachment.content_type.startswith("image/")
         content: dict[str, Any] = {
             "msgtype": "m.image" if image else "m.file",
@@ -1620,6 +1697,13 @@ class _CommandText(HTMLParser):
     def text(self) -> str:
         """The collected text."""
         return "".join(self._parts)
+
+
+def _http_status(response: Any) -> int | None:
+    """The HTTP status of a nio error response, when it came over the wire."""
+    transport = getattr(response, "transport_response", None)
+    status = getattr(transport, "status", None)
+    return status if isinstance(status, int) else None
 
 
 def _txn(kind: str, key: str) -> str:
