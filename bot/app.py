@@ -20,6 +20,7 @@ from bot.context import Ctx
 from bot.core import BotCore
 from bot.domain import UserRef
 from bot.leases import Leases
+from bot.logs import describe_error
 from bot.services import Services
 from storage import migrations
 from storage.db import Database, DatabaseUnavailable
@@ -178,7 +179,7 @@ class App:
     def _failed(self, duty: str, exc: Exception) -> None:
         """A duty could not start: the bot stops, and ``run`` raises what went wrong."""
         if not isinstance(exc, ConfigError | DatabaseUnavailable):
-            log.error("%s could not start (%s)", duty, type(exc).__name__, exc_info=exc)
+            log.error("%s could not start (%s)", duty, describe_error(exc), exc_info=exc)
         self._failure = self._failure or exc
         self.ended.set()
 
@@ -251,8 +252,9 @@ class App:
             for task in pending:
                 task.cancel()
             for task in done:
-                if not task.cancelled() and task.exception():
-                    log.error("adapter ended with %s", type(task.exception()).__name__)
+                error = None if task.cancelled() else task.exception()
+                if error is not None:
+                    log.error("adapter ended with %s", describe_error(error))
             if self._failure is not None:
                 raise self._failure
         finally:

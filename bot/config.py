@@ -17,6 +17,8 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from bot.logs import describe_error
+
 ENV_PREFIX = "VOLUNTEER_BOT_"
 DEFAULT_FILE = Path("config.toml")
 
@@ -312,7 +314,7 @@ def load_settings(path: Path | None) -> tuple[Settings, list[str]]:
             raise ConfigError(f"config file {path} does not exist") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(
-                f"config file {path} cannot be read: {exc.__class__.__name__}"
+                f"config file {path} cannot be read: {describe_error(exc)}"
             ) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None

@@ -48,6 +48,11 @@ class DatabaseUnavailable(RuntimeError):
         super().__init__(message)
         self.busy = busy
 
+    @property
+    def detail(self) -> str:
+        """What is wrong, in words written for people (never the driver's text)."""
+        return str(self)
+
 
 class CannotConnect(DatabaseUnavailable):
     """The database cannot be reached as configured: no server, refused login, no database."""
