@@ -4,9 +4,10 @@ import asyncio
 import contextlib
 import functools
 import gc
+import inspect
 import logging
 import signal
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -202,13 +203,15 @@ class App:
                 return
 
     async def stop(self) -> None:
-        """Stop everything started, in reverse order, then close the database."""
+        """Stop everything started, in reverse order, then close the database.
+
+        A part that fails to stop is logged in one line, and the rest still stop.
+        """
         for task in self._late_starts:
             task.cancel()
         self._late_starts.clear()
         if self.web is not None:
-            with contextlib.suppress(Exception):
-                await self.web.stop()
+            await _stop_step("the web server", self.web.stop)
             self.web = None
         if self._started:
             for watcher in self._watchers.values():
@@ -217,19 +220,17 @@ class App:
             # The post in flight finishes and every other leased post goes back; then leased
             # adapters and cogs stop, and their leases go back at once, so a standby takes
             # over without waiting for them to expire.
-            await self.services.outbox.stop()
-            await self.leases.stop()
+            await _stop_step("the outbox", self.services.outbox.stop)
+            await _stop_step("the leases", self.leases.stop)
             for adapter in reversed(self.adapters):
                 if adapter.platform not in LEASED_PLATFORMS:
-                    with contextlib.suppress(Exception):
-                        await adapter.stop()
+                    await _stop_step(f"the {adapter.platform} adapter", adapter.stop)
             for cog in reversed(self.cogs):
                 if cog.duty is None:
-                    with contextlib.suppress(Exception):
-                        await cog.stop()
-            self.services.scheduler.stop()
+                    await _stop_step(f"the {type(cog).__name__} cog", cog.stop)
+            await _stop_step("the scheduler", self.services.scheduler.stop)
             self._started = False
-        self.db.close()
+        await _stop_step("the database", self.db.close)
 
     async def run(self, adapters: Sequence[Adapter]) -> int:
         """Serve until an adapter ends by itself or SIGINT/SIGTERM arrives.
@@ -267,3 +268,13 @@ class App:
 
 async def _wait(awaitable: Awaitable[object]) -> object:
     return await awaitable
+
+
+async def _stop_step(what: str, stop: Callable[[], object]) -> None:
+    """Run one part's stop (plain or async); a failure is logged in one line, not raised."""
+    try:
+        result = stop()
+        if inspect.isawaitable(result):
+            await result
+    except Exception as exc:
+        log.warning("stopping %s failed (%s); stopping the rest", what, describe_error(exc))
