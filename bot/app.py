@@ -149,7 +149,13 @@ class App:
         served = self.services.outbox.platforms | {
             a.platform for a in self.adapters if a.platform in LEASED_PLATFORMS
         }
-        for target in self.settings.announce.targets:
+        targets = self.settings.announce_targets
+        if not targets:
+            log.warning(
+                "announcements go nowhere: no announce.targets and no Matrix rooms; set "
+                'announce.targets = ["discord:<channel id>"] to announce on Discord'
+            )
+        for target in targets:
             if target.partition(":")[0] not in served:
                 log.warning("announce target %s: no adapter for it runs; posts wait", target)
 

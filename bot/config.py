@@ -226,7 +226,8 @@ class MilestonesSection(Section):
 class AnnounceSection(Section):
     """Where announcements go."""
 
-    targets: list[Annotated[str, AfterValidator(_target)]] = ["console"]
+    # None (unset): the configured Matrix rooms, or the console when no platform is enabled.
+    targets: list[Annotated[str, AfterValidator(_target)]] | None = None
     digest_cron: Annotated[str, AfterValidator(_cron)] = "0 9 * * 1"
 
 
@@ -278,6 +279,19 @@ class Settings(BaseSettings):
     milestones: MilestonesSection = MilestonesSection()
     announce: AnnounceSection = AnnounceSection()
     web: WebSection = WebSection()
+
+    @property
+    def announce_targets(self) -> list[str]:
+        """Where announcements go: ``announce.targets``, else the rooms the bot serves.
+
+        Unset, they are the configured Matrix rooms when Matrix is enabled, and the console
+        when no platform is; Discord has no channels configured, so it needs them named.
+        """
+        if self.announce.targets is not None:
+            return list(self.announce.targets)
+        if self.matrix.enabled:
+            return [f"matrix:{room}" for room in self.matrix.rooms]
+        return [] if self.discord.enabled else ["console"]
 
     @classmethod
     def settings_customise_sources(

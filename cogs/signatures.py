@@ -80,7 +80,7 @@ class Signatures(Cog):
         self.goals = Goals(
             tuple(settings.milestones.totals), self.minimums, settings.campaign.countries_needed
         )
-        self.targets = settings.announce.targets
+        self.targets = settings.announce_targets
         self.digest = Schedule("cron", settings.campaign.timezone, settings.announce.digest_cron)
         self.grace = settings.reminders.late_grace
         self.source = settings.signatures.source
