@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from bot.commands import CommandSpec
 from bot.context import Ctx
 from bot.domain import UserRef
+from bot.logs import describe_error
 from storage.audit import AuditEntry, AuditRepo
 
 log = logging.getLogger(__name__)
@@ -91,4 +92,4 @@ class Auditor:
             await self.repo.record(entry)
         except Exception as exc:
             log.error("audit line for %s not written (%s)", spec.qualified_name,
-                      type(exc).__name__)  # fmt: skip
+                      describe_error(exc))  # fmt: skip

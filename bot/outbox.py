@@ -20,6 +20,7 @@ from bot.background import Periodic
 from bot.clock import Clock
 from bot.context import Attachment
 from bot.domain import Markup
+from bot.logs import describe_error
 from storage.outbox import MARKUP, Leased, OutboxRepo
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,10 @@ Picture = Callable[[Any], Attachment]
 
 class PermanentDeliveryError(Exception):
     """The target can never take this post (deleted room, unknown channel); stop retrying."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
 
 
 class UnknownKind(LookupError):
@@ -212,15 +217,16 @@ class Outbox:
         except Exception as exc:
             permanent = isinstance(exc, PermanentDeliveryError)
             backoff = timedelta(days=3650) if permanent else _backoff(row.attempts)
+            error = describe_error(exc)
             log.warning(
                 "delivery %d to %s failed (attempt %d, %s); %s",
                 row.id,
                 row.platform,
                 row.attempts,
-                type(exc).__name__,
+                error,
                 "giving up" if permanent else f"retrying in {backoff.total_seconds():.0f} s",
             )
-            await self.repo.mark_failed(row.id, self.clock.now() + backoff, type(exc).__name__)
+            await self.repo.mark_failed(row.id, self.clock.now() + backoff, error)
             self._held.pop(row.id, None)
             return 0
         await self.repo.mark_sent(row.id, self.clock.now())

@@ -18,6 +18,7 @@ from bot.commands import Cog, command, requires
 from bot.context import Ctx, Reply
 from bot.domain import BadArgument, Markup, NotFound, NotPermitted, UserRef
 from bot.domain.text import preview
+from bot.logs import describe_error
 from bot.params import Duration, Param, ParseEnv, TimeZone, parse_when
 from bot.scheduler import Action, CronError, Run, Schedule, parse_cron, plan_run
 from bot.services import Services
@@ -259,7 +260,7 @@ class Reminders(Cog):
                 raise
             except Exception as exc:
                 log.warning(
-                    "firing %d reminders failed (%s); retrying", len(ids), type(exc).__name__
+                    "firing %d reminders failed (%s); retrying", len(ids), describe_error(exc)
                 )
                 self._pending |= ids
                 await asyncio.sleep(RETRY.total_seconds())

@@ -114,3 +114,27 @@ async def test_a_post_whose_lease_is_ending_is_given_back_rather_than_sent_late(
     assert await outbox.run_once() == 3, "each later post was leased again, not sent on old time"
     assert taken == ["late:0", "late:1", "late:2"]
     assert all(sent and not leased for _, sent, leased, _ in await _rows(h))
+
+
+async def test_a_failed_delivery_keeps_the_platforms_error_code_and_words(
+    harness: Harness, caplog
+):
+    from sqlmodel import select
+
+    from bot.adapters.matrix_adapter import MatrixSendError
+    from storage.models import OutboxMessage
+
+    h = harness
+    await h.app.services.outbox_repo.add(
+        key="refused:1", target="refusing:room", now=h.clock.now(), body=Markup.format("hi")
+    )
+
+    async def refuse(delivery: Delivery) -> None:
+        raise MatrixSendError("M_FORBIDDEN", "User @bot:x not in room !r:x")
+
+    h.app.services.outbox.register("refusing", refuse)
+    with caplog.at_level("WARNING", logger="bot.outbox"):
+        assert await h.app.services.outbox.run_once() == 0
+    [error] = await h.app.db.read(lambda s: s.exec(select(OutboxMessage.last_error)).all())
+    assert error == "MatrixSendError (M_FORBIDDEN: User @bot:x not in room !r:x)"
+    assert "M_FORBIDDEN: User @bot:x not in room" in caplog.text

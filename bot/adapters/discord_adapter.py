@@ -34,6 +34,7 @@ from bot.commands import ArgSpec, CommandSpec
 from bot.config import ConfigError, DiscordSection
 from bot.context import Actor, Attachment, Ctx, Place, Reply
 from bot.domain import COUNTRIES, LANGUAGES, Markup, UserRef
+from bot.logs import describe_error
 from bot.outbox import Delivery, PermanentDeliveryError
 from bot.rights import DISCORD_GUILD, PlaceKind, Standing
 
@@ -158,7 +159,7 @@ class CommandTree(app_commands.CommandTree["DiscordClient"]):
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
         """Answer ephemerally; never show the exception text."""
-        log.warning("Discord interaction could not run: %s", type(error).__name__)
+        log.warning("Discord interaction could not run: %s", describe_error(error))
         if isinstance(error, app_commands.CommandNotFound):
             text = (
                 "That command is not available any more. Discord may take a minute to show the "
@@ -252,7 +253,7 @@ class DiscordAdapter:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.error("Discord gateway connection ended: %s", type(exc).__name__)
+            log.error("Discord gateway connection ended: %s", describe_error(exc))
         finally:
             self._closed.set()
 

@@ -71,6 +71,7 @@ from bot import replies
 from bot.adapters import Status, matrix_signing
 from bot.context import Actor, Attachment, Ctx, Place, Reply
 from bot.domain import Markup, UserRef
+from bot.logs import describe_error
 from bot.outbox import Delivery, PermanentDeliveryError
 from bot.rights import PlaceKind, Standing
 from storage.leases import AlreadyTakenOn
@@ -171,12 +172,15 @@ class MatrixFatalError(Exception):
 
 
 class MatrixSendError(Exception):
-    """The homeserver refused a message; ``errcode`` (and the HTTP ``status``) say why."""
+    """The homeserver refused a message: ``errcode``, HTTP ``status``, ``detail`` in its words."""
 
-    def __init__(self, errcode: str | None, status: int | None = None) -> None:
+    def __init__(
+        self, errcode: str | None, status: int | None = None, detail: str | None = None
+    ) -> None:
         super().__init__(f"the homeserver refused the message ({errcode or 'no error code'})")
         self.errcode = errcode
         self.status = status
+        self.detail = detail
 
     @property
     def permanent(self) -> bool:
@@ -456,7 +460,7 @@ class MatrixAdapter:
             except Exception as exc:
                 log.warning(
                     "matrix: cannot reach the homeserver (%s); retrying in %.0f s",
-                    type(exc).__name__,
+                    describe_error(exc),
                     delay,
                 )
             await self._pause(delay)
@@ -736,7 +740,7 @@ class MatrixAdapter:
             try:
                 await self._join_configured_room(room)
             except Exception as exc:  # one unreachable room must not keep the others unserved
-                log.warning("matrix: cannot join room %s (%s)", room, exc.__class__.__name__)
+                log.warning("matrix: cannot join room %s (%s)", room, describe_error(exc))
 
     async def _join_configured_room(self, room: str) -> None:
         client = self._client
@@ -866,7 +870,7 @@ class MatrixAdapter:
                 raise
             except Exception as exc:
                 log.warning(
-                    "matrix: sync failed (%s); retrying in %.0f s", type(exc).__name__, delay
+                    "matrix: sync failed (%s); retrying in %.0f s", describe_error(exc), delay
                 )
                 await self._pause(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
@@ -1467,7 +1471,7 @@ class MatrixAdapter:
         except (EncryptionError, OlmTrustError, SendRetryError) as exc:
             raise MatrixSendError(type(exc).__name__) from None
         if isinstance(response, RoomSendError):
-            raise MatrixSendError(response.status_code, _http_status(response))
+            raise MatrixSendError(response.status_code, _http_status(response), response.message)
         return str(response.event_id)
 
     async def _send_attachment(
@@ -1484,7 +1488,7 @@ class MatrixAdapter:
             filesize=len(attachment.data),
         )
         if isinstance(uploaded, UploadError):
-            raise MatrixSendError(uploaded.status_code, _http_status(uploaded))
+            raise MatrixSendError(uploaded.status_code, _http_status(uploaded), uploaded.message)
         image = attachment.content_type.startswith("image/")
         content: dict[str, Any] = {
             "msgtype": "m.image" if image else "m.file",
@@ -1510,7 +1514,9 @@ class MatrixAdapter:
             if isinstance(resolved, RoomResolveAliasError):
                 if resolved.status_code == "M_NOT_FOUND":
                     raise PermanentDeliveryError("no such room alias")
-                raise MatrixSendError(resolved.status_code)
+                raise MatrixSendError(
+                    resolved.status_code, _http_status(resolved), resolved.message
+                )
             room_id = resolved.room_id
         if not room_id.startswith("!"):
             raise PermanentDeliveryError("not a Matrix room address")

@@ -384,7 +384,8 @@ async def test_an_unknown_channel_is_given_up_not_retried(fake, bot):
         return session.exec(select(OutboxMessage).where(OutboxMessage.key == "notice:gone")).one()
 
     async def failed() -> bool:
-        return (await bot.app.db.read(row)).last_error == "PermanentDeliveryError"
+        error = (await bot.app.db.read(row)).last_error
+        return error == "PermanentDeliveryError (Discord refused the channel (code 10003))"
 
     for _ in range(100):
         if await failed():
