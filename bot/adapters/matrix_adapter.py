@@ -471,18 +471,72 @@ class MatrixAdapter:
     def _store_path(self) -> Path:
         return Path(self.config.store_path)
 
+    async def _token_revoked(self, soft_logout: bool) -> None:
+        """The homeserver stopped accepting the token: log in again, or stop for the operator."""
+        what = "expired" if soft_logout else "was revoked"
+        if self.config.password is None or not self.config.user_id:
+            raise MatrixFatalError(
+                f"the Matrix access token {what} (M_UNKNOWN_TOKEN): set a new "
+                "matrix.access_token, or matrix.password so the bot can log in again by itself"
+            )
+        log.warning("matrix: the access token %s; logging in again with the password", what)
+        client = self._client
+        await self._password_login(client, self.config.password.get_secret_value())
+        await self.open_device(client)
+
+    async def _password_login(self, client: AsyncClient, password: str) -> None:
+        """Log in again as the same device (its keys and sessions stay valid), keeping the token.
+
+        A raw call rather than nio's ``login``, which would open a second crypto store.
+        """
+        body = {
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": self.config.user_id},
+            "password": password,
+            "device_id": client.device_id,
+            "initial_device_display_name": DEVICE_NAME,
+        }
+        response = await client.send(
+            "POST", "/_matrix/client/v3/login", json.dumps(body),
+            {"Content-Type": "application/json"},
+        )  # fmt: skip
+        try:
+            answer = await response.json(content_type=None)
+        except ValueError:
+            answer = {}
+        finally:
+            response.release()
+        answer = answer if isinstance(answer, dict) else {}
+        if response.status == 429 or response.status >= 500 or "access_token" not in answer:
+            if response.status in (400, 401, 403):
+                raise MatrixFatalError(f"password login failed ({answer.get('errcode')})")
+            raise ConnectionError(f"login failed (HTTP {response.status})")
+        client.access_token = str(answer["access_token"])
+        self._save_credentials(
+            Credentials(
+                self.config.homeserver, self.user_id or "", client.device_id, client.access_token
+            )
+        )
+        log.info("matrix: logged in again with the password; the new token is kept")
+
     async def _authenticate(self, client: AsyncClient) -> None:
         config = self.config
         if config.access_token is not None:
             client.access_token = config.access_token.get_secret_value()
-            if not await self._check_token(client):
-                raise MatrixFatalError("the homeserver rejected matrix.access_token")
-            if not client.device_id:
+            if await self._check_token(client):
+                if not client.device_id:
+                    raise MatrixFatalError(
+                        "the homeserver did not say which device matrix.access_token belongs "
+                        "to; set matrix.device_id"
+                    )
+                return
+            if config.password is None:
                 raise MatrixFatalError(
-                    "the homeserver did not say which device matrix.access_token belongs to; "
-                    "set matrix.device_id"
+                    "the homeserver rejected matrix.access_token (revoked or mistyped): set a "
+                    "new one, or matrix.password so the bot can log in by itself"
                 )
-            return
+            log.warning("matrix: matrix.access_token was rejected; logging in with the password")
+            client.access_token = ""
         if config.password is None:
             raise MatrixFatalError("set matrix.access_token or matrix.password")
         if not config.user_id:
@@ -589,6 +643,9 @@ class MatrixAdapter:
                 f"{self._credentials_path} (or use a new access token) to start as a new "
                 "device"
             )
+        if published is None and client.olm.account.shared:
+            # The homeserver forgot the device (a logout deletes it): publish its keys again.
+            client.olm.account.shared = False
         if client.should_upload_keys:
             uploaded = await client.keys_upload()
             if isinstance(uploaded, KeysUploadError):
@@ -842,7 +899,8 @@ class MatrixAdapter:
                     break
                 if isinstance(response, SyncError):
                     if response.status_code in ("M_UNKNOWN_TOKEN", "M_MISSING_TOKEN"):
-                        raise MatrixFatalError("the homeserver no longer accepts the access token")
+                        await self._token_revoked(bool(response.soft_logout))
+                        continue
                     log.warning(
                         "matrix: sync failed (%s); retrying in %.0f s", response.status_code, delay
                     )

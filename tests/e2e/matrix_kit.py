@@ -564,6 +564,16 @@ class BotProcess:
             await asyncio.sleep(0.05)
         return self.stop()
 
+    async def exits_by_itself(self, within: float = WAIT) -> int:
+        """Wait for the running bot to stop on its own; returns the exit status."""
+        assert self.process is not None
+        deadline = time.monotonic() + within
+        while self.process.poll() is None:
+            if time.monotonic() > deadline:
+                raise AssertionError("the bot kept running:\n" + "".join(self.log[-30:]))
+            await asyncio.sleep(0.05)
+        return self.stop()
+
     def stop(self) -> int:
         """SIGTERM (a clean stop), then wait; returns the exit code."""
         if self.process is None:
