@@ -53,6 +53,22 @@ class Race:
     url: str
     sessions: dict[str, Session] = field(default_factory=dict)
     told: dict[str, dict[str, Any]] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    events: "queue.Queue[tuple[str, dict[str, Any]]]" = field(default_factory=queue.Queue)
+
+    def start(self, names: list[str]) -> None:
+        """Start a session process for each new name, and wait until all of them are ready."""
+        for name in names:
+            assert name not in self.sessions, f"session {name} exists already"
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "tests.race_child", self.url], cwd=ROOT, env=self.env,
+                text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            )  # fmt: skip
+            reader = threading.Thread(target=_read, args=(name, proc, self.events), daemon=True)
+            self.sessions[name] = Session(name, proc, self.events, reader)
+            reader.start()
+        started = [self._next() for _ in names]
+        assert {name for name, event in started if event["op"] == "ready"} == set(names)
 
     def together(self, steps: Mapping[str, dict[str, Any]], *, gate: bool = True) -> None:
         """Run one step in each named session at once; records what each was told.
@@ -82,9 +98,8 @@ class Race:
                 paused.clear()
 
     def _next(self) -> tuple[str, dict[str, Any]]:
-        events = next(iter(self.sessions.values())).events
         try:
-            return events.get(timeout=TIMEOUT)
+            return self.events.get(timeout=TIMEOUT)
         except queue.Empty:
             raise AssertionError("a race session stopped answering") from None
 
@@ -139,23 +154,13 @@ def _nothing() -> Iterator[None]:
 @contextmanager
 def race(url: str, names: list[str], *, implementation: str | None = None) -> Iterator[Race]:
     """Start one session per name on ``url``; ``implementation`` picks the child's claim."""
-    events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("RACE_CLAIM", None)
     if implementation:
         env["RACE_CLAIM"] = implementation
-    result = Race(url)
+    result = Race(url, env=env)
     try:
-        for name in names:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.race_child", url], cwd=ROOT, env=env, text=True,
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            )  # fmt: skip
-            reader = threading.Thread(target=_read, args=(name, proc, events), daemon=True)
-            result.sessions[name] = Session(name, proc, events, reader)
-            reader.start()
-        started = [result._next() for _ in names]
-        assert {name for name, event in started if event["op"] == "ready"} == set(names)
+        result.start(names)
         yield result
     finally:
         result.close()

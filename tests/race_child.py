@@ -9,9 +9,14 @@ ends it. An implementation may stop at a named point between its steps: it answe
 ``{"op": "paused", "at": "read"}`` and goes on at ``{"op": "resume"}``, which is how a race
 puts every session's read before any session's write.
 
-``RACE_CLAIM=read-then-write`` (read here only, never by the bot) swaps in a deliberately
-broken claim that reads in one transaction and writes in another, to show that the races
-catch it.
+``{"op": "unclaim", "task": 3, "user": "v1"}`` gives a task back. Commands may be sent
+ahead of their answers (a burst); they run one after another, each answered once it has
+committed.
+
+``RACE_CLAIM`` (read here only, never by the bot) swaps in a deliberately broken claim, to
+show that the races catch it: ``read-then-write`` reads in one transaction and writes in
+another; ``ack-first`` answers "it is yours" before it writes, as a claim queued in memory
+would, so a process killed after the answer loses the claim it acknowledged.
 """
 
 import asyncio
@@ -82,6 +87,37 @@ class ReadThenWrite(TaskRepo):
         return await self.db.write_connection(write)
 
 
+class AckFirst(TaskRepo):
+    """A claim that says "yours" once it has looked, and writes a moment later."""
+
+    WRITE_AFTER_S = 0.5
+
+    def __init__(self, db: Database, tell: Callable[[Result], None]) -> None:
+        super().__init__(db)
+        self.tell = tell
+
+    async def claim(
+        self, task_id: int, user: UserRef, *, place: str, now: datetime, max_open: int
+    ) -> Result:
+        def look(conn: sa.Connection) -> Any:
+            tx = Tx(conn, None)
+            me = claimer(tx, user)
+            task = view(tx, task_id)
+            return me, task, open_count(tx, me.id) if me else 0
+
+        me, task, held = await self.db.read_connection(look)
+        if me is None or task is None:
+            return Result(Outcome.NOT_REGISTERED if me is None else Outcome.NOT_FOUND)
+        outcome = check_claim(task, me.id, me.roles, held, max_open)
+        if outcome is not Outcome.OK:
+            return Result(outcome, task, held)
+        told = Result(Outcome.OK, task, held + 1)
+        self.tell(told)
+        await asyncio.sleep(self.WRITE_AFTER_S)
+        await super().claim(task_id, user, place=place, now=now, max_open=max_open)
+        return told
+
+
 def answer(result: Result) -> dict[str, Any]:
     """What a session was told, as the cog would tell it."""
     task = result.task
@@ -109,10 +145,18 @@ async def serve(url: str) -> None:
         command = await line()
         assert command["op"] == "resume", command
 
+    told: list[Result] = []
+
+    def tell(result: Result) -> None:
+        told.append(result)
+        say(**answer(result))
+
     db = Database(url)
     repo: TaskRepo
     if os.environ.get(IMPLEMENTATION) == "read-then-write":
         repo = ReadThenWrite(db, pause)
+    elif os.environ.get(IMPLEMENTATION) == "ack-first":
+        repo = AckFirst(db, tell)
     else:
         repo = TaskRepo(db)
     try:
@@ -129,9 +173,14 @@ async def serve(url: str) -> None:
                 result = await repo.claim_next(user, place=PLACE, now=NOW,
                                                max_open=command["max_open"],
                                                kind=TaskKind.OTHER)  # fmt: skip
+            elif command["op"] == "unclaim":
+                result = await repo.unclaim(command["task"], user, now=NOW)
             else:
                 raise ValueError(f"unknown step {command['op']!r}")
-            say(**answer(result))
+            if told and told[-1] is result:
+                told.clear()  # answered already, before it was written
+            else:
+                say(**answer(result))
     finally:
         db.close()
 
