@@ -25,9 +25,9 @@ from bot.domain import (
     UserRef,
 )
 from bot.domain.tasks import Change, Notice, Outcome, TaskNotice
-from bot.params import Language, Param, When
+from bot.params import Language, Param, Targets, Url, When, find_url
 from bot.services import Services
-from storage.tasks import EventView, NewTask, Result, SweepReport, TaskView
+from storage.tasks import EventView, JobView, NewJob, Result, SweepReport, TaskView
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,15 @@ class Status(StrEnum):
 
     OPEN = "open"
     CLAIMED = "claimed"
+    IN_REVIEW = "in-review"
     DONE = "done"
     CANCELLED = "cancelled"
     ALL = "all"
+
+    @property
+    def task_status(self) -> TaskStatus | None:
+        """The stored status it shows; None for all."""
+        return None if self is Status.ALL else TaskStatus(self.value.replace("-", "_"))
 
 
 TaskId = Annotated[int, Param("Task number", min=1, autocomplete=True)]
@@ -119,6 +125,11 @@ EVENT_TEXT: dict[str, str] = {
     Change.EXPIRED: "released after no activity (was {subject})",
     Change.DONE: "done by {actor}",
     Change.CANCELLED: "cancelled by {actor}",
+    Change.SUBMITTED: "handed in for review by {actor}",
+    Change.REVIEWING: "review taken by {actor}",
+    Change.APPROVED: "approved by {actor} (work of {subject})",
+    Change.CHANGES: "changes asked by {actor} (back to {subject})",
+    Change.EXTENDED: "claim extended by {actor}",
 }
 
 
@@ -160,36 +171,46 @@ class Tasks(Cog):
         kind: Annotated[TaskKind, Param("What kind of job")],
         title: Annotated[str, Param("A short title", max_length=200, rest=True)],
         *,
-        language: Annotated[Language | None, Param("Target language, e.g. pl")] = None,
+        language: Annotated[
+            Targets | None, Param("Target language: pl, several (pl,de,fr) or all")
+        ] = None,
         source_language: Annotated[
             Language | None, Param("Language to translate from, e.g. en")
         ] = None,
+        source: Annotated[Url | None, Param("Link to what to work from")] = None,
         due: Annotated[When | None, Param("When it is due: 2026-12-01, 14:30 or in 3d")] = None,
         priority: Annotated[Priority | None, Param("How urgent (default normal)")] = None,
         description: Annotated[str | None, Param("Details", max_length=2000)] = None,
     ) -> Reply:
-        """Add a job to the queue."""
+        """Add a job to the queue, one task per target language."""
         if due is not None and due <= ctx.now:
             raise BadArgument(
                 "The due date {when} is already past. Give a later one, e.g. `--due in 3d`.",
                 when=self.when(due),
             )
-        if source_language is not None and source_language == language:
+        targets: tuple[str | None, ...] = tuple(language) if language else (None,)
+        if language is not None and language.every:
+            targets = tuple(code for code in language if code != source_language)
+        elif source_language is not None and source_language in targets:
             raise BadArgument(
                 "The source and target language are both `{code}`. Translate from another "
                 "language, or leave `--source-language` out.",
-                code=language,
+                code=source_language,
             )
-        new = NewTask(
+        new = NewJob(
             kind=kind,
             title=" ".join(title.split()),
+            languages=targets,
             description=description.strip() if description else None,
-            language=language,
             source_language=source_language,
+            source_url=source,
             priority=priority or Priority.NORMAL,
             due_at=due,
         )
-        task = await self.tasks.post(ctx.user, new, now=ctx.now)
+        job, tasks = await self.tasks.post_job(ctx.user, new, now=ctx.now)
+        if job is not None:
+            return Reply(self.job_posted(job, tasks), subject=("job", job.id))
+        [task] = tasks
         body = Markup.format("Posted task **#{id}**: ", id=task.id)
         body += self.line(task, numbered=False)
         body += Markup.format(
@@ -206,7 +227,7 @@ class Tasks(Cog):
         kind: Annotated[TaskKind | None, Param("Only this kind of job")] = None,
         language: Annotated[Language | None, Param("Only tasks into this language")] = None,
         status: Annotated[
-            Status | None, Param("open (default), claimed, done, cancelled, all")
+            Status | None, Param("open (default), claimed, in-review, done, cancelled, all")
         ] = None,
         page: Annotated[int | None, Param("Page number", min=1, max=100_000)] = None,
     ) -> Reply:
@@ -215,7 +236,7 @@ class Tasks(Cog):
         number = page or 1
         size = self.settings.page_size
         tasks = await self.tasks.page(
-            status=None if shown is Status.ALL else TaskStatus(shown.value),
+            status=shown.task_status,
             kind=kind,
             language=language,
             offset=(number - 1) * size,
@@ -230,7 +251,8 @@ class Tasks(Cog):
             if number > 1:
                 return Reply.text("There is no page {n} of {what} tasks.", n=number, what=what)
             return Reply.text("No {what} tasks.", what=what or "")
-        order = "most urgent first" if shown in (Status.OPEN, Status.CLAIMED) else "newest first"
+        urgent = (Status.OPEN, Status.CLAIMED, Status.IN_REVIEW)
+        order = "most urgent first" if shown in urgent else "newest first"
         head = Markup.format("**{what} tasks**, {order} (page {n})",
                              what=what.capitalize() or "All", order=order, n=number)  # fmt: skip
         lines = [head, *(self.line(t, status=shown is not Status.OPEN) for t in tasks[:size])]
@@ -308,12 +330,26 @@ class Tasks(Cog):
         id: TaskId,
         note: Annotated[str | None, Param("What came of it", rest=True, max_length=1000)] = None,
     ) -> Reply:
-        """Mark my task as done."""
-        result = await self.tasks.finish(id, ctx.user, note=note, now=ctx.now)
+        """Mark my task as done, with a link to the result or a note."""
+        note = " ".join(note.split()) if note else None
+        result = await self.tasks.finish(
+            id, ctx.user, note=note or None, now=ctx.now, link=find_url(note or ""),
+            review_kinds=self.settings.review_kinds,
+        )  # fmt: skip
         self._check(result, "done", id=id)
-        assert result.task is not None
-        return Reply.text("Task #{id} “{title}” is done. Thank you, {name}!",
-                          id=id, title=result.task.title, name=ctx.user.label)  # fmt: skip
+        task = result.task
+        assert task is not None
+        kept = Markup.format(" Result: {url}", url=task.result_link) if task.result_link else ""
+        if task.status is TaskStatus.IN_REVIEW:
+            body = Markup.format(
+                "Task #{id} “{title}” is handed in for review. Thank you, {name}! Another "
+                "{role} checks it next (`task review {id} approve`).",
+                id=id, title=task.title, name=ctx.user.label, role=_role(task.kind),
+            )  # fmt: skip
+            return Reply(body + kept)
+        body = Markup.format("Task #{id} “{title}” is done. Thank you, {name}!",
+                             id=id, title=task.title, name=ctx.user.label)  # fmt: skip
+        return Reply(body + kept)
 
     @command()
     async def mine(self, ctx: Ctx) -> Reply:
@@ -401,7 +437,7 @@ class Tasks(Cog):
         if task.due_at:
             extra.append(f"due {self.when(task.due_at)}")
         if status and task.status is not TaskStatus.OPEN:
-            extra.append(task.status.value)
+            extra.append(_status(task.status))
         body = Markup.format(
             "{number}{title} — {kind}{langs}{extra}",
             number=f"#{task.id} " if numbered else "", title=task.title, kind=task.kind.value,
@@ -416,7 +452,7 @@ class Tasks(Cog):
         """The details block of ``task show``."""
         rows: list[Markup] = [
             Markup.format("Kind: {kind}", kind=task.kind.value),
-            Markup.format("Status: {status}", status=task.status.value),
+            Markup.format("Status: {status}", status=_status(task.status)),
             Markup.format("Priority: {p}", p=task.priority.value),
         ]
         if task.language:
@@ -425,11 +461,33 @@ class Tasks(Cog):
             rows.append(Markup.format("From: {lang}", lang=_language_name(task.source_language)))
         if task.due_at:
             rows.append(Markup.format("Due: {when}", when=self.when(task.due_at)))
+        if task.job_id is not None:
+            rows.append(Markup.format("Job: #{job} (`job show {job}`)", job=task.job_id))
+        if task.source_url:
+            rows.append(Markup.format("Source: {url}", url=task.source_url))
         if task.status is TaskStatus.CLAIMED:
             since = self.when(task.claimed_at or task.created_at)
             rows.append(Markup.format("Held by: {name} since {when}",
                                       name=_name(task.claimer), when=since))  # fmt: skip
+        if task.status is TaskStatus.IN_REVIEW:
+            rows.append(Markup.format("Submitted by: {name}", name=_name(task.claimer)))
+            if task.reviewer_id is not None:
+                rows.append(Markup.format("Review taken by: {name}", name=_name(task.reviewer)))
+        rows += self.deliverable(task)
         return NEWLINE.join(rows)
+
+    def deliverable(self, task: TaskView) -> list[Markup]:
+        """The result and the latest review note of a task, as lines."""
+        rows: list[Markup] = []
+        if task.result_link:
+            rows.append(Markup.format("Result: {url}", url=task.result_link))
+        if task.result_note and task.result_note != task.result_link:
+            rows.append(Markup.format("Result note: {note}", note=task.result_note))
+        if task.review_note:
+            rows.append(Markup.format(
+                "Changes asked by {name}: {note}", name=_name(task.reviewer), note=task.review_note
+            ))  # fmt: skip
+        return rows
 
     def event(self, event: EventView) -> Markup:
         """One history line."""
@@ -440,6 +498,22 @@ class Tasks(Cog):
         if event.note:
             text += Markup.format(": “{note}”", note=event.note)
         return text
+
+    def job_posted(self, job: JobView, tasks: list[TaskView]) -> Markup:
+        """The answer to posting a job: its number, and each task's number and language."""
+        head = Markup.format(
+            "Posted job **#{job}** “{title}” — {kind}{source}, {n} tasks:",
+            job=job.id, title=job.title, kind=job.kind.value, n=len(tasks),
+            source=f" from {job.source_language}" if job.source_language else "",
+        )  # fmt: skip
+        lines = [head]
+        lines += [Markup.format("#{id} {lang}", id=t.id, lang=_language_name(t.language or ""))
+                  for t in tasks]  # fmt: skip
+        lines.append(Markup.format(
+            "Claim one with `task claim <id>` or `task next`; the whole job: `job show {job}`.",
+            job=job.id,
+        ))  # fmt: skip
+        return NEWLINE.join(lines)
 
     def _claimed(self, result: Result) -> Markup:
         task = result.task
@@ -474,7 +548,7 @@ class Tasks(Cog):
         values: dict[str, object] = {
             "id": id if id is not None else (task.id if task else ""),
             "holder": holder or (_name(task.claimer) if task else ""),
-            "status": task.status.value if task else "",
+            "status": _status(task.status) if task else "",
             "kind": kind.value if kind else "",
             "role": role.value if role else "volunteer",
             "roles": ", ".join(result.roles) or "none",
@@ -539,6 +613,15 @@ class TaskNotices:
             "taking it on.",
             coordinator=n.by or FORMER, id=n.task_id, title=n.title,
         )  # fmt: skip
+
+
+def _status(status: TaskStatus) -> str:
+    return status.value.replace("_", " ")
+
+
+def _role(kind: TaskKind) -> str:
+    role = KIND_ROLE[kind]
+    return role.value if role else "volunteer"
 
 
 def _name(user: UserRef | None) -> str:
