@@ -24,7 +24,7 @@ from bot.domain import (
     UserError,
     UserRef,
 )
-from bot.domain.tasks import Change, Notice, Outcome, TaskNotice
+from bot.domain.tasks import Change, Notice, Outcome, TaskNotice, Verdict
 from bot.params import Language, Param, Targets, Url, When, find_url
 from bot.services import Services
 from storage.tasks import EventView, JobView, NewJob, Result, SweepReport, TaskView
@@ -114,6 +114,40 @@ REFUSALS: dict[Outcome | tuple[Outcome, str], tuple[type[UserError], str]] = {
         "Task #{id} is held by {holder}, not by you; only they can finish it or give it back.",
     ),
     (Outcome.ALREADY_YOURS, "assign"): (Conflict, "{holder} already holds task #{id}."),
+    Outcome.NOT_IN_REVIEW: (
+        Conflict,
+        "Task #{id} is not in review: it is {status}. Work is reviewed once its holder hands "
+        "it in with `task done {id}`.",
+    ),
+    Outcome.OWN_WORK: (
+        NotPermitted,
+        "Task #{id} is your own work; another {role} has to review it.",
+    ),
+    Outcome.WRONG_LANGUAGE: (
+        NotPermitted,
+        "Task #{id} is a translation into {language}, which is not among your languages "
+        "({languages}); its reviewer must work in it.",
+    ),
+    Outcome.REVIEW_TAKEN: (Conflict, "{holder} is already reviewing task #{id}."),
+    (Outcome.NO_ROLE, "review"): (
+        NotPermitted,
+        "Task #{id} is a {kind} job: its reviewer must be a {role}. Take on the role with "
+        "`volunteer join {role}`.",
+    ),
+    (Outcome.NO_ROLE, "next-review"): (
+        NotFound,
+        "None of your roles ({roles}) reviews work. Reviewers are translators, video-editors "
+        "and the other roles with kinds of their own.",
+    ),
+    (Outcome.EMPTY, "next-review"): (
+        NotFound,
+        "Nothing waits for a review you can give right now (your languages: {languages}).",
+    ),
+    (Outcome.LIMIT, "next-review"): (
+        Conflict,
+        "You already hold {count} reviews, the most anyone can at once. Give your verdict "
+        "on one with `task review <id> approve` first.",
+    ),
 }
 
 # How each history event reads. Values: actor, subject, note.
@@ -302,8 +336,11 @@ class Tasks(Cog):
         *,
         kind: Annotated[TaskKind | None, Param("Only this kind of job")] = None,
         language: Annotated[Language | None, Param("Only tasks into this language")] = None,
+        review: Annotated[bool, Param("Take work to review instead")] = False,
     ) -> Reply:
-        """Claim the best open task for my roles and languages."""
+        """Claim the best open task for my roles and languages (or work to review)."""
+        if review:
+            return await self._next_review(ctx, language)
         result = await self.tasks.claim_next(
             ctx.user, place=ctx.place.target, now=ctx.now,
             max_open=self.settings.max_open_claims, kind=kind, language=language,
@@ -311,6 +348,25 @@ class Tasks(Cog):
         context = "next-kind" if result.outcome is Outcome.NO_ROLE and result.detail else "next"
         self._check(result, context, kind=kind, language=language)
         return Reply(self._claimed(result))
+
+    async def _next_review(self, ctx: Ctx, language: str | None) -> Reply:
+        result = await self.tasks.claim_review(
+            ctx.user, now=ctx.now, max_open=self.settings.max_open_claims, language=language
+        )
+        self._check(result, "next-review", language=language)
+        task = result.task
+        assert task is not None
+        body = Markup.format("You are reviewing task **#{id}**: ", id=task.id)
+        body += self.line(task, status=False, numbered=False)
+        body += Markup.format(", by {name}", name=_name(task.claimer))
+        for row in self.deliverable(task):
+            body += NEWLINE + row
+        body += Markup.format(
+            "\nApprove it with `task review {id} approve`, or send it back: "
+            "`task review {id} changes <what needs changing>`.",
+            id=task.id,
+        )
+        return Reply(body)
 
     @command()
     async def unclaim(self, ctx: Ctx, id: TaskId) -> Reply:
@@ -350,6 +406,53 @@ class Tasks(Cog):
         body = Markup.format("Task #{id} “{title}” is done. Thank you, {name}!",
                              id=id, title=task.title, name=ctx.user.label)  # fmt: skip
         return Reply(body + kept)
+
+    @command()
+    async def review(
+        self,
+        ctx: Ctx,
+        id: TaskId,
+        verdict: Annotated[Verdict, Param("approve, or changes with a note")],
+        note: Annotated[
+            str | None, Param("What needs changing", rest=True, max_length=1000)
+        ] = None,
+    ) -> Reply:
+        """Approve work in review, or send it back with what needs changing."""
+        note = " ".join(note.split()) if note else None
+        if verdict is Verdict.CHANGES and not note:
+            raise BadArgument(
+                "Say what needs changing, e.g. `task review {id} changes the title is wrong`.",
+                id=id,
+            )
+        result = await self.tasks.review(
+            id, ctx.user, verdict, note=note, now=ctx.now, coordinator=ctx.actor.is_coordinator
+        )
+        task = result.task
+        holder = _name(task.reviewer) if task is not None else None
+        language = _language_name(task.language) if task and task.language else None
+        self._check(result, "review", id=id, holder=holder, language=language)
+        assert task is not None
+        self.outbox.wake()
+        if verdict is Verdict.APPROVE:
+            return Reply.text("Task #{id} “{title}” is approved and done. Thank you, {name}!",
+                              id=id, title=task.title, name=ctx.user.label)  # fmt: skip
+        if task.status is TaskStatus.OPEN:
+            return Reply.text("Task #{id} “{title}” is back in the queue with your note: its "
+                              "translator is no longer registered.", id=id,
+                              title=task.title)  # fmt: skip
+        return Reply.text("Task #{id} “{title}” goes back to {name} with your note.",
+                          id=id, title=task.title, name=_name(task.claimer))  # fmt: skip
+
+    @command()
+    async def extend(self, ctx: Ctx, id: TaskId) -> Reply:
+        """Keep my claim on a task: restart its time to live."""
+        result = await self.tasks.extend(id, ctx.user, now=ctx.now)
+        self._check(result, "extend", id=id)
+        assert result.task is not None
+        until = self.when(ctx.now + self.settings.claim_ttl)
+        return Reply.text("Task #{id} “{title}” stays yours; without activity it would go "
+                          "back to the queue at {when}.", id=id, title=result.task.title,
+                          when=until)  # fmt: skip
 
     @command()
     async def mine(self, ctx: Ctx) -> Reply:
@@ -569,7 +672,8 @@ class TaskNotices:
     def render(self, notice: TaskNotice) -> Markup:
         """A notice in words."""
         words = {Notice.IDLE: self.idle, Notice.EXPIRED: self.expired, Notice.DUE: self.due,
-                 Notice.ASSIGNED: self.assigned, Notice.CANCELLED: self.cancelled}  # fmt: skip
+                 Notice.ASSIGNED: self.assigned, Notice.CANCELLED: self.cancelled,
+                 Notice.CHANGES: self.changes, Notice.APPROVED: self.approved}  # fmt: skip
         return words[notice.notice](notice)
 
     def idle(self, n: TaskNotice) -> Markup:
@@ -604,6 +708,21 @@ class TaskNotices:
         return Markup.format(
             "{coordinator} gave you task #{id} “{title}”. `task show {id}` has the details.",
             coordinator=n.by or FORMER, id=n.task_id, title=n.title,
+        )  # fmt: skip
+
+    def changes(self, n: TaskNotice) -> Markup:
+        """A reviewer sent your work back."""
+        return Markup.format(
+            "{reviewer} asked for changes to task #{id} “{title}”: “{note}”. It is yours "
+            "again; when it is ready, hand it in with `task done {id} <link>`.",
+            reviewer=n.by or FORMER, id=n.task_id, title=n.title, note=n.note or "",
+        )  # fmt: skip
+
+    def approved(self, n: TaskNotice) -> Markup:
+        """A reviewer approved your work."""
+        return Markup.format(
+            "{reviewer} approved task #{id} “{title}”: it is done. Thank you!",
+            reviewer=n.by or FORMER, id=n.task_id, title=n.title,
         )  # fmt: skip
 
     def cancelled(self, n: TaskNotice) -> Markup:

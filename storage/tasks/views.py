@@ -78,6 +78,15 @@ class Result:
 
 
 @dataclass(frozen=True, slots=True)
+class Suggestion:
+    """An open task offered while a task number is being typed."""
+
+    id: int
+    title: str
+    language: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class SweepReport:
     """What one expiry sweep did."""
 
