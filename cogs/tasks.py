@@ -25,6 +25,7 @@ from bot.domain import (
     UserRef,
 )
 from bot.domain.tasks import Change, Notice, Outcome, TaskNotice, Verdict
+from bot.outbox import Actions
 from bot.params import Language, Param, Targets, Url, When, find_url
 from bot.services import Services
 from storage.tasks import EventView, JobView, NewJob, Result, SweepReport, TaskView
@@ -182,8 +183,9 @@ class Tasks(Cog):
         self.notices = TaskNotices(self)
         for notice in Notice:
             services.outbox.renderers.register(
-                notice.value, functools.partial(self._notice, notice)
-            )
+                notice.value, functools.partial(self._notice, notice),
+                actions=self._still_on_it if notice is Notice.IDLE else None,
+            )  # fmt: skip
         self._sweeper = Periodic("task-sweep", self.sweep, SWEEP_INTERVAL)
 
     @property
@@ -524,6 +526,11 @@ class Tasks(Cog):
 
     # --- rendering --------------------------------------------------------------------
 
+    def _still_on_it(self, data: dict[str, Any]) -> Actions:
+        """The "still on it?" notice offers to keep the claim: a button, or a reaction."""
+        task_id = TaskNotice.from_data(Notice.IDLE, data).task_id
+        return Actions((Button("Keep it", f"task extend {task_id}"),), ("claim", task_id))
+
     def _notice(self, notice: Notice, data: dict[str, Any]) -> Markup:
         return self.notices.render(TaskNotice.from_data(notice, data))
 
@@ -680,9 +687,9 @@ class TaskNotices:
         """Still on it?"""
         assert n.when is not None
         return Markup.format(
-            "Still on task #{id} “{title}”? Nothing has happened on it for a while. Any task "
-            "command on it (e.g. `task show {id}`) keeps it yours; `task unclaim {id}` gives "
-            "it back. Otherwise it returns to the queue at {when}.",
+            "Still on task #{id} “{title}”? Nothing has happened on it for a while. "
+            "`task extend {id}` (or any task command on it) keeps it yours; `task unclaim "
+            "{id}` gives it back. Otherwise it returns to the queue at {when}.",
             id=n.task_id, title=n.title, when=self.cog.when(n.when),
         )  # fmt: skip
 

@@ -414,8 +414,10 @@ class TaskRepo:
 
         return await self._write(tx)
 
-    async def suggest(self, typed: str, *, limit: int = 25) -> list[Suggestion]:
+    async def suggest(self, typed: str, limit: int = 25) -> list[Suggestion]:
         """Open tasks whose number or title matches what was typed, most urgent first.
+
+        Labelled with their title and target language, for Discord's autocomplete.
 
         Digits match numbers starting with them first, then titles containing them; other
         text matches titles containing it, ignoring case. Nothing typed lists the most urgent.
@@ -431,7 +433,11 @@ class TaskRepo:
                 seen = {r["id"] for r in rows}
                 titled = t.rows(q.SUGGEST, {"number": -1, "like": like, "limit": limit})
                 rows += [r for r in titled if r["id"] not in seen]
-            return [Suggestion(r["id"], r["title"], r["language"]) for r in rows[:limit]]
+            return [
+                Suggestion(r["id"], f"{r['title']} ({r['language']})" if r["language"]
+                           else r["title"])
+                for r in rows[:limit]
+            ]  # fmt: skip
 
         return await self._read(tx)
 
