@@ -17,6 +17,7 @@ from storage.tasks.views import (
     NewTask,
     Posted,
     Result,
+    Suggestion,
     SweepReport,
     TaskView,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "NewTask",
     "Posted",
     "Result",
+    "Suggestion",
     "SweepReport",
     "TaskRepo",
     "TaskView",

@@ -3,7 +3,7 @@
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from bot.domain import Priority, TaskKind, TaskStatus, UserRef
 from bot.domain.tasks import Outcome
@@ -37,6 +37,7 @@ class TaskView:
     review_note: str | None = None
     reviewer_id: int | None = None
     submitted_at: datetime | None = None
+    reviewer: UserRef | None = None
 
     def held_by(self, user: UserRef) -> bool:
         """Whether ``user`` holds the claim."""
@@ -74,6 +75,13 @@ class Result:
     def ok(self) -> bool:
         """Whether the change happened."""
         return self.outcome is Outcome.OK
+
+
+class Suggestion(NamedTuple):
+    """An open task offered while a task number is being typed: its number and a label."""
+
+    id: int
+    label: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +191,7 @@ _PRIORITIES = tuple(Priority)
 
 def person(m: Mapping[str, Any], prefix: str) -> UserRef | None:
     """The identity stored in a row's ``<prefix>_platform`` / ``_external_id`` / ``_name``."""
-    platform = m[f"{prefix}_platform"]
+    platform = m.get(f"{prefix}_platform")
     if platform is None:
         return None
     return UserRef(platform, m[f"{prefix}_external_id"], m[f"{prefix}_name"] or "")
@@ -216,6 +224,7 @@ def task_view(m: Mapping[str, Any]) -> TaskView:
         review_note=m["review_note"],
         reviewer_id=m["reviewer_id"],
         submitted_at=m["submitted_at"],
+        reviewer=person(m, "reviewer"),
     )
 
 
