@@ -115,8 +115,8 @@ def _aiohttp_bad_gateway() -> BaseException:
 
 
 DESCRIBED = [
-    (lambda: MatrixSendError("M_FORBIDDEN", "User @bot:x is not in the room"),
-     "MatrixSendError (M_FORBIDDEN: User @bot:x is not in the room)"),
+    (lambda: MatrixSendError("M_FORBIDDEN", 403, "User @bot:x is not in the room"),
+     "MatrixSendError (M_FORBIDDEN 403: User @bot:x is not in the room)"),
     (_discord_forbidden, "Forbidden (403 50013: Missing Permissions)"),
     (lambda: OSError(errno.ENOSPC, "No space left on device"),
      "OSError (errno 28 ENOSPC: No space left on device)"),
@@ -146,11 +146,11 @@ def test_an_error_is_described_by_its_codes_and_the_platforms_words_not_its_free
     ],
 )
 def test_a_described_error_never_carries_a_secret(said: str):
-    described = logs.describe_error(MatrixSendError("M_UNKNOWN_TOKEN", said))
+    described = logs.describe_error(MatrixSendError("M_UNKNOWN_TOKEN", detail=said))
     assert "syt_c2VjcmV0_abc" not in described
     assert described.startswith("MatrixSendError (M_UNKNOWN_TOKEN: ") and "***" in described
 
 
 def test_a_described_error_is_one_short_line():
-    described = logs.describe_error(MatrixSendError("M_UNKNOWN", "x\n" * 500))
+    described = logs.describe_error(MatrixSendError("M_UNKNOWN", detail="x\n" * 500))
     assert "\n" not in described and len(described) < 200

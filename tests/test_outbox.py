@@ -130,7 +130,7 @@ async def test_a_failed_delivery_keeps_the_platforms_error_code_and_words(
     )
 
     async def refuse(delivery: Delivery) -> None:
-        raise MatrixSendError("M_FORBIDDEN", "User @bot:x not in room !r:x")
+        raise MatrixSendError("M_FORBIDDEN", detail="User @bot:x not in room !r:x")
 
     h.app.services.outbox.register("refusing", refuse)
     with caplog.at_level("WARNING", logger="bot.outbox"):
