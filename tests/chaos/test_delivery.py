@@ -96,7 +96,7 @@ async def _run(tmp_path, db_url, count: int, broken: str | None = None) -> tuple
 
 
 async def test_no_post_is_lost_or_posted_twice_when_the_deliverer_is_killed(tmp_path, db_url):
-    fleet, line = await _run(tmp_path, db_url, rounds(3))
+    fleet, line = await _run(tmp_path, db_url, rounds(2))
     assert not fleet.violations, f"{line}: {fleet.violations[:5]}"
 
 
@@ -104,5 +104,5 @@ async def test_no_post_is_lost_or_posted_twice_when_the_deliverer_is_killed(tmp_
 async def test_the_harness_catches_an_outbox_that_marks_posts_sent_before_sending(
     tmp_path, db_url
 ):
-    fleet, line = await _run(tmp_path, db_url, rounds(3) + 2, broken="mark-before-send")
+    fleet, line = await _run(tmp_path, db_url, rounds(2) + 2, broken="mark-before-send")
     assert any("posted 0 times" in v for v in fleet.violations), line
