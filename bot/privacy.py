@@ -20,10 +20,12 @@ from bot.context import Ctx
 from bot.core import Registry
 from bot.domain import Markup, UserRef
 from bot.outbox import Renderers, UnknownKind
+from bot.uploads import MediaErasure, Uploads
 from storage.db import Database
 from storage.direct_chats import DirectChatRepo
 from storage.models import OutboxMessage
 from storage.outbox import OutboxRepo
+from storage.uploads import UploadRepo
 from storage.volunteers import VolunteerRepo
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,7 @@ FORMER_VOLUNTEER = "a former volunteer"
 MESSAGES = "messages_for_you"
 POSTS = "posts_naming_you"
 DIRECT_CHATS = "direct_chats_with_you"
+FILES = "files_sent_to_you"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,7 @@ class Erasure:
     dropped_messages: int
     redacted_posts: int
     checkpointed: bool
+    media: MediaErasure | None = None
 
 
 class PersonalData:
@@ -54,12 +58,14 @@ class PersonalData:
         db: Database,
         renderers: Renderers,
         direct_chats: DirectChatRepo | None = None,
+        uploads: Uploads | None = None,
     ) -> None:
         self.registry = registry
         self.volunteers = volunteers
         self.outbox = outbox
         self.db = db
         self.direct_chats = direct_chats or DirectChatRepo(db)
+        self.uploads = uploads or Uploads(UploadRepo(db))
         self.renderers = renderers
 
     def holders(self) -> list[Cog]:
@@ -91,6 +97,9 @@ class PersonalData:
         chats = await self.direct_chats.export(user)
         if chats:
             stored[DIRECT_CHATS] = chats
+        files = await self.uploads.repo.export(user)
+        if files:
+            stored[FILES] = files
         return stored
 
     def _message(self, row: OutboxMessage) -> dict[str, Any]:
@@ -117,11 +126,12 @@ class PersonalData:
         """
         for cog in self.holders():
             await cog.erase_data(user, ctx)
+        media = await self.uploads.erase(user)
         await self.direct_chats.forget(user)
         dropped = await self.outbox.drop_for(user.platform, user.external_id)
         redacted = await self.outbox.redact(user.platform, user.external_id, FORMER_VOLUNTEER)
         checkpointed = await self.db.checkpoint()
-        return Erasure(dropped, redacted, checkpointed)
+        return Erasure(dropped, redacted, checkpointed, media)
 
 
 def section_name(cog: Cog) -> str:
@@ -152,6 +162,9 @@ def describe(stored: Mapping[str, Any]) -> list[str]:
             continue
         if section == DIRECT_CHATS:
             phrases.append(f"{_count(data, 'direct chat')} the bot opened with you")
+            continue
+        if section == FILES:
+            phrases.append(f"{_count(data, 'file')} the bot sent only to you")
             continue
         for key, value in data.items():
             if not has_data(value):

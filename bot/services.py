@@ -9,6 +9,7 @@ from bot.metrics import Metrics
 from bot.outbox import Outbox
 from bot.rights import Rights
 from bot.scheduler import Scheduler
+from bot.uploads import Uploads
 from bot.web.tokens import SignIn
 from storage.audit import AuditRepo
 from storage.dashboard import DashboardRepo
@@ -19,6 +20,7 @@ from storage.reminders import ReminderRepo
 from storage.signatures import SignatureRepo
 from storage.state import StateRepo
 from storage.tasks import TaskRepo
+from storage.uploads import UploadRepo
 from storage.volunteers import VolunteerRepo
 from storage.web import UsedTokenRepo
 
@@ -42,6 +44,7 @@ class Services:
     outbox: Outbox
     state: StateRepo
     direct_chats: DirectChatRepo
+    uploads: Uploads
     scheduler: Scheduler
     reminders: ReminderRepo
     signatures: SignatureRepo
@@ -68,6 +71,7 @@ class Services:
             outbox=Outbox(outbox_repo, clock, lease=OUTBOX_LEASES * settings.bot.lease_ttl),
             state=state,
             direct_chats=DirectChatRepo(db),
+            uploads=Uploads(UploadRepo(db)),
             scheduler=Scheduler(clock),
             reminders=ReminderRepo(db),
             signatures=SignatureRepo(db),

@@ -469,6 +469,23 @@ def _v12(conn: Connection) -> None:
     md.create_all(conn)
 
 
+@migration(13, "files the bot uploaded for one person (personal data: exported and deleted)")
+def _v13(conn: Connection) -> None:
+    md = sa.MetaData()
+    sa.Table(
+        "uploaded_media", md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("platform", sa.String(16), nullable=False),
+        sa.Column("external_id", sa.String(255), nullable=False),
+        sa.Column("uri", sa.String(1024), nullable=False),
+        sa.Column("room_id", sa.String(255), nullable=False),
+        sa.Column("event_id", sa.String(255), nullable=True),
+        _ts("uploaded_at"),
+        sa.Index("ix_uploaded_media_person", "platform", "external_id"),
+    )  # fmt: skip
+    md.create_all(conn)
+
+
 @migration(15, "jobs: tasks fanned out per language; source, result and review on each task")
 def _v15(conn: Connection) -> None:
     md = sa.MetaData()

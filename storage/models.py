@@ -373,3 +373,21 @@ class DirectChat(SQLModel, table=True):
     external_id: str = Field(primary_key=True, max_length=255)
     room_id: str = Field(max_length=255)
     created_at: datetime = Field(sa_column=utc_column())
+
+
+class UploadedMedia(SQLModel, table=True):
+    """A file the bot uploaded for one person (their data export, a picture only for them).
+
+    Its address and the message that carried it are personal data: exported with the person,
+    and deleted from the homeserver (or its message redacted) when they are erased.
+    """
+
+    __tablename__ = "uploaded_media"
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=16)
+    external_id: str = Field(max_length=255)
+    uri: str = Field(max_length=1024)
+    room_id: str = Field(max_length=255)
+    event_id: str | None = Field(default=None, max_length=255)
+    uploaded_at: datetime = Field(sa_column=utc_column())

@@ -184,6 +184,11 @@ async def live_a_campaign_life(h: Harness, who: UserRef) -> None:
             await h.deliver()  # one sent, one still waiting
     # The direct chat an adapter opens to answer confidentially (Matrix does).
     await app.services.direct_chats.remember(who, f"!{tag}dm:example.org", now)
+    # A file an adapter uploaded only for the person (Matrix records its mydata.json).
+    upload = await app.services.uploads.uploaded(
+        who, f"mxc://example.org/{tag}file", f"!{tag}dm:example.org", now
+    )
+    await app.services.uploads.sent(upload, f"${tag}fileevent")
     await repo.add(
         key=f"test:{tag}post",
         target="test:room",

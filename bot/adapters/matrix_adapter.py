@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import aiohttp
 from nio import (
@@ -54,6 +54,7 @@ from nio import (
     RoomKeyRequest,
     RoomMessagesError,
     RoomPreset,
+    RoomRedactError,
     RoomResolveAliasError,
     RoomSendError,
     SyncError,
@@ -74,7 +75,9 @@ from bot.domain import Markup, UserRef
 from bot.logs import describe_error
 from bot.outbox import Delivery, PermanentDeliveryError
 from bot.rights import PlaceKind, Standing
+from bot.uploads import MediaErasure
 from storage.leases import AlreadyTakenOn
+from storage.uploads import Upload
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -148,6 +151,15 @@ _RETRIED_ERRCODES = frozenset({"M_LIMIT_EXCEEDED", "M_UNKNOWN_TOKEN", "M_MISSING
 # History visibilities under which a member may read what was said before they joined, and so
 # may be given the keys to it when they ask.
 _SHARED_HISTORY = frozenset({"shared", "world_readable"})
+# Why a file the bot uploaded stays in the media store, by the admin API's refusal.
+_MEDIA_KEPT = {
+    "M_FORBIDDEN": "the bot's account is not an admin of the homeserver, which only admins "
+    "let delete files; the messages that carried them were removed, and the server's admin "
+    "can delete the files",
+    "M_UNRECOGNIZED": "the homeserver offers no way to delete files; the messages that carried "
+    "them were removed",
+    "M_NOT_FOUND": "the homeserver no longer has them",
+}
 
 # Room versions in which the creator is an ordinary power-level holder; in later ones
 # (12 on) creators outrank every power level and are not listed in m.room.power_levels.
@@ -392,6 +404,7 @@ class MatrixAdapter:
                             "named in matrix.coordinators are coordinators")  # fmt: skip
             await self._join_configured_rooms()
             self.app.services.outbox.register(PLATFORM, self.deliver)
+            self.app.services.uploads.register(PLATFORM, self.erase_media)
             await self._sync_loop()
         except MatrixFatalError as exc:
             log.error("matrix adapter stopped: %s", exc)
@@ -1414,8 +1427,9 @@ class MatrixAdapter:
             thread = self._quiet_thread(room, reply_to, thread)
         pill = (mention, ctx.user.label) if mention else None
         event_id = await self._send_reply(
-            room, reply, answers, reply_to=reply_to, thread=thread, pill=pill
-        )
+            room, reply, answers, reply_to=reply_to, thread=thread, pill=pill,
+            owner=ctx.user if reply.confidential else None,
+        )  # fmt: skip
         if reply.subject is not None:
             kind, subject_id = reply.subject
             await self.app.services.state.set(
@@ -1450,7 +1464,8 @@ class MatrixAdapter:
         if direct is None:
             note = Reply(Markup.trusted(NO_DIRECT_CHAT_NOTE), private=True, is_error=True)
         else:
-            await self._send_reply(direct, reply, f"{answers}:direct", reply_to=None)
+            await self._send_reply(direct, reply, f"{answers}:direct", reply_to=None,
+                                   owner=ctx.user)  # fmt: skip
             note = Reply(Markup.trusted(SENT_DIRECTLY_NOTE), private=True)
         await self._send_reply(room, note, answers, reply_to=reply_to,
                                thread=self._quiet_thread(room, reply_to, thread))  # fmt: skip
@@ -1495,11 +1510,13 @@ class MatrixAdapter:
         reply_to: str | None,
         thread: str | None = None,
         pill: tuple[str, str] | None = None,
+        owner: UserRef | None = None,
     ) -> str:
         """Send a reply and its attachments; returns the text message's event id.
 
         ``pill`` (user id, display name) addresses the reply to someone who did not type
-        anything (a reaction), with a mention pill.
+        anything (a reaction), with a mention pill. Files sent only to ``owner`` are recorded
+        as theirs, so erasing them deletes the files too.
         """
         wanted = [m.external_id for m in reply.mentions if m.platform == PLATFORM]
         content = notice_content(
@@ -1515,7 +1532,7 @@ class MatrixAdapter:
         for index, attachment in enumerate(reply.attachments):
             await self._send_attachment(
                 room.room_id, attachment, txn_id=_txn("answer", f"{answers}:{index}"),
-                extra={ANSWERS_KEY: answers},
+                extra={ANSWERS_KEY: answers}, owner=owner,
             )  # fmt: skip
         return event_id
 
@@ -1537,7 +1554,13 @@ class MatrixAdapter:
         return str(response.event_id)
 
     async def _send_attachment(
-        self, room_id: str, attachment: Attachment, *, txn_id: str, extra: dict[str, Any]
+        self,
+        room_id: str,
+        attachment: Attachment,
+        *,
+        txn_id: str,
+        extra: dict[str, Any],
+        owner: UserRef | None = None,
     ) -> None:
         """Upload a file and post it; in an encrypted room the file is encrypted too."""
         room = self._client.rooms.get(room_id)
@@ -1551,6 +1574,11 @@ class MatrixAdapter:
         )
         if isinstance(uploaded, UploadError):
             raise MatrixSendError(uploaded.status_code, _http_status(uploaded), uploaded.message)
+        uploads = self.app.services.uploads
+        record = None
+        if owner is not None:
+            record = await uploads.uploaded(owner, uploaded.content_uri, room_id,
+                                            self.app.clock.now())  # fmt: skip
         image = attachment.content_type.startswith("image/")
         content: dict[str, Any] = {
             "msgtype": "m.image" if image else "m.file",
@@ -1564,7 +1592,42 @@ class MatrixAdapter:
             content["file"] = {"url": uploaded.content_uri, **keys}
         else:
             content["url"] = uploaded.content_uri
-        await self._send(room_id, content, txn_id=txn_id)
+        event_id = await self._send(room_id, content, txn_id=txn_id)
+        if record is not None:
+            await uploads.sent(record, event_id)
+
+    async def erase_media(self, uploads: list[Upload]) -> MediaErasure:
+        """Delete files the bot uploaded for someone, and redact the messages that carried them.
+
+        Deleting from the media store takes Synapse's admin API (the bot's account must be a
+        server admin); without it the messages are still redacted, and the answer says the
+        files themselves stay.
+        """
+        deleted, kept, why = 0, 0, ""
+        for upload in uploads:
+            server, _, media_id = upload.uri.removeprefix("mxc://").partition("/")
+            status, answer = await self._api(
+                "DELETE", f"/_synapse/admin/v1/media/{quote(server, safe='')}/"
+                f"{quote(media_id, safe='')}", None,
+            )  # fmt: skip
+            if status == 200:
+                deleted += 1
+            else:
+                kept += 1
+                why = why or _MEDIA_KEPT.get(
+                    str(answer.get("errcode")), f"the homeserver refused (HTTP {status})"
+                )
+            if upload.event_id:
+                redacted = await self._client.room_redact(
+                    upload.room_id, upload.event_id, reason="erased on request",
+                    tx_id=_txn("redact", upload.event_id),
+                )  # fmt: skip
+                if isinstance(redacted, RoomRedactError):
+                    log.warning("matrix: a message carrying an erased file could not be "
+                                "redacted (%s)", redacted.status_code)  # fmt: skip
+        if kept:
+            log.warning("matrix: %d uploaded file(s) could not be deleted (%s)", kept, why)
+        return MediaErasure(deleted, kept, why)
 
     # -- the outbox --------------------------------------------------------------------------
 

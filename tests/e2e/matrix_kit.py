@@ -474,8 +474,12 @@ async def running_bot(
 class BotProcess:
     """``python -m bot run`` in a subprocess, so it can be really stopped and started."""
 
-    def __init__(self, workdir: Path, config: str, env: dict[str, str]) -> None:
+    def __init__(
+        self, workdir: Path, config: str, env: dict[str, str],
+        program: Sequence[str] = ("-m", "bot"),
+    ) -> None:  # fmt: skip
         self.workdir = workdir
+        self.program = list(program)  # what runs under the interpreter (a child script, say)
         self.config_path = workdir / "config.toml"
         self.config_path.write_text(config)
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
@@ -529,7 +533,7 @@ class BotProcess:
 
     def _spawn(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot", "run", "--config", str(self.config_path)],
+            [sys.executable, *self.program, "run", "--config", str(self.config_path)],
             cwd=self.workdir,
             env=self.env,
             stdin=subprocess.DEVNULL,
