@@ -22,6 +22,7 @@ from bot.core import BotCore
 from bot.domain import UserRef
 from bot.leases import Leases
 from bot.logs import describe_error
+from bot.privacy import PersonalData
 from bot.services import Services
 from storage import backup, migrations
 from storage.db import Database, DatabaseUnavailable
@@ -119,6 +120,7 @@ class App:
         takes every lease in the first heartbeat, before this returns.
         """
         self.adapters = list(adapters)
+        await self.finish_erasures()
         self.services.scheduler.start()
         for cog in self.cogs:
             if cog.duty is None:
@@ -160,6 +162,17 @@ class App:
         for target in targets:
             if target.partition(":")[0] not in served:
                 log.warning("announce target %s: no adapter for it runs; posts wait", target)
+
+    async def finish_erasures(self) -> int:
+        """Finish the erasures a killed or failed process left half done; how many."""
+        s = self.services
+        personal = PersonalData(s.registry, s.volunteers, s.outbox_repo, s.db,
+                                s.outbox.renderers, s.direct_chats)  # fmt: skip
+        try:
+            return await personal.resume()
+        except DatabaseUnavailable as exc:
+            log.warning("unfinished erasures wait for the next start or retry: %s", exc)
+            return 0
 
     async def _start_cog(self, cog: Cog) -> None:
         try:

@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any
 
@@ -21,8 +21,10 @@ from bot.core import Registry
 from bot.domain import Markup, UserRef
 from bot.outbox import Renderers, UnknownKind
 from bot.uploads import MediaErasure, Uploads
+from storage.acting import unguarded
 from storage.db import Database
 from storage.direct_chats import DirectChatRepo
+from storage.erasure import ErasureRepo
 from storage.models import OutboxMessage
 from storage.outbox import OutboxRepo
 from storage.uploads import UploadRepo
@@ -35,6 +37,17 @@ MESSAGES = "messages_for_you"
 POSTS = "posts_naming_you"
 DIRECT_CHATS = "direct_chats_with_you"
 FILES = "files_sent_to_you"
+
+
+# Rounds of erasure steps before giving up (one is enough unless something kept writing).
+SWEEPS = 3
+
+
+class ErasureIncomplete(Exception):
+    """Erasure steps ran, yet a table still names the person; the marker stays."""
+
+    def __init__(self, left: Sequence[str]) -> None:
+        super().__init__(f"still named in {', '.join(left)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +72,7 @@ class PersonalData:
         renderers: Renderers,
         direct_chats: DirectChatRepo | None = None,
         uploads: Uploads | None = None,
+        erasures: ErasureRepo | None = None,
     ) -> None:
         self.registry = registry
         self.volunteers = volunteers
@@ -66,6 +80,7 @@ class PersonalData:
         self.db = db
         self.direct_chats = direct_chats or DirectChatRepo(db)
         self.uploads = uploads or Uploads(UploadRepo(db))
+        self.erasures = erasures or ErasureRepo(db)
         self.renderers = renderers
 
     def holders(self) -> list[Cog]:
@@ -119,19 +134,50 @@ class PersonalData:
         }
 
     async def erase(self, user: UserRef, ctx: Ctx | None = None) -> Erasure:
-        """Erase ``user`` everywhere: each cog in order, the outbox, then the file's log.
+        """Erase ``user`` everywhere, so that nothing they do meanwhile can write them back.
 
-        A cog that fails stops the erasure before the volunteer record (erased last) goes,
-        so running it again finishes the job.
+        First the marker (see :mod:`storage.erasure`): from its commit on, every write made
+        for the person is refused, in every process. Then each cog in order, the direct
+        chats and the outbox, each step idempotent, swept again until no table names them;
+        the marker goes with the sweep that finds nothing, then the file's log is folded in.
+        A failure or a kill leaves the marker, and the next attempt (a retry, or any
+        process starting) does it all again.
         """
-        for cog in self.holders():
-            await cog.erase_data(user, ctx)
-        media = await self.uploads.erase(user)
-        await self.direct_chats.forget(user)
-        dropped = await self.outbox.drop_for(user.platform, user.external_id)
-        redacted = await self.outbox.redact(user.platform, user.external_id, FORMER_VOLUNTEER)
+        with unguarded():
+            await self.erasures.begin(user, ctx.now if ctx else datetime.now(UTC))
+            media = await self.uploads.erase(user)
+            dropped = redacted = 0
+            left: list[str] = []
+            for _ in range(SWEEPS):
+                for cog in self.holders():
+                    await cog.erase_data(user, ctx)
+                await self.direct_chats.forget(user)
+                dropped += await self.outbox.drop_for(user.platform, user.external_id)
+                redacted += await self.outbox.redact(
+                    user.platform, user.external_id, FORMER_VOLUNTEER
+                )
+                left = await self.erasures.finish(user)
+                if not left:
+                    break
+                log.warning("erasure: %s still named someone; sweeping again", ", ".join(left))
+            else:
+                raise ErasureIncomplete(left)
         checkpointed = await self.db.checkpoint()
         return Erasure(dropped, redacted, checkpointed, media)
+
+    async def resume(self) -> int:
+        """Finish every erasure that a stopped or killed process began; how many it finished."""
+        finished = 0
+        for person in await self.erasures.pending():
+            try:
+                await self.erase(person)
+            except Exception:
+                log.exception("erasure: finishing one left unfinished failed; retried later")
+            else:
+                finished += 1
+        if finished:
+            log.info("erasure: finished %d erasure(s) left unfinished", finished)
+        return finished
 
 
 def section_name(cog: Cog) -> str:

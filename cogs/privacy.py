@@ -106,8 +106,14 @@ class Privacy(Cog):
                 private=True,
                 buttons=[Button(CONFIRM_LABEL, CONFIRM_COMMAND)],
             )
+        unfinished = await self.personal.erasures.is_pending(ctx.user)
         erasure = await self.personal.erase(ctx.user, ctx)
         if not stored:
+            if unfinished:
+                return Reply.text(
+                    "Done. I finished erasing your data, which an earlier `privacy forget` "
+                    "had begun. If you use the bot again, it starts from nothing."
+                )
             return Reply.text("I stored nothing about you; there was nothing to erase.")
         return Reply(
             Markup.format(
@@ -134,6 +140,7 @@ class Privacy(Cog):
         volunteers were erased.
         """
         cutoff = now - self.retention
+        await self.personal.resume()  # any a killed process left half done
         cleared = await self.outbox.clear_sent_before(cutoff)
         purged = 0
         for person in await self.volunteers.inactive_since(cutoff):
