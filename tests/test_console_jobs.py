@@ -38,7 +38,7 @@ volunteer join translator --languages fr
 task review 3 approve
 job show 1
 job list
-"""  # noqa: E501
+"""
 
 
 def test_a_leaflet_into_three_languages_translated_reviewed_and_shown_in_the_job_table(tmp_path):
