@@ -423,7 +423,8 @@ class TaskRepo:
         text matches titles containing it, ignoring case. Nothing typed lists the most urgent.
         """
         text = typed.strip().lstrip("#").lower()[:100]
-        like = "%" + "".join(ch for ch in text if ch not in "%_\\") + "%"
+        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        like = f"%{escaped}%"
 
         def tx(t: Tx) -> list[Suggestion]:
             rows: list[dict[str, Any]] = []
