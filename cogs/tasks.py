@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from bot.background import Periodic
+from bot.charts import CoverageData, coverage_attachment
 from bot.commands import Cog, command, requires
 from bot.context import Button, Ctx, Reply
 from bot.domain import (
@@ -24,15 +25,24 @@ from bot.domain import (
     UserError,
     UserRef,
 )
-from bot.domain.tasks import Change, Notice, Outcome, TaskNotice
+from bot.domain.tasks import Change, Expiry, Notice, Outcome, TaskNotice
 from bot.params import Language, Param, When
 from bot.services import Services
-from storage.tasks import EventView, NewTask, Result, SweepReport, TaskView
+from storage.tasks import EventView, NewTask, QueueReport, Result, SweepReport, TaskView
 
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL = 60.0  # seconds between expiry sweeps
 HISTORY_SHOWN = 15
+REPORT_LISTED = 5  # claims running out, and oldest open tasks, in the report
+# The report's columns: heading, and the statuses counted under it.
+REPORT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "open": ("open",),
+    "claimed": ("claimed",),
+    "in review": ("in_review",),
+    "done": ("done",),
+}
+NO_LANGUAGE = "—"
 FORMER = "a former volunteer"
 NEWLINE = Markup.trusted("\n")
 
@@ -356,6 +366,43 @@ class Tasks(Cog):
         self.outbox.wake()
         return Reply.text("Task #{id} “{title}” is cancelled.", id=id, title=result.task.title)
 
+    @command()
+    @requires("coordinator")
+    async def report(self, ctx: Ctx) -> Reply:
+        """Coverage by language and status, with a chart."""
+        expiry = Expiry(self.settings.claim_ttl)
+        found = await self.tasks.report(idle_since=expiry.nudge_cutoff(ctx.now),
+                                        limit=REPORT_LISTED)  # fmt: skip
+        rows = _coverage(found)
+        lines = [Markup.trusted("**Tasks by language**: " + ", ".join(REPORT_COLUMNS))]
+        lines += [
+            Markup.format("{lang}: {numbers}", lang=label,
+                          numbers=" · ".join(f"{counts[c]:,} {c}" for c in REPORT_COLUMNS))
+            for label, counts in rows.items()
+        ] or [Markup.trusted("No tasks yet.")]  # fmt: skip
+        lines.append(Markup.trusted("**Claims running out**"))
+        lines += [
+            Markup.format("#{id} {title} — {name}, back to the queue {when}", id=t.id,
+                          title=t.title, name=_name(t.claimer),
+                          when=self.when(expiry.release_at(t.last_activity_at or t.created_at)))
+            for t in found.expiring
+        ] or [Markup.trusted("None.")]  # fmt: skip
+        lines.append(Markup.trusted("**Oldest unclaimed**"))
+        lines += [
+            Markup.format("{line}, posted {when}", line=self.line(t), when=self.when(t.created_at))
+            for t in found.oldest_open
+        ] or [Markup.trusted("None: every task is taken.")]  # fmt: skip
+        unspoken = found.unspoken
+        lines.append(Markup.format(
+            "**No volunteer speaks**: {langs}",
+            langs=", ".join(f"{LANGUAGES[c]} ({c})" for c in unspoken) if unspoken else "none",
+        ))  # fmt: skip
+        chart = coverage_attachment(CoverageData(
+            "Tasks by language and status",
+            {label: {c: counts[c] for c in REPORT_COLUMNS} for label, counts in rows.items()},
+        ))  # fmt: skip
+        return Reply(NEWLINE.join(lines), attachments=[chart])
+
     # --- expiry -----------------------------------------------------------------------
 
     async def sweep(self, now: datetime | None = None) -> SweepReport:
@@ -557,6 +604,18 @@ def _languages(task: TaskView) -> str:
     if task.source_language:
         return f"from {task.source_language}"
     return ""
+
+
+def _coverage(report: QueueReport) -> dict[str, dict[str, int]]:
+    """Each target language's tasks per report column, languages in code order."""
+    rows: dict[str, dict[str, int]] = {}
+    for code in sorted(report.counts, key=lambda c: (c == "", c)):
+        counts = report.counts[code]
+        rows[code or NO_LANGUAGE] = {
+            column: sum(counts.get(s, 0) for s in statuses)
+            for column, statuses in REPORT_COLUMNS.items()
+        }
+    return rows
 
 
 def _list_options(kind: TaskKind | None, language: str | None, status: Status | None) -> str:

@@ -11,7 +11,7 @@ from storage.types import UTCDateTime
 # some cog's export_data and erase_data; tests/test_privacy_coverage.py checks both.
 NO_PERSONAL_DATA: frozenset[str] = frozenset(
     {"schema_version", "bot_state", "reached_milestone", "lease", "bot_process", "claimed_event",
-     "web_token_used"}
+     "web_token_used", "task_tally"}
 )
 
 
@@ -162,6 +162,8 @@ def _task_indexes() -> None:
     Index("ix_task_claimed", c.status, c.last_activity_at,
           sqlite_where=is_claimed, postgresql_where=is_claimed)  # fmt: skip
     Index("ix_task_creator", c.creator_platform, c.creator_external_id)
+    # The oldest open tasks first, for the coordinators' report.
+    Index("ix_task_open_age", c.id, sqlite_where=is_open, postgresql_where=is_open)
 
 
 _task_indexes()

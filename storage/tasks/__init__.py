@@ -4,10 +4,12 @@
 - :mod:`~storage.tasks.statements`: every statement the queue runs, each written once;
 - :mod:`~storage.tasks.claims`: claims by number and ``task next``, batched;
 - :mod:`~storage.tasks.expiry`: idle claims nudged and released, due dates reminded of;
-- :mod:`~storage.tasks.personal`: a person's data exported and erased.
+- :mod:`~storage.tasks.personal`: a person's data exported and erased;
+- :mod:`~storage.tasks.report`: the coordinators' report.
 """
 
 from storage.tasks.repo import TaskRepo
+from storage.tasks.report import QueueReport
 from storage.tasks.views import EventView, NewTask, Result, SweepReport, TaskView
 
-__all__ = ["EventView", "NewTask", "Result", "SweepReport", "TaskRepo", "TaskView"]
+__all__ = ["EventView", "NewTask", "QueueReport", "Result", "SweepReport", "TaskRepo", "TaskView"]

@@ -30,6 +30,7 @@ from storage.tasks.batcher import Batcher
 from storage.tasks.claims import ClaimRequest, claim_batch
 from storage.tasks.expiry import Swept, sweep_once, tell_claimer
 from storage.tasks.personal import erase, export
+from storage.tasks.report import QueueReport, read_report
 from storage.tasks.tx import Tx, as_seen, claimer, open_count, record, require, until_settled, view
 from storage.tasks.views import (
     EventView,
@@ -136,6 +137,10 @@ class TaskRepo:
             return found, [held_view(row, found.user) for row in rows]
 
         return await self._read(tx)
+
+    async def report(self, *, idle_since: datetime, limit: int = 10) -> QueueReport:
+        """The coordinators' report; claims idle since ``idle_since`` count as running out."""
+        return await self._read(lambda t: read_report(t, idle_since=idle_since, limit=limit))
 
     # --- changing ---------------------------------------------------------------------
 
