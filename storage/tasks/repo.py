@@ -27,6 +27,7 @@ from bot.domain.tasks import (
 from storage.db import Database
 from storage.tasks import statements as q
 from storage.tasks.batcher import Batcher
+from storage.tasks.bulk import Progress, post_many
 from storage.tasks.claims import ClaimRequest, claim_batch
 from storage.tasks.expiry import Swept, sweep_once, tell_claimer
 from storage.tasks.personal import erase, export
@@ -160,6 +161,17 @@ class TaskRepo:
             return require(t, task_id)
 
         return await self._write(tx)
+
+    async def post_many(
+        self,
+        creator: UserRef,
+        tasks: list[NewTask],
+        *,
+        now: datetime,
+        progress: Progress | None = None,
+    ) -> list[int]:
+        """Add many tasks in one transaction; returns their numbers in order."""
+        return await self._write(lambda t: post_many(t, creator, tasks, now, progress))
 
     async def claim(
         self, task_id: int, user: UserRef, *, place: str, now: datetime, max_open: int
