@@ -226,17 +226,16 @@ def _tasks_import(settings: Settings, path: str, dry_run: bool, user: str) -> in
     if dry_run:
         print(f"{path}: every row is fine; {summary(rows)}. Nothing was posted (--dry-run).")
         return 0
-    tasks = [task for row in rows for task in row.tasks]
     db = Database(settings.storage.url, busy_timeout_ms=settings.storage.busy_timeout_ms)
     try:
         migrations.upgrade(db)
-        ids = asyncio.run(TaskRepo(db).post_many(
-            UserRef("console", user, user), tasks, now=now,
+        posted = asyncio.run(TaskRepo(db).post_many(
+            UserRef("console", user, user), [row.job for row in rows], now=now,
             progress=(lambda done, total: bar.show("posting tasks", done, total)) if bar else None,
         ))  # fmt: skip
     finally:
         db.close()
-    print(f"{path}: {summary(rows, ids)} in {time.monotonic() - started:.1f} s.")
+    print(f"{path}: {summary(rows, posted)} in {time.monotonic() - started:.1f} s.")
     return 0
 
 

@@ -17,6 +17,8 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from bot.domain.vocab import TaskKind
+
 ENV_PREFIX = "VOLUNTEER_BOT_"
 DEFAULT_FILE = Path("config.toml")
 
@@ -148,6 +150,8 @@ class TasksSection(Section):
     max_open_claims: Positive = 3
     claim_ttl: Span = timedelta(days=7)
     page_size: int = 10
+    # Kinds whose done work waits for a second volunteer's review before it is finished.
+    review_kinds: list[TaskKind] = [TaskKind.TRANSLATION, TaskKind.VIDEO_EDITING]
 
 
 class RemindersSection(Section):

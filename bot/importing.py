@@ -14,7 +14,7 @@ from typing import Any
 
 from bot.domain import BadArgument, Priority, TaskKind, UserError
 from bot.params import ParseEnv, kind_for, parse_language, parse_language_list, parse_when
-from storage.tasks import NewTask
+from storage.tasks import NewJob, Posted
 
 REQUIRED = ("kind", "title")
 OPTIONAL = ("language", "source_language", "priority", "due", "description", "source")
@@ -29,16 +29,10 @@ Progress = Callable[[int, int], None]
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One good row: the line it starts on and the tasks it posts, one per target language."""
+    """One good row: the line it starts on and the job it posts, a task per target language."""
 
     line: int
-    tasks: tuple[NewTask, ...]
-    source: str | None = None
-
-    @property
-    def grouped(self) -> bool:
-        """Whether its tasks form a job (several target languages)."""
-        return len(self.tasks) > 1
+    job: NewJob
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,20 +203,17 @@ def _row(
     problems += _rules(line, parsed, env)
     if problems:
         return None, problems
-    languages: tuple[str | None, ...] = tuple(parsed.get("language") or (None,))
-    tasks = tuple(
-        NewTask(
-            kind=parsed["kind"],
-            title=parsed["title"],
-            description=parsed.get("description"),
-            language=language,
-            source_language=parsed.get("source_language"),
-            priority=parsed.get("priority") or Priority.NORMAL,
-            due_at=parsed.get("due"),
-        )
-        for language in languages
+    job = NewJob(
+        kind=parsed["kind"],
+        title=parsed["title"],
+        languages=tuple(parsed.get("language") or (None,)),
+        description=parsed.get("description"),
+        source_language=parsed.get("source_language"),
+        source_url=parsed.get("source"),
+        priority=parsed.get("priority") or Priority.NORMAL,
+        due_at=parsed.get("due"),
     )
-    return Row(line, tasks, parsed.get("source")), []
+    return Row(line, job), []
 
 
 def _rules(line: int, parsed: dict[str, Any], env: ParseEnv) -> Iterator[Problem]:
@@ -236,9 +227,9 @@ def _rules(line: int, parsed: dict[str, Any], env: ParseEnv) -> Iterator[Problem
         yield Problem(line, "source_language", message)
 
 
-def summary(rows: list[Row], ids: list[int] | None = None) -> str:
-    """What the rows post (or posted, given the new tasks' numbers), in one sentence."""
-    tasks = [t for row in rows for t in row.tasks]
+def summary(rows: list[Row], posted: list[Posted] | None = None) -> str:
+    """What the rows post (or posted, given what posting made), in one sentence."""
+    tasks = [t for row in rows for t in row.job.tasks()]
     kinds: dict[str, int] = {}
     languages: dict[str, int] = {}
     for task in tasks:
@@ -247,11 +238,18 @@ def summary(rows: list[Row], ids: list[int] | None = None) -> str:
         languages[code] = languages.get(code, 0) + 1
     by_kind = ", ".join(f"{kind} {n:,}" for kind, n in sorted(kinds.items()))
     by_language = ", ".join(f"{code} {n:,}" for code, n in sorted(languages.items()))
-    jobs = sum(1 for row in rows if row.grouped)
-    grouped = f"; {jobs:,} row{'' if jobs == 1 else 's'} into several languages" if jobs else ""
+    ids = [i for made in posted or [] for i in made.task_ids]
     numbers = ""
     if ids:
         numbers = f" #{ids[0]}" if len(ids) == 1 else f" #{min(ids)}–#{max(ids)}"
-    verb = "posted" if ids is not None else "would post"
+    jobs = [made.job_id for made in posted or [] if made.job_id is not None]
+    several = sum(1 for row in rows if row.job.grouped)
+    grouped = ""
+    if jobs:
+        grouped = f"; {len(jobs):,} job{'' if len(jobs) == 1 else 's'} of several languages"
+        grouped += f" (job {jobs[0]})" if len(jobs) == 1 else f" (jobs {jobs[0]}–{jobs[-1]})"
+    elif several:
+        grouped = f"; {several:,} job{'' if several == 1 else 's'} of several languages"
+    verb = "posted" if posted is not None else "would post"
     return (f"{len(rows):,} rows {verb} {len(tasks):,} tasks{numbers} ({by_kind}; "
             f"by target language: {by_language}){grouped}")  # fmt: skip

@@ -37,10 +37,10 @@ HISTORY_SHOWN = 15
 REPORT_LISTED = 5  # claims running out, and oldest open tasks, in the report
 # The report's columns: heading, and the statuses counted under it.
 REPORT_COLUMNS: dict[str, tuple[str, ...]] = {
-    "open": ("open",),
-    "claimed": ("claimed",),
-    "in review": ("in_review",),
-    "done": ("done",),
+    "open": (TaskStatus.OPEN.value,),
+    "claimed": (TaskStatus.CLAIMED.value,),
+    "in review": (TaskStatus.IN_REVIEW.value,),
+    "done": (TaskStatus.DONE.value,),
 }
 NO_LANGUAGE = "—"
 FORMER = "a former volunteer"

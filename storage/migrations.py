@@ -442,6 +442,60 @@ def _v10(conn: Connection) -> None:
     md.create_all(conn)
 
 
+@migration(15, "jobs: tasks fanned out per language; source, result and review on each task")
+def _v15(conn: Connection) -> None:
+    md = sa.MetaData()
+    sa.Table(
+        "job", md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("title", sa.String(200), nullable=False),
+        sa.Column("description", sa.Text),
+        sa.Column("source_language", sa.String(2)),
+        sa.Column("source_url", sa.String(2000)),
+        sa.Column("priority", sa.Integer, nullable=False),
+        _ts("due_at", nullable=True),
+        _ts("created_at"),
+        sa.Column("creator_platform", sa.String(16)),
+        sa.Column("creator_external_id", sa.String(255)),
+        sa.Column("creator_name", sa.String(255)),
+        sa.Index("ix_job_creator", "creator_platform", "creator_external_id"),
+    )  # fmt: skip
+    md.create_all(conn)
+    timestamp = UTCDateTime().compile(dialect=conn.dialect)
+    added = [
+        "job_id INTEGER REFERENCES job (id) ON DELETE SET NULL",
+        "source_url VARCHAR(2000)",
+        "result_link VARCHAR(2000)",
+        "result_note TEXT",
+        "review_note TEXT",
+        "reviewer_id INTEGER REFERENCES volunteer (id) ON DELETE SET NULL",
+        f"submitted_at {timestamp}",
+    ]
+    for column in added:
+        conn.exec_driver_sql(f"ALTER TABLE task ADD COLUMN {column}")
+    task = sa.Table(
+        "task", sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("language", sa.String(2)),
+        sa.Column("priority", sa.Integer, nullable=False),
+        _ts("due_at", nullable=True),
+        sa.Column("job_id", sa.Integer),
+        sa.Column("reviewer_id", sa.Integer),
+    )  # fmt: skip
+    c = task.c
+    order = (c.priority.desc(), c.due_at.is_(None), c.due_at, c.id)
+    sa.Index("ix_task_job", c.job_id, c.language).create(conn)
+    # Review work, found like open work: by kind and language, in queue order.
+    in_review = sa.text("status = 'in_review'")
+    sa.Index("ix_task_review", c.kind, c.language, *order,
+             sqlite_where=in_review, postgresql_where=in_review).create(conn)  # fmt: skip
+    has_reviewer = sa.text("reviewer_id IS NOT NULL")
+    sa.Index("ix_task_reviewer", c.reviewer_id,
+             sqlite_where=has_reviewer, postgresql_where=has_reviewer).create(conn)  # fmt: skip
+
+
 # Tasks counted per (target language, status, shard) by the database itself, so that the
 # coordinators' report reads a few hundred rows however long the queue grows. A task's shard
 # is its id modulo TALLY_SHARDS: claims of different tasks in one language seldom wait on the

@@ -85,6 +85,29 @@ class BotState(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=utc_column())
 
 
+class Job(SQLModel, table=True):
+    """One piece of work fanned out as a task per target language (a leaflet into 23).
+
+    The creator is a bare identity, as on a task; erasure sets it to NULL.
+    """
+
+    __tablename__ = "job"
+    __table_args__ = (Index("ix_job_creator", "creator_platform", "creator_external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)
+    title: str = Field(max_length=200)
+    description: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    source_language: str | None = Field(default=None, max_length=2)
+    source_url: str | None = Field(default=None, max_length=2000)  # what to work from
+    priority: int = 1
+    due_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    created_at: datetime = Field(sa_column=utc_column())
+    creator_platform: str | None = Field(default=None, max_length=16)
+    creator_external_id: str | None = Field(default=None, max_length=255)
+    creator_name: str | None = Field(default=None, max_length=255)
+
+
 class Task(SQLModel, table=True):
     """A job in the shared queue.
 
@@ -117,6 +140,16 @@ class Task(SQLModel, table=True):
     nudged_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     due_reminded_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     closed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    # The job it is one language of, if it was fanned out.
+    job_id: int | None = Field(default=None, foreign_key="job.id", ondelete="SET NULL")
+    source_url: str | None = Field(default=None, max_length=2000)  # what to work from
+    # The deliverable, recorded by ``task done``: a link found in the note, and the note.
+    result_link: str | None = Field(default=None, max_length=2000)
+    result_note: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # While in review ``claimed_by`` stays the submitter; ``reviewer_id`` holds the review.
+    review_note: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    reviewer_id: int | None = Field(default=None, foreign_key="volunteer.id", ondelete="SET NULL")
+    submitted_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
 
 
 class TaskEvent(SQLModel, table=True):
@@ -162,6 +195,13 @@ def _task_indexes() -> None:
     Index("ix_task_claimed", c.status, c.last_activity_at,
           sqlite_where=is_claimed, postgresql_where=is_claimed)  # fmt: skip
     Index("ix_task_creator", c.creator_platform, c.creator_external_id)
+    Index("ix_task_job", c.job_id, c.language)
+    in_review = text("status = 'in_review'")
+    Index("ix_task_review", c.kind, c.language, *order,
+          sqlite_where=in_review, postgresql_where=in_review)  # fmt: skip
+    has_reviewer = text("reviewer_id IS NOT NULL")
+    Index("ix_task_reviewer", c.reviewer_id,
+          sqlite_where=has_reviewer, postgresql_where=has_reviewer)  # fmt: skip
     # The oldest open tasks first, for the coordinators' report.
     Index("ix_task_open_age", c.id, sqlite_where=is_open, postgresql_where=is_open)
 

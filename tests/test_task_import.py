@@ -39,8 +39,8 @@ def tasks_in(url: str) -> list[tuple[object, ...]]:
     try:
         with db.engine.connect() as conn:
             return [tuple(r) for r in conn.exec_driver_sql(
-                "SELECT kind, title, language, source_language, priority, status FROM task "
-                "ORDER BY id"
+                "SELECT kind, title, language, source_language, priority, status, job_id, "
+                "source_url FROM task ORDER BY id"
             )]  # fmt: skip
     finally:
         db.close()
@@ -49,14 +49,14 @@ def tasks_in(url: str) -> list[tuple[object, ...]]:
 def test_a_good_file_reads_as_one_task_per_target_language():
     first, second = read_csv(GOOD.format(due="2026-03-20").encode(), ENV)
     assert (first.line, second.line) == (2, 3)
-    assert [t.language for t in first.tasks] == ["pl", "de", "fr"] and first.grouped
-    task = first.tasks[0]
+    assert [t.language for t in first.job.tasks()] == ["pl", "de", "fr"] and first.job.grouped
+    task = first.job.tasks()[0]
     assert (task.kind, task.title, task.source_language, task.priority, task.description) == (
         TaskKind.TRANSLATION, "Leaflet for the fair", "en", Priority.HIGH, "Two pages"
     )
     assert task.due_at == datetime(2026, 3, 20, 8, 0, tzinfo=UTC), "09:00 in Brussels"
-    assert first.source == "https://example.org/leaflet.odt"
-    assert [(t.kind, t.language, t.priority) for t in second.tasks] == [
+    assert task.source_url == "https://example.org/leaflet.odt"
+    assert [(t.kind, t.language, t.priority) for t in second.job.tasks()] == [
         (TaskKind.OTHER, None, Priority.NORMAL)
     ]
 
@@ -109,7 +109,7 @@ def test_bad_bytes_are_refused_as_not_utf8():
 
 def test_a_spreadsheet_export_with_a_byte_order_mark_and_capitals_reads():
     [row] = read_csv("\ufeffKind,Title,Source Language\r\nTranslation,Flyer,EN\r\n".encode(), ENV)
-    assert row.tasks[0].kind is TaskKind.TRANSLATION and row.tasks[0].source_language == "en"
+    assert row.job.kind is TaskKind.TRANSLATION and row.job.source_language == "en"
 
 
 def test_import_posts_every_row_on_both_databases(tmp_path: Path, db_url: str):
@@ -118,15 +118,17 @@ def test_import_posts_every_row_on_both_databases(tmp_path: Path, db_url: str):
                env={"VOLUNTEER_BOT_STORAGE__URL": db_url})  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "2 rows posted 4 tasks #1–#4" in done.stdout
+    assert "1 job of several languages (job 1)" in done.stdout
+    link = "https://example.org/leaflet.odt"
     assert tasks_in(db_url) == [
-        ("translation", "Leaflet for the fair", "pl", "en", 2, "open"),
-        ("translation", "Leaflet for the fair", "de", "en", 2, "open"),
-        ("translation", "Leaflet for the fair", "fr", "en", 2, "open"),
-        ("other", "Stand at the fair", None, None, 1, "open"),
+        ("translation", "Leaflet for the fair", "pl", "en", 2, "open", 1, link),
+        ("translation", "Leaflet for the fair", "de", "en", 2, "open", 1, link),
+        ("translation", "Leaflet for the fair", "fr", "en", 2, "open", 1, link),
+        ("other", "Stand at the fair", None, None, 1, "open", None, None),
     ]
-    listed = bot("--as", "alice", stdin="task show 4\n", cwd=tmp_path,
-                 env={"VOLUNTEER_BOT_STORAGE__URL": db_url})  # fmt: skip
-    assert "posted by coco" in listed.stdout, listed.stdout
+    shown = bot("--as", "alice", stdin="task show 4\n", cwd=tmp_path,
+                env={"VOLUNTEER_BOT_STORAGE__URL": db_url})  # fmt: skip
+    assert "posted by coco" in shown.stdout, shown.stdout
 
 
 def test_one_bad_row_imports_nothing_and_exits_non_zero(tmp_path: Path, db_url: str):

@@ -31,7 +31,7 @@ from bot.domain.tasks import (
     why_nothing_fits,
 )
 
-OPEN, CLAIMED, DONE, CANCELLED = TaskStatus
+OPEN, CLAIMED, IN_REVIEW, DONE, CANCELLED = TaskStatus
 ME, OTHER = 1, 2
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -64,6 +64,15 @@ def held(by: int, kind: TaskKind = TaskKind.OTHER) -> T:
         (Change.CANCELLED, OPEN, CANCELLED),
         (Change.CANCELLED, CLAIMED, CANCELLED),
         (Change.CANCELLED, DONE, None),
+        (Change.CANCELLED, IN_REVIEW, CANCELLED),
+        (Change.SUBMITTED, CLAIMED, IN_REVIEW),
+        (Change.SUBMITTED, OPEN, None),
+        (Change.APPROVED, IN_REVIEW, DONE),
+        (Change.APPROVED, CLAIMED, None),
+        (Change.CHANGES, IN_REVIEW, CLAIMED),
+        (Change.CHANGES, DONE, None),
+        (Change.EXTENDED, CLAIMED, CLAIMED),
+        (Change.EXTENDED, OPEN, None),
     ],
 )
 def test_transitions(change, status, expected):

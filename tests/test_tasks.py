@@ -425,7 +425,9 @@ async def test_erase_releases_claims_and_leaves_a_former_volunteer(harness: Harn
     assert "posted by a former volunteer" in await h.ok("bob", f"task show {held}")
     assert (await cog.export_data(UserRef("test", "coco")))["tasks"] == {
         "claims": [],
+        "reviews": [],
         "created": [],
+        "jobs": [],
         "history": [],
     }
 

@@ -6,7 +6,7 @@ causes in one transaction; the rules deciding who may do what are :mod:`bot.doma
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -22,6 +22,7 @@ from bot.domain.tasks import (
     check_finish,
     check_unclaim,
     due_cutoff,
+    finishing,
     notice_key,
 )
 from storage.db import Database
@@ -31,16 +32,22 @@ from storage.tasks.bulk import Progress, post_many
 from storage.tasks.claims import ClaimRequest, claim_batch
 from storage.tasks.expiry import Swept, sweep_once, tell_claimer
 from storage.tasks.personal import erase, export
+from storage.tasks.posting import post_job, post_tasks
 from storage.tasks.report import QueueReport, read_report
 from storage.tasks.tx import Tx, as_seen, claimer, open_count, record, require, until_settled, view
 from storage.tasks.views import (
     EventView,
+    JobSummary,
+    JobView,
+    NewJob,
     NewTask,
+    Posted,
     Result,
     SweepReport,
     TaskView,
     event_view,
     held_view,
+    job_view,
     task_view,
 )
 from storage.volunteers import Profile, profile_of
@@ -149,15 +156,7 @@ class TaskRepo:
         """Add a task to the queue."""
 
         def tx(t: Tx) -> TaskView:
-            task_id = int(t.scalar(q.POST, {
-                "kind": new.kind.value, "title": new.title, "description": new.description,
-                "language": new.language, "source_language": new.source_language,
-                "priority": new.priority.rank, "due_at": new.due_at,
-                "status": TaskStatus.OPEN.value, "created_at": now,
-                "creator_platform": creator.platform, "creator_external_id": creator.external_id,
-                "creator_name": creator.label, "claim_count": 0,
-            }))  # fmt: skip
-            record(t, task_id, Change.POSTED, now, actor=creator)
+            [task_id] = post_tasks(t, creator, [new], now)
             return require(t, task_id)
 
         return await self._write(tx)
@@ -165,13 +164,62 @@ class TaskRepo:
     async def post_many(
         self,
         creator: UserRef,
-        tasks: list[NewTask],
+        jobs: Sequence[NewJob],
         *,
         now: datetime,
         progress: Progress | None = None,
-    ) -> list[int]:
-        """Add many tasks in one transaction; returns their numbers in order."""
-        return await self._write(lambda t: post_many(t, creator, tasks, now, progress))
+    ) -> list[Posted]:
+        """Post many jobs in one transaction, in batches; what each made, in order."""
+        return await self._write(lambda t: post_many(t, creator, jobs, now, progress))
+
+    async def post_jobs(
+        self, creator: UserRef, jobs: Sequence[NewJob], *, now: datetime
+    ) -> list[Posted]:
+        """Post every job (a task per language, grouped when several) in one transaction."""
+        return await self._write(lambda t: [post_job(t, creator, job, now) for job in jobs])
+
+    async def post_job(
+        self, creator: UserRef, new: NewJob, *, now: datetime
+    ) -> tuple[JobView | None, list[TaskView]]:
+        """Post one job: a task per language, grouped as a job when there are several."""
+
+        def tx(t: Tx) -> tuple[JobView | None, list[TaskView]]:
+            posted = post_job(t, creator, new, now)
+            job = None
+            if posted.job_id is not None:
+                row = t.first(q.JOB, {"job_id": posted.job_id})
+                assert row is not None
+                job = job_view(row)
+            return job, [require(t, task_id) for task_id in posted.task_ids]
+
+        return await self._write(tx)
+
+    async def job(self, job_id: int) -> tuple[JobView, list[TaskView]] | None:
+        """One job with its tasks (one per language, as posted), read together; or None."""
+
+        def tx(t: Tx) -> tuple[JobView, list[TaskView]] | None:
+            row = t.first(q.JOB, {"job_id": job_id})
+            if row is None:
+                return None
+            return job_view(row), [task_view(r) for r in t.rows(q.JOB_TASKS, {"job_id": job_id})]
+
+        return await self._read(tx)
+
+    async def jobs(self, *, offset: int = 0, limit: int = 10) -> list[JobSummary]:
+        """A page of jobs, newest first, each with its tasks counted by status."""
+
+        def tx(t: Tx) -> list[JobSummary]:
+            jobs = [job_view(r) for r in t.rows(q.JOB_PAGE, {"offset": offset, "limit": limit})]
+            if not jobs:
+                return []
+            counts: dict[int, dict[TaskStatus, int]] = {j.id: {} for j in jobs}
+            span = {"lo": jobs[-1].id, "hi": jobs[0].id}
+            for r in t.rows(q.JOB_COUNTS, span):
+                if r["job_id"] in counts:
+                    counts[r["job_id"]][TaskStatus(r["status"])] = int(r["n"])
+            return [JobSummary(j, counts[j.id]) for j in jobs]
+
+        return await self._read(tx)
 
     async def claim(
         self, task_id: int, user: UserRef, *, place: str, now: datetime, max_open: int
@@ -224,9 +272,20 @@ class TaskRepo:
         return await self._write(tx)
 
     async def finish(
-        self, task_id: int, user: UserRef, *, note: str | None, now: datetime
+        self,
+        task_id: int,
+        user: UserRef,
+        *,
+        note: str | None,
+        now: datetime,
+        link: str | None = None,
+        review_kinds: Collection[TaskKind] = (),
     ) -> Result:
-        """Mark a task done; only its claimer can."""
+        """Mark a task done with its deliverable; only its claimer can.
+
+        A task of one of ``review_kinds`` goes to review instead, its claimer kept as the
+        one who submitted it.
+        """
 
         def tx(t: Tx) -> Result:
             me = claimer(t, user)
@@ -236,9 +295,12 @@ class TaskRepo:
                 outcome = check_finish(task, mine)
                 if outcome is not Outcome.OK or mine is None:
                     return Result(outcome, task)
-                if not t.change(q.FINISH, as_seen(task) | {"now": now}):
+                change = finishing(task.kind, review_kinds)
+                statement = q.SUBMIT if change is Change.SUBMITTED else q.FINISH
+                result = {"now": now, "result_link": link, "result_note": note}
+                if not t.change(statement, as_seen(task) | result):
                     return None
-                record(t, task_id, Change.DONE, now, actor=user, note=note)
+                record(t, task_id, change, now, actor=user, note=note)
                 return Result(Outcome.OK, require(t, task_id), open_count(t, mine))
 
             return until_settled(t, task_id, attempt)
