@@ -23,6 +23,8 @@ MAX_TITLE = 200
 MAX_DESCRIPTION = 2000
 MAX_SOURCE = 2000
 MAX_PROBLEMS = 20  # bad rows named in one answer; the count says how many there were
+# Columns whose values files repeat (parsed once per distinct value), unlike titles.
+REPEATED = frozenset({"kind", "language", "source_language", "priority", "due"})
 # Called as rows are read: rows done, rows in all.
 Progress = Callable[[int, int], None]
 
@@ -69,13 +71,17 @@ class ImportRefused(Exception):
         return "\n".join(lines)
 
 
+_KIND = kind_for(TaskKind).parse
+_PRIORITY = kind_for(Priority).parse
+
+
 def _kind(text: str, env: ParseEnv) -> TaskKind:
-    value: TaskKind = kind_for(TaskKind).parse(text, env)
+    value: TaskKind = _KIND(text, env)
     return value
 
 
 def _priority(text: str, env: ParseEnv) -> Priority:
-    value: Priority = kind_for(Priority).parse(text, env)
+    value: Priority = _PRIORITY(text, env)
     return value
 
 
@@ -129,13 +135,15 @@ def read_csv(data: bytes, env: ParseEnv, progress: Progress | None = None) -> li
     rows: list[Row] = []
     problems: list[Problem] = []
     bad = total = 0
+    # Files repeat their kinds, languages and dates: each distinct value is parsed once.
+    seen: dict[tuple[str, str], Any] = {}
     try:
         for values in reader:
             line = reader.line_num - values_lines(values) + 1
             if not any(v.strip() for v in values):
                 continue  # blank lines are fine
             total += 1
-            row, found = _row(line, columns, values, env)
+            row, found = _row(line, columns, values, env, seen)
             if found:
                 bad += 1
                 problems += found
@@ -182,7 +190,11 @@ def _columns(header: list[str]) -> list[str]:
 
 
 def _row(
-    line: int, columns: list[str], values: list[str], env: ParseEnv
+    line: int,
+    columns: list[str],
+    values: list[str],
+    env: ParseEnv,
+    seen: dict[tuple[str, str], Any],
 ) -> tuple[Row | None, list[Problem]]:
     if len(values) > len(columns):
         extra = Problem(line, None, f"it has {len(values)} values and the header "
@@ -194,10 +206,19 @@ def _row(
     for name, text in raw.items():
         if not text:
             continue
-        try:
-            parsed[name] = PARSERS[name](text, env)
-        except UserError as exc:
-            problems.append(Problem(line, name, str(exc)))
+        key = (name, text)
+        value = seen.get(key) if name in REPEATED else None
+        if value is None:
+            try:
+                value = PARSERS[name](text, env)
+            except UserError as exc:
+                value = exc
+            if name in REPEATED:
+                seen[key] = value
+        if isinstance(value, UserError):
+            problems.append(Problem(line, name, str(value)))
+        else:
+            parsed[name] = value
     problems += [Problem(line, name, f"{name} is required") for name in REQUIRED
                  if not raw.get(name) and not any(p.column == name for p in problems)]  # fmt: skip
     problems += _rules(line, parsed, env)

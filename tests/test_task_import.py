@@ -46,6 +46,18 @@ def tasks_in(url: str) -> list[tuple[object, ...]]:
         db.close()
 
 
+def tally(url: str) -> dict[tuple[str, str], int]:
+    db = Database(url)
+    try:
+        with db.engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT language, status, sum(n) FROM task_tally GROUP BY language, status"
+            )
+            return {(lang, status): int(n) for lang, status, n in rows if n}
+    finally:
+        db.close()
+
+
 def test_a_good_file_reads_as_one_task_per_target_language():
     first, second = read_csv(GOOD.format(due="2026-03-20").encode(), ENV)
     assert (first.line, second.line) == (2, 3)
@@ -126,6 +138,8 @@ def test_import_posts_every_row_on_both_databases(tmp_path: Path, db_url: str):
         ("translation", "Leaflet for the fair", "fr", "en", 2, "open", 1, link),
         ("other", "Stand at the fair", None, None, 1, "open", None, None),
     ]
+    assert tally(db_url) == {("pl", "open"): 1, ("de", "open"): 1, ("fr", "open"): 1,
+                             ("", "open"): 1}, "the report's counts know the imported tasks"  # fmt: skip
     shown = bot("--as", "alice", stdin="task show 4\n", cwd=tmp_path,
                 env={"VOLUNTEER_BOT_STORAGE__URL": db_url})  # fmt: skip
     assert "posted by coco" in shown.stdout, shown.stdout

@@ -1,13 +1,18 @@
 """Many jobs posted in one transaction (``volunteer-bot tasks import``), in batches.
 
-Each batch is one multi-row INSERT of the job rows of jobs into several languages, one of
-their tasks, and one of the tasks' "posted" history lines, each returning the new numbers in
-the order given; the whole import commits or rolls back together.
+Each batch writes the job rows of jobs into several languages, their tasks, and the tasks'
+"posted" history lines; the whole import commits or rolls back together. On SQLite each is
+one ``executemany`` on the ``sqlite3`` connection, numbered on from the highest number so
+far (the transaction is the only writer). On PostgreSQL the numbers are taken from the id
+sequences first and the rows sent with COPY, which costs the server far less than statements
+do.
 """
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
+
+import sqlalchemy as sa
 
 from bot.domain import TaskStatus, UserRef
 from bot.domain.tasks import Change
@@ -19,8 +24,6 @@ BATCH = 1000  # tasks per batch, about
 # Called as batches are written: tasks posted so far, tasks in all.
 Progress = Callable[[int, int], None]
 
-POST_TASKS = q.T.insert().returning(q.T.c.id, sort_by_parameter_order=True)
-POST_JOBS = q.J.insert().returning(q.J.c.id, sort_by_parameter_order=True)
 
 
 def _creator(creator: UserRef) -> dict[str, Any]:
@@ -74,18 +77,21 @@ def post_many(
     total = sum(len(job.languages) for job in jobs)
     posted: list[Posted] = []
     done = 0
+    write = _copy if tx.conn.dialect.name == "postgresql" else _insert
+    if tx.driver is not None:
+        write = _executemany
     for batch in _batches(jobs):
         grouped = [job_row(job, creator, now) for job in batch if job.grouped]
-        job_ids = iter(tx.conn.execute(POST_JOBS, grouped).scalars().all() if grouped else [])
-        owners = [int(next(job_ids)) if job.grouped else None for job in batch]
+        job_ids = iter(write(tx, q.J, grouped))
+        owners = [next(job_ids) if job.grouped else None for job in batch]
         rows = [
             task_row(task, owner, creator, now)
             for job, owner in zip(batch, owners, strict=True)
             for task in job.tasks()
         ]
-        ids = [int(i) for i in tx.conn.execute(POST_TASKS, rows).scalars()]
-        tx.conn.execute(q.E.insert(), [event_row(i, Change.POSTED.value, now, creator)
-                                       for i in ids])  # fmt: skip
+        ids = write(tx, q.T, rows)
+        events = [event_row(i, Change.POSTED.value, now, creator) for i in ids]
+        write(tx, q.E, events, numbered=False)
         taken = iter(ids)
         for job, owner in zip(batch, owners, strict=True):
             posted.append(Posted(owner, tuple(next(taken) for _ in job.languages)))
@@ -93,3 +99,62 @@ def post_many(
         if progress is not None:
             progress(done, total)
     return posted
+
+
+def _insert(
+    tx: Tx, table: sa.Table, rows: list[dict[str, Any]], *, numbered: bool = True
+) -> list[int]:
+    """Multi-row INSERTs; the new rows' numbers in the order given (if ``numbered``)."""
+    if not rows:
+        return []
+    if not numbered:
+        tx.conn.execute(table.insert(), rows)
+        return []
+    statement = table.insert().returning(table.c.id, sort_by_parameter_order=True)
+    return [int(i) for i in tx.conn.execute(statement, rows).scalars()]
+
+
+def _executemany(
+    tx: Tx, table: sa.Table, rows: list[dict[str, Any]], *, numbered: bool = True
+) -> list[int]:
+    """One executemany on SQLite's own connection, numbered on from the highest number."""
+    driver = tx.driver
+    if not rows or driver is None:
+        return []
+    ids: list[int] = []
+    if numbered:
+        [(highest,)] = driver.execute(f"SELECT coalesce(max(id), 0) FROM {table.name}")
+        ids = list(range(highest + 1, highest + 1 + len(rows)))
+        rows = [{"id": i, **row} for i, row in zip(ids, rows, strict=True)]
+    columns = list(rows[0])
+    dialect = tx.conn.dialect
+    convert = [(c, table.c[c].type.dialect_impl(dialect).bind_processor(dialect)) for c in columns]
+    marks = ", ".join("?" * len(columns))
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
+    driver.executemany(sql, ([f(row[c]) if f else row[c] for c, f in convert] for row in rows))
+    return ids
+
+
+def _copy(
+    tx: Tx, table: sa.Table, rows: list[dict[str, Any]], *, numbered: bool = True
+) -> list[int]:
+    """COPY on PostgreSQL, numbered (if ``numbered``) from the table's id sequence first."""
+    if not rows:
+        return []
+    raw = tx.conn.connection.driver_connection
+    assert raw is not None
+    ids: list[int] = []
+    with raw.cursor() as cur:
+        if numbered:
+            cur.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                (table.name, len(rows)),
+            )
+            ids = [int(r[0]) for r in cur.fetchall()]
+            rows = [{"id": i, **row} for i, row in zip(ids, rows, strict=True)]
+        columns = list(rows[0])
+        names = ", ".join(columns)
+        with cur.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([row[c] for c in columns])
+    return ids
