@@ -40,6 +40,16 @@ class LanguageList(tuple[str, ...]):
     """Comma-separated language codes, e.g. ``de,fr``."""
 
 
+class Targets(tuple[str, ...]):
+    """Target languages: ``pl,de,fr``, or ``all`` (every EU language but the source)."""
+
+    every: bool = False
+
+
+class Url(str):
+    """A web address such as ``https://example.org/leaflet.odt``."""
+
+
 class TimeZone(str):
     """An IANA time zone name such as ``Europe/Brussels``."""
 
@@ -108,6 +118,48 @@ def parse_language_list(text: str) -> LanguageList:
     if not items:
         raise BadArgument("Give at least one language code, e.g. `de,fr`.")
     return LanguageList(dict.fromkeys(parse_language(item) for item in items))
+
+
+EVERY_LANGUAGE = "all"
+
+
+def parse_targets(text: str) -> Targets:
+    """Read ``pl,de,fr`` as :func:`parse_language_list` does, or ``all``: all 24 languages.
+
+    ``all`` comes back with ``every`` set, so the caller can leave out the source language.
+    """
+    if text.strip().lower() == EVERY_LANGUAGE:
+        targets = Targets(LANGUAGES)
+        targets.every = True
+        return targets
+    return Targets(parse_language_list(text))
+
+
+MAX_URL = 2000
+URL = re.compile(r"https?://[^\s/?#<>\"]+\.[^\s/?#<>\"]+(?:[/?#][^\s<>\"]*)?", re.IGNORECASE)
+
+
+def parse_url(text: str) -> Url:
+    """Read one http(s) address, e.g. ``https://example.org/leaflet.odt``."""
+    word = text.strip().strip("<>")
+    if len(word) > MAX_URL:
+        raise BadArgument("That link is {n} characters long; {max} at most.", n=len(word),
+                          max=MAX_URL)  # fmt: skip
+    if not URL.fullmatch(word):
+        raise BadArgument(
+            "`{text}` is not a web address. Give a link starting with https://, e.g. "
+            "`https://example.org/leaflet.odt`.",
+            text=word[:80],
+        )
+    return Url(word)
+
+
+def find_url(text: str) -> str | None:
+    """The first http(s) address in free text, without trailing punctuation; or None."""
+    match = URL.search(text)
+    if match is None:
+        return None
+    return match.group(0).rstrip(".,;:!?)]}'\"")[:MAX_URL]
 
 
 def parse_country(text: str) -> Country:
@@ -370,6 +422,8 @@ KINDS: dict[type, Kind] = {
     bool: Kind("yes/no", "boolean", _parse_bool),
     Language: Kind("language", "string", lambda text, env: parse_language(text)),
     LanguageList: Kind("languages", "string", lambda text, env: parse_language_list(text)),
+    Targets: Kind("languages", "string", lambda text, env: parse_targets(text)),
+    Url: Kind("link", "string", lambda text, env: parse_url(text)),
     Country: Kind("country", "string", lambda text, env: parse_country(text)),
     TimeZone: Kind("time zone", "string", lambda text, env: parse_timezone(text)),
     Duration: Kind("duration", "string", lambda text, env: parse_duration(text)),

@@ -25,10 +25,18 @@ from bot.domain import (
     UserError,
     UserRef,
 )
-from bot.domain.tasks import Change, Expiry, Notice, Outcome, TaskNotice
-from bot.params import Language, Param, When
+from bot.domain.tasks import Change, Expiry, Notice, Outcome, TaskNotice, Verdict
+from bot.params import Language, Param, Targets, Url, When, find_url
 from bot.services import Services
-from storage.tasks import EventView, NewTask, QueueReport, Result, SweepReport, TaskView
+from storage.tasks import (
+    EventView,
+    JobView,
+    NewJob,
+    QueueReport,
+    Result,
+    SweepReport,
+    TaskView,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +60,15 @@ class Status(StrEnum):
 
     OPEN = "open"
     CLAIMED = "claimed"
+    IN_REVIEW = "in-review"
     DONE = "done"
     CANCELLED = "cancelled"
     ALL = "all"
+
+    @property
+    def task_status(self) -> TaskStatus | None:
+        """The stored status it shows; None for all."""
+        return None if self is Status.ALL else TaskStatus(self.value.replace("-", "_"))
 
 
 TaskId = Annotated[int, Param("Task number", min=1, autocomplete=True)]
@@ -118,6 +132,40 @@ REFUSALS: dict[Outcome | tuple[Outcome, str], tuple[type[UserError], str]] = {
         "Task #{id} is held by {holder}, not by you; only they can finish it or give it back.",
     ),
     (Outcome.ALREADY_YOURS, "assign"): (Conflict, "{holder} already holds task #{id}."),
+    Outcome.NOT_IN_REVIEW: (
+        Conflict,
+        "Task #{id} is not in review: it is {status}. Work is reviewed once its holder hands "
+        "it in with `task done {id}`.",
+    ),
+    Outcome.OWN_WORK: (
+        NotPermitted,
+        "Task #{id} is your own work; another {role} has to review it.",
+    ),
+    Outcome.WRONG_LANGUAGE: (
+        NotPermitted,
+        "Task #{id} is a translation into {language}, which is not among your languages "
+        "({languages}); its reviewer must work in it.",
+    ),
+    Outcome.REVIEW_TAKEN: (Conflict, "{holder} is already reviewing task #{id}."),
+    (Outcome.NO_ROLE, "review"): (
+        NotPermitted,
+        "Task #{id} is a {kind} job: its reviewer must be a {role}. Take on the role with "
+        "`volunteer join {role}`.",
+    ),
+    (Outcome.NO_ROLE, "next-review"): (
+        NotFound,
+        "None of your roles ({roles}) reviews work. Reviewers are translators, video-editors "
+        "and the other roles with kinds of their own.",
+    ),
+    (Outcome.EMPTY, "next-review"): (
+        NotFound,
+        "Nothing waits for a review you can give right now (your languages: {languages}).",
+    ),
+    (Outcome.LIMIT, "next-review"): (
+        Conflict,
+        "You already hold {count} reviews, the most anyone can at once. Give your verdict "
+        "on one with `task review <id> approve` first.",
+    ),
 }
 
 # How each history event reads. Values: actor, subject, note.
@@ -129,6 +177,11 @@ EVENT_TEXT: dict[str, str] = {
     Change.EXPIRED: "released after no activity (was {subject})",
     Change.DONE: "done by {actor}",
     Change.CANCELLED: "cancelled by {actor}",
+    Change.SUBMITTED: "handed in for review by {actor}",
+    Change.REVIEWING: "review taken by {actor}",
+    Change.APPROVED: "approved by {actor} (work of {subject})",
+    Change.CHANGES: "changes asked by {actor} (back to {subject})",
+    Change.EXTENDED: "claim extended by {actor}",
 }
 
 
@@ -170,36 +223,46 @@ class Tasks(Cog):
         kind: Annotated[TaskKind, Param("What kind of job")],
         title: Annotated[str, Param("A short title", max_length=200, rest=True)],
         *,
-        language: Annotated[Language | None, Param("Target language, e.g. pl")] = None,
+        language: Annotated[
+            Targets | None, Param("Target language: pl, several (pl,de,fr) or all")
+        ] = None,
         source_language: Annotated[
             Language | None, Param("Language to translate from, e.g. en")
         ] = None,
+        source: Annotated[Url | None, Param("Link to what to work from")] = None,
         due: Annotated[When | None, Param("When it is due: 2026-12-01, 14:30 or in 3d")] = None,
         priority: Annotated[Priority | None, Param("How urgent (default normal)")] = None,
         description: Annotated[str | None, Param("Details", max_length=2000)] = None,
     ) -> Reply:
-        """Add a job to the queue."""
+        """Add a job to the queue, one task per target language."""
         if due is not None and due <= ctx.now:
             raise BadArgument(
                 "The due date {when} is already past. Give a later one, e.g. `--due in 3d`.",
                 when=self.when(due),
             )
-        if source_language is not None and source_language == language:
+        targets: tuple[str | None, ...] = tuple(language) if language else (None,)
+        if language is not None and language.every:
+            targets = tuple(code for code in language if code != source_language)
+        elif source_language is not None and source_language in targets:
             raise BadArgument(
                 "The source and target language are both `{code}`. Translate from another "
                 "language, or leave `--source-language` out.",
-                code=language,
+                code=source_language,
             )
-        new = NewTask(
+        new = NewJob(
             kind=kind,
             title=" ".join(title.split()),
+            languages=targets,
             description=description.strip() if description else None,
-            language=language,
             source_language=source_language,
+            source_url=source,
             priority=priority or Priority.NORMAL,
             due_at=due,
         )
-        task = await self.tasks.post(ctx.user, new, now=ctx.now)
+        job, tasks = await self.tasks.post_job(ctx.user, new, now=ctx.now)
+        if job is not None:
+            return Reply(self.job_posted(job, tasks), subject=("job", job.id))
+        [task] = tasks
         body = Markup.format("Posted task **#{id}**: ", id=task.id)
         body += self.line(task, numbered=False)
         body += Markup.format(
@@ -216,7 +279,7 @@ class Tasks(Cog):
         kind: Annotated[TaskKind | None, Param("Only this kind of job")] = None,
         language: Annotated[Language | None, Param("Only tasks into this language")] = None,
         status: Annotated[
-            Status | None, Param("open (default), claimed, done, cancelled, all")
+            Status | None, Param("open (default), claimed, in-review, done, cancelled, all")
         ] = None,
         page: Annotated[int | None, Param("Page number", min=1, max=100_000)] = None,
     ) -> Reply:
@@ -225,7 +288,7 @@ class Tasks(Cog):
         number = page or 1
         size = self.settings.page_size
         tasks = await self.tasks.page(
-            status=None if shown is Status.ALL else TaskStatus(shown.value),
+            status=shown.task_status,
             kind=kind,
             language=language,
             offset=(number - 1) * size,
@@ -240,7 +303,8 @@ class Tasks(Cog):
             if number > 1:
                 return Reply.text("There is no page {n} of {what} tasks.", n=number, what=what)
             return Reply.text("No {what} tasks.", what=what or "")
-        order = "most urgent first" if shown in (Status.OPEN, Status.CLAIMED) else "newest first"
+        urgent = (Status.OPEN, Status.CLAIMED, Status.IN_REVIEW)
+        order = "most urgent first" if shown in urgent else "newest first"
         head = Markup.format("**{what} tasks**, {order} (page {n})",
                              what=what.capitalize() or "All", order=order, n=number)  # fmt: skip
         lines = [head, *(self.line(t, status=shown is not Status.OPEN) for t in tasks[:size])]
@@ -290,8 +354,11 @@ class Tasks(Cog):
         *,
         kind: Annotated[TaskKind | None, Param("Only this kind of job")] = None,
         language: Annotated[Language | None, Param("Only tasks into this language")] = None,
+        review: Annotated[bool, Param("Take work to review instead")] = False,
     ) -> Reply:
-        """Claim the best open task for my roles and languages."""
+        """Claim the best open task for my roles and languages (or work to review)."""
+        if review:
+            return await self._next_review(ctx, language)
         result = await self.tasks.claim_next(
             ctx.user, place=ctx.place.target, now=ctx.now,
             max_open=self.settings.max_open_claims, kind=kind, language=language,
@@ -299,6 +366,25 @@ class Tasks(Cog):
         context = "next-kind" if result.outcome is Outcome.NO_ROLE and result.detail else "next"
         self._check(result, context, kind=kind, language=language)
         return Reply(self._claimed(result))
+
+    async def _next_review(self, ctx: Ctx, language: str | None) -> Reply:
+        result = await self.tasks.claim_review(
+            ctx.user, now=ctx.now, max_open=self.settings.max_open_claims, language=language
+        )
+        self._check(result, "next-review", language=language)
+        task = result.task
+        assert task is not None
+        body = Markup.format("You are reviewing task **#{id}**: ", id=task.id)
+        body += self.line(task, status=False, numbered=False)
+        body += Markup.format(", by {name}", name=_name(task.claimer))
+        for row in self.deliverable(task):
+            body += NEWLINE + row
+        body += Markup.format(
+            "\nApprove it with `task review {id} approve`, or send it back: "
+            "`task review {id} changes <what needs changing>`.",
+            id=task.id,
+        )
+        return Reply(body)
 
     @command()
     async def unclaim(self, ctx: Ctx, id: TaskId) -> Reply:
@@ -318,12 +404,73 @@ class Tasks(Cog):
         id: TaskId,
         note: Annotated[str | None, Param("What came of it", rest=True, max_length=1000)] = None,
     ) -> Reply:
-        """Mark my task as done."""
-        result = await self.tasks.finish(id, ctx.user, note=note, now=ctx.now)
+        """Mark my task as done, with a link to the result or a note."""
+        note = " ".join(note.split()) if note else None
+        result = await self.tasks.finish(
+            id, ctx.user, note=note or None, now=ctx.now, link=find_url(note or ""),
+            review_kinds=self.settings.review_kinds,
+        )  # fmt: skip
         self._check(result, "done", id=id)
+        task = result.task
+        assert task is not None
+        kept = Markup.format(" Result: {url}", url=task.result_link) if task.result_link else ""
+        if task.status is TaskStatus.IN_REVIEW:
+            body = Markup.format(
+                "Task #{id} “{title}” is handed in for review. Thank you, {name}! Another "
+                "{role} checks it next (`task review {id} approve`).",
+                id=id, title=task.title, name=ctx.user.label, role=_role(task.kind),
+            )  # fmt: skip
+            return Reply(body + kept)
+        body = Markup.format("Task #{id} “{title}” is done. Thank you, {name}!",
+                             id=id, title=task.title, name=ctx.user.label)  # fmt: skip
+        return Reply(body + kept)
+
+    @command()
+    async def review(
+        self,
+        ctx: Ctx,
+        id: TaskId,
+        verdict: Annotated[Verdict, Param("approve, or changes with a note")],
+        note: Annotated[
+            str | None, Param("What needs changing", rest=True, max_length=1000)
+        ] = None,
+    ) -> Reply:
+        """Approve work in review, or send it back with what needs changing."""
+        note = " ".join(note.split()) if note else None
+        if verdict is Verdict.CHANGES and not note:
+            raise BadArgument(
+                "Say what needs changing, e.g. `task review {id} changes the title is wrong`.",
+                id=id,
+            )
+        result = await self.tasks.review(
+            id, ctx.user, verdict, note=note, now=ctx.now, coordinator=ctx.actor.is_coordinator
+        )
+        task = result.task
+        holder = _name(task.reviewer) if task is not None else None
+        language = _language_name(task.language) if task and task.language else None
+        self._check(result, "review", id=id, holder=holder, language=language)
+        assert task is not None
+        self.outbox.wake()
+        if verdict is Verdict.APPROVE:
+            return Reply.text("Task #{id} “{title}” is approved and done. Thank you, {name}!",
+                              id=id, title=task.title, name=ctx.user.label)  # fmt: skip
+        if task.status is TaskStatus.OPEN:
+            return Reply.text("Task #{id} “{title}” is back in the queue with your note: its "
+                              "translator is no longer registered.", id=id,
+                              title=task.title)  # fmt: skip
+        return Reply.text("Task #{id} “{title}” goes back to {name} with your note.",
+                          id=id, title=task.title, name=_name(task.claimer))  # fmt: skip
+
+    @command()
+    async def extend(self, ctx: Ctx, id: TaskId) -> Reply:
+        """Keep my claim on a task: restart its time to live."""
+        result = await self.tasks.extend(id, ctx.user, now=ctx.now)
+        self._check(result, "extend", id=id)
         assert result.task is not None
-        return Reply.text("Task #{id} “{title}” is done. Thank you, {name}!",
-                          id=id, title=result.task.title, name=ctx.user.label)  # fmt: skip
+        until = self.when(ctx.now + self.settings.claim_ttl)
+        return Reply.text("Task #{id} “{title}” stays yours; without activity it would go "
+                          "back to the queue at {when}.", id=id, title=result.task.title,
+                          when=until)  # fmt: skip
 
     @command()
     async def mine(self, ctx: Ctx) -> Reply:
@@ -448,7 +595,7 @@ class Tasks(Cog):
         if task.due_at:
             extra.append(f"due {self.when(task.due_at)}")
         if status and task.status is not TaskStatus.OPEN:
-            extra.append(task.status.value)
+            extra.append(_status(task.status))
         body = Markup.format(
             "{number}{title} — {kind}{langs}{extra}",
             number=f"#{task.id} " if numbered else "", title=task.title, kind=task.kind.value,
@@ -463,7 +610,7 @@ class Tasks(Cog):
         """The details block of ``task show``."""
         rows: list[Markup] = [
             Markup.format("Kind: {kind}", kind=task.kind.value),
-            Markup.format("Status: {status}", status=task.status.value),
+            Markup.format("Status: {status}", status=_status(task.status)),
             Markup.format("Priority: {p}", p=task.priority.value),
         ]
         if task.language:
@@ -472,11 +619,33 @@ class Tasks(Cog):
             rows.append(Markup.format("From: {lang}", lang=_language_name(task.source_language)))
         if task.due_at:
             rows.append(Markup.format("Due: {when}", when=self.when(task.due_at)))
+        if task.job_id is not None:
+            rows.append(Markup.format("Job: #{job} (`job show {job}`)", job=task.job_id))
+        if task.source_url:
+            rows.append(Markup.format("Source: {url}", url=task.source_url))
         if task.status is TaskStatus.CLAIMED:
             since = self.when(task.claimed_at or task.created_at)
             rows.append(Markup.format("Held by: {name} since {when}",
                                       name=_name(task.claimer), when=since))  # fmt: skip
+        if task.status is TaskStatus.IN_REVIEW:
+            rows.append(Markup.format("Submitted by: {name}", name=_name(task.claimer)))
+            if task.reviewer_id is not None:
+                rows.append(Markup.format("Review taken by: {name}", name=_name(task.reviewer)))
+        rows += self.deliverable(task)
         return NEWLINE.join(rows)
+
+    def deliverable(self, task: TaskView) -> list[Markup]:
+        """The result and the latest review note of a task, as lines."""
+        rows: list[Markup] = []
+        if task.result_link:
+            rows.append(Markup.format("Result: {url}", url=task.result_link))
+        if task.result_note and task.result_note != task.result_link:
+            rows.append(Markup.format("Result note: {note}", note=task.result_note))
+        if task.review_note:
+            rows.append(Markup.format(
+                "Changes asked by {name}: {note}", name=_name(task.reviewer), note=task.review_note
+            ))  # fmt: skip
+        return rows
 
     def event(self, event: EventView) -> Markup:
         """One history line."""
@@ -487,6 +656,22 @@ class Tasks(Cog):
         if event.note:
             text += Markup.format(": “{note}”", note=event.note)
         return text
+
+    def job_posted(self, job: JobView, tasks: list[TaskView]) -> Markup:
+        """The answer to posting a job: its number, and each task's number and language."""
+        head = Markup.format(
+            "Posted job **#{job}** “{title}” — {kind}{source}, {n} tasks:",
+            job=job.id, title=job.title, kind=job.kind.value, n=len(tasks),
+            source=f" from {job.source_language}" if job.source_language else "",
+        )  # fmt: skip
+        lines = [head]
+        lines += [Markup.format("#{id} {lang}", id=t.id, lang=_language_name(t.language or ""))
+                  for t in tasks]  # fmt: skip
+        lines.append(Markup.format(
+            "Claim one with `task claim <id>` or `task next`; the whole job: `job show {job}`.",
+            job=job.id,
+        ))  # fmt: skip
+        return NEWLINE.join(lines)
 
     def _claimed(self, result: Result) -> Markup:
         task = result.task
@@ -521,7 +706,7 @@ class Tasks(Cog):
         values: dict[str, object] = {
             "id": id if id is not None else (task.id if task else ""),
             "holder": holder or (_name(task.claimer) if task else ""),
-            "status": task.status.value if task else "",
+            "status": _status(task.status) if task else "",
             "kind": kind.value if kind else "",
             "role": role.value if role else "volunteer",
             "roles": ", ".join(result.roles) or "none",
@@ -542,7 +727,8 @@ class TaskNotices:
     def render(self, notice: TaskNotice) -> Markup:
         """A notice in words."""
         words = {Notice.IDLE: self.idle, Notice.EXPIRED: self.expired, Notice.DUE: self.due,
-                 Notice.ASSIGNED: self.assigned, Notice.CANCELLED: self.cancelled}  # fmt: skip
+                 Notice.ASSIGNED: self.assigned, Notice.CANCELLED: self.cancelled,
+                 Notice.CHANGES: self.changes, Notice.APPROVED: self.approved}  # fmt: skip
         return words[notice.notice](notice)
 
     def idle(self, n: TaskNotice) -> Markup:
@@ -579,6 +765,21 @@ class TaskNotices:
             coordinator=n.by or FORMER, id=n.task_id, title=n.title,
         )  # fmt: skip
 
+    def changes(self, n: TaskNotice) -> Markup:
+        """A reviewer sent your work back."""
+        return Markup.format(
+            "{reviewer} asked for changes to task #{id} “{title}”: “{note}”. It is yours "
+            "again; when it is ready, hand it in with `task done {id} <link>`.",
+            reviewer=n.by or FORMER, id=n.task_id, title=n.title, note=n.note or "",
+        )  # fmt: skip
+
+    def approved(self, n: TaskNotice) -> Markup:
+        """A reviewer approved your work."""
+        return Markup.format(
+            "{reviewer} approved task #{id} “{title}”: it is done. Thank you!",
+            reviewer=n.by or FORMER, id=n.task_id, title=n.title,
+        )  # fmt: skip
+
     def cancelled(self, n: TaskNotice) -> Markup:
         """A task you held was cancelled."""
         return Markup.format(
@@ -586,6 +787,15 @@ class TaskNotices:
             "taking it on.",
             coordinator=n.by or FORMER, id=n.task_id, title=n.title,
         )  # fmt: skip
+
+
+def _status(status: TaskStatus) -> str:
+    return status.value.replace("_", " ")
+
+
+def _role(kind: TaskKind) -> str:
+    role = KIND_ROLE[kind]
+    return role.value if role else "volunteer"
 
 
 def _name(user: UserRef | None) -> str:

@@ -31,10 +31,9 @@ import storage
 from bot.app import App
 from bot.commands import Cog, SpecError
 from bot.context import Actor, Ctx, Place, Reply
-from bot.domain import Markup, TaskKind, UserRef
+from bot.domain import Markup, UserRef
 from storage.db import Database
 from storage.models import NO_PERSONAL_DATA
-from storage.tasks import NewJob
 from tests.harness import Harness, make_app
 
 SUBJECT = UserRef("test", "zqxidalice", "Zqxname Alice")
@@ -165,9 +164,8 @@ async def live_a_campaign_life(h: Harness, who: UserRef) -> None:
         )
         await act(app, who, f"task claim {number_in(posted)}")
         await act(app, who, f"task post translation {tag}title poster --language de")
-        job = NewJob(TaskKind.TRANSLATION, f"{tag}title flyer", ("pl", "de"),
-                     description=f"{tag}desc for the flyer")  # fmt: skip
-        await app.services.tasks.post_job(who, job, now=app.clock.now())
+        await act(app, who, f"task post translation {tag}title flyer --language pl,de "
+                            f"--source https://example.org/{tag}src --description {tag}desc")
     if "reminder" in groups:
         await act(app, who, f"reminder add {tag}remind call the press --in 3d")
     if "signatures" in groups:

@@ -40,7 +40,8 @@ def section(text: str, heading: str) -> list[str]:
 
 
 async def seed(h: Harness) -> dict[str, int]:
-    """Polish: 3 open, 1 claimed, 1 done; German: 1 open, 1 claimed; French: 1 cancelled."""
+    """Polish: 3 open, 1 claimed, 1 in review; German: 1 open, 1 claimed; French: 1 cancelled;
+    without a language: 1 done."""
     ids = {}
     for i in range(5):
         ids[f"pl{i}"] = await post(h, f"translation Leaflet part {i} --language pl")
@@ -55,6 +56,8 @@ async def seed(h: Harness) -> dict[str, int]:
     await h.ok("alice", f"task done {ids['pl1']}")
     await h.ok("alice", f"task claim {ids['de0']}")
     await h.ok("coco", f"task cancel {ids['fr0']}")
+    await h.ok("bob", f"task claim {ids['none']}")
+    await h.ok("bob", f"task done {ids['none']}")
     return ids
 
 
@@ -64,10 +67,10 @@ async def test_report_counts_each_language_by_status(harness: Harness):
     reply = await h.run("coco", "task report")
     assert not reply.is_error
     text = reply.body.plain()
-    assert "pl: 3 open · 1 claimed · 0 in review · 1 done" in text
+    assert "pl: 3 open · 1 claimed · 1 in review · 0 done" in text
     assert "de: 1 open · 1 claimed · 0 in review · 0 done" in text
     assert "fr: 0 open · 0 claimed · 0 in review · 0 done" in text, "cancelled counts nowhere"
-    assert "—: 1 open · 0 claimed · 0 in review · 0 done" in text, "tasks with no language"
+    assert "—: 0 open · 0 claimed · 0 in review · 1 done" in text, "tasks with no language"
     assert text.index("de:") < text.index("fr:") < text.index("pl:") < text.index("—:")
 
 
@@ -91,9 +94,9 @@ async def test_report_lists_claims_running_out_and_the_oldest_open_tasks(harness
     ids = await seed(h)
     text = await h.ok("coco", "task report")
     assert section(text, "Claims running out")[1] == "None."
-    oldest = section(text, "Oldest unclaimed")[1:6]
+    oldest = section(text, "Oldest unclaimed")[1:5]
     assert [line.split(" ", 1)[0] for line in oldest] == [
-        f"#{ids[k]}" for k in ("pl2", "pl3", "pl4", "de1", "none")
+        f"#{ids[k]}" for k in ("pl2", "pl3", "pl4", "de1")
     ]
     h.clock.advance(TTL * 0.8 + timedelta(minutes=1))
     await h.ok("alice", f"task show {ids['de0']}")  # activity: that claim starts again
@@ -131,4 +134,4 @@ async def test_the_tally_follows_every_change_a_task_goes_through(harness: Harne
     await h.ok("alice", f"task claim {ids['pl3']}")
     await h.ok("alice", "privacy forget --confirm")
     assert await tallied(h) == await counted(h)
-    assert (await counted(h))["pl"] == {"open": 4, "done": 1}
+    assert (await counted(h))["pl"] == {"open": 4, "in_review": 1}

@@ -19,6 +19,7 @@ from storage.tasks.views import (
     NewTask,
     Posted,
     Result,
+    Suggestion,
     SweepReport,
     TaskView,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "Posted",
     "QueueReport",
     "Result",
+    "Suggestion",
     "SweepReport",
     "TaskRepo",
     "TaskView",

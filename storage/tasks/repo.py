@@ -12,18 +12,23 @@ from typing import Any, TypeVar
 
 from bot.domain import TaskKind, TaskStatus, UserRef
 from bot.domain.tasks import (
+    VERDICT_CHANGE,
     Change,
     Expiry,
     Notice,
     Outcome,
     TaskNotice,
+    Verdict,
     check_assign,
     check_cancel,
+    check_extend,
     check_finish,
+    check_review,
     check_unclaim,
     due_cutoff,
     finishing,
     notice_key,
+    review_search,
 )
 from storage.db import Database
 from storage.tasks import statements as q
@@ -34,7 +39,17 @@ from storage.tasks.expiry import Swept, sweep_once, tell_claimer
 from storage.tasks.personal import erase, export
 from storage.tasks.posting import post_job, post_tasks
 from storage.tasks.report import QueueReport, read_report
-from storage.tasks.tx import Tx, as_seen, claimer, open_count, record, require, until_settled, view
+from storage.tasks.tx import (
+    RETRIES,
+    Tx,
+    as_seen,
+    claimer,
+    open_count,
+    record,
+    require,
+    until_settled,
+    view,
+)
 from storage.tasks.views import (
     EventView,
     JobSummary,
@@ -43,6 +58,7 @@ from storage.tasks.views import (
     NewTask,
     Posted,
     Result,
+    Suggestion,
     SweepReport,
     TaskView,
     event_view,
@@ -306,6 +322,135 @@ class TaskRepo:
             return until_settled(t, task_id, attempt)
 
         return await self._write(tx)
+
+    async def review(
+        self,
+        task_id: int,
+        user: UserRef,
+        verdict: Verdict,
+        *,
+        note: str | None,
+        now: datetime,
+        coordinator: bool = False,
+    ) -> Result:
+        """Give a verdict on a task in review (see :func:`~bot.domain.tasks.check_review`).
+
+        Approval finishes it; changes send it back to its translator, claimed again, with
+        the note, which they are told of. History names the reviewer and the submitter.
+        """
+
+        def tx(t: Tx) -> Result:
+            me = claimer(t, user)
+            mine = me.id if me else None
+            roles = me.roles if me else frozenset()
+            languages = me.languages if me else ()
+
+            def attempt(task: TaskView) -> Result | None:
+                outcome = check_review(task, mine, roles, languages, coordinator=coordinator)
+                if outcome is not Outcome.OK:
+                    return Result(outcome, task, roles=tuple(sorted(roles)), languages=languages)
+                params = as_seen(task) | {"seen_reviewer": task.reviewer_id, "vid": mine,
+                                          "now": now, "review_note": note}  # fmt: skip
+                if verdict is Verdict.APPROVE:
+                    statement = q.APPROVE
+                else:
+                    statement = q.SEND_BACK if task.claimed_by is not None else q.REOPEN
+                if not t.change(statement, params):
+                    return None
+                change = VERDICT_CHANGE[verdict]
+                record(t, task_id, change, now, actor=user, subject=task.claimer, note=note)
+                after = require(t, task_id)
+                what = Notice.APPROVED if verdict is Verdict.APPROVE else Notice.CHANGES
+                notice = TaskNotice(what, task_id, task.title, by=user.label, note=note)
+                seq = int(t.scalar(q.CLAIM_SEQ, {"task_id": task_id}))
+                tell_claimer(t, task, notice, notice_key(notice, seq), now)
+                return Result(Outcome.OK, after)
+
+            return until_settled(t, task_id, attempt)
+
+        return await self._write(tx)
+
+    async def claim_review(
+        self, user: UserRef, *, now: datetime, max_open: int, language: str | None = None
+    ) -> Result:
+        """Take the review of the most urgent task in review the caller may review.
+
+        Not their own work; a translation only into one of their languages (``language``
+        narrows it to one). Holding ``max_open`` reviews already is the limit.
+        """
+
+        def tx(t: Tx) -> Result:
+            me = claimer(t, user, lock=True)
+            if me is None:
+                return Result(Outcome.NOT_REGISTERED)
+            roles, languages = tuple(sorted(me.roles)), me.languages
+            search = review_search(me.roles, me.languages)
+            if isinstance(search, Outcome):
+                return Result(search, roles=roles, languages=languages)
+            kinds, targets = search
+            if language is not None:
+                if language not in languages:
+                    return Result(Outcome.NOT_YOUR_LANGUAGE, roles=roles, languages=languages)
+                targets = (language,)
+            held = t.rows(q.REVIEWS_HELD, {"vid": me.id})
+            if len(held) >= max_open:
+                return Result(Outcome.LIMIT, open_claims=len(held))
+            statement = q.next_review(len(kinds), len(targets))
+            params: dict[str, Any] = {f"k{i}": k.value for i, k in enumerate(kinds)}
+            params |= {f"t{i}": code for i, code in enumerate(targets)} | {"vid": me.id}
+            for _ in range(RETRIES):
+                found = t.scalar(statement, params)
+                if found is None:
+                    return Result(Outcome.EMPTY, roles=roles, languages=languages)
+                task = require(t, int(found))
+                taken = as_seen(task) | {"seen_reviewer": None, "vid": me.id}
+                if t.change(q.TAKE_REVIEW, taken):
+                    record(t, task.id, Change.REVIEWING, now, actor=user, subject=task.claimer)
+                    return Result(Outcome.OK, require(t, task.id), len(held) + 1)
+            raise RuntimeError("task next --review kept losing races")  # pragma: no cover
+
+        return await self._write(tx)
+
+    async def extend(self, task_id: int, user: UserRef, *, now: datetime) -> Result:
+        """Restart the time to live of a claim; only its holder can."""
+
+        def tx(t: Tx) -> Result:
+            me = claimer(t, user)
+            mine = me.id if me else None
+
+            def attempt(task: TaskView) -> Result | None:
+                outcome = check_extend(task, mine)
+                if outcome is not Outcome.OK or mine is None:
+                    return Result(outcome, task)
+                if not t.change(q.EXTEND, {"task_id": task_id, "vid": mine, "now": now}):
+                    return None
+                record(t, task_id, Change.EXTENDED, now, actor=user)
+                return Result(Outcome.OK, require(t, task_id))
+
+            return until_settled(t, task_id, attempt)
+
+        return await self._write(tx)
+
+    async def suggest(self, typed: str, *, limit: int = 25) -> list[Suggestion]:
+        """Open tasks whose number or title matches what was typed, most urgent first.
+
+        Digits match numbers starting with them first, then titles containing them; other
+        text matches titles containing it, ignoring case. Nothing typed lists the most urgent.
+        """
+        text = typed.strip().lstrip("#").lower()[:100]
+        like = "%" + "".join(ch for ch in text if ch not in "%_\\") + "%"
+
+        def tx(t: Tx) -> list[Suggestion]:
+            rows: list[dict[str, Any]] = []
+            if text.isdigit():
+                rows = t.rows(q.SUGGEST_PREFIX, {"like": text + "%", "limit": limit})
+            if len(rows) < limit:
+                seen = {r["id"] for r in rows}
+                titled = t.rows(q.SUGGEST, {"number": -1, "like": like, "limit": limit})
+                rows += [r for r in titled if r["id"] not in seen]
+            return [Suggestion(r["id"], r["title"], r["language"]) for r in rows[:limit]]
+
+        return await self._read(tx)
 
     async def assign(
         self,

@@ -106,13 +106,21 @@ AS_SEEN = (
 # --- reading tasks ---------------------------------------------------------------------------
 
 _claimer = V.alias("claimer")
-# Each task with its claimer's identity.
+_reviewer = V.alias("reviewer")
+# Each task with its claimer's identity, and its reviewer's.
 TASK_VIEW = sa.select(
     T,
     _claimer.c.platform.label("claimer_platform"),
     _claimer.c.external_id.label("claimer_external_id"),
     _claimer.c.display_name.label("claimer_name"),
-).select_from(T.outerjoin(_claimer, _claimer.c.id == T.c.claimed_by))
+    _reviewer.c.platform.label("reviewer_platform"),
+    _reviewer.c.external_id.label("reviewer_external_id"),
+    _reviewer.c.display_name.label("reviewer_name"),
+).select_from(
+    T.outerjoin(_claimer, _claimer.c.id == T.c.claimed_by).outerjoin(
+        _reviewer, _reviewer.c.id == T.c.reviewer_id
+    )
+)
 
 TASK = Prepared("one task", TASK_VIEW.where(T.c.id == TASK_ID))
 HELD_BY = Prepared(
@@ -184,7 +192,7 @@ def page(status: TaskStatus | None, kind: bool, language: bool) -> Prepared:
         query = query.where(T.c.kind == sa.bindparam("kind", type_=sa.String()))
     if language:
         query = query.where(T.c.language == sa.bindparam("language", type_=sa.String()))
-    urgent = status in (TaskStatus.OPEN, TaskStatus.CLAIMED)
+    urgent = status in (TaskStatus.OPEN, TaskStatus.CLAIMED, TaskStatus.IN_REVIEW)
     query = query.order_by(*QUEUE_ORDER) if urgent else query.order_by(T.c.id.desc())
     query = query.offset(sa.bindparam("offset", type_=sa.Integer()))
     query = query.limit(sa.bindparam("limit", type_=sa.Integer()))

@@ -37,6 +37,7 @@ class TaskView:
     review_note: str | None = None
     reviewer_id: int | None = None
     submitted_at: datetime | None = None
+    reviewer: UserRef | None = None
 
     def held_by(self, user: UserRef) -> bool:
         """Whether ``user`` holds the claim."""
@@ -74,6 +75,15 @@ class Result:
     def ok(self) -> bool:
         """Whether the change happened."""
         return self.outcome is Outcome.OK
+
+
+@dataclass(frozen=True, slots=True)
+class Suggestion:
+    """An open task offered while a task number is being typed."""
+
+    id: int
+    title: str
+    language: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +193,7 @@ _PRIORITIES = tuple(Priority)
 
 def person(m: Mapping[str, Any], prefix: str) -> UserRef | None:
     """The identity stored in a row's ``<prefix>_platform`` / ``_external_id`` / ``_name``."""
-    platform = m[f"{prefix}_platform"]
+    platform = m.get(f"{prefix}_platform")
     if platform is None:
         return None
     return UserRef(platform, m[f"{prefix}_external_id"], m[f"{prefix}_name"] or "")
@@ -216,6 +226,7 @@ def task_view(m: Mapping[str, Any]) -> TaskView:
         review_note=m["review_note"],
         reviewer_id=m["reviewer_id"],
         submitted_at=m["submitted_at"],
+        reviewer=person(m, "reviewer"),
     )
 
 
