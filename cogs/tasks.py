@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from bot.background import Periodic
 from bot.charts import CoverageData, coverage_attachment
 from bot.commands import Cog, command, requires
-from bot.context import Button, Ctx, Reply
+from bot.context import Attachment, Button, Ctx, Reply
 from bot.domain import (
     KIND_ROLE,
     LANGUAGES,
@@ -26,7 +26,8 @@ from bot.domain import (
     UserRef,
 )
 from bot.domain.tasks import Change, Expiry, Notice, Outcome, TaskNotice, Verdict
-from bot.params import Language, Param, Targets, Url, When, find_url
+from bot.importing import ImportRefused, read_csv, summary
+from bot.params import Language, Param, ParseEnv, Targets, Url, When, find_url
 from bot.services import Services
 from storage.tasks import (
     EventView,
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL = 60.0  # seconds between expiry sweeps
 HISTORY_SHOWN = 15
+MAX_IMPORT_BYTES = 5 * 1024 * 1024  # a CSV sent in chat; the command line takes any size
 REPORT_LISTED = 5  # claims running out, and oldest open tasks, in the report
 # The report's columns: heading, and the statuses counted under it.
 REPORT_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -196,7 +198,8 @@ class Tasks(Cog):
         self.clock = services.clock
         self.outbox = services.outbox
         self.settings = services.settings.tasks
-        self.zone = ZoneInfo(services.settings.campaign.timezone)
+        self.timezone = services.settings.campaign.timezone
+        self.zone = ZoneInfo(self.timezone)
         self.notices = TaskNotices(self)
         for notice in Notice:
             services.outbox.renderers.register(
@@ -512,6 +515,35 @@ class Tasks(Cog):
         assert result.task is not None
         self.outbox.wake()
         return Reply.text("Task #{id} “{title}” is cancelled.", id=id, title=result.task.title)
+
+    @command("import")
+    @requires("coordinator")
+    async def import_(
+        self,
+        ctx: Ctx,
+        file: Annotated[Attachment, Param("A CSV file: kind,title,language,… one task a row")],
+        *,
+        dry_run: Annotated[bool | None, Param("Only check the file; post nothing")] = None,
+    ) -> Reply:
+        """Post the tasks of a CSV file."""
+        if len(file.data) > MAX_IMPORT_BYTES:
+            raise BadArgument(
+                "`{name}` is {size:,} bytes; a file sent in chat may have {limit:,}. Split it, "
+                "or run `volunteer-bot tasks import` where the bot runs.",
+                name=file.filename, size=len(file.data), limit=MAX_IMPORT_BYTES,
+            )  # fmt: skip
+        env = ParseEnv(now=ctx.now, timezone=self.timezone, platform=ctx.user.platform)
+        try:
+            rows = read_csv(file.data, env)
+        except ImportRefused as exc:
+            raise BadArgument("`{name}`: {problems}", name=file.filename,
+                              problems=str(exc)) from None  # fmt: skip
+        if dry_run:
+            return Reply.text("`{name}`: every row is fine; {summary}. Nothing was posted "
+                              "(dry run).", name=file.filename, summary=summary(rows))  # fmt: skip
+        posted = await self.tasks.post_many(ctx.user, [row.job for row in rows], now=ctx.now)
+        return Reply.text("Imported `{name}`: {summary}.", name=file.filename,
+                          summary=summary(rows, posted))  # fmt: skip
 
     @command()
     @requires("coordinator")
