@@ -13,6 +13,7 @@ from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from bot.context import Attachment
 from bot.domain import COUNTRIES, COUNTRY_ALIASES, LANGUAGES, BadArgument, UserRef
 from bot.domain.text import preview
 
@@ -365,7 +366,7 @@ class Kind:
     """How values of one parameter type are parsed from text and shown in help."""
 
     name: str  # shown in usage lines, e.g. "number", "language"
-    wire: str  # "string", "integer", "boolean" or "user": the Discord option type
+    wire: str  # "string", "integer", "boolean", "user" or "attachment": the Discord option type
     parse: Callable[[str, ParseEnv], Any]
     choices: tuple[str, ...] = ()
 
@@ -397,6 +398,14 @@ def _parse_user(text: str, env: ParseEnv) -> UserRef:
     if not name:
         raise BadArgument("Name a person, e.g. `alice`.")
     return UserRef(env.platform, name)
+
+
+def _parse_file(text: str, env: ParseEnv) -> Attachment:
+    # Text platforms carry no file with a command; Discord hands one over as an Attachment.
+    raise BadArgument(
+        "A file cannot come with a text command. Attach it to the slash command on Discord, "
+        "or run `volunteer-bot tasks import FILE.csv` where the bot runs."
+    )
 
 
 def enum_kind(enum: type[Enum]) -> Kind:
@@ -437,6 +446,7 @@ KINDS: dict[type, Kind] = {
     Duration: Kind("duration", "string", lambda text, env: parse_duration(text)),
     When: Kind("when", "string", lambda text, env: parse_when(text, env)),
     UserRef: Kind("user", "user", _parse_user),
+    Attachment: Kind("file", "attachment", _parse_file),
 }
 
 

@@ -8,8 +8,9 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from bot.background import Periodic
+from bot.charts import CoverageData, coverage_attachment
 from bot.commands import Cog, command, requires
-from bot.context import Button, Ctx, Reply
+from bot.context import Attachment, Button, Ctx, Reply
 from bot.domain import (
     KIND_ROLE,
     LANGUAGES,
@@ -24,16 +25,35 @@ from bot.domain import (
     UserError,
     UserRef,
 )
-from bot.domain.tasks import Change, Notice, Outcome, TaskNotice, Verdict
+from bot.domain.tasks import Change, Expiry, Notice, Outcome, TaskNotice, Verdict
+from bot.importing import ImportRefused, read_csv, summary
 from bot.outbox import Actions
-from bot.params import Language, Param, Targets, Url, When, find_url
+from bot.params import Language, Param, ParseEnv, Targets, Url, When, find_url
 from bot.services import Services
-from storage.tasks import EventView, JobView, NewJob, Result, SweepReport, TaskView
+from storage.tasks import (
+    EventView,
+    JobView,
+    NewJob,
+    QueueReport,
+    Result,
+    SweepReport,
+    TaskView,
+)
 
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL = 60.0  # seconds between expiry sweeps
 HISTORY_SHOWN = 15
+MAX_IMPORT_BYTES = 5 * 1024 * 1024  # a CSV sent in chat; the command line takes any size
+REPORT_LISTED = 5  # claims running out, and oldest open tasks, in the report
+# The report's columns: heading, and the statuses counted under it.
+REPORT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "open": (TaskStatus.OPEN.value,),
+    "claimed": (TaskStatus.CLAIMED.value,),
+    "in review": (TaskStatus.IN_REVIEW.value,),
+    "done": (TaskStatus.DONE.value,),
+}
+NO_LANGUAGE = "—"
 FORMER = "a former volunteer"
 NEWLINE = Markup.trusted("\n")
 
@@ -179,7 +199,8 @@ class Tasks(Cog):
         self.clock = services.clock
         self.outbox = services.outbox
         self.settings = services.settings.tasks
-        self.zone = ZoneInfo(services.settings.campaign.timezone)
+        self.timezone = services.settings.campaign.timezone
+        self.zone = ZoneInfo(self.timezone)
         self.notices = TaskNotices(self)
         for notice in Notice:
             services.outbox.renderers.register(
@@ -501,6 +522,72 @@ class Tasks(Cog):
         self.outbox.wake()
         return Reply.text("Task #{id} “{title}” is cancelled.", id=id, title=result.task.title)
 
+    @command("import")
+    @requires("coordinator")
+    async def import_(
+        self,
+        ctx: Ctx,
+        file: Annotated[Attachment, Param("A CSV file: kind,title,language,… one task a row")],
+        *,
+        dry_run: Annotated[bool | None, Param("Only check the file; post nothing")] = None,
+    ) -> Reply:
+        """Post the tasks of a CSV file."""
+        if len(file.data) > MAX_IMPORT_BYTES:
+            raise BadArgument(
+                "`{name}` is {size:,} bytes; a file sent in chat may have {limit:,}. Split it, "
+                "or run `volunteer-bot tasks import` where the bot runs.",
+                name=file.filename, size=len(file.data), limit=MAX_IMPORT_BYTES,
+            )  # fmt: skip
+        env = ParseEnv(now=ctx.now, timezone=self.timezone, platform=ctx.user.platform)
+        try:
+            rows = read_csv(file.data, env)
+        except ImportRefused as exc:
+            raise BadArgument("`{name}`: {problems}", name=file.filename,
+                              problems=str(exc)) from None  # fmt: skip
+        if dry_run:
+            return Reply.text("`{name}`: every row is fine; {summary}. Nothing was posted "
+                              "(dry run).", name=file.filename, summary=summary(rows))  # fmt: skip
+        posted = await self.tasks.post_many(ctx.user, [row.job for row in rows], now=ctx.now)
+        return Reply.text("Imported `{name}`: {summary}.", name=file.filename,
+                          summary=summary(rows, posted))  # fmt: skip
+
+    @command()
+    @requires("coordinator")
+    async def report(self, ctx: Ctx) -> Reply:
+        """Coverage by language and status, with a chart."""
+        expiry = Expiry(self.settings.claim_ttl)
+        found = await self.tasks.report(idle_since=expiry.nudge_cutoff(ctx.now),
+                                        limit=REPORT_LISTED)  # fmt: skip
+        rows = _coverage(found)
+        lines = [Markup.trusted("**Tasks by language**: " + ", ".join(REPORT_COLUMNS))]
+        lines += [
+            Markup.format("{lang}: {numbers}", lang=label,
+                          numbers=" · ".join(f"{counts[c]:,} {c}" for c in REPORT_COLUMNS))
+            for label, counts in rows.items()
+        ] or [Markup.trusted("No tasks yet.")]  # fmt: skip
+        lines.append(Markup.trusted("**Claims running out**"))
+        lines += [
+            Markup.format("#{id} {title} — {name}, back to the queue {when}", id=t.id,
+                          title=t.title, name=_name(t.claimer),
+                          when=self.when(expiry.release_at(t.last_activity_at or t.created_at)))
+            for t in found.expiring
+        ] or [Markup.trusted("None.")]  # fmt: skip
+        lines.append(Markup.trusted("**Oldest unclaimed**"))
+        lines += [
+            Markup.format("{line}, posted {when}", line=self.line(t), when=self.when(t.created_at))
+            for t in found.oldest_open
+        ] or [Markup.trusted("None: every task is taken.")]  # fmt: skip
+        unspoken = found.unspoken
+        lines.append(Markup.format(
+            "**No volunteer speaks**: {langs}",
+            langs=", ".join(f"{LANGUAGES[c]} ({c})" for c in unspoken) if unspoken else "none",
+        ))  # fmt: skip
+        chart = coverage_attachment(CoverageData(
+            "Tasks by language and status",
+            {label: {c: counts[c] for c in REPORT_COLUMNS} for label, counts in rows.items()},
+        ))  # fmt: skip
+        return Reply(NEWLINE.join(lines), attachments=[chart])
+
     # --- expiry -----------------------------------------------------------------------
 
     async def sweep(self, now: datetime | None = None) -> SweepReport:
@@ -770,6 +857,18 @@ def _languages(task: TaskView) -> str:
     if task.source_language:
         return f"from {task.source_language}"
     return ""
+
+
+def _coverage(report: QueueReport) -> dict[str, dict[str, int]]:
+    """Each target language's tasks per report column, languages in code order."""
+    rows: dict[str, dict[str, int]] = {}
+    for code in sorted(report.counts, key=lambda c: (c == "", c)):
+        counts = report.counts[code]
+        rows[code or NO_LANGUAGE] = {
+            column: sum(counts.get(s, 0) for s in statuses)
+            for column, statuses in REPORT_COLUMNS.items()
+        }
+    return rows
 
 
 def _list_options(kind: TaskKind | None, language: str | None, status: Status | None) -> str:

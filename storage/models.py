@@ -12,7 +12,8 @@ from storage.types import UTCDateTime
 # (erasure_pending names a person only while their erasure runs: its row goes last.)
 NO_PERSONAL_DATA: frozenset[str] = frozenset(
     {"schema_version", "bot_state", "reached_milestone", "lease", "bot_process", "claimed_event",
-     "web_token_used", "erasure_pending"}
+     "web_token_used", "erasure_pending",
+     "task_tally"}
 )
 
 
@@ -213,6 +214,8 @@ def _task_indexes() -> None:
     has_reviewer = text("reviewer_id IS NOT NULL")
     Index("ix_task_reviewer", c.reviewer_id,
           sqlite_where=has_reviewer, postgresql_where=has_reviewer)  # fmt: skip
+    # The oldest open tasks first, for the coordinators' report.
+    Index("ix_task_open_age", c.id, sqlite_where=is_open, postgresql_where=is_open)
 
 
 _task_indexes()

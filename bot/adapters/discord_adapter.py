@@ -405,8 +405,13 @@ class DiscordAdapter:
         self, interaction: discord.Interaction, spec: CommandSpec, values: dict[str, Any]
     ) -> None:
         """A slash command: convert the options and answer with what the core replies."""
-        raw = {name: wire_value(value) for name, value in values.items() if value is not None}
-        work = self._run(interaction, lambda ctx: self.app.core.invoke(ctx, spec, raw))
+
+        async def invoke(ctx: Ctx) -> Reply | None:
+            raw = {name: await option_value(value) for name, value in values.items()
+                   if value is not None}  # fmt: skip
+            return await self.app.core.invoke(ctx, spec, raw)
+
+        work = self._run(interaction, invoke)
         await self._answer(interaction, work, deferred_private=spec.private)
 
     async def click(self, interaction: discord.Interaction, command: str) -> None:
@@ -660,11 +665,21 @@ def annotation(arg: ArgSpec) -> Any:
         base = bool
     elif arg.kind.wire == "user":
         base = discord.User
+    elif arg.kind.wire == "attachment":
+        base = discord.Attachment
     elif p.max_length is not None:
         base = app_commands.Range[str, 1, p.max_length]
     else:
         base = str
     return base if arg.required else Optional[base]  # noqa: UP045 - discord.py reads Optional
+
+
+async def option_value(value: Any) -> Any:
+    """What the core gets for an option value; an attached file arrives as its bytes."""
+    if isinstance(value, discord.Attachment):
+        data = await value.read()
+        return Attachment(value.filename, data, value.content_type or "application/octet-stream")
+    return wire_value(value)
 
 
 def wire_value(value: Any) -> Any:

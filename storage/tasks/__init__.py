@@ -5,10 +5,12 @@
 - :mod:`~storage.tasks.posting`: tasks posted, and jobs fanned out per language;
 - :mod:`~storage.tasks.claims`: claims by number and ``task next``, batched;
 - :mod:`~storage.tasks.expiry`: idle claims nudged and released, due dates reminded of;
-- :mod:`~storage.tasks.personal`: a person's data exported and erased.
+- :mod:`~storage.tasks.personal`: a person's data exported and erased;
+- :mod:`~storage.tasks.report`: the coordinators' report.
 """
 
 from storage.tasks.repo import TaskRepo
+from storage.tasks.report import QueueReport
 from storage.tasks.views import (
     EventView,
     JobSummary,
@@ -29,6 +31,7 @@ __all__ = [
     "NewJob",
     "NewTask",
     "Posted",
+    "QueueReport",
     "Result",
     "Suggestion",
     "SweepReport",

@@ -33,10 +33,12 @@ from bot.domain.tasks import (
 from storage.db import Database
 from storage.tasks import statements as q
 from storage.tasks.batcher import Batcher
+from storage.tasks.bulk import Progress, post_many
 from storage.tasks.claims import ClaimRequest, claim_batch
 from storage.tasks.expiry import Swept, sweep_once, tell_claimer
 from storage.tasks.personal import erase, export
 from storage.tasks.posting import post_job, post_tasks
+from storage.tasks.report import QueueReport, read_report
 from storage.tasks.tx import (
     RETRIES,
     Tx,
@@ -160,6 +162,10 @@ class TaskRepo:
 
         return await self._read(tx)
 
+    async def report(self, *, idle_since: datetime, limit: int = 10) -> QueueReport:
+        """The coordinators' report; claims idle since ``idle_since`` count as running out."""
+        return await self._read(lambda t: read_report(t, idle_since=idle_since, limit=limit))
+
     # --- changing ---------------------------------------------------------------------
 
     async def post(self, creator: UserRef, new: NewTask, *, now: datetime) -> TaskView:
@@ -170,6 +176,17 @@ class TaskRepo:
             return require(t, task_id)
 
         return await self._write(tx)
+
+    async def post_many(
+        self,
+        creator: UserRef,
+        jobs: Sequence[NewJob],
+        *,
+        now: datetime,
+        progress: Progress | None = None,
+    ) -> list[Posted]:
+        """Post many jobs in one transaction, in batches; what each made, in order."""
+        return await self._write(lambda t: post_many(t, creator, jobs, now, progress))
 
     async def post_jobs(
         self, creator: UserRef, jobs: Sequence[NewJob], *, now: datetime

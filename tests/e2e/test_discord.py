@@ -29,7 +29,7 @@ pytestmark = pytest.mark.e2e
 
 DISCORD_API = "https://discord.com/api/v10"
 DISCORD_GATEWAY = yarl.URL("wss://gateway.discord.gg/")
-OPTION_TYPE = {"string": 3, "integer": 4, "boolean": 5, "user": 6}
+OPTION_TYPE = {"string": 3, "integer": 4, "boolean": 5, "user": 6, "attachment": 11}
 COMMANDS_PUT = r"^/applications/\d+/guilds/\d+/commands$"
 CALLBACK = r"^/interactions/\d+/[^/]+/callback$"
 
