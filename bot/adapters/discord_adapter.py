@@ -404,7 +404,7 @@ class DiscordAdapter:
         self, interaction: discord.Interaction, spec: CommandSpec, values: dict[str, Any]
     ) -> None:
         """A slash command: convert the options and answer with what the core replies."""
-        raw = {name: wire_value(value) for name, value in values.items() if value is not None}
+        raw = core_arguments(values)
         work = self._run(interaction, lambda ctx: self.app.core.invoke(ctx, spec, raw))
         await self._answer(interaction, work, deferred_private=spec.private)
 
@@ -664,6 +664,11 @@ def annotation(arg: ArgSpec) -> Any:
     else:
         base = str
     return base if arg.required else Optional[base]  # noqa: UP045 - discord.py reads Optional
+
+
+def core_arguments(values: dict[str, Any]) -> dict[str, Any]:
+    """A slash command's option values as the core takes them: omitted ones left out."""
+    return {name: wire_value(value) for name, value in values.items() if value is not None}
 
 
 def wire_value(value: Any) -> Any:
