@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from bot.commands import CommandSpec
 from bot.context import Ctx
 from bot.domain import UserRef
+from bot.domain.text import preview
 from bot.logs import describe_error
 from storage.acting import ErasurePending
 from storage.audit import AuditEntry, AuditRepo
@@ -61,7 +62,8 @@ def _shown(value: object) -> str:
     elif isinstance(value, list | tuple | frozenset | set):
         text = ",".join(_shown(v) for v in value)
     else:
-        text = " ".join(str(value).split())
+        # A refused command's values are as typed: no controls, no lone surrogates, one line.
+        text = preview(str(value), VALUE_LIMIT - 1)
     if len(text) > VALUE_LIMIT:
         text = text[: VALUE_LIMIT - 1] + "…"
     return f'"{text}"' if " " in text else text

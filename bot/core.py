@@ -13,8 +13,8 @@ from bot.audit import Auditor, Outcome, audited
 from bot.commands import ArgSpec, Cog, CommandSpec
 from bot.context import Ctx, Reply
 from bot.domain import BadArgument, Markup, NotFound, NotPermitted, UserError, UserRef
-from bot.domain.text import clean, preview
-from bot.params import ParseEnv
+from bot.domain.text import clean, clean_name, preview
+from bot.params import LARGEST, ParseEnv, too_large
 from bot.textparse import bind, normalise, tokenize
 from storage.acting import ErasurePending, acting_for
 from storage.db import DatabaseUnavailable
@@ -195,6 +195,8 @@ class BotCore:
 
     async def _invoke(self, ctx: Ctx, spec: CommandSpec, raw: Mapping[str, object]) -> Reply:
         started = time.perf_counter()
+        # Display names come from the platforms, and are stored: they are cleaned like text.
+        ctx.actor = replace(ctx.actor, user=_named(ctx.actor.user))
         kwargs: dict[str, Any] = {}
         outcome = Outcome.DONE
         try:
@@ -295,10 +297,14 @@ def convert(arg: ArgSpec, value: object, env: ParseEnv) -> Any:
         if not value.strip():
             raise BadArgument("`{name}` cannot be empty.", name=shown)
         value = arg.kind.parse(clean(value, what=shown, multiline=arg.param.multiline), env)
+    elif isinstance(value, UserRef):
+        value = _named(value)
     elif arg.kind.wire == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
         raise BadArgument("`{name}` must be a whole number.", name=arg.name)
     p = arg.param
     if isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) > LARGEST:  # typed already (Discord): no database could store it
+            raise too_large(str(value))
         if p.min is not None and value < p.min:
             raise BadArgument(
                 "`{value}` is too small for `{name}`: the smallest is {limit}.",
@@ -319,6 +325,11 @@ def convert(arg: ArgSpec, value: object, env: ParseEnv) -> Any:
             preview=preview(value),
         )
     return value
+
+
+def _named(user: UserRef) -> UserRef:
+    name = clean_name(user.display_name)
+    return user if name == user.display_name else replace(user, display_name=name)
 
 
 def as_reply(result: object, *, private: bool = False, confidential: bool = False) -> Reply:

@@ -371,13 +371,23 @@ class Kind:
     choices: tuple[str, ...] = ()
 
 
+# Whole numbers have at most 18 digits, so that every database stores them (64 bits).
+MAX_DIGITS = 18
+LARGEST = 10**MAX_DIGITS - 1
+
+
 def _parse_int(text: str, env: ParseEnv) -> int:
     cleaned = text.strip().lstrip("#").replace("_", "")
-    if re.fullmatch(r"[+-]?\d{1,18}", cleaned):
+    if re.fullmatch(rf"[+-]?\d{{1,{MAX_DIGITS}}}", cleaned):
         return int(cleaned)
     if re.fullmatch(r"[+-]?\d+", cleaned):
-        raise BadArgument("`{text}` is far too large a number.", text=preview(text, 24))
+        raise too_large(text)
     raise BadArgument("`{text}` is not a whole number.", text=preview(text))
+
+
+def too_large(text: str) -> BadArgument:
+    """The error for a number with more digits than any database column holds."""
+    return BadArgument("`{text}` is far too large a number.", text=preview(text, 24))
 
 
 _TRUE = {"yes", "y", "true", "1", "on"}

@@ -1,6 +1,7 @@
 """Hostile text: quoted input stays short, free text is cleaned, far dates and numbers refused."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -208,3 +209,34 @@ def test_invalid_utf8_on_stdin_is_one_clear_sentence_and_the_console_goes_on(tmp
     assert out.count("That line is not valid UTF-8 text, so I skipped it") == 2
     assert "Welcome, alice! You are registered as translator." in out
     assert "Traceback" not in out + err
+
+
+# --- found by the fuzz suite ----------------------------------------------------------------
+
+
+async def test_a_display_name_with_controls_and_lone_surrogates_is_cleaned_and_stored(
+    harness: Harness,
+):
+    ctx = harness.ctx("alice")
+    ctx.actor = replace(ctx.actor, user=replace(ctx.user, display_name="Al\ud800\x00\u202eice"))
+    reply = await harness.app.core.handle_text(ctx, "volunteer join translator", prefixes=("",))
+    assert reply is not None and not reply.is_error, reply and reply.body.plain()
+    assert "Welcome, Al\u202eice\u202c!" in reply.body.plain()
+    profile = await harness.ok("coco", "volunteer list")
+    assert "\ud800" not in profile
+
+
+async def test_a_refused_coordinator_command_with_lone_surrogates_still_leaves_its_audit_line(
+    harness: Harness, caplog
+):
+    assert "not a valid" in await harness.err("coco", "task post wiz\udc80ardry Spells")
+    assert "not written" not in caplog.text
+    assert "task post" in await harness.ok("coco", "audit")
+
+
+@pytest.mark.parametrize("number", [2**63, -(2**63) - 1, 10**18])
+async def test_a_typed_number_no_database_can_store_is_refused(harness: Harness, number):
+    spec = harness.app.core.registry.get("task", "show")
+    assert spec is not None
+    reply = await harness.app.core.invoke(harness.ctx("alice"), spec, {"id": number})
+    assert reply.is_error and "far too large" in reply.body.plain()

@@ -407,8 +407,7 @@ class DiscordAdapter:
         """A slash command: convert the options and answer with what the core replies."""
 
         async def invoke(ctx: Ctx) -> Reply | None:
-            raw = {name: await option_value(value) for name, value in values.items()
-                   if value is not None}  # fmt: skip
+            raw = await core_arguments(values)
             return await self.app.core.invoke(ctx, spec, raw)
 
         work = self._run(interaction, invoke)
@@ -680,6 +679,12 @@ async def option_value(value: Any) -> Any:
         data = await value.read()
         return Attachment(value.filename, data, value.content_type or "application/octet-stream")
     return wire_value(value)
+
+
+async def core_arguments(values: dict[str, Any]) -> dict[str, Any]:
+    """A slash command's option values as the core takes them: omitted ones left out."""
+    return {name: await option_value(value) for name, value in values.items()
+            if value is not None}  # fmt: skip
 
 
 def wire_value(value: Any) -> Any:

@@ -12,6 +12,7 @@ import unicodedata
 from bot.domain.errors import BadArgument
 
 PREVIEW = 40
+MAX_NAME = 100
 ELLIPSIS = "…"
 
 # C0 and C1 controls, DEL and lone surrogates (which no database or wire can encode).
@@ -87,6 +88,22 @@ def clean(text: str, *, what: str, multiline: bool = False) -> str:
             name=what,
         )
     return text
+
+
+def clean_name(text: str) -> str:
+    """A display name cleaned like text, at most 100 characters; "" if nothing visible is left.
+
+    Names come from the platforms and are stored and shown; a name with nothing visible
+    leaves the person called by their id.
+    """
+    text = _CONTROLS.sub("", _TABS.sub(" ", _LINE_BREAKS.sub(" ", text)))
+    text = _SPACES_IN_LINE.sub(" ", unicodedata.normalize("NFC", text))
+    if len(text) > MAX_NAME:
+        text = text[: MAX_NAME - 1] + ELLIPSIS
+    if _BIDI.search(text):
+        text = _balance_bidi(text)
+    text = text.strip()
+    return text if visible(text) else ""
 
 
 def visible(text: str) -> bool:
