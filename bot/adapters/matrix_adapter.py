@@ -1507,6 +1507,9 @@ class MatrixAdapter:
             ],
         )
         if isinstance(created, RoomCreateError):
+            refusal = MatrixSendError(created.status_code, _http_status(created))
+            if not refusal.permanent:
+                raise refusal  # the homeserver is in trouble: the answer is sent again later
             log.warning("matrix: cannot open a direct chat (%s)", created.status_code)
             return None
         await chats.remember(ctx.user, created.room_id, ctx.now)
