@@ -185,13 +185,33 @@ class LeaseRepo:
 
         return ride(run)
 
-    async def keep_reply(self, key: str, reply: str) -> None:
-        """Keep the answer to a claimed event until it is sent."""
+    async def keep_reply(self, key: str, reply: str) -> bool:
+        """Keep the answer to a claimed event until it is sent.
 
-        def tx(conn: Connection) -> None:
-            conn.execute(_CLAIMED.update().where(_CLAIMED.c.key == key).values(reply=reply))
+        False when the event has an answer already (a successor found this one's lost and
+        answered it instead): then this answer must not be sent.
+        """
+        c = _CLAIMED.c
 
-        await self.db.write_connection(tx)
+        def tx(conn: Connection) -> bool:
+            done = conn.execute(
+                _CLAIMED.update()
+                .where(c.key == key, c.reply.is_(None), c.answered_at.is_(None))
+                .values(reply=reply)
+                .returning(c.key)
+            )
+            return done.first() is not None
+
+        return await self.db.write_connection(tx)
+
+    async def answer_lost(self, key: str, note: str) -> bool:
+        """Keep ``note`` as the answer to an event taken on whose answer was never kept.
+
+        That happens when a process died after the command's transaction and before keeping
+        its answer. True when ``note`` is now the answer to send; False when the event has
+        one (kept or sent), or was never taken on.
+        """
+        return await self.keep_reply(key, note)
 
     async def answered(self, key: str, now: datetime) -> None:
         """The answer to an event was sent: nothing is left to do for it."""

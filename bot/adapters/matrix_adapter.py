@@ -173,6 +173,10 @@ NO_DIRECT_CHAT_NOTE = (
     "Invite me to one and ask again there."
 )
 SENT_DIRECTLY_NOTE = "I sent you the answer in an encrypted direct chat."
+ANSWER_LOST_NOTE = (
+    "I carried out this command, but its answer was lost when I restarted. It will not run "
+    "again: `task mine`, `task list` or `volunteer profile` show where things stand."
+)
 
 _R = TypeVar("_R")
 
@@ -1285,20 +1289,42 @@ class MatrixAdapter:
         """
         key = f"{PLATFORM}:{how.answers}"
         leases = self.app.leases
-        with leases.claim_with_first_write(PLATFORM, key) as taken:
-            reply = await self.app.core.handle_text(ctx, line, prefixes=prefixes)
+
+        def keep(reply: Reply) -> str:
+            return replies.dumps(
+                reply, room=room.room_id, sender=ctx.user.external_id,
+                name=ctx.user.display_name, answers=how.answers, reply_to=how.reply_to,
+                thread=how.thread, mention=how.mention,
+            )  # fmt: skip
+
+        try:
+            with leases.claim_with_first_write(PLATFORM, key) as taken:
+                reply = await self.app.core.handle_text(ctx, line, prefixes=prefixes)
+        except AlreadyTakenOn:
+            await self._answer_if_lost(key, keep(Reply(Markup.trusted(ANSWER_LOST_NOTE),
+                                                       private=True)))  # fmt: skip
+            return
         if reply is None:
             return
-        kept = replies.dumps(
-            reply, room=room.room_id, sender=ctx.user.external_id, name=ctx.user.display_name,
-            answers=how.answers, reply_to=how.reply_to, thread=how.thread, mention=how.mention,
-        )  # fmt: skip
+        kept = keep(reply)
         if taken.done:
-            await leases.repo.keep_reply(key, kept)
+            if not await leases.repo.keep_reply(key, kept):
+                return  # a successor found the answer lost and said so
         elif not await leases.claim_event(PLATFORM, key, reply=kept):
             return  # taken on by another process (or before a restart): it answers
         # The answer is kept: from here on the event counts as handled, sent or not yet.
         await self._send_kept(key, kept)
+
+    async def _answer_if_lost(self, key: str, note: str) -> None:
+        """An event seen again was taken on before: say so if its answer was never kept.
+
+        A process that died between the command's transaction and keeping its answer left
+        the command done and unanswered; it is not run again, and its sender is told.
+        """
+        if self.app.leases.holds(PLATFORM) and await self.app.leases.repo.answer_lost(key, note):
+            log.warning("matrix: a command was carried out but its answer was lost; "
+                        "its sender is told")  # fmt: skip
+            await self._send_kept(key, note)
 
     async def _send_kept(self, key: str, kept: str) -> bool:
         """Send one kept answer; False when it must be tried again (it stays kept until then).
@@ -1493,6 +1519,9 @@ class MatrixAdapter:
             ],
         )
         if isinstance(created, RoomCreateError):
+            refusal = MatrixSendError(created.status_code, _http_status(created))
+            if not refusal.permanent:
+                raise refusal  # the homeserver is in trouble: the answer is sent again later
             log.warning("matrix: cannot open a direct chat (%s)", created.status_code)
             return None
         await chats.remember(ctx.user, created.room_id, ctx.now)

@@ -26,12 +26,13 @@ __all__ = ["own_synapse"]
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.e2e]
 
-ROUNDS = int(os.environ.get("CHAOS_ROUNDS", "4"))
+ROUNDS = int(os.environ.get("CHAOS_ROUNDS", "3"))
 SEED = int(os.environ.get("CHAOS_SEED", "20261203"))
 CHILD = Path(__file__).with_name("matrix_child.py")
 ANSWER_BOUND = 90.0  # after the last fault, every answer must have come within this
 # The broken bot never answers some commands: waiting less for them keeps its test short.
 BROKEN_ANSWER_BOUND = 20.0
+BROKEN_ROUNDS = 2  # each kill round loses the broken bot's answers: two show it
 
 
 def engine_url(url: str) -> str:
@@ -86,6 +87,7 @@ async def chaos(
     *,
     kill_only: bool = False,
     answer_bound: float = ANSWER_BOUND,
+    rounds: int = ROUNDS,
 ) -> Run:
     """Run the rounds against a bot (``broken``: a deliberately broken one); return findings."""
     rng = random.Random(SEED)
@@ -104,10 +106,10 @@ async def chaos(
         env["CHAOS_BROKEN"] = broken
     process = BotProcess(tmp_path, config, env, program=[str(CHILD)])
     credentials = tmp_path / "store" / "credentials.json"
-    revoke_in = rng.randrange(ROUNDS) if ROUNDS else -1
+    revoke_in = rng.randrange(rounds) if rounds else -1
     try:
         await process.start()
-        for number in range(ROUNDS):
+        for number in range(rounds):
             run.rounds += 1
             if number == revoke_in:
                 token = json.loads(credentials.read_text())["access_token"]
@@ -187,5 +189,6 @@ async def test_the_harness_catches_a_bot_that_marks_answers_sent_before_sending(
     tmp_path, db_url, own_synapse
 ):
     run = await chaos(tmp_path, db_url, own_synapse, broken="answered-before-sent",
-                      kill_only=True, answer_bound=BROKEN_ANSWER_BOUND)  # fmt: skip
+                      kill_only=True, answer_bound=BROKEN_ANSWER_BOUND,
+                      rounds=BROKEN_ROUNDS)  # fmt: skip
     assert any("never answered" in v for v in run.violations), run.line()

@@ -68,3 +68,43 @@ async def test_an_answer_lost_to_a_killed_homeserver_is_sent_once_it_is_back_and
     answers = [e for e in alice.events if is_reply(e, command, bot.user_id)]
     assert len(answers) == 1, f"answered {len(answers)} times"
     assert tasks_titled(tmp_path / "bot.db", "Flyers") == 1, "the command ran once"
+
+
+async def test_a_command_done_by_a_process_that_died_before_keeping_its_answer_is_not_rerun(
+    tmp_path, synapse, account, person
+):
+    """The sender is told the answer was lost; the command does not run a second time."""
+    from datetime import UTC, datetime
+
+    from bot.adapters.matrix_adapter import ANSWER_LOST_NOTE
+    from storage.db import Database
+    from storage.leases import Fence, LeaseRepo
+    from tests.test_leases import TTL, process
+
+    bot = account("bot")
+    carol = await person("carol")
+    room = await carol.create_room(invite=[bot.user_id])
+    async with running_bot(tmp_path, synapse, bot, rooms=[room], coordinators=[carol.user_id]):
+        await carol.ask(room, "!help", bot.user_id)  # the sync position is saved from here
+    command = await carol.send(room, "!task post other Posted before the crash")
+    # What a process leaves when it dies after the command's transaction, before keeping
+    # the answer: the event taken on, no answer kept.
+    db = Database(f"sqlite:///{tmp_path / 'bot.db'}")
+    repo = LeaseRepo(db)
+    dead = process("dead")
+    now = datetime.now(UTC)
+    tokens = await repo.tick(dead, {}, ["matrix"], now, TTL)
+    assert await repo.claim_event(f"matrix:{command}", Fence("matrix", dead.id, tokens["matrix"]),
+                                  now)  # fmt: skip
+    await repo.release(dead.id)
+    db.close()
+    async with running_bot(
+        tmp_path, synapse, bot, rooms=[room], coordinators=[carol.user_id]
+    ) as (app, _adapter):
+        answer = await carol.reply_to(command, bot.user_id)
+        later = await carol.ask(room, "!task list", bot.user_id)
+        assert await app.leases.repo.unanswered("matrix:") == []
+    assert body(answer).startswith(ANSWER_LOST_NOTE.split(":")[0]), body(answer)
+    assert len([e for e in carol.events if is_reply(e, command, bot.user_id)]) == 1
+    assert tasks_titled(tmp_path / "bot.db", "Posted before the crash") == 0, "not run again"
+    assert "Posted before the crash" not in body(later)
