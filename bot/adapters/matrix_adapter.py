@@ -72,6 +72,7 @@ from bot.context import Actor, Attachment, Ctx, Place, Reply
 from bot.domain import Markup, UserRef
 from bot.outbox import Delivery, PermanentDeliveryError
 from bot.rights import PlaceKind, Standing
+from storage.acting import ErasurePending
 from storage.leases import AlreadyTakenOn
 
 if TYPE_CHECKING:
@@ -1331,7 +1332,9 @@ class MatrixAdapter:
         if isinstance(created, RoomCreateError):
             log.warning("matrix: cannot open a direct chat (%s)", created.status_code)
             return None
-        await chats.remember(ctx.user, created.room_id, ctx.now)
+        # While their erasure runs the chat serves this answer and is not kept.
+        with contextlib.suppress(ErasurePending):
+            await chats.remember(ctx.user, created.room_id, ctx.now)
         if not await self._wait_for_room(created.room_id, member=user_id):
             log.warning("matrix: a new direct chat did not show up in time")
             return None
