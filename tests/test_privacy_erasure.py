@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from bot.commands import Cog
 from bot.context import Ctx
 from bot.domain import UserRef
-from storage.acting import ErasurePending
+from storage.acting import ErasurePending, acting_for
+from storage.db import ride
 from storage.erasure import IDENTITY_COLUMNS, ErasureRepo
 from tests.harness import Harness
 
@@ -155,3 +156,19 @@ async def test_a_direct_chat_is_not_kept_for_someone_being_erased(harness: Harne
     with pytest.raises(ErasurePending):
         await chats.remember(alice, "!dm:example.org", h.clock.now())
     assert await chats.room_of(alice) is None
+
+
+async def test_a_refused_write_does_not_take_its_incoming_event_on(harness: Harness):
+    """The check runs before the rider, so the event stays free to be answered."""
+    h = harness
+    await h.ok("alice", "volunteer join translator")
+    alice = h.ctx("alice").user
+    await ErasureRepo(h.app.db).begin(alice, h.clock.now())
+    ran: list[bool] = []
+    with (
+        acting_for([alice]),
+        ride(lambda conn: ran.append(True)) as rider,
+        pytest.raises(ErasurePending),
+    ):
+        await h.app.services.volunteers.touch(alice, h.clock.now())
+    assert not ran and not rider.done

@@ -157,6 +157,11 @@ def test_an_older_schema_is_upgraded_in_place(db_url):
                 if table.name not in ("volunteer", "volunteer_role", "outbox", "bot_state"):
                     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table.name}")
             conn.exec_driver_sql("ALTER TABLE outbox DROP COLUMN kind")  # a later migration's
+            for index in ("ix_outbox_recipient", "ix_outbox_subject"):  # and migration 12's
+                conn.exec_driver_sql(f"DROP INDEX IF EXISTS {index}")
+            for column in ("recipient_platform", "subject_platform", "subject_id",
+                           "subject_name"):  # fmt: skip
+                conn.exec_driver_sql(f"ALTER TABLE outbox DROP COLUMN {column}")
         applied = migrations.upgrade(db)
         assert [m.version for m in applied] == [m.version for m in migrations.MIGRATIONS[1:]]
     finally:

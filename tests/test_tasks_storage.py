@@ -198,6 +198,11 @@ def test_a_queue_with_the_first_indexes_is_upgraded_to_the_current_ones(tmp_path
     with sqlite3.connect(path) as raw:  # the indexes as migration 2 made them
         raw.execute("DELETE FROM schema_version WHERE version >= 4")
         raw.execute("ALTER TABLE outbox DROP COLUMN kind")  # as it was then (before migration 7)
+        for index in ("ix_outbox_recipient", "ix_outbox_subject"):  # before migration 12
+            raw.execute(f"DROP INDEX {index}")
+        for column in ("recipient_platform", "subject_platform", "subject_id", "subject_name"):
+            raw.execute(f"ALTER TABLE outbox DROP COLUMN {column}")
+        raw.execute("DROP TABLE erasure_pending")
         raw.execute("DROP INDEX ix_task_match")
         raw.execute("DROP INDEX ix_task_claimer")
         raw.execute("DROP INDEX ix_task_claimed")
