@@ -371,14 +371,6 @@ class Database:
         they are not being erased, and is refused with ErasurePending if they are.
         """
         loop = asyncio.get_running_loop()
-        people = acting_people()
-        if people:
-            unchecked = fn
-
-            def fn(session: Session) -> T:
-                guard(session.connection(), people)
-                return unchecked(session)
-
         rider = _take_rider()
         if rider is not None:
             inner = fn
@@ -386,6 +378,15 @@ class Database:
             def fn(session: Session) -> T:
                 rider(session.connection())
                 return inner(session)
+
+        # Checked first: a refused transaction must not run the rider (nor mark it done).
+        people = acting_people()
+        if people:
+            unchecked = fn
+
+            def fn(session: Session) -> T:
+                guard(session.connection(), people)
+                return unchecked(session)
 
         return await loop.run_in_executor(self._executor, lambda: self.run_sync(fn, write=True))
 
@@ -399,14 +400,6 @@ class Database:
     async def write_connection(self, fn: Callable[[Connection], T]) -> T:
         """Run a read-write transaction of Core statements off the event loop (checked alike)."""
         loop = asyncio.get_running_loop()
-        people = acting_people()
-        if people:
-            unchecked = fn
-
-            def fn(conn: Connection) -> T:
-                guard(conn, people)
-                return unchecked(conn)
-
         rider = _take_rider()
         if rider is not None:
             inner = fn
@@ -414,6 +407,15 @@ class Database:
             def fn(conn: Connection) -> T:
                 rider(conn)
                 return inner(conn)
+
+        # Checked first: a refused transaction must not run the rider (nor mark it done).
+        people = acting_people()
+        if people:
+            unchecked = fn
+
+            def fn(conn: Connection) -> T:
+                guard(conn, people)
+                return unchecked(conn)
 
         return await loop.run_in_executor(
             self._executor, lambda: self.run_sync_connection(fn, write=True)

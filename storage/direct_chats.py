@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from bot.domain import UserRef
+from storage.acting import guard
 from storage.db import Database
 from storage.models import DirectChat
 
@@ -32,9 +33,13 @@ class DirectChatRepo:
         return await self.db.read(tx)
 
     async def remember(self, user: UserRef, room_id: str, now: datetime) -> None:
-        """Record (or replace) the direct chat with ``user``."""
+        """Record (or replace) the direct chat with ``user``.
+
+        Raises ErasurePending while their erasure runs: then it is not kept.
+        """
 
         def tx(session: Session) -> None:
+            guard(session.connection(), [user])
             row = session.get(DirectChat, (user.platform, user.external_id))
             if row is None:
                 row = DirectChat(platform=user.platform, external_id=user.external_id,

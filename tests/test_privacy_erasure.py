@@ -3,11 +3,14 @@ half-done erasure is finished by a retry or by the next start. Both databases.""
 
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from bot.commands import Cog
 from bot.context import Ctx
 from bot.domain import UserRef
+from storage.acting import ErasurePending, acting_for
+from storage.db import ride
 from storage.erasure import IDENTITY_COLUMNS, ErasureRepo
 from tests.harness import Harness
 
@@ -142,3 +145,30 @@ async def test_a_volunteer_record_holding_a_claim_is_not_deleted(harness: Harnes
     await two_tasks_one_claimed(h)
     assert not await h.app.services.volunteers.erase(h.ctx("alice").user)
     assert task_rows(h)[0][1] == "claimed" and task_rows(h)[0][2] is not None
+
+
+async def test_a_direct_chat_is_not_kept_for_someone_being_erased(harness: Harness):
+    h = harness
+    await h.ok("alice", "volunteer join translator")
+    alice = h.ctx("alice").user
+    await ErasureRepo(h.app.db).begin(alice, h.clock.now())
+    chats = h.app.services.direct_chats
+    with pytest.raises(ErasurePending):
+        await chats.remember(alice, "!dm:example.org", h.clock.now())
+    assert await chats.room_of(alice) is None
+
+
+async def test_a_refused_write_does_not_take_its_incoming_event_on(harness: Harness):
+    """The check runs before the rider, so the event stays free to be answered."""
+    h = harness
+    await h.ok("alice", "volunteer join translator")
+    alice = h.ctx("alice").user
+    await ErasureRepo(h.app.db).begin(alice, h.clock.now())
+    ran: list[bool] = []
+    with (
+        acting_for([alice]),
+        ride(lambda conn: ran.append(True)) as rider,
+        pytest.raises(ErasurePending),
+    ):
+        await h.app.services.volunteers.touch(alice, h.clock.now())
+    assert not ran and not rider.done

@@ -76,6 +76,7 @@ from bot.logs import describe_error
 from bot.outbox import Delivery, PermanentDeliveryError
 from bot.rights import PlaceKind, Standing
 from bot.uploads import MediaErasure
+from storage.acting import ErasurePending
 from storage.leases import AlreadyTakenOn
 from storage.uploads import Upload
 
@@ -1524,7 +1525,9 @@ class MatrixAdapter:
                 raise refusal  # the homeserver is in trouble: the answer is sent again later
             log.warning("matrix: cannot open a direct chat (%s)", created.status_code)
             return None
-        await chats.remember(ctx.user, created.room_id, ctx.now)
+        # While their erasure runs the chat serves this answer and is not kept.
+        with contextlib.suppress(ErasurePending):
+            await chats.remember(ctx.user, created.room_id, ctx.now)
         if not await self._wait_for_room(created.room_id, member=user_id):
             log.warning("matrix: a new direct chat did not show up in time")
             return None
