@@ -1,4 +1,4 @@
-"""Command line: ``volunteer-bot [run] | db upgrade | db copy | db backup | db restore | ...``."""
+"""Command line: ``volunteer-bot [run] | db … | tasks import FILE | status | check-config``."""
 
 import argparse
 import asyncio
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"volunteer-bot {__version__}")
     _run_options(parser, None)
-    sub = parser.add_subparsers(dest="command", metavar="{run,db,status,check-config}")
+    sub = parser.add_subparsers(dest="command", metavar="{run,db,tasks,status,check-config}")
     run = sub.add_parser("run", help="run the bot (the default)")
     _run_options(run, argparse.SUPPRESS)
     db = sub.add_parser("db", help="database maintenance")
@@ -93,6 +93,21 @@ def build_parser() -> argparse.ArgumentParser:
     copy.add_argument("target_url", metavar="TARGET_URL",
                       help="e.g. postgresql://bot:password@db.example.org/campaign")  # fmt: skip
 
+    tasks = sub.add_parser("tasks", help="the task queue")
+    _run_options(tasks, argparse.SUPPRESS)
+    tasks_sub = tasks.add_subparsers(dest="tasks_command", metavar="{import}", required=True)
+    task_import = tasks_sub.add_parser(
+        "import",
+        help="post the tasks of a CSV file",
+        description="Post one task per row and target language. The first line names the "
+        "columns: kind and title are required; language (several separated by ;), "
+        "source_language, priority, due, description and source may be given. Every row is "
+        "checked first: with any bad row nothing is imported.",
+    )
+    task_import.add_argument("file", metavar="FILE.csv", help="the CSV file (UTF-8)")
+    task_import.add_argument("--dry-run", action="store_true",
+                             help="only check the file; post nothing")  # fmt: skip
+
     status = sub.add_parser("status", help="the processes on this database and their duties")
     _run_options(status, argparse.SUPPRESS)
     check = sub.add_parser("check-config", help="validate the configuration and exit")
@@ -126,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _db_restore(settings, args.path, force=args.force)
         if args.command == "db":
             return _db_upgrade(settings)
+        if args.command == "tasks":
+            return _tasks_import(settings, args.file, args.dry_run, args.as_user or _login())
         if args.command == "status":
             return asyncio.run(_status(settings))
         return asyncio.run(_run(settings, args, console))
@@ -292,6 +309,49 @@ async def _live_processes(db: "Database", settings: Settings) -> int:
         return 0  # e.g. a file from before the process table: nothing can say
     now = datetime.now(UTC)
     return sum(now - p.heartbeat_at <= settings.bot.lease_ttl * 3 for p in processes)
+
+
+def _tasks_import(settings: Settings, path: str, dry_run: bool, user: str) -> int:
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from bot.domain import UserRef
+    from bot.importing import ImportRefused, read_csv, summary
+    from bot.params import ParseEnv
+    from storage import migrations
+    from storage.db import Database
+    from storage.tasks import TaskRepo
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        print(f"volunteer-bot: tasks import: cannot read {path}: {exc.strerror or exc}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    now = datetime.now(UTC)
+    bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
+    started = time.monotonic()
+    try:
+        rows = read_csv(data, ParseEnv(now, settings.campaign.timezone, "console"),
+                        (lambda done, total: bar.show("checking rows", done, total))
+                        if bar else None)  # fmt: skip
+    except ImportRefused as exc:
+        print(f"volunteer-bot: tasks import: {path}: {exc}", file=sys.stderr)
+        return 1
+    if dry_run:
+        print(f"{path}: every row is fine; {summary(rows)}. Nothing was posted (--dry-run).")
+        return 0
+    db = Database(settings.storage.url, busy_timeout_ms=settings.storage.busy_timeout_ms)
+    try:
+        migrations.upgrade(db)
+        posted = asyncio.run(TaskRepo(db).post_many(
+            UserRef("console", user, user), [row.job for row in rows], now=now,
+            progress=(lambda done, total: bar.show("posting tasks", done, total)) if bar else None,
+        ))  # fmt: skip
+    finally:
+        db.close()
+    print(f"{path}: {summary(rows, posted)} in {time.monotonic() - started:.1f} s.")
+    return 0
 
 
 class ProgressBar:

@@ -4,9 +4,10 @@ import asyncio
 import contextlib
 import functools
 import gc
+import inspect
 import logging
 import signal
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,8 @@ from bot.context import Ctx
 from bot.core import BotCore
 from bot.domain import UserRef
 from bot.leases import Leases
+from bot.logs import describe_error
+from bot.privacy import PersonalData
 from bot.services import Services
 from storage import backup, migrations
 from storage.db import Database, DatabaseUnavailable
@@ -117,6 +120,7 @@ class App:
         takes every lease in the first heartbeat, before this returns.
         """
         self.adapters = list(adapters)
+        await self.finish_erasures()
         self.services.scheduler.start()
         for cog in self.cogs:
             if cog.duty is None:
@@ -149,9 +153,26 @@ class App:
         served = self.services.outbox.platforms | {
             a.platform for a in self.adapters if a.platform in LEASED_PLATFORMS
         }
-        for target in self.settings.announce.targets:
+        targets = self.settings.announce_targets
+        if not targets:
+            log.warning(
+                "announcements go nowhere: no announce.targets and no Matrix rooms; set "
+                'announce.targets = ["discord:<channel id>"] to announce on Discord'
+            )
+        for target in targets:
             if target.partition(":")[0] not in served:
                 log.warning("announce target %s: no adapter for it runs; posts wait", target)
+
+    async def finish_erasures(self) -> int:
+        """Finish the erasures a killed or failed process left half done; how many."""
+        s = self.services
+        personal = PersonalData(s.registry, s.volunteers, s.outbox_repo, s.db,
+                                s.outbox.renderers, s.direct_chats)  # fmt: skip
+        try:
+            return await personal.resume()
+        except DatabaseUnavailable as exc:
+            log.warning("unfinished erasures wait for the next start or retry: %s", exc)
+            return 0
 
     async def _start_cog(self, cog: Cog) -> None:
         try:
@@ -180,7 +201,7 @@ class App:
     def _failed(self, duty: str, exc: Exception) -> None:
         """A duty could not start: the bot stops, and ``run`` raises what went wrong."""
         if not isinstance(exc, ConfigError | DatabaseUnavailable):
-            log.error("%s could not start (%s)", duty, type(exc).__name__, exc_info=exc)
+            log.error("%s could not start (%s)", duty, describe_error(exc), exc_info=exc)
         self._failure = self._failure or exc
         self.ended.set()
 
@@ -203,33 +224,34 @@ class App:
                 return
 
     async def stop(self) -> None:
-        """Stop everything started, in reverse order, then close the database."""
+        """Stop everything started, in reverse order, then close the database.
+
+        A part that fails to stop is logged in one line, and the rest still stop.
+        """
         for task in self._late_starts:
             task.cancel()
         self._late_starts.clear()
         if self.web is not None:
-            with contextlib.suppress(Exception):
-                await self.web.stop()
+            await _stop_step("the web server", self.web.stop)
             self.web = None
         if self._started:
             for watcher in self._watchers.values():
                 watcher.cancel()
             self._watchers.clear()
-            # Leased adapters and cogs stop first, and their leases go back at once, so a
-            # standby takes over without waiting for them to expire.
-            await self.leases.stop()
-            await self.services.outbox.stop()
+            # The post in flight finishes and every other leased post goes back; then leased
+            # adapters and cogs stop, and their leases go back at once, so a standby takes
+            # over without waiting for them to expire.
+            await _stop_step("the outbox", self.services.outbox.stop)
+            await _stop_step("the leases", self.leases.stop)
             for adapter in reversed(self.adapters):
                 if adapter.platform not in LEASED_PLATFORMS:
-                    with contextlib.suppress(Exception):
-                        await adapter.stop()
+                    await _stop_step(f"the {adapter.platform} adapter", adapter.stop)
             for cog in reversed(self.cogs):
                 if cog.duty is None:
-                    with contextlib.suppress(Exception):
-                        await cog.stop()
-            self.services.scheduler.stop()
+                    await _stop_step(f"the {type(cog).__name__} cog", cog.stop)
+            await _stop_step("the scheduler", self.services.scheduler.stop)
             self._started = False
-        self.db.close()
+        await _stop_step("the database", self.db.close)
 
     async def run(self, adapters: Sequence[Adapter]) -> int:
         """Serve until an adapter ends by itself or SIGINT/SIGTERM arrives.
@@ -252,8 +274,9 @@ class App:
             for task in pending:
                 task.cancel()
             for task in done:
-                if not task.cancelled() and task.exception():
-                    log.error("adapter ended with %s", type(task.exception()).__name__)
+                error = None if task.cancelled() else task.exception()
+                if error is not None:
+                    log.error("adapter ended with %s", describe_error(error))
             if self._failure is not None:
                 raise self._failure
         finally:
@@ -266,3 +289,13 @@ class App:
 
 async def _wait(awaitable: Awaitable[object]) -> object:
     return await awaitable
+
+
+async def _stop_step(what: str, stop: Callable[[], object]) -> None:
+    """Run one part's stop (plain or async); a failure is logged in one line, not raised."""
+    try:
+        result = stop()
+        if inspect.isawaitable(result):
+            await result
+    except Exception as exc:
+        log.warning("stopping %s failed (%s); stopping the rest", what, describe_error(exc))

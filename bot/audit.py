@@ -8,6 +8,8 @@ from datetime import datetime, timedelta
 from bot.commands import CommandSpec
 from bot.context import Ctx
 from bot.domain import UserRef
+from bot.logs import describe_error
+from storage.acting import ErasurePending
 from storage.audit import AuditEntry, AuditRepo
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,8 @@ class Auditor:
         )
         try:
             await self.repo.record(entry)
+        except ErasurePending:
+            log.debug("audit line for %s not written: an erasure is pending", spec.qualified_name)
         except Exception as exc:
             log.error("audit line for %s not written (%s)", spec.qualified_name,
-                      type(exc).__name__)  # fmt: skip
+                      describe_error(exc))  # fmt: skip

@@ -95,3 +95,60 @@ def progress_png(data: ChartData) -> bytes:
 def progress_attachment(data: ChartData) -> Attachment:
     """The chart as a reply or post attachment."""
     return Attachment("signatures.png", progress_png(data), "image/png")
+
+
+# The statuses of the coverage chart, in order along each bar, with their colours.
+COVERAGE_COLOURS: dict[str, tuple[int, int, int]] = {
+    "open": (214, 96, 77),
+    "claimed": (230, 145, 56),
+    "in review": (52, 101, 164),
+    "done": DONE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CoverageData:
+    """Tasks per language (its label) and status (keys of :data:`COVERAGE_COLOURS`)."""
+
+    title: str
+    rows: Mapping[str, Mapping[str, int]]
+
+
+def coverage_png(data: CoverageData) -> bytes:
+    """A PNG: one bar per language, split by status, on one scale for all."""
+    rows = list(data.rows.items())
+    height = MARGIN * 2 + 56 + ROW * max(len(rows), 1)
+    image = Image.new("RGB", (WIDTH, height), BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    big, small = _font(18), _font(13)
+    draw.text((MARGIN, MARGIN), data.title, fill=INK, font=big)
+    left = MARGIN
+    for status, colour in COVERAGE_COLOURS.items():
+        draw.rectangle((left, MARGIN + 30, left + 12, MARGIN + 42), fill=colour)
+        draw.text((left + 16, MARGIN + 29), status, fill=INK, font=small)
+        left += 110
+    top = MARGIN + 56
+    if not rows:
+        draw.text((MARGIN, top + 2), "No tasks yet.", fill=INK, font=small)
+    widest = max((sum(counts.values()) for _, counts in rows), default=0) or 1
+    span = WIDTH - 2 * MARGIN - LABEL - NUMBERS
+    for label, counts in rows:
+        draw.text((MARGIN, top + 2), label, fill=INK, font=small)
+        x = MARGIN + LABEL
+        draw.rectangle((x, top + 4, x + span, top + ROW - 4), fill=TRACK)
+        for status, colour in COVERAGE_COLOURS.items():
+            width = round(span * counts.get(status, 0) / widest)
+            if width > 0:
+                draw.rectangle((x, top + 4, x + width, top + ROW - 4), fill=colour)
+                x += width
+        numbers = " / ".join(f"{counts.get(s, 0):,}" for s in COVERAGE_COLOURS)
+        draw.text((WIDTH - MARGIN - NUMBERS + 8, top + 2), numbers, fill=INK, font=small)
+        top += ROW
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def coverage_attachment(data: CoverageData) -> Attachment:
+    """The coverage chart as a reply attachment."""
+    return Attachment("coverage.png", coverage_png(data), "image/png")

@@ -17,6 +17,9 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from bot.domain.vocab import TaskKind
+from bot.logs import describe_error
+
 ENV_PREFIX = "VOLUNTEER_BOT_"
 DEFAULT_FILE = Path("config.toml")
 
@@ -148,6 +151,8 @@ class TasksSection(Section):
     max_open_claims: Positive = 3
     claim_ttl: Span = timedelta(days=7)
     page_size: int = 10
+    # Kinds whose done work waits for a second volunteer's review before it is finished.
+    review_kinds: list[TaskKind] = [TaskKind.TRANSLATION, TaskKind.VIDEO_EDITING]
 
 
 class RemindersSection(Section):
@@ -224,7 +229,8 @@ class MilestonesSection(Section):
 class AnnounceSection(Section):
     """Where announcements go."""
 
-    targets: list[Annotated[str, AfterValidator(_target)]] = ["console"]
+    # None (unset): the configured Matrix rooms, or the console when no platform is enabled.
+    targets: list[Annotated[str, AfterValidator(_target)]] | None = None
     digest_cron: Annotated[str, AfterValidator(_cron)] = "0 9 * * 1"
 
 
@@ -277,6 +283,19 @@ class Settings(BaseSettings):
     announce: AnnounceSection = AnnounceSection()
     web: WebSection = WebSection()
 
+    @property
+    def announce_targets(self) -> list[str]:
+        """Where announcements go: ``announce.targets``, else the rooms the bot serves.
+
+        Unset, they are the configured Matrix rooms when Matrix is enabled, and the console
+        when no platform is; Discord has no channels configured, so it needs them named.
+        """
+        if self.announce.targets is not None:
+            return list(self.announce.targets)
+        if self.matrix.enabled:
+            return [f"matrix:{room}" for room in self.matrix.rooms]
+        return [] if self.discord.enabled else ["console"]
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -312,7 +331,7 @@ def load_settings(path: Path | None) -> tuple[Settings, list[str]]:
             raise ConfigError(f"config file {path} does not exist") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(
-                f"config file {path} cannot be read: {exc.__class__.__name__}"
+                f"config file {path} cannot be read: {describe_error(exc)}"
             ) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None

@@ -13,18 +13,29 @@ from bot.audit import Auditor, Outcome, audited
 from bot.commands import ArgSpec, Cog, CommandSpec
 from bot.context import Ctx, Reply
 from bot.domain import BadArgument, Markup, NotFound, NotPermitted, UserError, UserRef
+from bot.domain.text import clean, preview
 from bot.params import ParseEnv
 from bot.textparse import bind, normalise, tokenize
+from storage.acting import ErasurePending, acting_for
 from storage.db import DatabaseUnavailable
 from storage.faults import Kind
 from storage.leases import AlreadyTakenOn
 
 log = logging.getLogger(__name__)
 
+# Longer words are no command's name: only this much of them is compared with the names.
+_LONGEST = 64
 ActivityHook = Callable[[UserRef, Ctx], Awaitable[None]]
 # Told of every command: its name, its outcome and when it started (time.perf_counter()).
 CommandObserver = Callable[[str, str, float], None]
-_PREVIEW = 40
+_ERASING_YOU = (
+    "Your data is being erased (`privacy forget --confirm`), so I did not do that and changed "
+    "nothing. If it has not said “Done” yet, run `privacy forget --confirm` again to finish "
+    "it; after that you can start again from nothing."
+)
+_ERASING_THEM = (
+    "That person's data is being erased right now, so I did not do that and changed nothing."
+)
 _BROKEN = (
     "I cannot save anything right now, so nothing was changed. A coordinator needs to check "
     "the bot's storage (ref: `{ref}`)."
@@ -105,21 +116,21 @@ class Registry:
             if len(words) > 1:
                 raise NotFound(
                     "`{group} {sub}` is not a command"
-                    + self._suggest(f"{first} {words[1]}")
+                    + self._suggest(f"{first} {words[1][:_LONGEST]}")
                     + " `{group}` has: "
                     + subs
                     + ".",
                     group=first,
-                    sub=words[1],
+                    sub=preview(words[1]),
                 )
             raise NotFound("`{group}` needs one of: " + subs + ".", group=first)
         if spec := self.get(None, first):
             return spec, 1
         raise NotFound(
             "`{word}` is not a command"
-            + self._suggest(" ".join(words[:2]).lower())
+            + self._suggest(" ".join(w[:_LONGEST] for w in words[:2]).lower())
             + " Type `help` to see them all.",
-            word=words[0][:_PREVIEW],
+            word=preview(words[0]),
         )
 
     def _suggest(self, typed: str) -> str:
@@ -197,10 +208,16 @@ class BotCore:
                 if arg.required and kwargs[arg.keyword] is None:
                     raise BadArgument("`{name}` is required. Usage: `{usage}`.",
                                       name=arg.name, usage=spec.usage())  # fmt: skip
-            result = await spec.func(self.registry.owner(spec), ctx, **kwargs)
+            with acting_for(involved(ctx, kwargs)):
+                result = await spec.func(self.registry.owner(spec), ctx, **kwargs)
             reply = as_reply(result, private=spec.private, confidential=spec.confidential)
         except AlreadyTakenOn:
             raise  # another process handles this command: this one says nothing
+        except ErasurePending as exc:
+            # Nothing may be written about them now, not even the audit line or activity.
+            log.debug("command %s refused: an erasure is pending", spec.qualified_name)
+            message = _ERASING_YOU if exc.about(ctx.user) else _ERASING_THEM
+            return Reply(Markup.format(message), private=True, is_error=True)
         except UserError as exc:
             log.debug("command %s refused: %s", spec.qualified_name, type(exc).__name__)
             outcome = Outcome.REFUSED if isinstance(exc, NotPermitted) else Outcome.FAILED
@@ -226,20 +243,23 @@ class BotCore:
                 private=True,
                 is_error=True,
             )
-        if self.auditor is not None and audited(spec):
-            # A refused command never had its arguments read: the trail shows them as typed.
-            await self.auditor.record(ctx, spec, kwargs or raw, outcome)
-        if self.observer is not None:
-            self.observer(spec.qualified_name, outcome.value, started)
-        if outcome is not Outcome.DONE:
-            return reply
-        for hook in self.activity_hooks:
-            try:
-                await hook(ctx.user, ctx)
-            except DatabaseUnavailable as exc:
-                log.warning("activity not recorded: %s [%s]", exc, exc.code or exc.kind.value)
-            except Exception:
-                log.exception("activity hook failed")
+        with acting_for(involved(ctx, kwargs)):
+            if self.auditor is not None and audited(spec):
+                # A refused command never had its arguments read: the trail shows them as typed.
+                await self.auditor.record(ctx, spec, kwargs or raw, outcome)
+            if self.observer is not None:
+                self.observer(spec.qualified_name, outcome.value, started)
+            if outcome is not Outcome.DONE:
+                return reply
+            for hook in self.activity_hooks:
+                try:
+                    await hook(ctx.user, ctx)
+                except ErasurePending:
+                    pass  # their erasure began after the command: their activity is not kept
+                except DatabaseUnavailable as exc:
+                    log.warning("activity not recorded: %s [%s]", exc, exc.code or exc.kind.value)
+                except Exception:
+                    log.exception("activity hook failed")
         log.info(
             "command %s on %s took %.1f ms",
             spec.qualified_name,
@@ -261,15 +281,20 @@ class BotCore:
         return Reply(exc.markup, private=True, is_error=True)
 
 
+def involved(ctx: Ctx, kwargs: Mapping[str, object]) -> list[UserRef]:
+    """The people a command's writes are about: its caller and anyone it names."""
+    return [ctx.user, *(v for v in kwargs.values() if isinstance(v, UserRef))]
+
+
 def convert(arg: ArgSpec, value: object, env: ParseEnv) -> Any:
     """Parse (text) or check (already typed) one argument against its spec."""
     if value is None:
         return None
     if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            raise BadArgument("`{name}` cannot be empty.", name=arg.name.replace("_", "-"))
-        value = arg.kind.parse(text, env)
+        shown = arg.name.replace("_", "-")
+        if not value.strip():
+            raise BadArgument("`{name}` cannot be empty.", name=shown)
+        value = arg.kind.parse(clean(value, what=shown, multiline=arg.param.multiline), env)
     elif arg.kind.wire == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
         raise BadArgument("`{name}` must be a whole number.", name=arg.name)
     p = arg.param
@@ -287,11 +312,11 @@ def convert(arg: ArgSpec, value: object, env: ParseEnv) -> Any:
     if isinstance(value, str) and p.max_length is not None and len(value) > p.max_length:
         raise BadArgument(
             "That {name} is {length} characters long; the limit is {limit}. It starts "
-            "`{preview}…` — shorten it and send it again.",
+            "`{preview}` — shorten it and send it again.",
             name=arg.name.replace("_", " "),
             length=len(value),
             limit=p.max_length,
-            preview=value[:_PREVIEW],
+            preview=preview(value),
         )
     return value
 

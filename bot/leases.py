@@ -25,6 +25,7 @@ from datetime import timedelta
 
 from bot import __version__
 from bot.clock import Clock
+from bot.logs import describe_error
 from storage.db import Rider
 from storage.leases import AlreadyTakenOn, Fence, LeaseRepo, ProcessInfo
 
@@ -146,7 +147,7 @@ class Leases:
             await self.repo.leave(self.process.id)
         except Exception as exc:
             log.warning("leases not given back (%s); they expire in %s",
-                        type(exc).__name__, self.ttl)  # fmt: skip
+                        describe_error(exc), self.ttl)  # fmt: skip
 
     async def _loop(self) -> None:
         while True:
@@ -156,7 +157,7 @@ class Leases:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("lease heartbeat failed (%s)", type(exc).__name__)
+                log.warning("lease heartbeat failed (%s)", describe_error(exc))
             await self._expire_overdue()
 
     async def beat(self) -> None:
@@ -171,7 +172,7 @@ class Leases:
                 )  # fmt: skip
             except Exception as exc:
                 log.warning("lease heartbeat failed (%s); duties stop when their leases run out",
-                            type(exc).__name__)  # fmt: skip
+                            describe_error(exc))  # fmt: skip
                 return
             for name in list(self._tokens):
                 if name not in now_held:

@@ -13,7 +13,9 @@ from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from bot.context import Attachment
 from bot.domain import COUNTRIES, COUNTRY_ALIASES, LANGUAGES, BadArgument, UserRef
+from bot.domain.text import preview
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +28,8 @@ class Param:
     max_length: int | None = None
     rest: bool = False
     autocomplete: bool = False
+    # Free text that may keep its line breaks (a description, a note); others become one line.
+    multiline: bool = False
 
 
 class Language(str):
@@ -38,6 +42,16 @@ class Country(str):
 
 class LanguageList(tuple[str, ...]):
     """Comma-separated language codes, e.g. ``de,fr``."""
+
+
+class Targets(tuple[str, ...]):
+    """Target languages: ``pl,de,fr``, or ``all`` (every EU language but the source)."""
+
+    every: bool = False
+
+
+class Url(str):
+    """A web address such as ``https://example.org/leaflet.odt``."""
 
 
 class TimeZone(str):
@@ -97,7 +111,7 @@ def parse_language(text: str) -> Language:
             hint = f" — did you mean `{code}` ({LANGUAGES[code]})?"
     raise BadArgument(
         "`{word}` is not an official EU language" + hint + ". Use a two-letter code: {codes}.",
-        word=word,
+        word=preview(word),
         codes=" ".join(LANGUAGES),
     )
 
@@ -108,6 +122,48 @@ def parse_language_list(text: str) -> LanguageList:
     if not items:
         raise BadArgument("Give at least one language code, e.g. `de,fr`.")
     return LanguageList(dict.fromkeys(parse_language(item) for item in items))
+
+
+EVERY_LANGUAGE = "all"
+
+
+def parse_targets(text: str) -> Targets:
+    """Read ``pl,de,fr`` as :func:`parse_language_list` does, or ``all``: all 24 languages.
+
+    ``all`` comes back with ``every`` set, so the caller can leave out the source language.
+    """
+    if text.strip().lower() == EVERY_LANGUAGE:
+        targets = Targets(LANGUAGES)
+        targets.every = True
+        return targets
+    return Targets(parse_language_list(text))
+
+
+MAX_URL = 2000
+URL = re.compile(r"https?://[^\s/?#<>\"]+\.[^\s/?#<>\"]+(?:[/?#][^\s<>\"]*)?", re.IGNORECASE)
+
+
+def parse_url(text: str) -> Url:
+    """Read one http(s) address, e.g. ``https://example.org/leaflet.odt``."""
+    word = text.strip().strip("<>")
+    if len(word) > MAX_URL:
+        raise BadArgument("That link is {n} characters long; {max} at most.", n=len(word),
+                          max=MAX_URL)  # fmt: skip
+    if not URL.fullmatch(word):
+        raise BadArgument(
+            "`{text}` is not a web address. Give a link starting with https://, e.g. "
+            "`https://example.org/leaflet.odt`.",
+            text=word[:80],
+        )
+    return Url(word)
+
+
+def find_url(text: str) -> str | None:
+    """The first http(s) address in free text, without trailing punctuation; or None."""
+    match = URL.search(text)
+    if match is None:
+        return None
+    return match.group(0).rstrip(".,;:!?)]}'\"")[:MAX_URL]
 
 
 def parse_country(text: str) -> Country:
@@ -129,7 +185,7 @@ def parse_country(text: str) -> Country:
             hint = f" — did you mean `{code}` ({COUNTRIES[code]})?"
     raise BadArgument(
         "`{word}` is not an EU member state" + hint + ". Use a code: {codes}.",
-        word=word,
+        word=preview(word),
         codes=" ".join(COUNTRIES),
     )
 
@@ -163,12 +219,15 @@ def parse_duration(text: str) -> Duration:
         pos = match.end()
     if pos == 0 or body[pos:].strip(" ,"):
         raise BadArgument(
-            "`{text}` is not a duration. Try `90s`, `15m`, `2h30m`, `3d` or `1w`.", text=raw
+            "`{text}` is not a duration. Try `90s`, `15m`, `2h30m`, `3d` or `1w`.",
+            text=preview(raw),
         )
     if seconds <= 0:
-        raise BadArgument("`{text}` is no time at all; give a duration above zero.", text=raw)
+        raise BadArgument(
+            "`{text}` is no time at all; give a duration above zero.", text=preview(raw)
+        )
     if seconds > MAX_DURATION.total_seconds():
-        raise BadArgument("`{text}` is too far ahead; the limit is two years.", text=raw)
+        raise BadArgument("`{text}` is too far ahead; the limit is two years.", text=preview(raw))
     return Duration(seconds=seconds)
 
 
@@ -194,7 +253,7 @@ def parse_timezone(text: str) -> TimeZone:
     hint = f" — did you mean `{zones[guess]}`?" if guess else "."
     raise BadArgument(
         "`{name}` is not a time zone" + hint + " Use an Area/City name like `Europe/Brussels`.",
-        name=name,
+        name=preview(name),
     )
 
 
@@ -214,7 +273,7 @@ def local_to_utc(day: date, at: time, zone: ZoneInfo, original: str) -> datetime
     if back.replace(tzinfo=None) != local.replace(tzinfo=None):
         raise BadArgument(
             "`{text}` does not exist in {zone}: the clocks skip that hour. Pick another time.",
-            text=original,
+            text=preview(original),
             zone=str(zone),
         )
     return local.astimezone(ZoneInfo("UTC"))
@@ -244,9 +303,11 @@ def parse_when(
         offset = -1.0 if year and int(year.group(1)) < env.now.year else 1.0
         offset *= MAX_BACK.total_seconds() * 2
     if offset > MAX_AHEAD.total_seconds():
-        raise BadArgument("`{text}` is too far ahead: the limit is two years from now.", text=raw)
+        raise BadArgument(
+            "`{text}` is too far ahead: the limit is two years from now.", text=preview(raw)
+        )
     if -offset > MAX_BACK.total_seconds():
-        raise BadArgument("`{text}` is too far in the past to be meant.", text=raw)
+        raise BadArgument("`{text}` is too far in the past to be meant.", text=preview(raw))
     return moment
 
 
@@ -274,7 +335,7 @@ def _parse_when(raw: str, env: ParseEnv, zone: str | None, date_only_at: time) -
         raise BadArgument(
             "`{text}` is not a date or time I can read. Try `2026-12-01`, "
             "`2026-12-01 14:30`, `14:30`, `tomorrow` or `in 3d`.",
-            text=raw,
+            text=preview(raw),
         ) from None
     if parsed.tzinfo is not None:
         return _as_when(parsed.astimezone(ZoneInfo("UTC")))
@@ -286,7 +347,7 @@ def _parse_when(raw: str, env: ParseEnv, zone: str | None, date_only_at: time) -
 def _make_time(match: re.Match[str], raw: str) -> time:
     hour, minute, second = int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
     if hour > 23 or minute > 59 or second > 59:
-        raise BadArgument("`{text}` is not a time of day; use 24-hour `HH:MM`.", text=raw)
+        raise BadArgument("`{text}` is not a time of day; use 24-hour `HH:MM`.", text=preview(raw))
     return time(hour, minute, second)
 
 
@@ -305,7 +366,7 @@ class Kind:
     """How values of one parameter type are parsed from text and shown in help."""
 
     name: str  # shown in usage lines, e.g. "number", "language"
-    wire: str  # "string", "integer", "boolean" or "user": the Discord option type
+    wire: str  # "string", "integer", "boolean", "user" or "attachment": the Discord option type
     parse: Callable[[str, ParseEnv], Any]
     choices: tuple[str, ...] = ()
 
@@ -315,8 +376,8 @@ def _parse_int(text: str, env: ParseEnv) -> int:
     if re.fullmatch(r"[+-]?\d{1,18}", cleaned):
         return int(cleaned)
     if re.fullmatch(r"[+-]?\d+", cleaned):
-        raise BadArgument("`{text}` is far too large a number.", text=text[:24])
-    raise BadArgument("`{text}` is not a whole number.", text=text)
+        raise BadArgument("`{text}` is far too large a number.", text=preview(text, 24))
+    raise BadArgument("`{text}` is not a whole number.", text=preview(text))
 
 
 _TRUE = {"yes", "y", "true", "1", "on"}
@@ -327,7 +388,7 @@ def _parse_bool(text: str, env: ParseEnv) -> bool:
     low = text.strip().lower()
     if low in _TRUE | _FALSE:
         return low in _TRUE
-    raise BadArgument("`{text}` is not yes or no.", text=text)
+    raise BadArgument("`{text}` is not yes or no.", text=preview(text))
 
 
 def _parse_user(text: str, env: ParseEnv) -> UserRef:
@@ -337,6 +398,14 @@ def _parse_user(text: str, env: ParseEnv) -> UserRef:
     if not name:
         raise BadArgument("Name a person, e.g. `alice`.")
     return UserRef(env.platform, name)
+
+
+def _parse_file(text: str, env: ParseEnv) -> Attachment:
+    # Text platforms carry no file with a command; Discord hands one over as an Attachment.
+    raise BadArgument(
+        "A file cannot come with a text command. Attach it to the slash command on Discord, "
+        "or run `volunteer-bot tasks import FILE.csv` where the bot runs."
+    )
 
 
 def enum_kind(enum: type[Enum]) -> Kind:
@@ -356,7 +425,7 @@ def enum_kind(enum: type[Enum]) -> Kind:
         hint = f" — did you mean `{guess}`?" if guess else "."
         raise BadArgument(
             "`{text}` is not a valid {what}" + hint + " Choose one of: {choices}.",
-            text=text.strip(),
+            text=preview(text.strip()),
             what=enum.__name__.lower().replace("task", ""),
             choices=", ".join(values),
         )
@@ -370,11 +439,14 @@ KINDS: dict[type, Kind] = {
     bool: Kind("yes/no", "boolean", _parse_bool),
     Language: Kind("language", "string", lambda text, env: parse_language(text)),
     LanguageList: Kind("languages", "string", lambda text, env: parse_language_list(text)),
+    Targets: Kind("languages", "string", lambda text, env: parse_targets(text)),
+    Url: Kind("link", "string", lambda text, env: parse_url(text)),
     Country: Kind("country", "string", lambda text, env: parse_country(text)),
     TimeZone: Kind("time zone", "string", lambda text, env: parse_timezone(text)),
     Duration: Kind("duration", "string", lambda text, env: parse_duration(text)),
     When: Kind("when", "string", lambda text, env: parse_when(text, env)),
     UserRef: Kind("user", "user", _parse_user),
+    Attachment: Kind("file", "attachment", _parse_file),
 }
 
 

@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any
 
@@ -20,10 +20,14 @@ from bot.context import Ctx
 from bot.core import Registry
 from bot.domain import Markup, UserRef
 from bot.outbox import Renderers, UnknownKind
+from bot.uploads import MediaErasure, Uploads
+from storage.acting import unguarded
 from storage.db import Database
 from storage.direct_chats import DirectChatRepo
+from storage.erasure import ErasureRepo
 from storage.models import OutboxMessage
 from storage.outbox import OutboxRepo
+from storage.uploads import UploadRepo
 from storage.volunteers import VolunteerRepo
 
 log = logging.getLogger(__name__)
@@ -32,6 +36,18 @@ FORMER_VOLUNTEER = "a former volunteer"
 MESSAGES = "messages_for_you"
 POSTS = "posts_naming_you"
 DIRECT_CHATS = "direct_chats_with_you"
+FILES = "files_sent_to_you"
+
+
+# Rounds of erasure steps before giving up (one is enough unless something kept writing).
+SWEEPS = 3
+
+
+class ErasureIncomplete(Exception):
+    """Erasure steps ran, yet a table still names the person; the marker stays."""
+
+    def __init__(self, left: Sequence[str]) -> None:
+        super().__init__(f"still named in {', '.join(left)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +57,7 @@ class Erasure:
     dropped_messages: int
     redacted_posts: int
     checkpointed: bool
+    media: MediaErasure | None = None
 
 
 class PersonalData:
@@ -54,12 +71,16 @@ class PersonalData:
         db: Database,
         renderers: Renderers,
         direct_chats: DirectChatRepo | None = None,
+        uploads: Uploads | None = None,
+        erasures: ErasureRepo | None = None,
     ) -> None:
         self.registry = registry
         self.volunteers = volunteers
         self.outbox = outbox
         self.db = db
         self.direct_chats = direct_chats or DirectChatRepo(db)
+        self.uploads = uploads or Uploads(UploadRepo(db))
+        self.erasures = erasures or ErasureRepo(db)
         self.renderers = renderers
 
     def holders(self) -> list[Cog]:
@@ -83,14 +104,17 @@ class PersonalData:
             stored[MESSAGES] = [self._message(row) for row in messages]
         posts = [
             row
-            for row in await self.outbox.naming(user.platform, await self._names(user))
-            if row.recipient_id != user.external_id  # those are listed above
+            for row in await self.outbox.naming(user.platform, user.external_id)
+            if row.id not in {m.id for m in messages}  # those are listed above
         ]
         if posts:
             stored[POSTS] = [self._message(row) for row in posts]
         chats = await self.direct_chats.export(user)
         if chats:
             stored[DIRECT_CHATS] = chats
+        files = await self.uploads.repo.export(user)
+        if files:
+            stored[FILES] = files
         return stored
 
     def _message(self, row: OutboxMessage) -> dict[str, Any]:
@@ -109,28 +133,51 @@ class PersonalData:
             "sent_at": row.sent_at,
         }
 
-    async def _names(self, user: UserRef) -> set[str]:
-        """How posts may have quoted ``user``: their id, current and stored display names."""
-        names = {user.external_id, user.display_name}
-        stored = await self.volunteers.profile(user)
-        if stored is not None:
-            names.add(stored.user.display_name)
-        return {name for name in names if name}
-
     async def erase(self, user: UserRef, ctx: Ctx | None = None) -> Erasure:
-        """Erase ``user`` everywhere: each cog in order, the outbox, then the file's log.
+        """Erase ``user`` everywhere, so that nothing they do meanwhile can write them back.
 
-        A cog that fails stops the erasure before the volunteer record (erased last) goes,
-        so running it again finishes the job.
+        First the marker (see :mod:`storage.erasure`): from its commit on, every write made
+        for the person is refused, in every process. Then each cog in order, the direct
+        chats and the outbox, each step idempotent, swept again until no table names them;
+        the marker goes with the sweep that finds nothing, then the file's log is folded in.
+        A failure or a kill leaves the marker, and the next attempt (a retry, or any
+        process starting) does it all again.
         """
-        names = await self._names(user)
-        for cog in self.holders():
-            await cog.erase_data(user, ctx)
-        await self.direct_chats.forget(user)
-        dropped = await self.outbox.drop_for(user.platform, user.external_id)
-        redacted = await self.outbox.redact(user.platform, names, FORMER_VOLUNTEER)
+        with unguarded():
+            await self.erasures.begin(user, ctx.now if ctx else datetime.now(UTC))
+            media = await self.uploads.erase(user)
+            dropped = redacted = 0
+            left: list[str] = []
+            for _ in range(SWEEPS):
+                for cog in self.holders():
+                    await cog.erase_data(user, ctx)
+                await self.direct_chats.forget(user)
+                dropped += await self.outbox.drop_for(user.platform, user.external_id)
+                redacted += await self.outbox.redact(
+                    user.platform, user.external_id, FORMER_VOLUNTEER
+                )
+                left = await self.erasures.finish(user)
+                if not left:
+                    break
+                log.warning("erasure: %s still named someone; sweeping again", ", ".join(left))
+            else:
+                raise ErasureIncomplete(left)
         checkpointed = await self.db.checkpoint()
-        return Erasure(dropped, redacted, checkpointed)
+        return Erasure(dropped, redacted, checkpointed, media)
+
+    async def resume(self) -> int:
+        """Finish every erasure that a stopped or killed process began; how many it finished."""
+        finished = 0
+        for person in await self.erasures.pending():
+            try:
+                await self.erase(person)
+            except Exception:
+                log.exception("erasure: finishing one left unfinished failed; retried later")
+            else:
+                finished += 1
+        if finished:
+            log.info("erasure: finished %d erasure(s) left unfinished", finished)
+        return finished
 
 
 def section_name(cog: Cog) -> str:
@@ -161,6 +208,9 @@ def describe(stored: Mapping[str, Any]) -> list[str]:
             continue
         if section == DIRECT_CHATS:
             phrases.append(f"{_count(data, 'direct chat')} the bot opened with you")
+            continue
+        if section == FILES:
+            phrases.append(f"{_count(data, 'file')} the bot sent only to you")
             continue
         for key, value in data.items():
             if not has_data(value):

@@ -9,6 +9,7 @@ from bot.metrics import Metrics
 from bot.outbox import Outbox
 from bot.rights import Rights
 from bot.scheduler import Scheduler
+from bot.uploads import Uploads
 from bot.web.tokens import SignIn
 from storage.audit import AuditRepo
 from storage.dashboard import DashboardRepo
@@ -19,8 +20,13 @@ from storage.reminders import ReminderRepo
 from storage.signatures import SignatureRepo
 from storage.state import StateRepo
 from storage.tasks import TaskRepo
+from storage.uploads import UploadRepo
 from storage.volunteers import VolunteerRepo
 from storage.web import UsedTokenRepo
+
+# A post being delivered is held for this many duty leases (bot.lease_ttl): a crashed
+# process's posts go out again about that long after it died.
+OUTBOX_LEASES = 3
 
 
 @dataclass
@@ -38,6 +44,7 @@ class Services:
     outbox: Outbox
     state: StateRepo
     direct_chats: DirectChatRepo
+    uploads: Uploads
     scheduler: Scheduler
     reminders: ReminderRepo
     signatures: SignatureRepo
@@ -61,9 +68,10 @@ class Services:
             audit=AuditRepo(db),
             volunteers=VolunteerRepo(db),
             outbox_repo=outbox_repo,
-            outbox=Outbox(outbox_repo, clock),
+            outbox=Outbox(outbox_repo, clock, lease=OUTBOX_LEASES * settings.bot.lease_ttl),
             state=state,
             direct_chats=DirectChatRepo(db),
+            uploads=Uploads(UploadRepo(db)),
             scheduler=Scheduler(clock),
             reminders=ReminderRepo(db),
             signatures=SignatureRepo(db),

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from bot.commands import CommandSpec
 from bot.domain import BadArgument
+from bot.domain.text import preview
 
 _SMART = str.maketrans({"“": '"', "”": '"', "„": '"', "«": '"', "»": '"',
                         "‘": "'", "’": "'", "‚": "'"})  # fmt: skip
@@ -50,7 +51,7 @@ def tokenize(line: str) -> list[Token]:
                 raise BadArgument(
                     "The quote that opens `{fragment}` is never closed. Close it with `{q}`, "
                     "or leave the quotes out.",
-                    fragment=line[start : start + 20],
+                    fragment=preview(line[start : start + 21], 20),
                     q=quote,
                 )
             i += 1
@@ -80,11 +81,11 @@ def bind(spec: CommandSpec, line: str, tokens: list[Token]) -> dict[str, str | b
             if arg is None:
                 raise BadArgument(
                     "`{option}` is not an option of `{command}`. " + _options_hint(spec),
-                    option=name,
+                    option=preview(name),
                     command=spec.qualified_name,
                 )
             if arg.name in values:
-                raise BadArgument("`{option}` is given twice.", option=name)
+                raise BadArgument("`{option}` is given twice.", option=preview(name))
             if eq:
                 values[arg.name] = inline
             elif arg.kind.wire == "boolean":
@@ -97,7 +98,9 @@ def bind(spec: CommandSpec, line: str, tokens: list[Token]) -> dict[str, str | b
             else:
                 if i + 1 >= len(tokens):
                     raise BadArgument(
-                        "`{option}` needs a value: `{usage}`.", option=name, usage=spec.usage()
+                        "`{option}` needs a value: `{usage}`.",
+                        option=preview(name),
+                        usage=spec.usage(),
                     )
                 values[arg.name] = tokens[i + 1].text
                 i += 1
@@ -115,7 +118,7 @@ def bind(spec: CommandSpec, line: str, tokens: list[Token]) -> dict[str, str | b
     if loose:
         raise BadArgument(
             "I did not expect `{extra}`. Usage: `{usage}`.",
-            extra=" ".join(t.text for t in loose),
+            extra=preview(" ".join(t.text for t in loose[:20])),
             usage=spec.usage(),
         )
     for arg in spec.args:

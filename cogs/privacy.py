@@ -11,6 +11,7 @@ from bot.domain import Markup
 from bot.params import Param
 from bot.privacy import FORMER_VOLUNTEER, PersonalData, describe, to_json
 from bot.services import Services
+from bot.uploads import MediaErasure
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class Privacy(Cog):
             services.db,
             services.outbox.renderers,
             services.direct_chats,
+            services.uploads,
         )
         self.volunteers = services.volunteers
         self.outbox = services.outbox_repo
@@ -104,15 +106,22 @@ class Privacy(Cog):
                 private=True,
                 buttons=[Button(CONFIRM_LABEL, CONFIRM_COMMAND)],
             )
+        unfinished = await self.personal.erasures.is_pending(ctx.user)
         erasure = await self.personal.erase(ctx.user, ctx)
         if not stored:
+            if unfinished:
+                return Reply.text(
+                    "Done. I finished erasing your data, which an earlier `privacy forget` "
+                    "had begun. If you use the bot again, it starts from nothing."
+                )
             return Reply.text("I stored nothing about you; there was nothing to erase.")
         return Reply(
             Markup.format(
                 "Done. I erased {what}. Tasks you had claimed are open again, and shared "
-                "history now says “{former}” where it named you{redacted}. If you use the bot "
-                "again, it starts from nothing.",
+                "history now says “{former}” where it named you{redacted}.{files} If you use "
+                "the bot again, it starts from nothing.",
                 what=what,
+                files=_files_note(erasure.media),
                 former=FORMER_VOLUNTEER,
                 redacted=(
                     f" (also in {erasure.redacted_posts} bot post"
@@ -131,6 +140,7 @@ class Privacy(Cog):
         volunteers were erased.
         """
         cutoff = now - self.retention
+        await self.personal.resume()  # any a killed process left half done
         cleared = await self.outbox.clear_sent_before(cutoff)
         purged = 0
         for person in await self.volunteers.inactive_since(cutoff):
@@ -160,3 +170,22 @@ class Privacy(Cog):
 
     async def _purge_now(self) -> None:
         await self.purge_inactive(self.clock.now())
+
+
+def _files_note(media: MediaErasure | None) -> str:
+    """What became of the files the bot had sent the person, in plain words."""
+    if media is None:
+        return ""
+    note = ""
+    if media.deleted:
+        note += f" I deleted the {_files(media.deleted)} I had sent only to you."
+    if media.kept:
+        note += (
+            f" {_files(media.kept).capitalize()} I had sent only to you could not be deleted "
+            f"from the server: {media.why}."
+        )
+    return note
+
+
+def _files(count: int) -> str:
+    return f"{count} file{'' if count == 1 else 's'}"

@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo
 from bot.commands import Cog, command, requires
 from bot.context import Ctx, Reply
 from bot.domain import BadArgument, Markup, NotFound, NotPermitted, UserRef
+from bot.domain.text import preview
+from bot.logs import describe_error
 from bot.params import Duration, Param, ParseEnv, TimeZone, parse_when
 from bot.scheduler import Action, CronError, Run, Schedule, parse_cron, plan_run
 from bot.services import Services
@@ -80,7 +82,9 @@ class Reminders(Cog):
     async def add(
         self,
         ctx: Ctx,
-        message: Annotated[str, Param("What to post", rest=True, max_length=MAX_MESSAGE)],
+        message: Annotated[
+            str, Param("What to post", rest=True, max_length=MAX_MESSAGE, multiline=True)
+        ],
         *,
         at: Annotated[
             str | None, Param("When: 2026-05-01 09:00, 14:30, tomorrow", max_length=64)
@@ -110,8 +114,8 @@ class Reminders(Cog):
                 raise BadArgument(
                     "`{cron}` is not a cron schedule I can use: {why}. Five fields: minute "
                     "hour day-of-month month day-of-week, e.g. `0 9 * * 1` for Mondays 09:00.",
-                    cron=cron,
-                    why=str(exc),
+                    cron=preview(cron),
+                    why=str(exc),  # quotes a field of the cron, which is short
                 ) from None
             assert next_run is not None
             kind, expr = "cron", parse_cron(cron).expr
@@ -123,7 +127,7 @@ class Reminders(Cog):
                     raise BadArgument(
                         "`{when}` is in the past ({moment}). Give a time ahead, e.g. "
                         "`--at tomorrow` or `--in 2h`.",
-                        when=at,
+                        when=preview(at),
                         moment=local(next_run, zone),
                     )
             else:
@@ -174,7 +178,7 @@ class Reminders(Cog):
                     when=when,
                     repeat=f" (repeats `{view.cron}`)" if view.cron else "",
                     place=f" in {view.target}" if anywhere else "",
-                    message=_preview(view.message),
+                    message=preview(view.message, 80),
                 )
             )
         if len(found) > LIST_LIMIT:
@@ -205,7 +209,7 @@ class Reminders(Cog):
         self.scheduler.cancel(job_id(id))
         return Reply(
             Markup.format("Deleted reminder **#{id}**: {message}", id=id,
-                          message=_preview(view.message))
+                          message=preview(view.message, 80))
         )  # fmt: skip
 
     # --- firing -------------------------------------------------------------------------
@@ -256,7 +260,7 @@ class Reminders(Cog):
                 raise
             except Exception as exc:
                 log.warning(
-                    "firing %d reminders failed (%s); retrying", len(ids), type(exc).__name__
+                    "firing %d reminders failed (%s); retrying", len(ids), describe_error(exc)
                 )
                 self._pending |= ids
                 await asyncio.sleep(RETRY.total_seconds())
@@ -306,8 +310,10 @@ class Reminders(Cog):
         facts = {"id": view.id, "action": run.action.value, "message": view.message,
                  "due": run.occurrence.isoformat(), "timezone": view.timezone}  # fmt: skip
         if run.action is Action.MISSED:  # a notice for its creator, in the same place
-            recipient = view.creator.external_id if view.creator else None
-            return Post(f"{key}:missed", view.target, POST_KIND, facts, recipient)
+            creator = view.creator
+            return Post(f"{key}:missed", view.target, POST_KIND, facts,
+                        creator.external_id if creator else None,
+                        creator.platform if creator else None)  # fmt: skip
         return Post(key, view.target, POST_KIND, facts)
 
     def _words(self, data: dict[str, Any]) -> Markup:
@@ -329,11 +335,6 @@ class Reminders(Cog):
     async def erase_data(self, user: UserRef, ctx: Ctx | None = None) -> None:
         """Keep the campaign's reminders, but forget who made them."""
         await self.repo.forget_creator(user)
-
-
-def _preview(text: str, limit: int = 80) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _span(span: timedelta) -> str:

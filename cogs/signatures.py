@@ -34,6 +34,7 @@ from bot.domain.eci import (
     parse_feed,
     thresholds_for,
 )
+from bot.logs import describe_error
 from bot.params import Country, Param
 from bot.scheduler import Action, Schedule, plan_run
 from bot.services import Services
@@ -79,7 +80,7 @@ class Signatures(Cog):
         self.goals = Goals(
             tuple(settings.milestones.totals), self.minimums, settings.campaign.countries_needed
         )
-        self.targets = settings.announce.targets
+        self.targets = settings.announce_targets
         self.digest = Schedule("cron", settings.campaign.timezone, settings.announce.digest_cron)
         self.grace = settings.reminders.late_grace
         self.source = settings.signatures.source
@@ -328,7 +329,7 @@ class Signatures(Cog):
             log.warning("signature source (%s) answer ignored: %s", kind, exc)
             return None
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("signature source (%s) unreachable: %s", kind, type(exc).__name__)
+            log.warning("signature source (%s) unreachable: %s", kind, describe_error(exc))
             return None
         previous = await self.repo.progress()
         before: dict[str | None, int] = {code: n for code, n in previous.countries.items()}

@@ -8,8 +8,9 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from bot.background import Periodic
+from bot.charts import CoverageData, coverage_attachment
 from bot.commands import Cog, command, requires
-from bot.context import Button, Ctx, Reply
+from bot.context import Attachment, Button, Ctx, Reply
 from bot.domain import (
     KIND_ROLE,
     LANGUAGES,
@@ -24,15 +25,35 @@ from bot.domain import (
     UserError,
     UserRef,
 )
-from bot.domain.tasks import Change, Notice, Outcome, TaskNotice
-from bot.params import Language, Param, When
+from bot.domain.tasks import Change, Expiry, Notice, Outcome, TaskNotice, Verdict
+from bot.importing import ImportRefused, read_csv, summary
+from bot.outbox import Actions
+from bot.params import Language, Param, ParseEnv, Targets, Url, When, find_url
 from bot.services import Services
-from storage.tasks import EventView, NewTask, Result, SweepReport, TaskView
+from storage.tasks import (
+    EventView,
+    JobView,
+    NewJob,
+    QueueReport,
+    Result,
+    SweepReport,
+    TaskView,
+)
 
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL = 60.0  # seconds between expiry sweeps
 HISTORY_SHOWN = 15
+MAX_IMPORT_BYTES = 5 * 1024 * 1024  # a CSV sent in chat; the command line takes any size
+REPORT_LISTED = 5  # claims running out, and oldest open tasks, in the report
+# The report's columns: heading, and the statuses counted under it.
+REPORT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "open": (TaskStatus.OPEN.value,),
+    "claimed": (TaskStatus.CLAIMED.value,),
+    "in review": (TaskStatus.IN_REVIEW.value,),
+    "done": (TaskStatus.DONE.value,),
+}
+NO_LANGUAGE = "—"
 FORMER = "a former volunteer"
 NEWLINE = Markup.trusted("\n")
 
@@ -42,9 +63,15 @@ class Status(StrEnum):
 
     OPEN = "open"
     CLAIMED = "claimed"
+    IN_REVIEW = "in-review"
     DONE = "done"
     CANCELLED = "cancelled"
     ALL = "all"
+
+    @property
+    def task_status(self) -> TaskStatus | None:
+        """The stored status it shows; None for all."""
+        return None if self is Status.ALL else TaskStatus(self.value.replace("-", "_"))
 
 
 TaskId = Annotated[int, Param("Task number", min=1, autocomplete=True)]
@@ -108,6 +135,40 @@ REFUSALS: dict[Outcome | tuple[Outcome, str], tuple[type[UserError], str]] = {
         "Task #{id} is held by {holder}, not by you; only they can finish it or give it back.",
     ),
     (Outcome.ALREADY_YOURS, "assign"): (Conflict, "{holder} already holds task #{id}."),
+    Outcome.NOT_IN_REVIEW: (
+        Conflict,
+        "Task #{id} is not in review: it is {status}. Work is reviewed once its holder hands "
+        "it in with `task done {id}`.",
+    ),
+    Outcome.OWN_WORK: (
+        NotPermitted,
+        "Task #{id} is your own work; another {role} has to review it.",
+    ),
+    Outcome.WRONG_LANGUAGE: (
+        NotPermitted,
+        "Task #{id} is a translation into {language}, which is not among your languages "
+        "({languages}); its reviewer must work in it.",
+    ),
+    Outcome.REVIEW_TAKEN: (Conflict, "{holder} is already reviewing task #{id}."),
+    (Outcome.NO_ROLE, "review"): (
+        NotPermitted,
+        "Task #{id} is a {kind} job: its reviewer must be a {role}. Take on the role with "
+        "`volunteer join {role}`.",
+    ),
+    (Outcome.NO_ROLE, "next-review"): (
+        NotFound,
+        "None of your roles ({roles}) reviews work. Reviewers are translators, video-editors "
+        "and the other roles with kinds of their own.",
+    ),
+    (Outcome.EMPTY, "next-review"): (
+        NotFound,
+        "Nothing waits for a review you can give right now (your languages: {languages}).",
+    ),
+    (Outcome.LIMIT, "next-review"): (
+        Conflict,
+        "You already hold {count} reviews, the most anyone can at once. Give your verdict "
+        "on one with `task review <id> approve` first.",
+    ),
 }
 
 # How each history event reads. Values: actor, subject, note.
@@ -119,6 +180,11 @@ EVENT_TEXT: dict[str, str] = {
     Change.EXPIRED: "released after no activity (was {subject})",
     Change.DONE: "done by {actor}",
     Change.CANCELLED: "cancelled by {actor}",
+    Change.SUBMITTED: "handed in for review by {actor}",
+    Change.REVIEWING: "review taken by {actor}",
+    Change.APPROVED: "approved by {actor} (work of {subject})",
+    Change.CHANGES: "changes asked by {actor} (back to {subject})",
+    Change.EXTENDED: "claim extended by {actor}",
 }
 
 
@@ -133,12 +199,14 @@ class Tasks(Cog):
         self.clock = services.clock
         self.outbox = services.outbox
         self.settings = services.settings.tasks
-        self.zone = ZoneInfo(services.settings.campaign.timezone)
+        self.timezone = services.settings.campaign.timezone
+        self.zone = ZoneInfo(self.timezone)
         self.notices = TaskNotices(self)
         for notice in Notice:
             services.outbox.renderers.register(
-                notice.value, functools.partial(self._notice, notice)
-            )
+                notice.value, functools.partial(self._notice, notice),
+                actions=self._still_on_it if notice is Notice.IDLE else None,
+            )  # fmt: skip
         self._sweeper = Periodic("task-sweep", self.sweep, SWEEP_INTERVAL)
 
     @property
@@ -160,36 +228,48 @@ class Tasks(Cog):
         kind: Annotated[TaskKind, Param("What kind of job")],
         title: Annotated[str, Param("A short title", max_length=200, rest=True)],
         *,
-        language: Annotated[Language | None, Param("Target language, e.g. pl")] = None,
+        language: Annotated[
+            Targets | None, Param("Target language: pl, several (pl,de,fr) or all")
+        ] = None,
         source_language: Annotated[
             Language | None, Param("Language to translate from, e.g. en")
         ] = None,
+        source: Annotated[Url | None, Param("Link to what to work from")] = None,
         due: Annotated[When | None, Param("When it is due: 2026-12-01, 14:30 or in 3d")] = None,
         priority: Annotated[Priority | None, Param("How urgent (default normal)")] = None,
-        description: Annotated[str | None, Param("Details", max_length=2000)] = None,
+        description: Annotated[
+            str | None, Param("Details", max_length=2000, multiline=True)
+        ] = None,
     ) -> Reply:
-        """Add a job to the queue."""
+        """Add a job to the queue, one task per target language."""
         if due is not None and due <= ctx.now:
             raise BadArgument(
                 "The due date {when} is already past. Give a later one, e.g. `--due in 3d`.",
                 when=self.when(due),
             )
-        if source_language is not None and source_language == language:
+        targets: tuple[str | None, ...] = tuple(language) if language else (None,)
+        if language is not None and language.every:
+            targets = tuple(code for code in language if code != source_language)
+        elif source_language is not None and source_language in targets:
             raise BadArgument(
                 "The source and target language are both `{code}`. Translate from another "
                 "language, or leave `--source-language` out.",
-                code=language,
+                code=source_language,
             )
-        new = NewTask(
+        new = NewJob(
             kind=kind,
             title=" ".join(title.split()),
+            languages=targets,
             description=description.strip() if description else None,
-            language=language,
             source_language=source_language,
+            source_url=source,
             priority=priority or Priority.NORMAL,
             due_at=due,
         )
-        task = await self.tasks.post(ctx.user, new, now=ctx.now)
+        job, tasks = await self.tasks.post_job(ctx.user, new, now=ctx.now)
+        if job is not None:
+            return Reply(self.job_posted(job, tasks), subject=("job", job.id))
+        [task] = tasks
         body = Markup.format("Posted task **#{id}**: ", id=task.id)
         body += self.line(task, numbered=False)
         body += Markup.format(
@@ -206,7 +286,7 @@ class Tasks(Cog):
         kind: Annotated[TaskKind | None, Param("Only this kind of job")] = None,
         language: Annotated[Language | None, Param("Only tasks into this language")] = None,
         status: Annotated[
-            Status | None, Param("open (default), claimed, done, cancelled, all")
+            Status | None, Param("open (default), claimed, in-review, done, cancelled, all")
         ] = None,
         page: Annotated[int | None, Param("Page number", min=1, max=100_000)] = None,
     ) -> Reply:
@@ -215,7 +295,7 @@ class Tasks(Cog):
         number = page or 1
         size = self.settings.page_size
         tasks = await self.tasks.page(
-            status=None if shown is Status.ALL else TaskStatus(shown.value),
+            status=shown.task_status,
             kind=kind,
             language=language,
             offset=(number - 1) * size,
@@ -230,7 +310,8 @@ class Tasks(Cog):
             if number > 1:
                 return Reply.text("There is no page {n} of {what} tasks.", n=number, what=what)
             return Reply.text("No {what} tasks.", what=what or "")
-        order = "most urgent first" if shown in (Status.OPEN, Status.CLAIMED) else "newest first"
+        urgent = (Status.OPEN, Status.CLAIMED, Status.IN_REVIEW)
+        order = "most urgent first" if shown in urgent else "newest first"
         head = Markup.format("**{what} tasks**, {order} (page {n})",
                              what=what.capitalize() or "All", order=order, n=number)  # fmt: skip
         lines = [head, *(self.line(t, status=shown is not Status.OPEN) for t in tasks[:size])]
@@ -280,8 +361,11 @@ class Tasks(Cog):
         *,
         kind: Annotated[TaskKind | None, Param("Only this kind of job")] = None,
         language: Annotated[Language | None, Param("Only tasks into this language")] = None,
+        review: Annotated[bool, Param("Take work to review instead")] = False,
     ) -> Reply:
-        """Claim the best open task for my roles and languages."""
+        """Claim the best open task for my roles and languages (or work to review)."""
+        if review:
+            return await self._next_review(ctx, language)
         result = await self.tasks.claim_next(
             ctx.user, place=ctx.place.target, now=ctx.now,
             max_open=self.settings.max_open_claims, kind=kind, language=language,
@@ -289,6 +373,25 @@ class Tasks(Cog):
         context = "next-kind" if result.outcome is Outcome.NO_ROLE and result.detail else "next"
         self._check(result, context, kind=kind, language=language)
         return Reply(self._claimed(result))
+
+    async def _next_review(self, ctx: Ctx, language: str | None) -> Reply:
+        result = await self.tasks.claim_review(
+            ctx.user, now=ctx.now, max_open=self.settings.max_open_claims, language=language
+        )
+        self._check(result, "next-review", language=language)
+        task = result.task
+        assert task is not None
+        body = Markup.format("You are reviewing task **#{id}**: ", id=task.id)
+        body += self.line(task, status=False, numbered=False)
+        body += Markup.format(", by {name}", name=_name(task.claimer))
+        for row in self.deliverable(task):
+            body += NEWLINE + row
+        body += Markup.format(
+            "\nApprove it with `task review {id} approve`, or send it back: "
+            "`task review {id} changes <what needs changing>`.",
+            id=task.id,
+        )
+        return Reply(body)
 
     @command()
     async def unclaim(self, ctx: Ctx, id: TaskId) -> Reply:
@@ -306,14 +409,77 @@ class Tasks(Cog):
         self,
         ctx: Ctx,
         id: TaskId,
-        note: Annotated[str | None, Param("What came of it", rest=True, max_length=1000)] = None,
+        note: Annotated[
+            str | None, Param("What came of it", rest=True, max_length=1000, multiline=True)
+        ] = None,
     ) -> Reply:
-        """Mark my task as done."""
-        result = await self.tasks.finish(id, ctx.user, note=note, now=ctx.now)
+        """Mark my task as done, with a link to the result or a note."""
+        note = " ".join(note.split()) if note else None
+        result = await self.tasks.finish(
+            id, ctx.user, note=note or None, now=ctx.now, link=find_url(note or ""),
+            review_kinds=self.settings.review_kinds,
+        )  # fmt: skip
         self._check(result, "done", id=id)
+        task = result.task
+        assert task is not None
+        kept = Markup.format(" Result: {url}", url=task.result_link) if task.result_link else ""
+        if task.status is TaskStatus.IN_REVIEW:
+            body = Markup.format(
+                "Task #{id} “{title}” is handed in for review. Thank you, {name}! Another "
+                "{role} checks it next (`task review {id} approve`).",
+                id=id, title=task.title, name=ctx.user.label, role=_role(task.kind),
+            )  # fmt: skip
+            return Reply(body + kept)
+        body = Markup.format("Task #{id} “{title}” is done. Thank you, {name}!",
+                             id=id, title=task.title, name=ctx.user.label)  # fmt: skip
+        return Reply(body + kept)
+
+    @command()
+    async def review(
+        self,
+        ctx: Ctx,
+        id: TaskId,
+        verdict: Annotated[Verdict, Param("approve, or changes with a note")],
+        note: Annotated[
+            str | None, Param("What needs changing", rest=True, max_length=1000)
+        ] = None,
+    ) -> Reply:
+        """Approve work in review, or send it back with what needs changing."""
+        note = " ".join(note.split()) if note else None
+        if verdict is Verdict.CHANGES and not note:
+            raise BadArgument(
+                "Say what needs changing, e.g. `task review {id} changes the title is wrong`.",
+                id=id,
+            )
+        result = await self.tasks.review(
+            id, ctx.user, verdict, note=note, now=ctx.now, coordinator=ctx.actor.is_coordinator
+        )
+        task = result.task
+        holder = _name(task.reviewer) if task is not None else None
+        language = _language_name(task.language) if task and task.language else None
+        self._check(result, "review", id=id, holder=holder, language=language)
+        assert task is not None
+        self.outbox.wake()
+        if verdict is Verdict.APPROVE:
+            return Reply.text("Task #{id} “{title}” is approved and done. Thank you, {name}!",
+                              id=id, title=task.title, name=ctx.user.label)  # fmt: skip
+        if task.status is TaskStatus.OPEN:
+            return Reply.text("Task #{id} “{title}” is back in the queue with your note: its "
+                              "translator is no longer registered.", id=id,
+                              title=task.title)  # fmt: skip
+        return Reply.text("Task #{id} “{title}” goes back to {name} with your note.",
+                          id=id, title=task.title, name=_name(task.claimer))  # fmt: skip
+
+    @command()
+    async def extend(self, ctx: Ctx, id: TaskId) -> Reply:
+        """Keep my claim on a task: restart its time to live."""
+        result = await self.tasks.extend(id, ctx.user, now=ctx.now)
+        self._check(result, "extend", id=id)
         assert result.task is not None
-        return Reply.text("Task #{id} “{title}” is done. Thank you, {name}!",
-                          id=id, title=result.task.title, name=ctx.user.label)  # fmt: skip
+        until = self.when(ctx.now + self.settings.claim_ttl)
+        return Reply.text("Task #{id} “{title}” stays yours; without activity it would go "
+                          "back to the queue at {when}.", id=id, title=result.task.title,
+                          when=until)  # fmt: skip
 
     @command()
     async def mine(self, ctx: Ctx) -> Reply:
@@ -356,6 +522,72 @@ class Tasks(Cog):
         self.outbox.wake()
         return Reply.text("Task #{id} “{title}” is cancelled.", id=id, title=result.task.title)
 
+    @command("import")
+    @requires("coordinator")
+    async def import_(
+        self,
+        ctx: Ctx,
+        file: Annotated[Attachment, Param("A CSV file: kind,title,language,… one task a row")],
+        *,
+        dry_run: Annotated[bool | None, Param("Only check the file; post nothing")] = None,
+    ) -> Reply:
+        """Post the tasks of a CSV file."""
+        if len(file.data) > MAX_IMPORT_BYTES:
+            raise BadArgument(
+                "`{name}` is {size:,} bytes; a file sent in chat may have {limit:,}. Split it, "
+                "or run `volunteer-bot tasks import` where the bot runs.",
+                name=file.filename, size=len(file.data), limit=MAX_IMPORT_BYTES,
+            )  # fmt: skip
+        env = ParseEnv(now=ctx.now, timezone=self.timezone, platform=ctx.user.platform)
+        try:
+            rows = read_csv(file.data, env)
+        except ImportRefused as exc:
+            raise BadArgument("`{name}`: {problems}", name=file.filename,
+                              problems=str(exc)) from None  # fmt: skip
+        if dry_run:
+            return Reply.text("`{name}`: every row is fine; {summary}. Nothing was posted "
+                              "(dry run).", name=file.filename, summary=summary(rows))  # fmt: skip
+        posted = await self.tasks.post_many(ctx.user, [row.job for row in rows], now=ctx.now)
+        return Reply.text("Imported `{name}`: {summary}.", name=file.filename,
+                          summary=summary(rows, posted))  # fmt: skip
+
+    @command()
+    @requires("coordinator")
+    async def report(self, ctx: Ctx) -> Reply:
+        """Coverage by language and status, with a chart."""
+        expiry = Expiry(self.settings.claim_ttl)
+        found = await self.tasks.report(idle_since=expiry.nudge_cutoff(ctx.now),
+                                        limit=REPORT_LISTED)  # fmt: skip
+        rows = _coverage(found)
+        lines = [Markup.trusted("**Tasks by language**: " + ", ".join(REPORT_COLUMNS))]
+        lines += [
+            Markup.format("{lang}: {numbers}", lang=label,
+                          numbers=" · ".join(f"{counts[c]:,} {c}" for c in REPORT_COLUMNS))
+            for label, counts in rows.items()
+        ] or [Markup.trusted("No tasks yet.")]  # fmt: skip
+        lines.append(Markup.trusted("**Claims running out**"))
+        lines += [
+            Markup.format("#{id} {title} — {name}, back to the queue {when}", id=t.id,
+                          title=t.title, name=_name(t.claimer),
+                          when=self.when(expiry.release_at(t.last_activity_at or t.created_at)))
+            for t in found.expiring
+        ] or [Markup.trusted("None.")]  # fmt: skip
+        lines.append(Markup.trusted("**Oldest unclaimed**"))
+        lines += [
+            Markup.format("{line}, posted {when}", line=self.line(t), when=self.when(t.created_at))
+            for t in found.oldest_open
+        ] or [Markup.trusted("None: every task is taken.")]  # fmt: skip
+        unspoken = found.unspoken
+        lines.append(Markup.format(
+            "**No volunteer speaks**: {langs}",
+            langs=", ".join(f"{LANGUAGES[c]} ({c})" for c in unspoken) if unspoken else "none",
+        ))  # fmt: skip
+        chart = coverage_attachment(CoverageData(
+            "Tasks by language and status",
+            {label: {c: counts[c] for c in REPORT_COLUMNS} for label, counts in rows.items()},
+        ))  # fmt: skip
+        return Reply(NEWLINE.join(lines), attachments=[chart])
+
     # --- expiry -----------------------------------------------------------------------
 
     async def sweep(self, now: datetime | None = None) -> SweepReport:
@@ -385,6 +617,11 @@ class Tasks(Cog):
 
     # --- rendering --------------------------------------------------------------------
 
+    def _still_on_it(self, data: dict[str, Any]) -> Actions:
+        """The "still on it?" notice offers to keep the claim: a button, or a reaction."""
+        task_id = TaskNotice.from_data(Notice.IDLE, data).task_id
+        return Actions((Button("Keep it", f"task extend {task_id}"),), ("claim", task_id))
+
     def _notice(self, notice: Notice, data: dict[str, Any]) -> Markup:
         return self.notices.render(TaskNotice.from_data(notice, data))
 
@@ -401,7 +638,7 @@ class Tasks(Cog):
         if task.due_at:
             extra.append(f"due {self.when(task.due_at)}")
         if status and task.status is not TaskStatus.OPEN:
-            extra.append(task.status.value)
+            extra.append(_status(task.status))
         body = Markup.format(
             "{number}{title} — {kind}{langs}{extra}",
             number=f"#{task.id} " if numbered else "", title=task.title, kind=task.kind.value,
@@ -416,7 +653,7 @@ class Tasks(Cog):
         """The details block of ``task show``."""
         rows: list[Markup] = [
             Markup.format("Kind: {kind}", kind=task.kind.value),
-            Markup.format("Status: {status}", status=task.status.value),
+            Markup.format("Status: {status}", status=_status(task.status)),
             Markup.format("Priority: {p}", p=task.priority.value),
         ]
         if task.language:
@@ -425,11 +662,33 @@ class Tasks(Cog):
             rows.append(Markup.format("From: {lang}", lang=_language_name(task.source_language)))
         if task.due_at:
             rows.append(Markup.format("Due: {when}", when=self.when(task.due_at)))
+        if task.job_id is not None:
+            rows.append(Markup.format("Job: #{job} (`job show {job}`)", job=task.job_id))
+        if task.source_url:
+            rows.append(Markup.format("Source: {url}", url=task.source_url))
         if task.status is TaskStatus.CLAIMED:
             since = self.when(task.claimed_at or task.created_at)
             rows.append(Markup.format("Held by: {name} since {when}",
                                       name=_name(task.claimer), when=since))  # fmt: skip
+        if task.status is TaskStatus.IN_REVIEW:
+            rows.append(Markup.format("Submitted by: {name}", name=_name(task.claimer)))
+            if task.reviewer_id is not None:
+                rows.append(Markup.format("Review taken by: {name}", name=_name(task.reviewer)))
+        rows += self.deliverable(task)
         return NEWLINE.join(rows)
+
+    def deliverable(self, task: TaskView) -> list[Markup]:
+        """The result and the latest review note of a task, as lines."""
+        rows: list[Markup] = []
+        if task.result_link:
+            rows.append(Markup.format("Result: {url}", url=task.result_link))
+        if task.result_note and task.result_note != task.result_link:
+            rows.append(Markup.format("Result note: {note}", note=task.result_note))
+        if task.review_note:
+            rows.append(Markup.format(
+                "Changes asked by {name}: {note}", name=_name(task.reviewer), note=task.review_note
+            ))  # fmt: skip
+        return rows
 
     def event(self, event: EventView) -> Markup:
         """One history line."""
@@ -440,6 +699,22 @@ class Tasks(Cog):
         if event.note:
             text += Markup.format(": “{note}”", note=event.note)
         return text
+
+    def job_posted(self, job: JobView, tasks: list[TaskView]) -> Markup:
+        """The answer to posting a job: its number, and each task's number and language."""
+        head = Markup.format(
+            "Posted job **#{job}** “{title}” — {kind}{source}, {n} tasks:",
+            job=job.id, title=job.title, kind=job.kind.value, n=len(tasks),
+            source=f" from {job.source_language}" if job.source_language else "",
+        )  # fmt: skip
+        lines = [head]
+        lines += [Markup.format("#{id} {lang}", id=t.id, lang=_language_name(t.language or ""))
+                  for t in tasks]  # fmt: skip
+        lines.append(Markup.format(
+            "Claim one with `task claim <id>` or `task next`; the whole job: `job show {job}`.",
+            job=job.id,
+        ))  # fmt: skip
+        return NEWLINE.join(lines)
 
     def _claimed(self, result: Result) -> Markup:
         task = result.task
@@ -474,7 +749,7 @@ class Tasks(Cog):
         values: dict[str, object] = {
             "id": id if id is not None else (task.id if task else ""),
             "holder": holder or (_name(task.claimer) if task else ""),
-            "status": task.status.value if task else "",
+            "status": _status(task.status) if task else "",
             "kind": kind.value if kind else "",
             "role": role.value if role else "volunteer",
             "roles": ", ".join(result.roles) or "none",
@@ -495,16 +770,17 @@ class TaskNotices:
     def render(self, notice: TaskNotice) -> Markup:
         """A notice in words."""
         words = {Notice.IDLE: self.idle, Notice.EXPIRED: self.expired, Notice.DUE: self.due,
-                 Notice.ASSIGNED: self.assigned, Notice.CANCELLED: self.cancelled}  # fmt: skip
+                 Notice.ASSIGNED: self.assigned, Notice.CANCELLED: self.cancelled,
+                 Notice.CHANGES: self.changes, Notice.APPROVED: self.approved}  # fmt: skip
         return words[notice.notice](notice)
 
     def idle(self, n: TaskNotice) -> Markup:
         """Still on it?"""
         assert n.when is not None
         return Markup.format(
-            "Still on task #{id} “{title}”? Nothing has happened on it for a while. Any task "
-            "command on it (e.g. `task show {id}`) keeps it yours; `task unclaim {id}` gives "
-            "it back. Otherwise it returns to the queue at {when}.",
+            "Still on task #{id} “{title}”? Nothing has happened on it for a while. "
+            "`task extend {id}` (or any task command on it) keeps it yours; `task unclaim "
+            "{id}` gives it back. Otherwise it returns to the queue at {when}.",
             id=n.task_id, title=n.title, when=self.cog.when(n.when),
         )  # fmt: skip
 
@@ -532,6 +808,21 @@ class TaskNotices:
             coordinator=n.by or FORMER, id=n.task_id, title=n.title,
         )  # fmt: skip
 
+    def changes(self, n: TaskNotice) -> Markup:
+        """A reviewer sent your work back."""
+        return Markup.format(
+            "{reviewer} asked for changes to task #{id} “{title}”: “{note}”. It is yours "
+            "again; when it is ready, hand it in with `task done {id} <link>`.",
+            reviewer=n.by or FORMER, id=n.task_id, title=n.title, note=n.note or "",
+        )  # fmt: skip
+
+    def approved(self, n: TaskNotice) -> Markup:
+        """A reviewer approved your work."""
+        return Markup.format(
+            "{reviewer} approved task #{id} “{title}”: it is done. Thank you!",
+            reviewer=n.by or FORMER, id=n.task_id, title=n.title,
+        )  # fmt: skip
+
     def cancelled(self, n: TaskNotice) -> Markup:
         """A task you held was cancelled."""
         return Markup.format(
@@ -539,6 +830,15 @@ class TaskNotices:
             "taking it on.",
             coordinator=n.by or FORMER, id=n.task_id, title=n.title,
         )  # fmt: skip
+
+
+def _status(status: TaskStatus) -> str:
+    return status.value.replace("_", " ")
+
+
+def _role(kind: TaskKind) -> str:
+    role = KIND_ROLE[kind]
+    return role.value if role else "volunteer"
 
 
 def _name(user: UserRef | None) -> str:
@@ -557,6 +857,18 @@ def _languages(task: TaskView) -> str:
     if task.source_language:
         return f"from {task.source_language}"
     return ""
+
+
+def _coverage(report: QueueReport) -> dict[str, dict[str, int]]:
+    """Each target language's tasks per report column, languages in code order."""
+    rows: dict[str, dict[str, int]] = {}
+    for code in sorted(report.counts, key=lambda c: (c == "", c)):
+        counts = report.counts[code]
+        rows[code or NO_LANGUAGE] = {
+            column: sum(counts.get(s, 0) for s in statuses)
+            for column, statuses in REPORT_COLUMNS.items()
+        }
+    return rows
 
 
 def _list_options(kind: TaskKind | None, language: str | None, status: Status | None) -> str:

@@ -5,6 +5,7 @@ from typing import Annotated, Any
 from bot.commands import Cog, command
 from bot.context import Ctx, Reply
 from bot.domain import COUNTRIES, LANGUAGES, Markup, NotFound, Role, UserRef
+from bot.domain.text import preview
 from bot.params import Country, Language, LanguageList, Param
 from bot.services import Services
 from storage.volunteers import Profile
@@ -78,7 +79,7 @@ class Volunteers(Cog):
                 )
             raise NotFound(
                 "I know no volunteer `{name}`. See who is registered with `volunteer list`.",
-                name=who.label,
+                name=preview(who.label),
             )
         found, claims = read
         held = Markup.trusted(", ").join(

@@ -36,6 +36,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session
 
+from storage.acting import acting_people, guard
 from storage.faults import AlreadyExists as AlreadyExists
 from storage.faults import CannotConnect as CannotConnect
 from storage.faults import DatabaseUnavailable as DatabaseUnavailable
@@ -364,8 +365,20 @@ class Database:
         return await loop.run_in_executor(self._executor, lambda: self.run_sync(fn, write=False))
 
     async def write(self, fn: Callable[[Session], T]) -> T:
-        """Run a read-write transaction off the event loop."""
+        """Run a read-write transaction off the event loop.
+
+        Made on someone's behalf (:func:`storage.acting.acting_for`), it first checks that
+        they are not being erased, and is refused with ErasurePending if they are.
+        """
         loop = asyncio.get_running_loop()
+        people = acting_people()
+        if people:
+            unchecked = fn
+
+            def fn(session: Session) -> T:
+                guard(session.connection(), people)
+                return unchecked(session)
+
         rider = _take_rider()
         if rider is not None:
             inner = fn
@@ -384,8 +397,16 @@ class Database:
         )
 
     async def write_connection(self, fn: Callable[[Connection], T]) -> T:
-        """Run a read-write transaction of Core statements off the event loop."""
+        """Run a read-write transaction of Core statements off the event loop (checked alike)."""
         loop = asyncio.get_running_loop()
+        people = acting_people()
+        if people:
+            unchecked = fn
+
+            def fn(conn: Connection) -> T:
+                guard(conn, people)
+                return unchecked(conn)
+
         rider = _take_rider()
         if rider is not None:
             inner = fn

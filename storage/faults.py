@@ -55,6 +55,11 @@ class DatabaseUnavailable(RuntimeError):
         self.busy = self.kind in (Kind.BUSY, Kind.CONFLICT)
         self.code = code  # the driver's error code, for the log (never shown in chat)
 
+    @property
+    def detail(self) -> str:
+        """What is wrong, in words written for people (never the driver's text)."""
+        return str(self)
+
 
 class CannotConnect(DatabaseUnavailable):
     """The database cannot be reached as configured: no server, refused login, no database."""

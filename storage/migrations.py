@@ -440,3 +440,186 @@ def _v10(conn: Connection) -> None:
         _ts("used_at"),
     )  # fmt: skip
     md.create_all(conn)
+
+
+@migration(12, "outbox rows name their recipient and subject by platform id; pending erasures")
+def _v12(conn: Connection) -> None:
+    for column in (
+        "recipient_platform VARCHAR(16)",
+        "subject_platform VARCHAR(16)",
+        "subject_id VARCHAR(255)",
+        "subject_name VARCHAR(255)",
+    ):
+        conn.exec_driver_sql(f"ALTER TABLE outbox ADD COLUMN {column}")
+    # Until now a recipient was on the platform the post goes to.
+    conn.exec_driver_sql(
+        "UPDATE outbox SET recipient_platform = platform WHERE recipient_id IS NOT NULL"
+    )
+    conn.exec_driver_sql(
+        "CREATE INDEX ix_outbox_recipient ON outbox (recipient_platform, recipient_id)"
+    )
+    conn.exec_driver_sql("CREATE INDEX ix_outbox_subject ON outbox (subject_platform, subject_id)")
+    md = sa.MetaData()
+    sa.Table(
+        "erasure_pending", md,
+        sa.Column("platform", sa.String(16), primary_key=True),
+        sa.Column("external_id", sa.String(255), primary_key=True),
+        _ts("started_at"),
+    )  # fmt: skip
+    md.create_all(conn)
+
+
+@migration(13, "files the bot uploaded for one person (personal data: exported and deleted)")
+def _v13(conn: Connection) -> None:
+    md = sa.MetaData()
+    sa.Table(
+        "uploaded_media", md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("platform", sa.String(16), nullable=False),
+        sa.Column("external_id", sa.String(255), nullable=False),
+        sa.Column("uri", sa.String(1024), nullable=False),
+        sa.Column("room_id", sa.String(255), nullable=False),
+        sa.Column("event_id", sa.String(255), nullable=True),
+        _ts("uploaded_at"),
+        sa.Index("ix_uploaded_media_person", "platform", "external_id"),
+    )  # fmt: skip
+    md.create_all(conn)
+
+
+@migration(15, "jobs: tasks fanned out per language; source, result and review on each task")
+def _v15(conn: Connection) -> None:
+    md = sa.MetaData()
+    sa.Table(
+        "job", md,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("title", sa.String(200), nullable=False),
+        sa.Column("description", sa.Text),
+        sa.Column("source_language", sa.String(2)),
+        sa.Column("source_url", sa.String(2000)),
+        sa.Column("priority", sa.Integer, nullable=False),
+        _ts("due_at", nullable=True),
+        _ts("created_at"),
+        sa.Column("creator_platform", sa.String(16)),
+        sa.Column("creator_external_id", sa.String(255)),
+        sa.Column("creator_name", sa.String(255)),
+        sa.Index("ix_job_creator", "creator_platform", "creator_external_id"),
+    )  # fmt: skip
+    md.create_all(conn)
+    timestamp = UTCDateTime().compile(dialect=conn.dialect)
+    added = [
+        "job_id INTEGER REFERENCES job (id) ON DELETE SET NULL",
+        "source_url VARCHAR(2000)",
+        "result_link VARCHAR(2000)",
+        "result_note TEXT",
+        "review_note TEXT",
+        "reviewer_id INTEGER REFERENCES volunteer (id) ON DELETE SET NULL",
+        f"submitted_at {timestamp}",
+    ]
+    for column in added:
+        conn.exec_driver_sql(f"ALTER TABLE task ADD COLUMN {column}")
+    task = sa.Table(
+        "task", sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("language", sa.String(2)),
+        sa.Column("priority", sa.Integer, nullable=False),
+        _ts("due_at", nullable=True),
+        sa.Column("job_id", sa.Integer),
+        sa.Column("reviewer_id", sa.Integer),
+    )  # fmt: skip
+    c = task.c
+    order = (c.priority.desc(), c.due_at.is_(None), c.due_at, c.id)
+    sa.Index("ix_task_job", c.job_id, c.language).create(conn)
+    # Review work, found like open work: by kind and language, in queue order.
+    in_review = sa.text("status = 'in_review'")
+    sa.Index("ix_task_review", c.kind, c.language, *order,
+             sqlite_where=in_review, postgresql_where=in_review).create(conn)  # fmt: skip
+    has_reviewer = sa.text("reviewer_id IS NOT NULL")
+    sa.Index("ix_task_reviewer", c.reviewer_id,
+             sqlite_where=has_reviewer, postgresql_where=has_reviewer).create(conn)  # fmt: skip
+
+
+# Tasks counted per (target language, status, shard) by the database itself, so that the
+# coordinators' report reads a few hundred rows however long the queue grows. A task's shard
+# is its id modulo TALLY_SHARDS: claims of different tasks in one language seldom wait on the
+# same counter row on PostgreSQL. '' stands for tasks without a target language.
+TALLY_SHARDS = 8
+_SQLITE_TALLY = """
+CREATE TRIGGER task_tally_insert AFTER INSERT ON task BEGIN
+  INSERT INTO task_tally VALUES (coalesce(new.language, ''), new.status, new.id % {shards}, 1)
+  ON CONFLICT (language, status, shard) DO UPDATE SET n = n + excluded.n;
+END;
+CREATE TRIGGER task_tally_delete AFTER DELETE ON task BEGIN
+  UPDATE task_tally SET n = n - 1
+  WHERE language = coalesce(old.language, '') AND status = old.status
+    AND shard = old.id % {shards};
+END;
+CREATE TRIGGER task_tally_update AFTER UPDATE OF status, language ON task
+WHEN old.status IS NOT new.status OR old.language IS NOT new.language BEGIN
+  UPDATE task_tally SET n = n - 1
+  WHERE language = coalesce(old.language, '') AND status = old.status
+    AND shard = old.id % {shards};
+  INSERT INTO task_tally VALUES (coalesce(new.language, ''), new.status, new.id % {shards}, 1)
+  ON CONFLICT (language, status, shard) DO UPDATE SET n = n + excluded.n;
+END
+"""
+_POSTGRES_TALLY = """
+CREATE OR REPLACE FUNCTION task_tally_add(lang TEXT, st TEXT, sh INTEGER, delta INTEGER)
+RETURNS VOID LANGUAGE SQL AS $$
+  INSERT INTO task_tally VALUES (lang, st, sh, delta)
+  ON CONFLICT (language, status, shard) DO UPDATE SET n = task_tally.n + excluded.n
+$$;
+CREATE OR REPLACE FUNCTION task_tally_count() RETURNS TRIGGER LANGUAGE plpgsql AS $$
+DECLARE
+  was TEXT[];
+  becomes TEXT[];
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    PERFORM task_tally_add(coalesce(NEW.language, ''), NEW.status, mod(NEW.id, {shards}), 1);
+  ELSIF TG_OP = 'DELETE' THEN
+    PERFORM task_tally_add(coalesce(OLD.language, ''), OLD.status, mod(OLD.id, {shards}), -1);
+  ELSIF OLD.status IS DISTINCT FROM NEW.status OR OLD.language IS DISTINCT FROM NEW.language THEN
+    was := ARRAY[coalesce(OLD.language, ''), OLD.status];
+    becomes := ARRAY[coalesce(NEW.language, ''), NEW.status];
+    -- The two counters in key order: two changes between the same two never deadlock.
+    IF was < becomes THEN
+      PERFORM task_tally_add(was[1], was[2], mod(OLD.id, {shards}), -1);
+      PERFORM task_tally_add(becomes[1], becomes[2], mod(NEW.id, {shards}), 1);
+    ELSE
+      PERFORM task_tally_add(becomes[1], becomes[2], mod(NEW.id, {shards}), 1);
+      PERFORM task_tally_add(was[1], was[2], mod(OLD.id, {shards}), -1);
+    END IF;
+  END IF;
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER task_tally AFTER INSERT OR DELETE OR UPDATE OF status, language ON task
+FOR EACH ROW EXECUTE FUNCTION task_tally_count()
+"""
+
+
+@migration(17, "tasks counted by language and status; open tasks by age, for the report")
+def _v17(conn: Connection) -> None:
+    md = sa.MetaData()
+    sa.Table(
+        "task_tally", md,
+        sa.Column("language", sa.String(2), primary_key=True),
+        sa.Column("status", sa.String(16), primary_key=True),
+        sa.Column("shard", sa.Integer, primary_key=True),
+        sa.Column("n", sa.Integer, nullable=False),
+    )  # fmt: skip
+    md.create_all(conn)
+    postgres = conn.dialect.name == "postgresql"
+    shard = f"mod(id, {TALLY_SHARDS})" if postgres else f"id % {TALLY_SHARDS}"
+    conn.exec_driver_sql(
+        "INSERT INTO task_tally (language, status, shard, n) "
+        f"SELECT coalesce(language, ''), status, {shard}, count(*) FROM task "
+        f"GROUP BY coalesce(language, ''), status, {shard}"
+    )
+    script = _POSTGRES_TALLY if postgres else _SQLITE_TALLY
+    # Split on the statements' ends (";" then a line break), not inside function bodies.
+    for statement in script.format(shards=TALLY_SHARDS).split(";\nCREATE"):
+        sql = statement.strip()
+        conn.exec_driver_sql(sql if sql.startswith("CREATE") else "CREATE " + sql)
+    conn.exec_driver_sql("CREATE INDEX ix_task_open_age ON task (id) WHERE status = 'open'")

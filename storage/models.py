@@ -9,9 +9,11 @@ from storage.types import UTCDateTime
 
 # Tables that never hold anything about a person. Every other table must be covered by
 # some cog's export_data and erase_data; tests/test_privacy_coverage.py checks both.
+# (erasure_pending names a person only while their erasure runs: its row goes last.)
 NO_PERSONAL_DATA: frozenset[str] = frozenset(
     {"schema_version", "bot_state", "reached_milestone", "lease", "bot_process", "claimed_event",
-     "web_token_used"}
+     "web_token_used", "erasure_pending",
+     "task_tally"}
 )
 
 
@@ -55,13 +57,23 @@ class OutboxMessage(SQLModel, table=True):
     """A post the bot owes someone: written with the change that causes it, sent once."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_pending", "platform", "sent_at", "due_at"),)
+    __table_args__ = (
+        Index("ix_outbox_pending", "platform", "sent_at", "due_at"),
+        Index("ix_outbox_recipient", "recipient_platform", "recipient_id"),
+        Index("ix_outbox_subject", "subject_platform", "subject_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(max_length=255, unique=True)
     platform: str = Field(max_length=16)
     target: str = Field(max_length=255)
+    # Whom it is for, and whom its facts name (by ``subject_name``): stable platform ids,
+    # never display names, are what export and erasure match a post to a person by.
+    recipient_platform: str | None = Field(default=None, max_length=16)
     recipient_id: str | None = Field(default=None, max_length=255, index=True)
+    subject_platform: str | None = Field(default=None, max_length=16)
+    subject_id: str | None = Field(default=None, max_length=255)
+    subject_name: str | None = Field(default=None, max_length=255)
     # What happened, as a kind of post and its facts (JSON); put in words at delivery.
     kind: str = Field(default="markup", max_length=32)
     body: str
@@ -83,6 +95,29 @@ class BotState(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=255)
     value: str
     updated_at: datetime = Field(sa_column=utc_column())
+
+
+class Job(SQLModel, table=True):
+    """One piece of work fanned out as a task per target language (a leaflet into 23).
+
+    The creator is a bare identity, as on a task; erasure sets it to NULL.
+    """
+
+    __tablename__ = "job"
+    __table_args__ = (Index("ix_job_creator", "creator_platform", "creator_external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)
+    title: str = Field(max_length=200)
+    description: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    source_language: str | None = Field(default=None, max_length=2)
+    source_url: str | None = Field(default=None, max_length=2000)  # what to work from
+    priority: int = 1
+    due_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    created_at: datetime = Field(sa_column=utc_column())
+    creator_platform: str | None = Field(default=None, max_length=16)
+    creator_external_id: str | None = Field(default=None, max_length=255)
+    creator_name: str | None = Field(default=None, max_length=255)
 
 
 class Task(SQLModel, table=True):
@@ -117,6 +152,16 @@ class Task(SQLModel, table=True):
     nudged_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     due_reminded_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     closed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    # The job it is one language of, if it was fanned out.
+    job_id: int | None = Field(default=None, foreign_key="job.id", ondelete="SET NULL")
+    source_url: str | None = Field(default=None, max_length=2000)  # what to work from
+    # The deliverable, recorded by ``task done``: a link found in the note, and the note.
+    result_link: str | None = Field(default=None, max_length=2000)
+    result_note: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # While in review ``claimed_by`` stays the submitter; ``reviewer_id`` holds the review.
+    review_note: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    reviewer_id: int | None = Field(default=None, foreign_key="volunteer.id", ondelete="SET NULL")
+    submitted_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
 
 
 class TaskEvent(SQLModel, table=True):
@@ -162,6 +207,15 @@ def _task_indexes() -> None:
     Index("ix_task_claimed", c.status, c.last_activity_at,
           sqlite_where=is_claimed, postgresql_where=is_claimed)  # fmt: skip
     Index("ix_task_creator", c.creator_platform, c.creator_external_id)
+    Index("ix_task_job", c.job_id, c.language)
+    in_review = text("status = 'in_review'")
+    Index("ix_task_review", c.kind, c.language, *order,
+          sqlite_where=in_review, postgresql_where=in_review)  # fmt: skip
+    has_reviewer = text("reviewer_id IS NOT NULL")
+    Index("ix_task_reviewer", c.reviewer_id,
+          sqlite_where=has_reviewer, postgresql_where=has_reviewer)  # fmt: skip
+    # The oldest open tasks first, for the coordinators' report.
+    Index("ix_task_open_age", c.id, sqlite_where=is_open, postgresql_where=is_open)
 
 
 _task_indexes()
@@ -295,6 +349,20 @@ class ClaimedEvent(SQLModel, table=True):
     answered_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
 
 
+class PendingErasure(SQLModel, table=True):
+    """A person whose erasure has begun and not finished: written first, deleted last.
+
+    While it exists no command writes anything about the person (see ``storage.erasure``),
+    and a process that starts finishes the erasure a killed one left behind.
+    """
+
+    __tablename__ = "erasure_pending"
+
+    platform: str = Field(primary_key=True, max_length=16)
+    external_id: str = Field(primary_key=True, max_length=255)
+    started_at: datetime = Field(sa_column=utc_column())
+
+
 class DirectChat(SQLModel, table=True):
     """A direct chat the bot opened with one person, to answer them confidentially.
 
@@ -308,3 +376,21 @@ class DirectChat(SQLModel, table=True):
     external_id: str = Field(primary_key=True, max_length=255)
     room_id: str = Field(max_length=255)
     created_at: datetime = Field(sa_column=utc_column())
+
+
+class UploadedMedia(SQLModel, table=True):
+    """A file the bot uploaded for one person (their data export, a picture only for them).
+
+    Its address and the message that carried it are personal data: exported with the person,
+    and deleted from the homeserver (or its message redacted) when they are erased.
+    """
+
+    __tablename__ = "uploaded_media"
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=16)
+    external_id: str = Field(max_length=255)
+    uri: str = Field(max_length=1024)
+    room_id: str = Field(max_length=255)
+    event_id: str | None = Field(default=None, max_length=255)
+    uploaded_at: datetime = Field(sa_column=utc_column())

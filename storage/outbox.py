@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import delete, or_, update
+from sqlalchemy import delete, update
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
 
-from bot.domain import Markup
+from bot.domain import Markup, UserRef
 from storage.db import Database, dialect_insert
 from storage.models import OutboxMessage
 
@@ -43,7 +43,10 @@ class File(Protocol):
 class Post:
     """A post the bot owes: what happened (``kind`` and JSON-ready ``data``), where, for whom.
 
-    ``target`` is ``platform:address`` or ``console``.
+    ``target`` is ``platform:address`` or ``console``. ``recipient_id`` is the person it is
+    for (on ``recipient_platform``, by default the target's); ``subject`` the person its facts
+    quote by name (a coordinator who assigned a task), so export and erasure find the post by
+    that person's id, never by a name someone else could take.
     """
 
     key: str
@@ -51,11 +54,26 @@ class Post:
     kind: str
     data: Any
     recipient_id: str | None = None
+    recipient_platform: str | None = None
+    subject: UserRef | None = None
 
     @classmethod
-    def words(cls, key: str, target: str, body: Markup, recipient_id: str | None = None) -> "Post":
+    def words(
+        cls,
+        key: str,
+        target: str,
+        body: Markup,
+        recipient_id: str | None = None,
+        *,
+        subject: UserRef | None = None,
+    ) -> "Post":
         """A post whose words are already written."""
-        return cls(key, target, MARKUP, json.loads(body.to_json()), recipient_id)
+        return cls(key, target, MARKUP, json.loads(body.to_json()), recipient_id, subject=subject)
+
+    @property
+    def platform(self) -> str:
+        """The platform it is posted on."""
+        return self.target.partition(":")[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +91,7 @@ class Leased:
     file: tuple[str, bytes] | None
     attempts: int
     due_at: datetime
+    lease_until: datetime  # the lease this process holds on it, until then
 
 
 def enqueue(
@@ -91,9 +110,15 @@ def enqueue(
         dialect_insert(conn, OutboxMessage.__table__)  # type: ignore[attr-defined]
         .values(
             key=post.key[:255],
-            platform=post.target.partition(":")[0],
+            platform=post.platform,
             target=post.target,
+            recipient_platform=(
+                (post.recipient_platform or post.platform) if post.recipient_id else None
+            ),
             recipient_id=post.recipient_id,
+            subject_platform=post.subject.platform if post.subject else None,
+            subject_id=post.subject.external_id if post.subject else None,
+            subject_name=post.subject.label[:255] if post.subject else None,
             kind=post.kind,
             body=json.dumps(post.data, ensure_ascii=False, sort_keys=True),
             attachment_name=file.filename if file else None,
@@ -124,13 +149,14 @@ class OutboxRepo:
         kind: str = MARKUP,
         data: Any = None,
         recipient_id: str | None = None,
+        subject: UserRef | None = None,
         attachment: File | None = None,
     ) -> bool:
         """Enqueue outside any other change: written words (``body``), or ``kind`` and facts."""
         if body is not None:
-            post = Post.words(key, target, body, recipient_id)
+            post = Post.words(key, target, body, recipient_id, subject=subject)
         else:
-            post = Post(key, target, kind, data, recipient_id)
+            post = Post(key, target, kind, data, recipient_id, subject=subject)
         return await self.db.write_connection(
             lambda conn: enqueue(conn, post, now, file=attachment)
         )
@@ -154,6 +180,7 @@ class OutboxRepo:
                 .limit(limit)
             ).all()
             taken: list[Leased] = []
+            until = now + lease
             for row in rows:
                 result = session.execute(
                     update(OutboxMessage)
@@ -163,10 +190,10 @@ class OutboxRepo:
                         (col(OutboxMessage.lease_until).is_(None))
                         | (col(OutboxMessage.lease_until) <= now),
                     )
-                    .values(lease_until=now + lease, attempts=OutboxMessage.attempts + 1)
+                    .values(lease_until=until, attempts=OutboxMessage.attempts + 1)
                 )
                 if result.rowcount and row.id is not None:  # type: ignore[attr-defined]
-                    taken.append(_leased(row))
+                    taken.append(_leased(row, until))
             return taken
 
         return await self.db.write(tx)
@@ -183,6 +210,32 @@ class OutboxRepo:
 
         await self.db.write(tx)
 
+    async def release(self, leases: Collection[tuple[int, datetime]]) -> int:
+        """Give back rows leased but not tried, so any process may send them now.
+
+        Each ``(id, lease_until)`` is released only while that lease is still the row's own
+        (not sent, not leased again by another process since); returns how many were.
+        """
+
+        def tx(session: Session) -> int:
+            released = 0
+            for delivery_id, until in leases:
+                result = session.execute(
+                    update(OutboxMessage)
+                    .where(
+                        col(OutboxMessage.id) == delivery_id,
+                        col(OutboxMessage.sent_at).is_(None),
+                        col(OutboxMessage.lease_until) == until,
+                    )
+                    .values(lease_until=None, attempts=OutboxMessage.attempts - 1)
+                )
+                released += int(result.rowcount)  # type: ignore[attr-defined]
+            return released
+
+        if not leases:
+            return 0
+        return await self.db.write(tx)
+
     async def mark_failed(self, delivery_id: int, retry_at: datetime, error: str) -> None:
         """Record a failed attempt; the row is tried again from ``retry_at``."""
 
@@ -197,39 +250,29 @@ class OutboxRepo:
 
     async def addressed_to(self, platform: str, recipient_id: str) -> list[OutboxMessage]:
         """Every row addressed to one person, sent or not, oldest first (for their export)."""
+        where = _is_recipient(platform, recipient_id)
+        return await self.db.read(lambda session: _rows(session, where))
 
-        def tx(session: Session) -> list[OutboxMessage]:
-            return list(
-                session.exec(
-                    select(OutboxMessage)
-                    .where(
-                        OutboxMessage.platform == platform,
-                        OutboxMessage.recipient_id == recipient_id,
-                    )
-                    .order_by(col(OutboxMessage.id))
-                ).all()
-            )
+    async def naming(self, platform: str, external_id: str) -> list[OutboxMessage]:
+        """Rows whose facts name one person (by their stored id), oldest first."""
+        where = _is_subject(platform, external_id)
+        return await self.db.read(lambda session: _rows(session, where))
 
-        return await self.db.read(tx)
+    async def redact(self, platform: str, external_id: str, replacement: str) -> int:
+        """Replace one person's name in the posts that name them; returns rows changed.
 
-    async def naming(self, platform: str, names: Collection[str]) -> list[OutboxMessage]:
-        """Rows whose facts quote one of ``names`` as a value (posts about a person)."""
-        wanted = {name for name in names if name}
-        return await self.db.read(lambda session: _naming(session, platform, wanted))
-
-    async def redact(self, platform: str, names: Collection[str], replacement: str) -> int:
-        """Replace a person's names where a post quotes them as a value; returns rows changed.
-
-        Only values that are exactly one of ``names`` change (in "Alice claimed #7" the
-        person goes, the words stay); text someone typed that merely contains a name stays.
+        A post is matched by the person's stored id, and only values that are exactly the name
+        it quoted change (in "Alice gave you #7" the person goes, the words stay). The row
+        then names nobody.
         """
-        wanted = {name for name in names if name}
 
         def tx(session: Session) -> int:
-            rows = _naming(session, platform, wanted)
+            rows = _rows(session, _is_subject(platform, external_id))
             for row in rows:
-                data = _replaced(row.kind, json.loads(row.body), wanted, replacement)
+                names = {row.subject_name} if row.subject_name else set()
+                data = _replaced(row.kind, json.loads(row.body), names, replacement)
                 row.body = json.dumps(data, ensure_ascii=False, sort_keys=True)
+                row.subject_platform = row.subject_id = row.subject_name = None
                 session.add(row)
             return len(rows)
 
@@ -240,10 +283,7 @@ class OutboxRepo:
 
         def tx(session: Session) -> int:
             result = session.execute(
-                delete(OutboxMessage).where(
-                    col(OutboxMessage.platform) == platform,
-                    col(OutboxMessage.recipient_id) == recipient_id,
-                )
+                delete(OutboxMessage).where(_is_recipient(platform, recipient_id))
             )
             return int(result.rowcount)  # type: ignore[attr-defined]
 
@@ -263,12 +303,17 @@ class OutboxRepo:
                     (col(OutboxMessage.body) != EMPTY_BODY)
                     | (col(OutboxMessage.kind) != MARKUP)
                     | col(OutboxMessage.recipient_id).is_not(None)
+                    | col(OutboxMessage.subject_id).is_not(None)
                     | col(OutboxMessage.attachment_name).is_not(None),
                 )
                 .values(
                     kind=MARKUP,
                     body=EMPTY_BODY,
+                    recipient_platform=None,
                     recipient_id=None,
+                    subject_platform=None,
+                    subject_id=None,
+                    subject_name=None,
                     attachment_name=None,
                     attachment=None,
                     last_error=None,
@@ -294,19 +339,6 @@ class OutboxRepo:
         return await self.db.read(tx)
 
 
-def quoted(kind: str, data: Any) -> list[str]:
-    """The values a post's facts quote: its untrusted words, or every string among its facts."""
-    if kind == MARKUP:
-        return [text for trusted, text in data if not trusted]
-    if isinstance(data, str):
-        return [data]
-    if isinstance(data, dict):
-        return [text for value in data.values() for text in quoted(kind, value)]
-    if isinstance(data, list):
-        return [text for value in data for text in quoted(kind, value)]
-    return []
-
-
 def _replaced(kind: str, data: Any, names: set[str], replacement: str) -> Any:
     """``data`` with every quoted value that is one of ``names`` replaced."""
     if kind == MARKUP:
@@ -320,23 +352,23 @@ def _replaced(kind: str, data: Any, names: set[str], replacement: str) -> Any:
     return data
 
 
-def _naming(session: Session, platform: str, names: set[str]) -> list[OutboxMessage]:
-    if not names:
-        return []
-    # Facts are stored JSON-encoded: narrow down in SQL by the encoded form, then check.
-    needles = [json.dumps(name, ensure_ascii=False)[1:-1] for name in names]
-    rows = session.exec(
-        select(OutboxMessage)
-        .where(
-            OutboxMessage.platform == platform,
-            or_(*(col(OutboxMessage.body).contains(n, autoescape=True) for n in needles)),
-        )
-        .order_by(col(OutboxMessage.id))
-    ).all()
-    return [row for row in rows if names & set(quoted(row.kind, json.loads(row.body)))]
+def _is_recipient(platform: str, recipient_id: str) -> Any:
+    return (col(OutboxMessage.recipient_platform) == platform) & (
+        col(OutboxMessage.recipient_id) == recipient_id
+    )
 
 
-def _leased(row: OutboxMessage) -> Leased:
+def _is_subject(platform: str, external_id: str) -> Any:
+    return (col(OutboxMessage.subject_platform) == platform) & (
+        col(OutboxMessage.subject_id) == external_id
+    )
+
+
+def _rows(session: Session, where: Any) -> list[OutboxMessage]:
+    return list(session.exec(select(OutboxMessage).where(where).order_by(col(OutboxMessage.id))))
+
+
+def _leased(row: OutboxMessage, until: datetime) -> Leased:
     assert row.id is not None
     file = (
         (row.attachment_name, row.attachment)
@@ -355,4 +387,5 @@ def _leased(row: OutboxMessage) -> Leased:
         file=file,
         attempts=row.attempts + 1,
         due_at=row.due_at,
+        lease_until=until,
     )

@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 
 from bot.domain import UserRef
 from storage.db import Database, dialect_insert
-from storage.models import Volunteer, VolunteerRole
+from storage.models import Task, Volunteer, VolunteerRole
 
 V = cast(sa.Table, Volunteer.__table__)  # type: ignore[attr-defined]
 R = cast(sa.Table, VolunteerRole.__table__)  # type: ignore[attr-defined]
@@ -47,6 +47,14 @@ _TOUCH = (
     V.update()
     .where(V.c.platform == sa.bindparam("who_platform"), V.c.external_id == sa.bindparam("who"))
     .values(last_active_at=sa.bindparam("now"), display_name=sa.bindparam("name"))
+)
+
+
+T = cast(sa.Table, Task.__table__)  # type: ignore[attr-defined]
+_ERASE = V.delete().where(
+    V.c.platform == sa.bindparam("who_platform"),
+    V.c.external_id == sa.bindparam("who"),
+    ~sa.exists().where(T.c.claimed_by == V.c.id, T.c.status == "claimed"),
 )
 
 
@@ -237,16 +245,17 @@ class VolunteerRepo:
         }
 
     async def erase(self, user: UserRef) -> bool:
-        """Delete the record and its roles; returns whether there was one."""
+        """Delete the record and its roles, unless they still hold a claimed task.
 
-        def tx(session: Session) -> bool:
-            row = find_volunteer(session, user)
-            if row is None:
-                return False
-            session.delete(row)
-            return True
+        Returns whether it is gone now. A record whose claims were not released first stays
+        (deleting it would leave those tasks claimed by nobody): the erasure sweeps again.
+        """
 
-        return await self.db.write(tx)
+        def tx(conn: Connection) -> bool:
+            conn.execute(_ERASE, {"who_platform": user.platform, "who": user.external_id})
+            return profile_of(conn, user) is None
+
+        return await self.db.write_connection(tx)
 
     async def inactive_since(self, cutoff: datetime) -> list[UserRef]:
         """People with no activity since ``cutoff`` (for the retention purge)."""

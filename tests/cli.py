@@ -27,6 +27,17 @@ def bot(
     )
 
 
+def bot_bytes(*args: str, stdin: bytes, cwd: Path, timeout: float = 60) -> tuple[int, str, str]:
+    """Like :func:`bot`, with raw bytes on stdin: returns the exit status, stdout and stderr."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("VOLUNTEER_BOT_")}
+    environ["PYTHONPATH"] = str(ROOT)
+    run = subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        input=stdin, capture_output=True, cwd=cwd, env=environ, timeout=timeout,
+    )  # fmt: skip
+    return run.returncode, run.stdout.decode("utf-8"), run.stderr.decode("utf-8", "replace")
+
+
 def console(url: str, user: str, *, cwd: Path, coordinator: bool = False,
             **env: str) -> subprocess.Popen[str]:  # fmt: skip
     """The console bot as ``user`` on ``url``, reading its script from stdin."""

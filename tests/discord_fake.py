@@ -171,6 +171,15 @@ class User:
 
 
 @dataclass
+class Upload:
+    """A file a user attaches to a slash command's attachment option."""
+
+    filename: str
+    data: bytes
+    content_type: str = "text/csv"
+
+
+@dataclass
 class Answer:
     """What the bot showed for an interaction: the message a user would see."""
 
@@ -260,6 +269,7 @@ class FakeDiscord:
         self.channels: dict[int, dict[str, Any]] = {}
         self.messages: dict[int, dict[str, Any]] = {}
         self.users: dict[int, User] = {}
+        self.uploads: dict[int, Upload] = {}
         self.commands: dict[int | None, list[dict[str, Any]]] = {}
         self.requests: list[Recorded] = []
         self.interactions: dict[int, Interaction] = {}
@@ -341,6 +351,7 @@ class FakeDiscord:
         )
         r.add_post(API + "/channels/{channel}/messages", self._post_message)
         r.add_get(API + "/channels/{channel}", self._get_channel)
+        r.add_get("/uploads/{id}/{name}", self._get_upload)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -436,8 +447,8 @@ class FakeDiscord:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path in ("/gateway", "/resume"):
-            return await handler(request)
+        if request.path in ("/gateway", "/resume") or request.path.startswith("/uploads/"):
+            return await handler(request)  # the gateway, and the CDN serving attachments
         record = Recorded(
             request.method, request.path.removeprefix(API), dict(request.query), None
         )
@@ -533,6 +544,12 @@ class FakeDiscord:
         member = person.member()
         del member["permissions"]  # only interactions carry resolved permissions
         return json_response(member)
+
+    async def _get_upload(self, request: web.Request) -> web.Response:
+        upload = self.uploads.get(int(request.match_info["id"]))
+        if upload is None or upload.filename != request.match_info["name"]:
+            return error(404, 0, "Not Found")
+        return web.Response(body=upload.data, content_type=upload.content_type)
 
     async def _get_channel(self, request: web.Request) -> web.Response:
         channel = self.channels.get(int(request.match_info["channel"]))
@@ -660,6 +677,15 @@ class FakeDiscord:
                 resolved.setdefault("users", {})[str(value.id)] = value.payload()
                 resolved.setdefault("members", {})[str(value.id)] = value.member(with_user=False)
                 value = str(value.id)
+            elif isinstance(value, Upload):
+                upload_id = self.next_id()
+                self.uploads[upload_id] = value
+                url = f"http://127.0.0.1:{self.port}/uploads/{upload_id}/{value.filename}"
+                resolved.setdefault("attachments", {})[str(upload_id)] = {
+                    "id": str(upload_id), "filename": value.filename, "size": len(value.data),
+                    "url": url, "proxy_url": url, "content_type": value.content_type,
+                }  # fmt: skip
+                value = str(upload_id)
             entry = {"name": name, "type": option["type"], "value": value}
             if name == focused:
                 entry["focused"] = True

@@ -140,7 +140,33 @@ class Synapse:
 
     def stop(self) -> None:
         """Stop the server process (by its PID) and wait for it."""
+        self.resume()  # a stopped process cannot act on SIGTERM
         stop_process(self.process)
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would, and reap it; ``restart`` brings it back."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(BOOT_TIMEOUT)
+
+    def pause(self) -> None:
+        """SIGSTOP the server: connections stay open and nothing is answered."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT a paused server."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGCONT)
+
+    def restart(self) -> None:
+        """Start the server again on the same port and data (after ``kill`` or ``stop``)."""
+        if self.process.poll() is None:
+            self.stop()
+        self.process = _launch(self.workdir)
+        _wait_until_up(self)
 
 
 def stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
@@ -218,43 +244,69 @@ def start_synapse(workdir: Path) -> Synapse:
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     shared_secret = secrets.token_hex(16)
-    config = write_config(workdir, port, shared_secret)
-    output = (workdir / "stdout.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "synapse.app.homeserver", "-c", str(config)],
-        cwd=workdir,
-        stdout=output,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    output.close()
+    write_config(workdir, port, shared_secret)
+    process = _launch(workdir)
     server = Synapse(f"http://127.0.0.1:{port}", SERVER_NAME, shared_secret, workdir, process)
+    _wait_until_up(server)
+    return server
+
+
+def _launch(workdir: Path) -> subprocess.Popen[bytes]:
+    """Start the homeserver configured in ``workdir`` (its output appended to stdout.log)."""
+    with (workdir / "stdout.log").open("ab") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "synapse.app.homeserver", "-c",
+             str(workdir / "homeserver.yaml")],
+            cwd=workdir,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+
+def _wait_until_up(server: Synapse) -> None:
+    """Return once the server answers; stop it and raise SynapseUnavailable if it never does."""
+    process = server.process
     deadline = time.monotonic() + BOOT_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
             break
         try:
             server.request("GET", "/_matrix/client/versions")
-            return server
+            return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             time.sleep(0.1)
     server.stop()
-    stdout = (workdir / "stdout.log").read_text(errors="replace")[-2000:]
+    stdout = (server.workdir / "stdout.log").read_text(errors="replace")[-2000:]
     raise SynapseUnavailable(
         f"Synapse did not start (exit code {process.returncode}):\n{stdout}\n{server.log_tail()}"
     )
 
 
-@pytest.fixture(scope="session")
-def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synapse]:
-    """One homeserver for the whole test session, stopped at the end."""
+def _started(workdir: Path) -> Synapse:
     try:
-        server = start_synapse(tmp_path_factory.mktemp("synapse"))
+        return start_synapse(workdir)
     except SynapseUnavailable as exc:
         message = f"end-to-end Matrix tests need a local Synapse: {exc}"
         if os.environ.get(REQUIRE_ENV):
             pytest.fail(f"{message} ({REQUIRE_ENV} is set, so this is a failure)")
         pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synapse]:
+    """One homeserver for the whole test session, stopped at the end."""
+    server = _started(tmp_path_factory.mktemp("synapse"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def own_synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synapse]:
+    """A homeserver for one test only, which it may kill, pause and restart."""
+    server = _started(tmp_path_factory.mktemp("own-synapse"))
     try:
         yield server
     finally:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, find_config_file, load_settings
+from bot.config import ConfigError, Settings, find_config_file, load_settings
 from tests.cli import bot
 
 CANARY = "canary-secret-7f3a9c"
@@ -145,3 +145,23 @@ def test_a_json_list_in_the_environment_is_read(tmp_path, monkeypatch):
 def test_values_the_bot_could_not_run_with_are_config_errors(tmp_path, toml, message):
     with pytest.raises(ConfigError, match=message):
         load_settings(_write(tmp_path, toml))
+
+
+MATRIX_ROOMS = {"enabled": True, "rooms": ["!campaign:example.org", "#volunteers:example.org"]}
+
+
+@pytest.mark.parametrize(
+    ("sections", "targets"),
+    [
+        ({}, ["console"]),
+        ({"matrix": MATRIX_ROOMS},
+         ["matrix:!campaign:example.org", "matrix:#volunteers:example.org"]),
+        ({"matrix": MATRIX_ROOMS, "discord": {"enabled": True}},
+         ["matrix:!campaign:example.org", "matrix:#volunteers:example.org"]),
+        ({"discord": {"enabled": True}}, []),
+        ({"matrix": MATRIX_ROOMS, "announce": {"targets": ["discord:42"]}}, ["discord:42"]),
+        ({"announce": {"targets": []}}, []),
+    ],
+)  # fmt: skip
+def test_unset_announce_targets_are_the_rooms_the_bot_serves(sections, targets):
+    assert Settings(**sections).announce_targets == targets

@@ -1,17 +1,22 @@
 """Logs below DEBUG keep exception messages out: they may quote what people typed."""
 
+import errno
 import io
 import logging
 import sys
 from collections.abc import Iterator
-from typing import Annotated
+from types import SimpleNamespace
+from typing import Annotated, Any
 
 import pytest
 
 from bot import logs
+from bot.adapters.matrix_adapter import MatrixSendError
 from bot.commands import Cog, command
 from bot.context import Ctx
+from bot.outbox import PermanentDeliveryError
 from bot.params import Param
+from storage.db import DatabaseUnavailable
 from tests.harness import Harness
 
 
@@ -94,3 +99,58 @@ async def test_a_command_crashing_on_someones_text_leaves_it_out_of_the_log(
     assert reply.is_error and "ref:" in reply.body.plain()
     assert "command fragile parse failed" in stream.getvalue()
     assert "zql" not in stream.getvalue().lower()
+
+
+def _discord_forbidden() -> BaseException:
+    import discord
+
+    response = SimpleNamespace(status=403, reason="Forbidden")
+    return discord.Forbidden(response, {"code": 50013, "message": "Missing Permissions"})  # type: ignore[arg-type]
+
+
+def _aiohttp_bad_gateway() -> BaseException:
+    import aiohttp
+
+    return aiohttp.ClientResponseError(None, (), status=502, message="Bad Gateway")  # type: ignore[arg-type]
+
+
+DESCRIBED = [
+    (lambda: MatrixSendError("M_FORBIDDEN", 403, "User @bot:x is not in the room"),
+     "MatrixSendError (M_FORBIDDEN 403: User @bot:x is not in the room)"),
+    (_discord_forbidden, "Forbidden (403 50013: Missing Permissions)"),
+    (lambda: OSError(errno.ENOSPC, "No space left on device"),
+     "OSError (errno 28 ENOSPC: No space left on device)"),
+    (_aiohttp_bad_gateway, "ClientResponseError (502: Bad Gateway)"),
+    (lambda: PermanentDeliveryError("not a Matrix room address"),
+     "PermanentDeliveryError (not a Matrix room address)"),
+    (lambda: DatabaseUnavailable("the disk is full"), "DatabaseUnavailable (the disk is full)"),
+    (lambda: ValueError("invalid literal for int() with base 10: 'my secret plan'"), "ValueError"),
+    (lambda: RuntimeError(), "RuntimeError"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("make", "expected"), DESCRIBED)
+def test_an_error_is_described_by_its_codes_and_the_platforms_words_not_its_free_text(
+    make: Any, expected: str
+):
+    assert logs.describe_error(make()) == expected
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "Invalid access_token=syt_c2VjcmV0_abc given",
+        "Bearer syt_c2VjcmV0_abc refused",
+        'bad {"password": "syt_c2VjcmV0_abc"}',
+        "cannot reach postgresql://bot:syt_c2VjcmV0_abc@db/bot",
+    ],
+)
+def test_a_described_error_never_carries_a_secret(said: str):
+    described = logs.describe_error(MatrixSendError("M_UNKNOWN_TOKEN", detail=said))
+    assert "syt_c2VjcmV0_abc" not in described
+    assert described.startswith("MatrixSendError (M_UNKNOWN_TOKEN: ") and "***" in described
+
+
+def test_a_described_error_is_one_short_line():
+    described = logs.describe_error(MatrixSendError("M_UNKNOWN", detail="x\n" * 500))
+    assert "\n" not in described and len(described) < 200

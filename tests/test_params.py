@@ -1,17 +1,21 @@
 """The pure parsers behind every platform's argument conversion."""
 
+import re
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from bot.domain import BadArgument
+from bot.domain import LANGUAGES, BadArgument
 from bot.params import (
     ParseEnv,
+    find_url,
     parse_country,
     parse_duration,
     parse_language,
     parse_language_list,
+    parse_targets,
     parse_timezone,
+    parse_url,
     parse_when,
 )
 
@@ -161,3 +165,47 @@ def test_parse_timezone_accepts_iana_names_case_insensitively_and_suggests():
         parse_timezone("Mars/Olympus")
     with pytest.raises(BadArgument, match="300 characters long"):
         parse_timezone("A" * 300)  # once an OSError from the zone database
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "every"),
+    [
+        ("pl,de,fr", ("pl", "de", "fr"), False),
+        ("pl de;pl", ("pl", "de"), False),
+        ("Polish", ("pl",), False),
+        ("all", tuple(LANGUAGES), True),
+        ("ALL", tuple(LANGUAGES), True),
+    ],
+)
+def test_target_languages_read_a_list_or_all(text, expected, every):
+    targets = parse_targets(text)
+    assert tuple(targets) == expected and targets.every is every
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("see https://example.org/pl.odt, thanks", "https://example.org/pl.odt"),
+        ("(https://docs.example.org/d/1?x=2).", "https://docs.example.org/d/1?x=2"),
+        ("http://a.eu", "http://a.eu"),
+        ("no link here", None),
+        ("ftp://example.org/x", None),
+        ("https://localhost", None),
+    ],
+)
+def test_a_link_is_found_in_a_note(text, found):
+    assert find_url(text) == found
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("ftp://example.org/x", "`ftp://example.org/x` is not a web address"),
+        ("example.org", "`example.org` is not a web address"),
+        ("https://" + "a" * 2000 + ".eu", "characters long; 2000 at most"),
+    ],
+)
+def test_a_bad_source_link_is_refused_with_words(text, error):
+    with pytest.raises(BadArgument, match=re.escape(error)):
+        parse_url(text)
+    assert parse_url("<https://example.org/a b>".replace(" ", "")) == "https://example.org/ab"

@@ -12,8 +12,9 @@ from sqlmodel import Session, select
 
 from bot.commands import Cog
 from bot.config import ConfigError, load_settings
-from bot.context import Ctx, Reply
+from bot.context import Actor, Ctx, Place, Reply
 from bot.domain import Markup, UserRef
+from bot.privacy import FORMER_VOLUNTEER
 from cogs.privacy import Privacy
 from storage.models import OutboxMessage
 from tests.harness import START, Harness, make_app
@@ -31,10 +32,15 @@ def privacy_cog(h: Harness) -> Privacy:
     return cog
 
 
-async def notify(h: Harness, key: str, recipient: str | None, text: Markup) -> None:
+async def notify(
+    h: Harness, key: str, recipient: str | None, text: Markup, *, naming: str | None = None
+) -> None:
+    """Queue a post for ``recipient`` whose words quote the person ``naming`` (by id)."""
+    subject = h.ctx(naming).user if naming else None
     await h.app.services.outbox_repo.add(
-        key=key, target="test:room", body=text, now=h.clock.now(), recipient_id=recipient
-    )
+        key=key, target="test:room", body=text, now=h.clock.now(), recipient_id=recipient,
+        subject=subject,
+    )  # fmt: skip
 
 
 async def test_mydata_is_a_private_reply_with_the_callers_record_as_json(harness: Harness):
@@ -67,15 +73,17 @@ async def test_mydata_of_someone_never_registered_says_nothing_is_stored(harness
 async def test_mydata_lists_bot_messages_addressed_to_or_naming_the_caller(harness: Harness):
     await notify(harness, "n:1", "alice", Markup.format("Reminder for {n}", n="Alice"))
     await notify(harness, "n:2", "bob", Markup.format("Reminder for {n}", n="Bob"))
-    await notify(harness, "n:3", None, Markup.format("{n} claimed task 3", n="alice"))
-    await notify(harness, "n:4", None, Markup.format("Malice in {n}", n="Wonderland alice"))
+    await notify(harness, "n:3", None, Markup.format("{n} claimed task 3", n="Alice"),
+                 naming="alice")  # fmt: skip
+    # Quoting her name is not naming her: only a post's stored subject id counts.
+    await notify(harness, "n:4", None, Markup.format("{n} claimed task 4", n="Alice"))
     assert len(await harness.deliver()) == 4
     await notify(harness, "n:5", "alice", Markup.format("Later, {n}", n="Alice"))
     stored = export_of(await harness.run("alice", "privacy mydata"))["stored"]
     messages = stored["messages_for_you"]
     assert [m["text"] for m in messages] == ["Reminder for Alice", "Later, Alice"]
     assert messages[0]["sent_at"] is not None and messages[1]["sent_at"] is None
-    assert [p["text"] for p in stored["posts_naming_you"]] == ["alice claimed task 3"]
+    assert [p["text"] for p in stored["posts_naming_you"]] == ["Alice claimed task 3"]
 
 
 async def test_forget_without_confirm_explains_offers_a_button_and_erases_nothing(
@@ -110,11 +118,50 @@ async def test_forget_confirm_erases_the_record_and_messages_and_says_so(harness
 
 async def test_forget_replaces_the_name_in_bot_posts_with_a_former_volunteer(harness: Harness):
     await harness.ok("alice", "volunteer join translator")
-    await notify(harness, "n:1", None, Markup.format("{n} claimed task 3", n="Alice"))
-    await notify(harness, "n:2", None, Markup.format("{t} is done", t="Alice's leaflet"))
+    await notify(harness, "n:1", None, Markup.format("{n} claimed task 3", n="Alice"),
+                 naming="alice")  # fmt: skip
+    await notify(harness, "n:2", None, Markup.format("{t} is done", t="Alice's leaflet"),
+                 naming="alice")  # fmt: skip
     await harness.ok("alice", "privacy forget --confirm")
     texts = [d.body.plain() for d in await harness.deliver()]
     assert texts == ["a former volunteer claimed task 3", "Alice's leaflet is done"]
+
+
+async def as_person(h: Harness, who: UserRef, line: str) -> Reply:
+    ctx = Ctx(Actor(who, who.external_id in h.coordinators), Place("test:room"), h.clock.now())
+    reply = await h.app.core.handle_text(ctx, line, prefixes=("",))
+    assert reply is not None and not reply.is_error, f"{line!r}: {reply}"
+    return reply
+
+
+async def test_a_taken_display_name_sees_and_erases_none_of_anothers_notices(harness: Harness):
+    """Posts are matched to people by platform id: a copied display name matches nothing."""
+    h = harness
+    await h.ok("alice", "volunteer join translator")
+    await h.ok("coco", "task post translation Secret venue leaflet")
+    await h.ok("coco", "task assign 1 alice")
+    mallory = UserRef("test", "mallory", "Coco")  # the coordinator's display name
+    await as_person(h, mallory, "volunteer join translator")
+    exported = (await as_person(h, mallory, "privacy mydata")).attachments[0].data.decode()
+    assert "Secret venue" not in exported and "alice" not in exported.lower()
+    await as_person(h, mallory, "privacy forget --confirm")
+    (notice,) = [d for d in await h.deliver() if "Secret venue" in d.body.plain()]
+    assert "Coco" in notice.body.plain() and FORMER_VOLUNTEER not in notice.body.plain()
+
+
+async def test_the_coordinator_named_in_a_notice_sees_it_and_their_forget_redacts_it(
+    harness: Harness,
+):
+    h = harness
+    await h.ok("alice", "volunteer join translator")
+    await h.ok("coco", "task post translation Secret venue leaflet")
+    await h.ok("coco", "task assign 1 alice")
+    stored = export_of(await h.run("coco", "privacy mydata"))["stored"]
+    assert any("Secret venue" in p["text"] for p in stored["posts_naming_you"])
+    await h.ok("coco", "privacy forget --confirm")
+    (notice,) = [d for d in await h.deliver() if "Secret venue" in d.body.plain()]
+    assert "Coco" not in notice.body.plain() and FORMER_VOLUNTEER in notice.body.plain()
+    assert "posts_naming_you" not in export_of(await h.run("coco", "privacy mydata"))["stored"]
 
 
 async def test_forget_with_nothing_stored_says_there_was_nothing(harness: Harness):

@@ -164,6 +164,8 @@ async def live_a_campaign_life(h: Harness, who: UserRef) -> None:
         )
         await act(app, who, f"task claim {number_in(posted)}")
         await act(app, who, f"task post translation {tag}title poster --language de")
+        await act(app, who, f"task post translation {tag}title flyer --language pl,de "
+                            f"--source https://example.org/{tag}src --description {tag}desc")
     if "reminder" in groups:
         await act(app, who, f"reminder add {tag}remind call the press --in 3d")
     if "signatures" in groups:
@@ -182,11 +184,17 @@ async def live_a_campaign_life(h: Harness, who: UserRef) -> None:
             await h.deliver()  # one sent, one still waiting
     # The direct chat an adapter opens to answer confidentially (Matrix does).
     await app.services.direct_chats.remember(who, f"!{tag}dm:example.org", now)
+    # A file an adapter uploaded only for the person (Matrix records its mydata.json).
+    upload = await app.services.uploads.uploaded(
+        who, f"mxc://example.org/{tag}file", f"!{tag}dm:example.org", now
+    )
+    await app.services.uploads.sent(upload, f"${tag}fileevent")
     await repo.add(
         key=f"test:{tag}post",
         target="test:room",
         body=Markup.format("{name} did it: {tag}post", name=who.label, tag=tag),
         now=now,
+        subject=who,
     )
 
 

@@ -424,3 +424,18 @@ async def test_the_poller_runs_in_the_background_once_started(
         await cog.stop()
         h.app.services.scheduler.stop()
         await h.app.stop()
+
+
+async def test_a_matrix_only_bot_announces_milestones_in_its_rooms_by_default(tmp_path: Path):
+    rooms = ["!campaign:example.org", "!team:example.org"]
+    harness = Harness(
+        make_app(tmp_path, ManualClock(START), matrix={"enabled": True, "rooms": rooms})
+    )
+    try:
+        outbox = harness.app.services.outbox
+        outbox.register("matrix", harness._deliver)
+        await harness.ok("coco", "signatures set 10000")
+        posted = [post.target for post in await harness.deliver()]
+        assert posted == [f"matrix:{room}" for room in rooms]
+    finally:
+        await harness.app.stop()

@@ -7,6 +7,7 @@ import pytest
 
 from bot.domain import TaskKind, TaskStatus
 from bot.domain.tasks import (
+    DEFAULT_REVIEW_KINDS,
     TRANSITIONS,
     Change,
     Expiry,
@@ -19,8 +20,10 @@ from bot.domain.tasks import (
     check_cancel,
     check_claim,
     check_finish,
+    check_review,
     check_unclaim,
     due_reminder_needed,
+    finishing,
     fits,
     has_room,
     is_closed,
@@ -31,7 +34,7 @@ from bot.domain.tasks import (
     why_nothing_fits,
 )
 
-OPEN, CLAIMED, DONE, CANCELLED = TaskStatus
+OPEN, CLAIMED, IN_REVIEW, DONE, CANCELLED = TaskStatus
 ME, OTHER = 1, 2
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -64,6 +67,15 @@ def held(by: int, kind: TaskKind = TaskKind.OTHER) -> T:
         (Change.CANCELLED, OPEN, CANCELLED),
         (Change.CANCELLED, CLAIMED, CANCELLED),
         (Change.CANCELLED, DONE, None),
+        (Change.CANCELLED, IN_REVIEW, CANCELLED),
+        (Change.SUBMITTED, CLAIMED, IN_REVIEW),
+        (Change.SUBMITTED, OPEN, None),
+        (Change.APPROVED, IN_REVIEW, DONE),
+        (Change.APPROVED, CLAIMED, None),
+        (Change.CHANGES, IN_REVIEW, CLAIMED),
+        (Change.CHANGES, DONE, None),
+        (Change.EXTENDED, CLAIMED, CLAIMED),
+        (Change.EXTENDED, OPEN, None),
     ],
 )
 def test_transitions(change, status, expected):
@@ -278,3 +290,52 @@ def test_each_notice_has_one_key_per_claim(notice, key):
 def test_a_notice_travels_as_json_facts_and_back(notice):
     sent = TaskNotice(notice, 3, "Poster", when=NOW, by="Coco")
     assert TaskNotice.from_data(notice, sent.data()) == sent
+
+
+@dataclass(frozen=True)
+class R:
+    status: TaskStatus = IN_REVIEW
+    kind: TaskKind = TaskKind.TRANSLATION
+    claimed_by: int | None = OTHER
+    language: str | None = "pl"
+    reviewer_id: int | None = None
+
+
+TRANSLATOR = {"translator"}
+
+
+@pytest.mark.parametrize(
+    ("task", "me", "roles", "languages", "coordinator", "expected"),
+    [
+        (R(), ME, TRANSLATOR, ("pl",), False, Outcome.OK),
+        (R(claimed_by=ME), ME, TRANSLATOR, ("pl",), False, Outcome.OWN_WORK),
+        (R(claimed_by=ME), ME, TRANSLATOR, ("pl",), True, Outcome.OWN_WORK),
+        (R(), ME, TRANSLATOR, ("de",), False, Outcome.WRONG_LANGUAGE),
+        (R(), ME, TRANSLATOR, ("de",), True, Outcome.OK),
+        (R(), None, set(), (), True, Outcome.OK),
+        (R(), None, set(), (), False, Outcome.NOT_REGISTERED),
+        (R(), ME, {"organiser"}, ("pl",), False, Outcome.NO_ROLE),
+        (R(kind=TaskKind.VIDEO_EDITING), ME, {"video-editor"}, ("fr",), False, Outcome.OK),
+        (R(reviewer_id=OTHER + 1), ME, TRANSLATOR, ("pl",), False, Outcome.REVIEW_TAKEN),
+        (R(reviewer_id=ME), ME, TRANSLATOR, ("pl",), False, Outcome.OK),
+        (R(reviewer_id=OTHER + 1), ME, TRANSLATOR, ("pl",), True, Outcome.OK),
+        (R(status=CLAIMED), ME, TRANSLATOR, ("pl",), False, Outcome.NOT_IN_REVIEW),
+        (R(status=OPEN, claimed_by=None), ME, TRANSLATOR, ("pl",), True, Outcome.NOT_IN_REVIEW),
+        (R(status=DONE), ME, TRANSLATOR, ("pl",), False, Outcome.CLOSED),
+    ],
+)
+def test_who_may_review(task, me, roles, languages, coordinator, expected):
+    assert check_review(task, me, roles, languages, coordinator=coordinator) is expected
+
+
+@pytest.mark.parametrize(
+    ("kind", "review_kinds", "change"),
+    [
+        (TaskKind.TRANSLATION, DEFAULT_REVIEW_KINDS, Change.SUBMITTED),
+        (TaskKind.VIDEO_EDITING, DEFAULT_REVIEW_KINDS, Change.SUBMITTED),
+        (TaskKind.OTHER, DEFAULT_REVIEW_KINDS, Change.DONE),
+        (TaskKind.TRANSLATION, (), Change.DONE),
+    ],
+)
+def test_done_work_of_review_kinds_goes_to_review(kind, review_kinds, change):
+    assert finishing(kind, review_kinds) is change

@@ -40,14 +40,15 @@ async def test_whole_lifecycle_post_claim_show_done(harness: Harness):
     shown = await h.ok("bob", f"task show {tid}")
     assert "Status: claimed" in shown and "Held by: Alice" in shown and "Two pages, A5." in shown
 
-    assert "is done" in await h.ok("alice", f"task done {tid} sent to the printer, thanks Eva")
+    done = await h.ok("alice", f"task done {tid} sent to the printer, thanks Eva")
+    assert "is handed in for review" in done  # translations are reviewed by default
     shown = await h.ok("bob", f"task show {tid}")
-    assert "Status: done" in shown
+    assert "Status: in review" in shown and "Submitted by: Alice" in shown
     history = shown.split("History", 1)[1]
     assert [line.split(" — ", 1)[1] for line in history.strip().splitlines()] == [
         "posted by Coco",
         "claimed by Alice",
-        "done by Alice: “sent to the printer, thanks Eva”",
+        "handed in for review by Alice: “sent to the printer, thanks Eva”",
     ]
     assert "You hold no tasks" in await h.ok("alice", "task mine")
     assert "Open claims: none" in await h.ok("alice", "volunteer profile")
@@ -425,7 +426,9 @@ async def test_erase_releases_claims_and_leaves_a_former_volunteer(harness: Harn
     assert "posted by a former volunteer" in await h.ok("bob", f"task show {held}")
     assert (await cog.export_data(UserRef("test", "coco")))["tasks"] == {
         "claims": [],
+        "reviews": [],
         "created": [],
+        "jobs": [],
         "history": [],
     }
 

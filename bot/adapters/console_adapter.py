@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 PLATFORM = "console"
 TEXT_TYPES = frozenset({"application/json"})
 PREFIXES = ("!", "/", "")
+NOT_UTF8 = (
+    "That line is not valid UTF-8 text, so I skipped it; set the terminal to UTF-8 and type "
+    "it again."
+)
 HELP = (
     "Console commands: `:as NAME` acts as another person, `:quit` leaves. "
     "Everything else is a bot command; try `help`."
@@ -53,7 +57,8 @@ class ConsoleAdapter:
         self.stdin = stdin or sys.stdin
         self.stdout = stdout or sys.stdout
         self.interactive = self.stdin.isatty() if interactive is None else interactive
-        self._lines: asyncio.Queue[str | None] = asyncio.Queue()
+        # A line, None at the end of input, or a decoding error for a line that was skipped.
+        self._lines: asyncio.Queue[str | UnicodeDecodeError | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._done = asyncio.Event()
         self._print_lock = asyncio.Lock()
@@ -82,12 +87,11 @@ class ConsoleAdapter:
         while True:
             self._ready.wait()
             self._ready.clear()
+            line: str | UnicodeDecodeError
             try:
-                if self.interactive:
-                    # input() gives line editing and history; the prompt shows who is acting.
-                    line = input(f"{self.user}> ") + "\n"
-                else:
-                    line = self.stdin.readline()
+                line = self._next_line()
+            except UnicodeDecodeError as exc:
+                line = exc
             except EOFError:
                 line = ""
             except (OSError, ValueError):
@@ -96,6 +100,21 @@ class ConsoleAdapter:
                 loop.call_soon_threadsafe(self._lines.put_nowait, line if line else None)
             if not line:
                 return
+
+    def _next_line(self) -> str:
+        """One line of input, "" at its end; raises UnicodeDecodeError for one that is not text.
+
+        A piped stream is read as bytes and decoded line by line, so one undecodable line
+        is skipped, not the rest of the input with it.
+        """
+        if self.interactive:
+            # input() gives line editing and history; the prompt shows who is acting.
+            return input(f"{self.user}> ") + "\n"
+        raw = getattr(self.stdin, "buffer", None)
+        if raw is None:
+            return self.stdin.readline()
+        data: bytes = raw.readline()
+        return data.decode("utf-8")
 
     async def _serve(self) -> None:
         try:
@@ -106,6 +125,10 @@ class ConsoleAdapter:
                 self._at_prompt = False
                 if line is None:
                     break
+                if isinstance(line, UnicodeDecodeError):
+                    log.debug("console: a line of %d bytes is not UTF-8", len(line.object))
+                    self._write(NOT_UTF8 + "\n")
+                    continue
                 if not await self.handle_line(line):
                     break
             # Deliver what the last commands made due, so a script sees it.

@@ -34,6 +34,7 @@ from bot.commands import ArgSpec, CommandSpec
 from bot.config import ConfigError, DiscordSection
 from bot.context import Actor, Attachment, Ctx, Place, Reply
 from bot.domain import COUNTRIES, LANGUAGES, Markup, UserRef
+from bot.logs import describe_error
 from bot.outbox import Delivery, PermanentDeliveryError
 from bot.rights import DISCORD_GUILD, PlaceKind, Standing
 
@@ -47,6 +48,10 @@ BUTTON_PREFIX = "vb:"
 MAX_CUSTOM_ID = 100
 MAX_LABEL = 80
 MAX_CONTENT = 2000
+# A reply longer than this many messages is cut: nobody reads more, and it would flood the
+# channel (a quoted megabyte would be five hundred messages).
+MAX_PARTS = 5
+CUT = "\n… (cut: the rest was too long to send)"
 MAX_CHOICES = 25
 # Discord wants an answer within 3 s; a command still running after this gets a defer first.
 DEFER_AFTER = 2.0
@@ -154,7 +159,7 @@ class CommandTree(app_commands.CommandTree["DiscordClient"]):
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
         """Answer ephemerally; never show the exception text."""
-        log.warning("Discord interaction could not run: %s", type(error).__name__)
+        log.warning("Discord interaction could not run: %s", describe_error(error))
         if isinstance(error, app_commands.CommandNotFound):
             text = (
                 "That command is not available any more. Discord may take a minute to show the "
@@ -248,7 +253,7 @@ class DiscordAdapter:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.error("Discord gateway connection ended: %s", type(exc).__name__)
+            log.error("Discord gateway connection ended: %s", describe_error(exc))
         finally:
             self._closed.set()
 
@@ -400,8 +405,13 @@ class DiscordAdapter:
         self, interaction: discord.Interaction, spec: CommandSpec, values: dict[str, Any]
     ) -> None:
         """A slash command: convert the options and answer with what the core replies."""
-        raw = {name: wire_value(value) for name, value in values.items() if value is not None}
-        work = self._run(interaction, lambda ctx: self.app.core.invoke(ctx, spec, raw))
+
+        async def invoke(ctx: Ctx) -> Reply | None:
+            raw = {name: await option_value(value) for name, value in values.items()
+                   if value is not None}  # fmt: skip
+            return await self.app.core.invoke(ctx, spec, raw)
+
+        work = self._run(interaction, invoke)
         await self._answer(interaction, work, deferred_private=spec.private)
 
     async def click(self, interaction: discord.Interaction, command: str) -> None:
@@ -655,11 +665,21 @@ def annotation(arg: ArgSpec) -> Any:
         base = bool
     elif arg.kind.wire == "user":
         base = discord.User
+    elif arg.kind.wire == "attachment":
+        base = discord.Attachment
     elif p.max_length is not None:
         base = app_commands.Range[str, 1, p.max_length]
     else:
         base = str
     return base if arg.required else Optional[base]  # noqa: UP045 - discord.py reads Optional
+
+
+async def option_value(value: Any) -> Any:
+    """What the core gets for an option value; an attached file arrives as its bytes."""
+    if isinstance(value, discord.Attachment):
+        data = await value.read()
+        return Attachment(value.filename, data, value.content_type or "application/octet-stream")
+    return wire_value(value)
 
 
 def wire_value(value: Any) -> Any:
@@ -735,15 +755,12 @@ def message_extras(reply: Reply, *, last: bool) -> dict[str, Any]:
     return extras
 
 
-def button_view(reply: Reply) -> discord.ui.View | None:
-    """The reply's buttons as a view that nothing keeps in memory: clicks go to CommandButton."""
-    buttons = [
-        b for b in reply.buttons if len(BUTTON_PREFIX + b.command) <= MAX_CUSTOM_ID and b.command
-    ]
-    if len(buttons) < len(reply.buttons):
-        log.warning(
-            "dropped %d buttons whose command is too long", len(reply.buttons) - len(buttons)
-        )
+def button_view(reply: Reply | Delivery) -> discord.ui.View | None:
+    """A reply's or post's buttons as a view kept nowhere; clicks go to CommandButton."""
+    given = reply.buttons
+    buttons = [b for b in given if len(BUTTON_PREFIX + b.command) <= MAX_CUSTOM_ID and b.command]
+    if len(buttons) < len(given):
+        log.warning("dropped %d buttons whose command is too long", len(given) - len(buttons))
     if not buttons:
         return None
     view = discord.ui.View(timeout=None)
@@ -758,10 +775,11 @@ def to_file(attachment: Attachment) -> discord.File:
     return discord.File(io.BytesIO(attachment.data), filename=attachment.filename)
 
 
-def split_content(text: str, limit: int = MAX_CONTENT) -> list[str]:
-    """Split at line breaks into messages Discord accepts."""
+def split_content(text: str, limit: int = MAX_CONTENT, max_parts: int = MAX_PARTS) -> list[str]:
+    """Split at line breaks into at most ``max_parts`` messages Discord accepts."""
     if len(text) <= limit:
         return [text or "\u200b"]
+    text = text[: limit * max_parts + 1]  # enough to fill every part: the rest is cut anyway
     parts: list[str] = []
     current = ""
     for line in text.split("\n"):
@@ -779,6 +797,9 @@ def split_content(text: str, limit: int = MAX_CONTENT) -> list[str]:
             current = candidate
     if current:
         parts.append(current)
+    if len(parts) > max_parts or len(text) > limit * max_parts:
+        parts = parts[:max_parts]
+        parts[-1] = parts[-1][: limit - len(CUT)] + CUT
     return parts
 
 
@@ -805,8 +826,12 @@ async def _post(
     chunks = split_content(content)
     for i, chunk in enumerate(chunks):
         kwargs: dict[str, Any] = {}
-        if delivery.attachment is not None and i == len(chunks) - 1:
-            kwargs["file"] = to_file(delivery.attachment)
+        if i == len(chunks) - 1:
+            if delivery.attachment is not None:
+                kwargs["file"] = to_file(delivery.attachment)
+            view = button_view(delivery)
+            if view is not None:
+                kwargs["view"] = view
         await channel.send(
             chunk,
             nonce=_nonce(delivery.key, where, i),

@@ -29,13 +29,14 @@ import re
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
+import aiohttp
 from nio import (
     AsyncClient,
     AsyncClientConfig,
@@ -53,6 +54,7 @@ from nio import (
     RoomKeyRequest,
     RoomMessagesError,
     RoomPreset,
+    RoomRedactError,
     RoomResolveAliasError,
     RoomSendError,
     SyncError,
@@ -68,11 +70,14 @@ from nio.exceptions import EncryptionError, OlmTrustError, SendRetryError
 
 from bot import replies
 from bot.adapters import Status, matrix_signing
-from bot.context import Actor, Attachment, Ctx, Place, Reply
+from bot.context import Actor, Attachment, Button, Ctx, Place, Reply
 from bot.domain import Markup, UserRef
+from bot.logs import describe_error
 from bot.outbox import Delivery, PermanentDeliveryError
 from bot.rights import PlaceKind, Standing
+from bot.uploads import MediaErasure
 from storage.leases import AlreadyTakenOn
+from storage.uploads import Upload
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -101,7 +106,14 @@ GAP_MAX_EVENTS = 2_000
 REMEMBERED_EVENTS = 5_000
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 300.0
+# Answers that could not be sent are tried again after this, doubling up to RESEND_MAX.
+RESEND_FIRST = 1.0
+RESEND_MAX = 30.0
 STOP_GRACE = 15.0
+# An event may be 65,536 bytes; an answer's text and HTML stay well under that, with room
+# for the relation, the pill and encryption (whose base64 adds a third).
+MAX_TEXT_BYTES = 40_000
+CUT = "\n… (cut: the rest was too long to send)"
 MAX_429_RETRIES = 3
 MAX_TIMEOUT_RETRIES = 2
 # Batches whose events are still being handled before the next sync waits for the oldest.
@@ -111,7 +123,11 @@ NEW_ROOM_WAIT = 30.0
 
 CLAIM_EMOJI = "✋"
 # A reaction on a message that carried a subject runs a command as the person reacting.
-REACTIONS: dict[tuple[str, str], str] = {("task", CLAIM_EMOJI): "task claim {id}"}
+EXTEND_EMOJI = "👍"
+REACTIONS: dict[tuple[str, str], str] = {
+    ("task", CLAIM_EMOJI): "task claim {id}",
+    ("claim", EXTEND_EMOJI): "task extend {id}",  # on a "still on it?" notice
+}
 # Variation selectors and skin tones do not change what a reaction means.
 _EMOJI_MODIFIERS = re.compile("[\ufe0e\ufe0f\U0001f3fb-\U0001f3ff]")
 _PILL = re.compile(r"^https://matrix\.to/#/(@[^/?#]+|%40[^/?#]+)")
@@ -125,9 +141,25 @@ _SILENT_FILTER: dict[str, Any] = {
 }
 # Errors after which retrying the same request can never succeed.
 _PERMANENT_ERRCODES = frozenset({"M_FORBIDDEN", "M_NOT_FOUND", "M_UNKNOWN_ROOM", "M_BAD_JSON"})
+# A reply refused with one of these is dropped; other refusals and lost connections are retried.
+_UNDELIVERABLE_ERRCODES = _PERMANENT_ERRCODES | {
+    "M_TOO_LARGE", "M_NOT_JSON", "M_INVALID_PARAM", "M_UNRECOGNIZED",
+    "EncryptionError", "OlmTrustError", "SendRetryError",
+}  # fmt: skip
+# Refusals that pass: the rate limit, and a token the adapter replaces (or stops for).
+_RETRIED_ERRCODES = frozenset({"M_LIMIT_EXCEEDED", "M_UNKNOWN_TOKEN", "M_MISSING_TOKEN"})
 # History visibilities under which a member may read what was said before they joined, and so
 # may be given the keys to it when they ask.
 _SHARED_HISTORY = frozenset({"shared", "world_readable"})
+# Why a file the bot uploaded stays in the media store, by the admin API's refusal.
+_MEDIA_KEPT = {
+    "M_FORBIDDEN": "the bot's account is not an admin of the homeserver, which only admins "
+    "let delete files; the messages that carried them were removed, and the server's admin "
+    "can delete the files",
+    "M_UNRECOGNIZED": "the homeserver offers no way to delete files; the messages that carried "
+    "them were removed",
+    "M_NOT_FOUND": "the homeserver no longer has them",
+}
 
 # Room versions in which the creator is an ordinary power-level holder; in later ones
 # (12 on) creators outrank every power level and are not listed in m.room.power_levels.
@@ -156,11 +188,28 @@ class MatrixFatalError(Exception):
 
 
 class MatrixSendError(Exception):
-    """The homeserver refused a message; ``errcode`` says why."""
+    """The homeserver refused a message: ``errcode``, HTTP ``status``, ``detail`` in its words."""
 
-    def __init__(self, errcode: str | None) -> None:
+    def __init__(
+        self, errcode: str | None, status: int | None = None, detail: str | None = None
+    ) -> None:
         super().__init__(f"the homeserver refused the message ({errcode or 'no error code'})")
         self.errcode = errcode
+        self.status = status
+        self.detail = detail
+
+    @property
+    def permanent(self) -> bool:
+        """Whether sending the same message again can never succeed (M_FORBIDDEN, M_TOO_LARGE)."""
+        if self.errcode in _RETRIED_ERRCODES:
+            return False
+        if self.errcode in _UNDELIVERABLE_ERRCODES:
+            return True
+        return self.status is not None and 400 <= self.status < 500 and self.status != 429
+
+
+# What a send raises when the homeserver cannot be reached or answers too late.
+_UNREACHABLE = (OSError, TimeoutError, aiohttp.ClientError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +329,10 @@ class MatrixAdapter:
         self._held: dict[str, _Held] = {}
         self._room_seen: dict[str, asyncio.Event] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        # Kept answers a send failed for (key -> kept answer), in order, and who resends them.
+        self._unsent: dict[str, str] = {}
+        self._resender: asyncio.Task[None] | None = None
+        self._homeserver_back = asyncio.Event()  # set by each completed sync
         # (user, device) -> whether the configured trust lets it read the bot's messages
         self._trusted: dict[tuple[str, str], bool] = {}
         self._store_existed = False
@@ -351,6 +404,7 @@ class MatrixAdapter:
                             "named in matrix.coordinators are coordinators")  # fmt: skip
             await self._join_configured_rooms()
             self.app.services.outbox.register(PLATFORM, self.deliver)
+            self.app.services.uploads.register(PLATFORM, self.erase_media)
             await self._sync_loop()
         except MatrixFatalError as exc:
             log.error("matrix adapter stopped: %s", exc)
@@ -423,7 +477,7 @@ class MatrixAdapter:
             except Exception as exc:
                 log.warning(
                     "matrix: cannot reach the homeserver (%s); retrying in %.0f s",
-                    type(exc).__name__,
+                    describe_error(exc),
                     delay,
                 )
             await self._pause(delay)
@@ -434,18 +488,72 @@ class MatrixAdapter:
     def _store_path(self) -> Path:
         return Path(self.config.store_path)
 
+    async def _token_revoked(self, soft_logout: bool) -> None:
+        """The homeserver stopped accepting the token: log in again, or stop for the operator."""
+        what = "expired" if soft_logout else "was revoked"
+        if self.config.password is None or not self.config.user_id:
+            raise MatrixFatalError(
+                f"the Matrix access token {what} (M_UNKNOWN_TOKEN): set a new "
+                "matrix.access_token, or matrix.password so the bot can log in again by itself"
+            )
+        log.warning("matrix: the access token %s; logging in again with the password", what)
+        client = self._client
+        await self._password_login(client, self.config.password.get_secret_value())
+        await self.open_device(client)
+
+    async def _password_login(self, client: AsyncClient, password: str) -> None:
+        """Log in again as the same device (its keys and sessions stay valid), keeping the token.
+
+        A raw call rather than nio's ``login``, which would open a second crypto store.
+        """
+        body = {
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": self.config.user_id},
+            "password": password,
+            "device_id": client.device_id,
+            "initial_device_display_name": DEVICE_NAME,
+        }
+        response = await client.send(
+            "POST", "/_matrix/client/v3/login", json.dumps(body),
+            {"Content-Type": "application/json"},
+        )  # fmt: skip
+        try:
+            answer = await response.json(content_type=None)
+        except ValueError:
+            answer = {}
+        finally:
+            response.release()
+        answer = answer if isinstance(answer, dict) else {}
+        if response.status == 429 or response.status >= 500 or "access_token" not in answer:
+            if response.status in (400, 401, 403):
+                raise MatrixFatalError(f"password login failed ({answer.get('errcode')})")
+            raise ConnectionError(f"login failed (HTTP {response.status})")
+        client.access_token = str(answer["access_token"])
+        self._save_credentials(
+            Credentials(
+                self.config.homeserver, self.user_id or "", client.device_id, client.access_token
+            )
+        )
+        log.info("matrix: logged in again with the password; the new token is kept")
+
     async def _authenticate(self, client: AsyncClient) -> None:
         config = self.config
         if config.access_token is not None:
             client.access_token = config.access_token.get_secret_value()
-            if not await self._check_token(client):
-                raise MatrixFatalError("the homeserver rejected matrix.access_token")
-            if not client.device_id:
+            if await self._check_token(client):
+                if not client.device_id:
+                    raise MatrixFatalError(
+                        "the homeserver did not say which device matrix.access_token belongs "
+                        "to; set matrix.device_id"
+                    )
+                return
+            if config.password is None:
                 raise MatrixFatalError(
-                    "the homeserver did not say which device matrix.access_token belongs to; "
-                    "set matrix.device_id"
+                    "the homeserver rejected matrix.access_token (revoked or mistyped): set a "
+                    "new one, or matrix.password so the bot can log in by itself"
                 )
-            return
+            log.warning("matrix: matrix.access_token was rejected; logging in with the password")
+            client.access_token = ""
         if config.password is None:
             raise MatrixFatalError("set matrix.access_token or matrix.password")
         if not config.user_id:
@@ -552,6 +660,9 @@ class MatrixAdapter:
                 f"{self._credentials_path} (or use a new access token) to start as a new "
                 "device"
             )
+        if published is None and client.olm.account.shared:
+            # The homeserver forgot the device (a logout deletes it): publish its keys again.
+            client.olm.account.shared = False
         if client.should_upload_keys:
             uploaded = await client.keys_upload()
             if isinstance(uploaded, KeysUploadError):
@@ -703,7 +814,7 @@ class MatrixAdapter:
             try:
                 await self._join_configured_room(room)
             except Exception as exc:  # one unreachable room must not keep the others unserved
-                log.warning("matrix: cannot join room %s (%s)", room, exc.__class__.__name__)
+                log.warning("matrix: cannot join room %s (%s)", room, describe_error(exc))
 
     async def _join_configured_room(self, room: str) -> None:
         client = self._client
@@ -805,7 +916,8 @@ class MatrixAdapter:
                     break
                 if isinstance(response, SyncError):
                     if response.status_code in ("M_UNKNOWN_TOKEN", "M_MISSING_TOKEN"):
-                        raise MatrixFatalError("the homeserver no longer accepts the access token")
+                        await self._token_revoked(bool(response.soft_logout))
+                        continue
                     log.warning(
                         "matrix: sync failed (%s); retrying in %.0f s", response.status_code, delay
                     )
@@ -819,6 +931,7 @@ class MatrixAdapter:
                 if not self.app.leases.holds(PLATFORM):
                     break  # the lease moved to another process: it carries on from its position
                 self._last_sync = time.monotonic()
+                self._homeserver_back.set()
                 delay = BACKOFF_FIRST
                 if first:
                     first = False
@@ -832,7 +945,7 @@ class MatrixAdapter:
                 raise
             except Exception as exc:
                 log.warning(
-                    "matrix: sync failed (%s); retrying in %.0f s", type(exc).__name__, delay
+                    "matrix: sync failed (%s); retrying in %.0f s", describe_error(exc), delay
                 )
                 await self._pause(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
@@ -1123,10 +1236,10 @@ class MatrixAdapter:
             await self._on_reaction(room, event)
 
     async def _on_message(self, room: MatrixRoom, event: dict[str, Any]) -> None:
-        content = event.get("content") or {}
+        content = _object(event.get("content"))
         if content.get("msgtype") != "m.text":
             return  # notices are other bots talking; emotes and files are no commands
-        relates = content.get("m.relates_to") or {}
+        relates = relation(content)
         if relates.get("rel_type") == "m.replace" or "m.new_content" in content:
             return  # an edit: the original was answered already
         text = command_text(content)
@@ -1136,11 +1249,13 @@ class MatrixAdapter:
         if ctx is None:
             return
         thread = relates.get("event_id") if relates.get("rel_type") == "m.thread" else None
+        if not isinstance(thread, str) or not thread.startswith("$"):
+            thread = None  # a malformed thread relation: answer as to a plain message
         how = Answer(str(event["event_id"]), reply_to=str(event["event_id"]), thread=thread)
         await self._run_once(room, ctx, how, text, (self.prefix,))
 
     async def _on_reaction(self, room: MatrixRoom, event: dict[str, Any]) -> None:
-        relates = (event.get("content") or {}).get("m.relates_to") or {}
+        relates = relation(_object(event.get("content")))
         target = relates.get("event_id")
         if relates.get("rel_type") != "m.annotation" or not isinstance(target, str):
             return
@@ -1182,25 +1297,73 @@ class MatrixAdapter:
             await leases.repo.keep_reply(key, kept)
         elif not await leases.claim_event(PLATFORM, key, reply=kept):
             return  # taken on by another process (or before a restart): it answers
-        await self._answer(room, ctx, reply, how.answers, reply_to=how.reply_to,
-                           thread=how.thread, mention=how.mention)  # fmt: skip
-        await leases.repo.answered(key, self.app.clock.now())
+        # The answer is kept: from here on the event counts as handled, sent or not yet.
+        await self._send_kept(key, kept)
+
+    async def _send_kept(self, key: str, kept: str) -> bool:
+        """Send one kept answer; False when it must be tried again (it stays kept until then).
+
+        An answer the homeserver refuses for good (M_FORBIDDEN, M_TOO_LARGE) is dropped with
+        a warning; one lost to a dropped connection, a timeout or a 5xx is resent later.
+        """
+        reply, how = replies.loads(kept)
+        room = self._client.rooms.get(how["room"])
+        if room is None:
+            log.warning("matrix: an answer was dropped: the bot is no longer in its room")
+        else:
+            ctx = Ctx(
+                actor=Actor(UserRef(PLATFORM, how["sender"], how["name"])),
+                place=Place(f"{PLATFORM}:{room.room_id}"),
+                now=self.app.clock.now(),
+            )
+            try:
+                await self._answer(room, ctx, reply, how["answers"], reply_to=how["reply_to"],
+                                   thread=how["thread"], mention=how["mention"])  # fmt: skip
+            except MatrixSendError as exc:
+                if not exc.permanent:
+                    return self._resend_later(key, kept, f"{exc.errcode} {exc.status}")
+                log.warning("matrix: a reply could not be sent (%s); it is dropped", exc.errcode)
+            except _UNREACHABLE as exc:
+                return self._resend_later(key, kept, type(exc).__name__)
+        await self.app.leases.repo.answered(key, self.app.clock.now())
+        return True
+
+    def _resend_later(self, key: str, kept: str, why: str) -> bool:
+        """Queue a kept answer for the resender; always False (not sent yet)."""
+        if key not in self._unsent:
+            log.warning("matrix: a reply could not be sent (%s); it will be sent again", why)
+        self._unsent[key] = kept
+        if self._resender is None or self._resender.done():
+            self._resender = asyncio.create_task(self._resend(), name="matrix-resend")
+            self._background.add(self._resender)
+            self._resender.add_done_callback(self._background.discard)
+        return False
+
+    async def _resend(self) -> None:
+        """Send the answers that could not be sent, with backoff, until none is left."""
+        delay = RESEND_FIRST
+        while self._unsent and not self._stopping.is_set():
+            self._homeserver_back.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._homeserver_back.wait(), delay)
+            if not self.app.leases.holds(PLATFORM):
+                self._unsent.clear()  # the process serving Matrix now sends them
+                return
+            sent_any = False
+            for key, kept in list(self._unsent.items()):
+                if await self._send_kept(key, kept):
+                    self._unsent.pop(key, None)
+                    sent_any = True
+                    log.info("matrix: a reply that could not be sent before is sent")
+                else:
+                    break  # still unreachable: keep the rest in order for the next round
+            delay = RESEND_FIRST if sent_any else min(delay * 2, RESEND_MAX)
 
     async def _send_kept_answers(self) -> None:
         """Send the answers a process serving before this one kept but did not send."""
         for key, kept in await self.app.leases.repo.unanswered(f"{PLATFORM}:"):
-            reply, how = replies.loads(kept)
-            room = self._client.rooms.get(how["room"])
-            if room is not None:
-                ctx = Ctx(
-                    actor=Actor(UserRef(PLATFORM, how["sender"], how["name"])),
-                    place=Place(f"{PLATFORM}:{room.room_id}"),
-                    now=self.app.clock.now(),
-                )
-                await self._answer(room, ctx, reply, how["answers"], reply_to=how["reply_to"],
-                                   thread=how["thread"], mention=how["mention"])  # fmt: skip
+            if key not in self._unsent and await self._send_kept(key, kept):
                 log.info("matrix: sent an answer kept by the process before")
-            await self.app.leases.repo.answered(key, self.app.clock.now())
 
     def ctx(self, room: MatrixRoom, sender: str) -> Ctx | None:
         """The neutral context of something ``sender`` did in ``room``.
@@ -1253,20 +1416,20 @@ class MatrixAdapter:
         thread: str | None = None,
         mention: str | None = None,
     ) -> None:
-        """Send a reply: public in the room, quiet in a thread, confidential in a direct chat."""
-        try:
-            if reply.confidential and not self._only_for(room, ctx.user.external_id):
-                await self._answer_confidentially(room, ctx, reply, answers, reply_to, thread)
-                return
-            if reply.private:
-                thread = self._quiet_thread(room, reply_to, thread)
-            pill = (mention, ctx.user.label) if mention else None
-            event_id = await self._send_reply(
-                room, reply, answers, reply_to=reply_to, thread=thread, pill=pill
-            )
-        except MatrixSendError as exc:
-            log.warning("matrix: a reply could not be sent (%s)", exc.errcode)
+        """Send a reply: public in the room, quiet in a thread, confidential in a direct chat.
+
+        Raises MatrixSendError (or a connection error) when it could not be sent.
+        """
+        if reply.confidential and not self._only_for(room, ctx.user.external_id):
+            await self._answer_confidentially(room, ctx, reply, answers, reply_to, thread)
             return
+        if reply.private:
+            thread = self._quiet_thread(room, reply_to, thread)
+        pill = (mention, ctx.user.label) if mention else None
+        event_id = await self._send_reply(
+            room, reply, answers, reply_to=reply_to, thread=thread, pill=pill,
+            owner=ctx.user if reply.confidential else None,
+        )  # fmt: skip
         if reply.subject is not None:
             kind, subject_id = reply.subject
             await self.app.services.state.set(
@@ -1301,7 +1464,8 @@ class MatrixAdapter:
         if direct is None:
             note = Reply(Markup.trusted(NO_DIRECT_CHAT_NOTE), private=True, is_error=True)
         else:
-            await self._send_reply(direct, reply, f"{answers}:direct", reply_to=None)
+            await self._send_reply(direct, reply, f"{answers}:direct", reply_to=None,
+                                   owner=ctx.user)  # fmt: skip
             note = Reply(Markup.trusted(SENT_DIRECTLY_NOTE), private=True)
         await self._send_reply(room, note, answers, reply_to=reply_to,
                                thread=self._quiet_thread(room, reply_to, thread))  # fmt: skip
@@ -1346,11 +1510,13 @@ class MatrixAdapter:
         reply_to: str | None,
         thread: str | None = None,
         pill: tuple[str, str] | None = None,
+        owner: UserRef | None = None,
     ) -> str:
         """Send a reply and its attachments; returns the text message's event id.
 
         ``pill`` (user id, display name) addresses the reply to someone who did not type
-        anything (a reaction), with a mention pill.
+        anything (a reaction), with a mention pill. Files sent only to ``owner`` are recorded
+        as theirs, so erasing them deletes the files too.
         """
         wanted = [m.external_id for m in reply.mentions if m.platform == PLATFORM]
         content = notice_content(
@@ -1366,7 +1532,7 @@ class MatrixAdapter:
         for index, attachment in enumerate(reply.attachments):
             await self._send_attachment(
                 room.room_id, attachment, txn_id=_txn("answer", f"{answers}:{index}"),
-                extra={ANSWERS_KEY: answers},
+                extra={ANSWERS_KEY: answers}, owner=owner,
             )  # fmt: skip
         return event_id
 
@@ -1384,11 +1550,17 @@ class MatrixAdapter:
         except (EncryptionError, OlmTrustError, SendRetryError) as exc:
             raise MatrixSendError(type(exc).__name__) from None
         if isinstance(response, RoomSendError):
-            raise MatrixSendError(response.status_code)
+            raise MatrixSendError(response.status_code, _http_status(response), response.message)
         return str(response.event_id)
 
     async def _send_attachment(
-        self, room_id: str, attachment: Attachment, *, txn_id: str, extra: dict[str, Any]
+        self,
+        room_id: str,
+        attachment: Attachment,
+        *,
+        txn_id: str,
+        extra: dict[str, Any],
+        owner: UserRef | None = None,
     ) -> None:
         """Upload a file and post it; in an encrypted room the file is encrypted too."""
         room = self._client.rooms.get(room_id)
@@ -1401,7 +1573,12 @@ class MatrixAdapter:
             filesize=len(attachment.data),
         )
         if isinstance(uploaded, UploadError):
-            raise MatrixSendError(uploaded.status_code)
+            raise MatrixSendError(uploaded.status_code, _http_status(uploaded), uploaded.message)
+        uploads = self.app.services.uploads
+        record = None
+        if owner is not None:
+            record = await uploads.uploaded(owner, uploaded.content_uri, room_id,
+                                            self.app.clock.now())  # fmt: skip
         image = attachment.content_type.startswith("image/")
         content: dict[str, Any] = {
             "msgtype": "m.image" if image else "m.file",
@@ -1415,7 +1592,42 @@ class MatrixAdapter:
             content["file"] = {"url": uploaded.content_uri, **keys}
         else:
             content["url"] = uploaded.content_uri
-        await self._send(room_id, content, txn_id=txn_id)
+        event_id = await self._send(room_id, content, txn_id=txn_id)
+        if record is not None:
+            await uploads.sent(record, event_id)
+
+    async def erase_media(self, uploads: list[Upload]) -> MediaErasure:
+        """Delete files the bot uploaded for someone, and redact the messages that carried them.
+
+        Deleting from the media store takes Synapse's admin API (the bot's account must be a
+        server admin); without it the messages are still redacted, and the answer says the
+        files themselves stay.
+        """
+        deleted, kept, why = 0, 0, ""
+        for upload in uploads:
+            server, _, media_id = upload.uri.removeprefix("mxc://").partition("/")
+            status, answer = await self._api(
+                "DELETE", f"/_synapse/admin/v1/media/{quote(server, safe='')}/"
+                f"{quote(media_id, safe='')}", None,
+            )  # fmt: skip
+            if status == 200:
+                deleted += 1
+            else:
+                kept += 1
+                why = why or _MEDIA_KEPT.get(
+                    str(answer.get("errcode")), f"the homeserver refused (HTTP {status})"
+                )
+            if upload.event_id:
+                redacted = await self._client.room_redact(
+                    upload.room_id, upload.event_id, reason="erased on request",
+                    tx_id=_txn("redact", upload.event_id),
+                )  # fmt: skip
+                if isinstance(redacted, RoomRedactError):
+                    log.warning("matrix: a message carrying an erased file could not be "
+                                "redacted (%s)", redacted.status_code)  # fmt: skip
+        if kept:
+            log.warning("matrix: %d uploaded file(s) could not be deleted (%s)", kept, why)
+        return MediaErasure(deleted, kept, why)
 
     # -- the outbox --------------------------------------------------------------------------
 
@@ -1427,11 +1639,13 @@ class MatrixAdapter:
             if isinstance(resolved, RoomResolveAliasError):
                 if resolved.status_code == "M_NOT_FOUND":
                     raise PermanentDeliveryError("no such room alias")
-                raise MatrixSendError(resolved.status_code)
+                raise MatrixSendError(
+                    resolved.status_code, _http_status(resolved), resolved.message
+                )
             room_id = resolved.room_id
         if not room_id.startswith("!"):
             raise PermanentDeliveryError("not a Matrix room address")
-        body = delivery.body
+        body = action_hints(delivery.body, delivery.buttons, delivery.subject, self.prefix)
         mentions: list[str] = []
         if delivery.recipient_id:
             mentions.append(delivery.recipient_id)
@@ -1440,7 +1654,7 @@ class MatrixAdapter:
             add_pill(content, delivery.recipient_id, self._display_name(room_id, delivery))
         txn = _txn("outbox", delivery.key)
         try:
-            await self._send(room_id, content, txn_id=txn)
+            event_id = await self._send(room_id, content, txn_id=txn)
         except MatrixSendError as exc:
             if exc.errcode not in _PERMANENT_ERRCODES:
                 raise
@@ -1448,7 +1662,13 @@ class MatrixAdapter:
                 raise PermanentDeliveryError(
                     f"the bot cannot post there ({exc.errcode})"
                 ) from None
-            await self._send(room_id, content, txn_id=txn)
+            event_id = await self._send(room_id, content, txn_id=txn)
+        if delivery.subject is not None:
+            kind, subject_id = delivery.subject
+            await self.app.services.state.set(
+                SUBJECT_KEY.format(event_id=event_id), f"{kind}:{subject_id}",
+                self.app.clock.now(),
+            )  # fmt: skip
         if delivery.attachment is not None:
             await self._send_attachment(
                 room_id, delivery.attachment, txn_id=_txn("outbox", delivery.key + ":file"),
@@ -1481,13 +1701,19 @@ class MatrixAdapter:
 
 def reply_markup(reply: Reply, prefix: str) -> Markup:
     """The reply text with its buttons shown as hints, e.g. "React ✋ or type `!task claim 7`"."""
-    body = reply.body
+    return action_hints(reply.body, reply.buttons, reply.subject, prefix)
+
+
+def action_hints(
+    body: Markup, buttons: Sequence[Button], subject: tuple[str, int] | None, prefix: str
+) -> Markup:
+    """A text with its buttons shown as hints: the reaction that does it, or the command."""
     reactions = {
-        template.format(id=reply.subject[1]): emoji
+        template.format(id=subject[1]): emoji
         for (kind, emoji), template in REACTIONS.items()
-        if reply.subject is not None and reply.subject[0] == kind
+        if subject is not None and subject[0] == kind
     }
-    for button in reply.buttons:
+    for button in buttons:
         emoji = reactions.get(button.command)
         how = f"React {emoji} or type" if emoji else "Type"
         body += Markup.format("\n" + how + " `{line}`", line=prefix + button.command)
@@ -1501,13 +1727,17 @@ def notice_content(
     thread: str | None = None,
     mentions: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """An m.notice with escaped HTML, a reply relation and only the intended mentions."""
+    """An m.notice with escaped HTML, a reply relation and only the intended mentions.
+
+    Text and HTML together stay within ``MAX_TEXT_BYTES``; a longer answer is cut.
+    """
     user_ids = list(dict.fromkeys(mentions))
+    body, formatted = fit_text(markup)
     content: dict[str, Any] = {
         "msgtype": "m.notice",
-        "body": markup.plain(),
+        "body": body,
         "format": "org.matrix.custom.html",
-        "formatted_body": markup.html(),
+        "formatted_body": formatted,
         "m.mentions": {"user_ids": user_ids} if user_ids else {},
     }
     if thread is not None:
@@ -1522,12 +1752,34 @@ def notice_content(
     return content
 
 
+def fit_text(markup: Markup, limit: int = MAX_TEXT_BYTES) -> tuple[str, str]:
+    """The plain and HTML text of ``markup``, cut until both fit in ``limit`` bytes of JSON."""
+    while True:
+        body, formatted = markup.plain(), markup.html()
+        # JSON with ASCII escapes is the largest form the text takes on the wire.
+        size = len(json.dumps(body)) + len(json.dumps(formatted))
+        if size <= limit:
+            return body, formatted
+        chars = len(body)
+        markup = markup.truncated(max(0, min(chars - 1, chars * limit // size - 64)), CUT)
+
+
 def add_pill(content: dict[str, Any], user_id: str, display_name: str) -> None:
     """Start a message with a mention pill of ``user_id``."""
     link = Markup.format("{name}", name=display_name).html()
     href = "https://matrix.to/#/" + Markup.format("{id}", id=user_id).html()
     content["body"] = f"{display_name}: {content['body']}"
     content["formatted_body"] = f'<a href="{href}">{link}</a>: {content["formatted_body"]}'
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one (event fields come from anyone)."""
+    return value if isinstance(value, dict) else {}
+
+
+def relation(content: dict[str, Any]) -> dict[str, Any]:
+    """An event's ``m.relates_to``, or an empty one when it is missing or not an object."""
+    return _object(content.get("m.relates_to"))
 
 
 def command_text(content: dict[str, Any]) -> str:
@@ -1588,6 +1840,13 @@ class _CommandText(HTMLParser):
     def text(self) -> str:
         """The collected text."""
         return "".join(self._parts)
+
+
+def _http_status(response: Any) -> int | None:
+    """The HTTP status of a nio error response, when it came over the wire."""
+    transport = getattr(response, "transport_response", None)
+    status = getattr(transport, "status", None)
+    return status if isinstance(status, int) else None
 
 
 def _txn(kind: str, key: str) -> str:

@@ -66,6 +66,20 @@ class Markup:
             out.extend((item if isinstance(item, Markup) else Markup.trusted(item)).parts)
         return Markup(tuple(out))
 
+    def truncated(self, limit: int, tail: str = "…") -> "Markup":
+        """At most ``limit`` characters of text, ending in the trusted ``tail`` when cut."""
+        if sum(len(text) for _, text in self.parts) <= limit:
+            return self
+        kept: list[tuple[bool, str]] = []
+        room = max(0, limit - len(tail))
+        for trusted, text in self.parts:
+            if len(text) >= room:
+                kept.append((trusted, text[:room]))
+                break
+            kept.append((trusted, text))
+            room -= len(text)
+        return Markup((*kept, (True, tail)))
+
     def to_json(self) -> str:
         """Serialise for the outbox table."""
         return json.dumps([[int(t), s] for t, s in self.parts], ensure_ascii=False)

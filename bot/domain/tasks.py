@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from bot.domain.vocab import KIND_ROLE, TaskKind, TaskStatus
 
-OPEN, CLAIMED, DONE, CANCELLED = TaskStatus
+OPEN, CLAIMED, IN_REVIEW, DONE, CANCELLED = TaskStatus
 # A claim taken less than this before the due date needs no reminder; others get one then.
 DUE_REMINDER = timedelta(days=1)
 # The "still on it?" notice goes out at this share of the claim's time to live.
@@ -37,6 +37,10 @@ class Outcome(StrEnum):
     CLOSED = "closed"
     NOT_CLAIMED = "not-claimed"
     NOT_YOURS = "not-yours"
+    NOT_IN_REVIEW = "not-in-review"
+    OWN_WORK = "own-work"
+    WRONG_LANGUAGE = "wrong-language"
+    REVIEW_TAKEN = "review-taken"
 
 
 class Change(StrEnum):
@@ -49,6 +53,18 @@ class Change(StrEnum):
     EXPIRED = "expired"
     DONE = "done"
     CANCELLED = "cancelled"
+    SUBMITTED = "submitted"  # done by its claimer, now waiting for review
+    REVIEWING = "reviewing"  # a reviewer took the review (``task next --review``)
+    APPROVED = "approved"
+    CHANGES = "changes"  # the reviewer asked for changes: back to its translator
+    EXTENDED = "extended"  # the holder restarted the claim's time to live
+
+
+class Verdict(StrEnum):
+    """What a reviewer decides."""
+
+    APPROVE = "approve"
+    CHANGES = "changes"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +81,16 @@ TRANSITIONS: dict[Change, Transition] = {
     Change.RELEASED: Transition(frozenset({CLAIMED}), OPEN),
     Change.EXPIRED: Transition(frozenset({CLAIMED}), OPEN),
     Change.DONE: Transition(frozenset({CLAIMED}), DONE),
-    Change.CANCELLED: Transition(frozenset({OPEN, CLAIMED}), CANCELLED),
+    Change.CANCELLED: Transition(frozenset({OPEN, CLAIMED, IN_REVIEW}), CANCELLED),
+    Change.SUBMITTED: Transition(frozenset({CLAIMED}), IN_REVIEW),
+    Change.REVIEWING: Transition(frozenset({IN_REVIEW}), IN_REVIEW),
+    Change.APPROVED: Transition(frozenset({IN_REVIEW}), DONE),
+    Change.CHANGES: Transition(frozenset({IN_REVIEW}), CLAIMED),
+    Change.EXTENDED: Transition(frozenset({CLAIMED}), CLAIMED),
+}
+VERDICT_CHANGE: dict[Verdict, Change] = {
+    Verdict.APPROVE: Change.APPROVED,
+    Verdict.CHANGES: Change.CHANGES,
 }
 CLOSED_STATUSES = frozenset({DONE, CANCELLED})
 
@@ -241,6 +266,93 @@ def check_cancel(task: TaskFacts) -> Outcome:
     return Outcome.CLOSED if is_closed(task.status) else Outcome.OK
 
 
+def check_extend(task: TaskFacts, me: int | None) -> Outcome:
+    """Whether ``me`` may restart the time to live of their claim on ``task``."""
+    return check_finish(task, me)
+
+
+# --- review --------------------------------------------------------------------------------
+
+DEFAULT_REVIEW_KINDS: tuple[TaskKind, ...] = (TaskKind.TRANSLATION, TaskKind.VIDEO_EDITING)
+
+
+class ReviewFacts(TaskFacts, Protocol):
+    """What the review rules need to know about a task besides its status and claimer."""
+
+    @property
+    def language(self) -> str | None:
+        """The target language, if any."""
+        ...
+
+    @property
+    def reviewer_id(self) -> int | None:
+        """The volunteer holding its review, if any."""
+        ...
+
+
+def finishing(kind: TaskKind, review_kinds: Collection[TaskKind]) -> Change:
+    """What ``task done`` does to a task of ``kind``: submit it for review, or finish it."""
+    return Change.SUBMITTED if kind in review_kinds else Change.DONE
+
+
+def may_review(
+    kind: TaskKind, language: str | None, roles: Collection[str], languages: Collection[str]
+) -> Outcome:
+    """Whether someone with ``roles`` and ``languages`` may review work of this kind.
+
+    They need the kind's role; a translation's reviewer also works in its target language.
+    """
+    if not may_take(kind, roles):
+        return Outcome.NO_ROLE
+    if kind is TaskKind.TRANSLATION and language is not None and language not in languages:
+        return Outcome.WRONG_LANGUAGE
+    return Outcome.OK
+
+
+def check_review(
+    task: ReviewFacts,
+    me: int | None,
+    roles: Collection[str],
+    languages: Collection[str],
+    *,
+    coordinator: bool,
+) -> Outcome:
+    """Whether ``me`` may give their verdict on ``task``.
+
+    Nobody reviews their own work; coordinators may review anything else, whoever holds the
+    review. Others need :func:`may_review` and a review nobody else holds.
+    """
+    if is_closed(task.status):
+        return Outcome.CLOSED
+    if task.status is not IN_REVIEW:
+        return Outcome.NOT_IN_REVIEW
+    if me is not None and task.claimed_by == me:
+        return Outcome.OWN_WORK
+    if coordinator:
+        return Outcome.OK
+    if me is None:
+        return Outcome.NOT_REGISTERED
+    allowed = may_review(task.kind, task.language, roles, languages)
+    if allowed is not Outcome.OK:
+        return allowed
+    if task.reviewer_id is not None and task.reviewer_id != me:
+        return Outcome.REVIEW_TAKEN
+    return Outcome.OK
+
+
+def review_search(
+    roles: frozenset[str], languages: tuple[str, ...]
+) -> tuple[tuple[TaskKind, ...], tuple[str, ...]] | Outcome:
+    """The kinds and target languages ``task next --review`` looks in, or why there are none.
+
+    Translations only into the reviewer's languages; other kinds in any language.
+    """
+    kinds = tuple(k for k in kinds_for(roles) if KIND_ROLE[k] is not None)
+    if not kinds:
+        return Outcome.NO_ROLE
+    return kinds, languages
+
+
 # --- expiry --------------------------------------------------------------------------------
 
 
@@ -298,6 +410,8 @@ class Notice(StrEnum):
     DUE = "task.due"
     ASSIGNED = "task.assigned"
     CANCELLED = "task.cancelled"
+    CHANGES = "task.changes"  # a reviewer asked for changes: the note goes to the translator
+    APPROVED = "task.approved"
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,6 +427,7 @@ class TaskNotice:
     title: str
     when: datetime | None = None
     by: str | None = None
+    note: str | None = None
 
     def data(self) -> dict[str, Any]:
         """The row's JSON-ready facts."""
@@ -321,6 +436,8 @@ class TaskNotice:
             facts["when"] = self.when.isoformat()
         if self.by is not None:
             facts["by"] = self.by
+        if self.note is not None:
+            facts["note"] = self.note
         return facts
 
     @classmethod
@@ -333,6 +450,7 @@ class TaskNotice:
             str(data["title"]),
             datetime.fromisoformat(when) if when else None,
             data.get("by"),
+            data.get("note"),
         )
 
 
@@ -343,6 +461,8 @@ def notice_key(notice: TaskNotice, claim: int, idle_since: datetime | None = Non
     """
     if notice.notice is Notice.CANCELLED:
         return f"task:{notice.task_id}:cancelled"
+    if notice.notice is Notice.APPROVED:
+        return f"task:{notice.task_id}:approved"
     what = notice.notice.value.removeprefix("task.")
     if notice.notice is Notice.IDLE:
         assert idle_since is not None

@@ -45,6 +45,7 @@ class TaskStatus(StrEnum):
 
     OPEN = "open"
     CLAIMED = "claimed"
+    IN_REVIEW = "in_review"  # done by its claimer, waiting for a second speaker
     DONE = "done"
     CANCELLED = "cancelled"
 

@@ -28,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from bot.adapters import Adapter
 from bot.config import ConfigError, Settings
 from bot.domain import COUNTRIES, LANGUAGES
+from bot.logs import describe_error
 from bot.services import Services
 from bot.web.addresses import client_address, parse_listen
 from bot.web.limits import MAX_WAIT, ClientBuckets, Pace
@@ -419,7 +420,7 @@ class WebServer:
                 == 1
             )
         except Exception as exc:
-            log.warning("health: the database does not answer (%s)", type(exc).__name__)
+            log.warning("health: the database does not answer (%s)", describe_error(exc))
             return False
 
     async def metrics_page(self, request: web.Request) -> web.Response:
@@ -431,7 +432,7 @@ class WebServer:
                 self.services.dashboard.outbox_backlog(now), HEALTH_TIMEOUT
             )
         except Exception as exc:
-            log.warning("metrics: outbox backlog unread (%s)", type(exc).__name__)
+            log.warning("metrics: outbox backlog unread (%s)", describe_error(exc))
         else:
             m.outbox_backlog.set(backlog)
             m.outbox_oldest.set(oldest)

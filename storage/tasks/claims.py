@@ -27,6 +27,7 @@ from bot.domain.tasks import (
     search_for,
     why_nothing_fits,
 )
+from storage.acting import guard
 from storage.tasks import statements as q
 from storage.tasks.tx import RETRIES, Tx, claimers, open_count, view
 from storage.tasks.views import Claimer, Result, event_row, held_view
@@ -49,9 +50,12 @@ def claim_batch(tx: Tx, requests: Sequence[ClaimRequest]) -> list[Result]:
     """Run claims one after another in this transaction, in the order given.
 
     The claimers are looked up together, their rows locked first (see
-    :func:`~storage.tasks.tx.claimers`). The history lines of the winners are written
-    together at the end.
+    :func:`~storage.tasks.tx.claimers`); if one of them is being erased the whole batch is
+    refused with ErasurePending (the batcher then runs the others on their own). The history
+    lines of the winners are written together at the end.
     """
+    # Nobody being erased may claim: the batch runs in a task of its own, so it checks here.
+    guard(tx.conn, [r.user for r in requests])
     people = claimers(tx, (r.user for r in requests), lock=True)
     held = {me.id: me.held for me in people.values()}
     results: list[Result] = []

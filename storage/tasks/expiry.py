@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bot.domain import UserRef
 from bot.domain.tasks import Change, Expiry, Notice, TaskNotice, due_cutoff, notice_key
 from storage.outbox import Post, enqueue
 from storage.prepared import Prepared
@@ -45,12 +46,24 @@ def _won(
             yield task_view(row), seq
 
 
-def tell_claimer(tx: Tx, task: TaskView, notice: TaskNotice, key: str, now: datetime) -> bool:
-    """Write a notice to a task's claimer where they claimed it; False if nobody can hear it."""
+def tell_claimer(
+    tx: Tx,
+    task: TaskView,
+    notice: TaskNotice,
+    key: str,
+    now: datetime,
+    *,
+    by: UserRef | None = None,
+) -> bool:
+    """Write a notice to a task's claimer where they claimed it; False if nobody can hear it.
+
+    ``by`` is the person the notice names (``notice.by``), recorded by id with the row.
+    """
     if task.claimer is None or not task.claim_place:
         return False
     post = Post(key, task.claim_place, notice.notice.value, notice.data(),
-                recipient_id=task.claimer.external_id)  # fmt: skip
+                recipient_id=task.claimer.external_id,
+                recipient_platform=task.claimer.platform, subject=by)  # fmt: skip
     enqueue(tx.conn, post, now)
     return True
 

@@ -14,12 +14,24 @@ def export(tx: Tx, user: UserRef) -> dict[str, Any]:
     me = claimer(tx, user)
     who = {"who_platform": user.platform, "who": user.external_id}
     claims = []
+    reviews = []
     if me is not None:
         claims = [
             {"task": r["id"], "title": r["title"], "status": r["status"],
-             "claimed_at": _iso(r["claimed_at"])}
+             "claimed_at": _iso(r["claimed_at"]), "result_link": r["result_link"],
+             "result_note": r["result_note"]}
             for r in tx.rows(q.CLAIMS_OF, {"vid": me.id})
         ]  # fmt: skip
+        reviews = [
+            {"task": r["id"], "title": r["title"], "status": r["status"],
+             "review_note": r["review_note"]}
+            for r in tx.rows(q.REVIEWS_OF, {"vid": me.id})
+        ]  # fmt: skip
+    jobs = [
+        {"job": r["id"], "title": r["title"], "description": r["description"],
+         "created_at": _iso(r["created_at"]), "name": r["creator_name"]}
+        for r in tx.rows(q.JOBS_BY, {"who_platform": user.platform, "who": user.external_id})
+    ]  # fmt: skip
     created = [
         {"task": r["id"], "title": r["title"], "description": r["description"],
          "status": r["status"], "created_at": _iso(r["created_at"]), "name": r["creator_name"]}
@@ -34,7 +46,8 @@ def export(tx: Tx, user: UserRef) -> dict[str, Any]:
              "name": r["actor_name"] if acted else r["subject_name"],
              "note": r["note"] if acted else None}
         )  # fmt: skip
-    return {"claims": claims, "created": created, "history": events}
+    return {"claims": claims, "reviews": reviews, "created": created, "jobs": jobs,
+            "history": events}  # fmt: skip
 
 
 def erase(tx: Tx, user: UserRef, now: datetime) -> int:
@@ -51,7 +64,9 @@ def erase(tx: Tx, user: UserRef, now: datetime) -> int:
             record(tx, task_id, Change.RELEASED, now, actor=None)
         changed += len(released)
         changed += tx.change(q.FORGET_CLAIMER, {"vid": me.id})
+        changed += tx.change(q.FORGET_REVIEWER, {"vid": me.id})
     changed += tx.change(q.FORGET_CREATOR, who)
+    changed += tx.change(q.FORGET_JOB_CREATOR, who)
     changed += tx.change(q.FORGET_ACTOR, who)
     changed += tx.change(q.FORGET_SUBJECT, who)
     return changed

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from bot.domain import TaskStatus
 from bot.domain.tasks import TRANSITIONS, Change
-from storage.models import Task, TaskEvent, Volunteer, VolunteerRole
+from storage.models import Job, Task, TaskEvent, Volunteer, VolunteerRole
 from storage.prepared import Prepared
 from storage.types import UTCDateTime
 
@@ -27,6 +27,7 @@ T = cast(sa.Table, Task.__table__)  # type: ignore[attr-defined]
 E = cast(sa.Table, TaskEvent.__table__)  # type: ignore[attr-defined]
 V = cast(sa.Table, Volunteer.__table__)  # type: ignore[attr-defined]
 R = cast(sa.Table, VolunteerRole.__table__)  # type: ignore[attr-defined]
+J = cast(sa.Table, Job.__table__)  # type: ignore[attr-defined]
 
 ONE: sa.ColumnElement[int] = sa.literal_column("1")
 ZERO: sa.ColumnElement[int] = sa.literal_column("0")
@@ -43,6 +44,7 @@ def _status(status: TaskStatus) -> sa.ColumnElement[str]:
 
 IS_OPEN = status_is(TaskStatus.OPEN)
 IS_CLAIMED = status_is(TaskStatus.CLAIMED)
+IN_REVIEW = status_is(TaskStatus.IN_REVIEW)
 
 
 def queue_order(c: Any) -> tuple[sa.ColumnElement[Any], ...]:
@@ -104,13 +106,21 @@ AS_SEEN = (
 # --- reading tasks ---------------------------------------------------------------------------
 
 _claimer = V.alias("claimer")
-# Each task with its claimer's identity.
+_reviewer = V.alias("reviewer")
+# Each task with its claimer's identity, and its reviewer's.
 TASK_VIEW = sa.select(
     T,
     _claimer.c.platform.label("claimer_platform"),
     _claimer.c.external_id.label("claimer_external_id"),
     _claimer.c.display_name.label("claimer_name"),
-).select_from(T.outerjoin(_claimer, _claimer.c.id == T.c.claimed_by))
+    _reviewer.c.platform.label("reviewer_platform"),
+    _reviewer.c.external_id.label("reviewer_external_id"),
+    _reviewer.c.display_name.label("reviewer_name"),
+).select_from(
+    T.outerjoin(_claimer, _claimer.c.id == T.c.claimed_by).outerjoin(
+        _reviewer, _reviewer.c.id == T.c.reviewer_id
+    )
+)
 
 TASK = Prepared("one task", TASK_VIEW.where(T.c.id == TASK_ID))
 HELD_BY = Prepared(
@@ -127,6 +137,42 @@ LATEST_EVENTS = Prepared(
     .where(E.c.task_id == TASK_ID)
     .order_by(E.c.id.desc())
     .limit(sa.bindparam("n", type_=sa.Integer())),
+)
+JOB_ID = sa.bindparam("job_id", type_=sa.Integer())
+JOB = Prepared("one job", sa.select(J).where(J.c.id == JOB_ID))
+JOB_TASKS = Prepared(
+    "a job's tasks with their claimers, in the order they were posted",
+    TASK_VIEW.where(T.c.job_id == JOB_ID).order_by(T.c.id),
+)
+JOB_PAGE = Prepared(
+    "a page of jobs, newest first",
+    sa.select(J)
+    .order_by(J.c.id.desc())
+    .offset(sa.bindparam("offset", type_=sa.Integer()))
+    .limit(sa.bindparam("limit", type_=sa.Integer())),
+)
+JOB_COUNTS = Prepared(
+    "how many tasks of the jobs :lo to :hi are in each status",
+    sa.select(T.c.job_id, T.c.status, sa.func.count().label("n"))
+    .where(T.c.job_id.between(sa.bindparam("lo", type_=sa.Integer()),
+                              sa.bindparam("hi", type_=sa.Integer())))
+    .group_by(T.c.job_id, T.c.status),
+)  # fmt: skip
+_LIKE = sa.bindparam("like", type_=sa.String())
+SUGGEST = Prepared(
+    "open tasks whose number is :number or whose title contains :like, most urgent first",
+    sa.select(T.c.id, T.c.title, T.c.language)
+    .where(IS_OPEN, sa.or_(T.c.id == sa.bindparam("number", type_=sa.Integer()),
+                           sa.func.lower(T.c.title).like(_LIKE, escape="\\")))
+    .order_by(*QUEUE_ORDER)
+    .limit(sa.bindparam("limit", type_=sa.Integer())),
+)  # fmt: skip
+SUGGEST_PREFIX = Prepared(
+    "open tasks whose number starts with :like (digits), most urgent first",
+    sa.select(T.c.id, T.c.title, T.c.language)
+    .where(IS_OPEN, sa.cast(T.c.id, sa.String()).like(_LIKE))
+    .order_by(*QUEUE_ORDER)
+    .limit(sa.bindparam("limit", type_=sa.Integer())),
 )
 CLAIM_SEQ = Prepared(
     "how many claims a task has had", sa.select(T.c.claim_count).where(T.c.id == TASK_ID)
@@ -146,7 +192,7 @@ def page(status: TaskStatus | None, kind: bool, language: bool) -> Prepared:
         query = query.where(T.c.kind == sa.bindparam("kind", type_=sa.String()))
     if language:
         query = query.where(T.c.language == sa.bindparam("language", type_=sa.String()))
-    urgent = status in (TaskStatus.OPEN, TaskStatus.CLAIMED)
+    urgent = status in (TaskStatus.OPEN, TaskStatus.CLAIMED, TaskStatus.IN_REVIEW)
     query = query.order_by(*QUEUE_ORDER) if urgent else query.order_by(T.c.id.desc())
     query = query.offset(sa.bindparam("offset", type_=sa.Integer()))
     query = query.limit(sa.bindparam("limit", type_=sa.Integer()))
@@ -220,7 +266,7 @@ OPEN_COUNT = Prepared(
 # What posting sets; the claim's columns start empty.
 _POSTED = ("kind", "title", "description", "language", "source_language", "priority", "due_at",
            "status", "created_at", "creator_platform", "creator_external_id", "creator_name",
-           "claim_count")  # fmt: skip
+           "claim_count", "source_url", "job_id")  # fmt: skip
 POST = Prepared(
     "add a task to the queue",
     T.insert()
@@ -228,6 +274,15 @@ POST = Prepared(
     .returning(T.c.id),
 )
 EVENT = Prepared("write history lines", E.insert())
+_JOB_POSTED = ("kind", "title", "description", "source_language", "source_url", "priority",
+               "due_at", "created_at", "creator_platform", "creator_external_id",
+               "creator_name")  # fmt: skip
+POST_JOB = Prepared(
+    "add a job, which its tasks then name",
+    J.insert()
+    .values({name: sa.bindparam(name, type_=J.c[name].type) for name in _JOB_POSTED})
+    .returning(J.c.id),
+)
 
 
 @lru_cache(maxsize=16)
@@ -326,18 +381,90 @@ RELEASE = Prepared(
     "give a task, as it was seen, back to the queue",
     sa.update(T).where(*AS_SEEN).values(RELEASE_VALUES),
 )
+RESULT_LINK = sa.bindparam("result_link", type_=sa.String())
+RESULT_NOTE = sa.bindparam("result_note", type_=sa.Text())
 FINISH = Prepared(
-    "mark a task, as it was seen, done",
+    "mark a task, as it was seen, done, with its deliverable",
     sa.update(T)
     .where(*AS_SEEN)
-    .values(status=_status(TRANSITIONS[Change.DONE].end), closed_at=NOW, last_activity_at=NOW),
+    .values(status=_status(TRANSITIONS[Change.DONE].end), closed_at=NOW, last_activity_at=NOW,
+            result_link=RESULT_LINK, result_note=RESULT_NOTE, submitted_at=NOW),
+)  # fmt: skip
+SUBMIT = Prepared(
+    "hand a task, as it was seen, in for review with its deliverable; its claimer stays",
+    sa.update(T)
+    .where(*AS_SEEN)
+    .values(status=_status(TRANSITIONS[Change.SUBMITTED].end), last_activity_at=NOW,
+            result_link=RESULT_LINK, result_note=RESULT_NOTE, submitted_at=NOW,
+            reviewer_id=sa.null(), nudged_at=sa.null()),
+)  # fmt: skip
+SEEN_REVIEWER = sa.bindparam("seen_reviewer", type_=sa.Integer())
+_REVIEW_AS_SEEN = (*AS_SEEN, T.c.reviewer_id.is_not_distinct_from(SEEN_REVIEWER))
+APPROVE = Prepared(
+    "approve a task in review, as it was seen: it is done",
+    sa.update(T)
+    .where(*_REVIEW_AS_SEEN)
+    .values(status=_status(TRANSITIONS[Change.APPROVED].end), closed_at=NOW, reviewer_id=VID),
+)
+REVIEW_NOTE = sa.bindparam("review_note", type_=sa.Text())
+SEND_BACK = Prepared(
+    "send a task in review, as it was seen, back to its translator with the reviewer's note",
+    sa.update(T)
+    .where(*_REVIEW_AS_SEEN, T.c.claimed_by.is_not(None))
+    .values(status=_status(TRANSITIONS[Change.CHANGES].end), claimed_at=NOW,
+            claim_count=T.c.claim_count + ONE, last_activity_at=NOW, nudged_at=sa.null(),
+            review_note=REVIEW_NOTE, reviewer_id=VID),
+)  # fmt: skip
+REOPEN = Prepared(
+    "send a task in review, as it was seen and whose translator is gone, back to the queue",
+    sa.update(T)
+    .where(*_REVIEW_AS_SEEN, T.c.claimed_by.is_(None))
+    .values(RELEASE_VALUES | {"review_note": REVIEW_NOTE, "reviewer_id": VID}),
+)
+TAKE_REVIEW = Prepared(
+    "give the review of a task in review, as it was seen and nobody's, to :vid",
+    sa.update(T).where(*_REVIEW_AS_SEEN, T.c.reviewer_id.is_(None)).values(reviewer_id=VID),
+)
+REVIEWS_HELD = Prepared(
+    "the tasks whose review a volunteer holds, most urgent first",
+    TASK_VIEW.where(IN_REVIEW, T.c.reviewer_id == VID).order_by(*QUEUE_ORDER),
+)
+
+
+@lru_cache(maxsize=64)
+def next_review(kinds: int, targets: int) -> Prepared:
+    """The best task in review nobody reviews yet, not the caller's own (``:vid``).
+
+    Of kinds ``:k0``…; a translation only into ``:t0``…, other kinds in any language.
+    """
+    langs = [sa.bindparam(f"t{i}", type_=sa.String()) for i in range(targets)]
+    translation: sa.ColumnElement[str] = sa.literal_column("'translation'")
+    language_ok = sa.or_(T.c.kind != translation, T.c.language.is_(None),
+                         T.c.language.in_(langs) if langs else sa.false())  # fmt: skip
+    query = (
+        sa.select(T.c.id)
+        .where(IN_REVIEW, T.c.reviewer_id.is_(None), T.c.claimed_by.is_distinct_from(VID))
+        .where(T.c.kind.in_([sa.bindparam(f"k{i}", type_=sa.String()) for i in range(kinds)]))
+        .where(language_ok)
+        .order_by(*QUEUE_ORDER)
+        .limit(ONE)
+    )
+    return Prepared(f"the best review ({kinds} kinds, {targets} languages)", query)
+
+
+EXTEND = Prepared(
+    "restart the time to live of a claim its holder extends",
+    sa.update(T)
+    .where(T.c.id == TASK_ID, IS_CLAIMED, T.c.claimed_by == VID)
+    .values(last_activity_at=NOW, nudged_at=sa.null()),
 )
 CANCEL = Prepared(
     "cancel a task, as it was seen",
     sa.update(T)
     .where(*AS_SEEN)
-    .values(status=_status(TRANSITIONS[Change.CANCELLED].end), closed_at=NOW),
-)
+    .values(status=_status(TRANSITIONS[Change.CANCELLED].end), closed_at=NOW,
+            reviewer_id=sa.null()),
+)  # fmt: skip
 TOUCH = Prepared(
     "record the claimer's activity on their task",
     sa.update(T)
@@ -394,10 +521,35 @@ _is_actor = sa.and_(E.c.actor_platform == PLATFORM, E.c.actor_external_id == WHO
 _is_subject = sa.and_(E.c.subject_platform == PLATFORM, E.c.subject_external_id == WHO)
 
 CLAIMS_OF = Prepared(
-    "every task a volunteer claimed and still has on record",
-    sa.select(T.c.id, T.c.title, T.c.status, T.c.claimed_at)
+    "every task a volunteer claimed and still has on record, with what they delivered",
+    sa.select(T.c.id, T.c.title, T.c.status, T.c.claimed_at, T.c.result_link, T.c.result_note)
     .where(T.c.claimed_by == VID)
     .order_by(T.c.id),
+)
+REVIEWS_OF = Prepared(
+    "every task whose review a volunteer holds or gave",
+    sa.select(T.c.id, T.c.title, T.c.status, T.c.review_note)
+    .where(T.c.reviewer_id == VID)
+    .order_by(T.c.id),
+)
+_is_job_creator = (J.c.creator_platform == PLATFORM, J.c.creator_external_id == WHO)
+JOBS_BY = Prepared(
+    "every job a person posted",
+    sa.select(J.c.id, J.c.title, J.c.description, J.c.created_at, J.c.creator_name)
+    .where(*_is_job_creator)
+    .order_by(J.c.id),
+)
+FORGET_JOB_CREATOR = Prepared(
+    "forget who posted a person's jobs",
+    sa.update(J)
+    .where(*_is_job_creator)
+    .values(creator_platform=sa.null(), creator_external_id=sa.null(), creator_name=sa.null()),
+)
+FORGET_REVIEWER = Prepared(
+    "forget who reviewed, or holds the review of, tasks, with their review notes",
+    sa.update(T)
+    .where(T.c.reviewer_id == VID)
+    .values(reviewer_id=sa.null(), review_note=sa.null()),
 )
 CREATED_BY = Prepared(
     "every task a person posted",
@@ -414,8 +566,8 @@ RELEASE_ALL = Prepared(
     sa.update(T).where(T.c.claimed_by == VID, IS_CLAIMED).values(RELEASE_VALUES).returning(T.c.id),
 )
 FORGET_CLAIMER = Prepared(
-    "forget who claimed a volunteer's closed tasks",
-    sa.update(T).where(T.c.claimed_by == VID).values(claimed_by=sa.null()),
+    "forget who claimed a volunteer's closed tasks, and their notes on what they delivered",
+    sa.update(T).where(T.c.claimed_by == VID).values(claimed_by=sa.null(), result_note=sa.null()),
 )
 FORGET_CREATOR = Prepared(
     "forget who posted a person's tasks",

@@ -3,7 +3,7 @@
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from bot.domain import Priority, TaskKind, TaskStatus, UserRef
 from bot.domain.tasks import Outcome
@@ -30,6 +30,14 @@ class TaskView:
     claim_place: str | None
     last_activity_at: datetime | None
     closed_at: datetime | None
+    job_id: int | None = None
+    source_url: str | None = None
+    result_link: str | None = None
+    result_note: str | None = None
+    review_note: str | None = None
+    reviewer_id: int | None = None
+    submitted_at: datetime | None = None
+    reviewer: UserRef | None = None
 
     def held_by(self, user: UserRef) -> bool:
         """Whether ``user`` holds the claim."""
@@ -69,6 +77,13 @@ class Result:
         return self.outcome is Outcome.OK
 
 
+class Suggestion(NamedTuple):
+    """An open task offered while a task number is being typed: its number and a label."""
+
+    id: int
+    label: str
+
+
 @dataclass(frozen=True, slots=True)
 class SweepReport:
     """What one expiry sweep did."""
@@ -89,6 +104,75 @@ class NewTask:
     source_language: str | None = None
     priority: Priority = Priority.NORMAL
     due_at: datetime | None = None
+    source_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """What a coordinator fills in when posting one job into several target languages.
+
+    Posted as one task per language (:meth:`tasks`); with more than one language the tasks
+    are grouped as a job, otherwise the single task stands alone.
+    """
+
+    kind: TaskKind
+    title: str
+    languages: tuple[str | None, ...]
+    description: str | None = None
+    source_language: str | None = None
+    source_url: str | None = None
+    priority: Priority = Priority.NORMAL
+    due_at: datetime | None = None
+
+    @property
+    def grouped(self) -> bool:
+        """Whether posting it makes a job (more than one language)."""
+        return len(self.languages) > 1
+
+    def tasks(self) -> list["NewTask"]:
+        """The task for each target language, in the order given."""
+        return [
+            NewTask(self.kind, self.title, self.description, language, self.source_language,
+                    self.priority, self.due_at, self.source_url)
+            for language in self.languages
+        ]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """What posting one :class:`NewJob` created: the job (None if ungrouped) and its tasks."""
+
+    job_id: int | None
+    task_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """A job as the cogs see it; its tasks are :class:`TaskView` rows with its ``job_id``."""
+
+    id: int
+    kind: TaskKind
+    title: str
+    description: str | None
+    source_language: str | None
+    source_url: str | None
+    priority: Priority
+    due_at: datetime | None
+    created_at: datetime
+    creator: UserRef | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobSummary:
+    """One line of ``job list``: the job and how many of its tasks are in each status."""
+
+    job: JobView
+    counts: dict[TaskStatus, int]
+
+    @property
+    def total(self) -> int:
+        """How many tasks (languages) the job has."""
+        return sum(self.counts.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +191,7 @@ _PRIORITIES = tuple(Priority)
 
 def person(m: Mapping[str, Any], prefix: str) -> UserRef | None:
     """The identity stored in a row's ``<prefix>_platform`` / ``_external_id`` / ``_name``."""
-    platform = m[f"{prefix}_platform"]
+    platform = m.get(f"{prefix}_platform")
     if platform is None:
         return None
     return UserRef(platform, m[f"{prefix}_external_id"], m[f"{prefix}_name"] or "")
@@ -133,6 +217,30 @@ def task_view(m: Mapping[str, Any]) -> TaskView:
         claim_place=m["claim_place"],
         last_activity_at=m["last_activity_at"],
         closed_at=m["closed_at"],
+        job_id=m["job_id"],
+        source_url=m["source_url"],
+        result_link=m["result_link"],
+        result_note=m["result_note"],
+        review_note=m["review_note"],
+        reviewer_id=m["reviewer_id"],
+        submitted_at=m["submitted_at"],
+        reviewer=person(m, "reviewer"),
+    )
+
+
+def job_view(m: Mapping[str, Any]) -> JobView:
+    """A job from a row of the job table."""
+    return JobView(
+        id=m["id"],
+        kind=TaskKind(m["kind"]),
+        title=m["title"],
+        description=m["description"],
+        source_language=m["source_language"],
+        source_url=m["source_url"],
+        priority=_PRIORITIES[m["priority"]],
+        due_at=m["due_at"],
+        created_at=m["created_at"],
+        creator=person(m, "creator"),
     )
 
 

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.matrix_kit import Person
-from tests.synapse import Account, Synapse, synapse
+from tests.synapse import Account, Synapse, own_synapse, synapse
 
-__all__ = ["synapse"]
+__all__ = ["own_synapse", "synapse"]
 
 _names = itertools.count(1)
 

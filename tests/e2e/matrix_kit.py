@@ -474,8 +474,12 @@ async def running_bot(
 class BotProcess:
     """``python -m bot run`` in a subprocess, so it can be really stopped and started."""
 
-    def __init__(self, workdir: Path, config: str, env: dict[str, str]) -> None:
+    def __init__(
+        self, workdir: Path, config: str, env: dict[str, str],
+        program: Sequence[str] = ("-m", "bot"),
+    ) -> None:  # fmt: skip
         self.workdir = workdir
+        self.program = list(program)  # what runs under the interpreter (a child script, say)
         self.config_path = workdir / "config.toml"
         self.config_path.write_text(config)
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
@@ -529,7 +533,7 @@ class BotProcess:
 
     def _spawn(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot", "run", "--config", str(self.config_path)],
+            [sys.executable, *self.program, "run", "--config", str(self.config_path)],
             cwd=self.workdir,
             env=self.env,
             stdin=subprocess.DEVNULL,
@@ -560,6 +564,16 @@ class BotProcess:
         while self.process.poll() is None:
             if time.monotonic() > deadline:
                 self.stop()
+                raise AssertionError("the bot kept running:\n" + "".join(self.log[-30:]))
+            await asyncio.sleep(0.05)
+        return self.stop()
+
+    async def exits_by_itself(self, within: float = WAIT) -> int:
+        """Wait for the running bot to stop on its own; returns the exit status."""
+        assert self.process is not None
+        deadline = time.monotonic() + within
+        while self.process.poll() is None:
+            if time.monotonic() > deadline:
                 raise AssertionError("the bot kept running:\n" + "".join(self.log[-30:]))
             await asyncio.sleep(0.05)
         return self.stop()

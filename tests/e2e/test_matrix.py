@@ -230,6 +230,24 @@ async def test_a_bad_command_is_answered_with_a_friendly_notice(
         assert "<script>" not in reply["content"]["formatted_body"]
 
 
+async def test_a_60_kb_command_and_a_huge_answer_are_answered_in_one_event(
+    tmp_path, synapse, account, person
+):
+    bot = account("bot")
+    alice = await person("alice")
+    room = await alice.create_room(invite=[bot.user_id])
+    async with running_bot(tmp_path, synapse, bot, rooms=[room]) as (app, _adapter):
+        await alice.sees_join(room, bot.user_id)
+        # The error once quoted all 60 KB back, and the homeserver refused it (M_TOO_LARGE).
+        huge = await alice.ask(room, "!volunteer join " + "x" * 60_000, bot.user_id)
+        app.services.registry.add(Probe(app.services))
+        flood = await alice.ask(room, "!probe flood", bot.user_id)
+    assert "is not a valid role" in body(huge) and len(body(huge)) < 500
+    assert body(flood).startswith("Flood: ü<&>")
+    assert body(flood).endswith("(cut: the rest was too long to send)")
+    assert "&lt;&amp;&gt;" in flood["content"]["formatted_body"]
+
+
 async def test_a_mention_pill_names_the_user_it_links_to(tmp_path, synapse, account, person):
     bot = account("bot")
     alice = await person("alice", "Alice")
@@ -335,6 +353,11 @@ class Probe(Cog):
     async def mine(self, ctx: Ctx) -> Reply:
         """Answer quietly: only the caller needs it."""
         return Reply.text("Quietly for {name}.", name=ctx.user.label)
+
+    @command()
+    async def flood(self, ctx: Ctx) -> Reply:
+        """Answer with far more text than one event may carry."""
+        return Reply.text("Flood: {text}", text="ü<&>\n" * 60_000)
 
     @command()
     async def chart(self, ctx: Ctx) -> Reply:
