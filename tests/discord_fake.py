@@ -8,15 +8,19 @@ waits for what the bot answered (the interaction callback, or the followup after
 
 Faults on purpose: ``fail(...)`` answers the next matching requests with an error (429 with
 ``retry_after`` and a ``Via`` header, 500, 403 ...), ``drop_gateway()`` closes the websocket so
-the client resumes, ``invalidate_session()`` makes it identify again.
+the client resumes, ``request_reconnect()`` asks it to (op 7), ``invalidate_session()`` makes
+it identify again. ``fail_at_random(RandomFaults(...))`` answers matching requests with 429s
+and 5xx at random (for chaos tests); with none set, nothing is random.
 """
 
 import asyncio
 import contextlib
 import itertools
 import json
+import random
 import re
 import secrets
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -60,6 +64,11 @@ class Recorded:
     status: int = 0
 
 
+# A typed key: a plain string key makes aiohttp warn on the first request of a process, which
+# the test run's warnings-as-errors turns into a 500 for that request.
+RECORD = web.RequestKey("record", Recorded)
+
+
 @dataclass
 class Fault:
     """Answer the next ``times`` requests matching ``method`` and ``path`` with this instead."""
@@ -71,6 +80,54 @@ class Fault:
     headers: dict[str, str]
     times: int
     after_handling: bool  # run the real handler first (the answer is lost, the effect is not)
+
+
+@dataclass
+class RandomFaults:
+    """429s and 5xx at random on requests whose path matches ``path`` (a chaos test's).
+
+    A 5xx normally comes before the request is handled (nothing happened); on ``lost_answer``
+    paths it may come after, so the effect stays and only the answer is lost, which is what
+    a nonce is for. ``injected`` counts what was answered, by kind.
+    """
+
+    rng: random.Random
+    path: re.Pattern[str]
+    rate_429: float = 0.1
+    rate_5xx: float = 0.05
+    lost_answer: re.Pattern[str] | None = None
+    rate_lost: float = 0.2
+    retry_after: tuple[float, float] = (0.05, 0.3)
+    # discord.py retries these itself; a 503 it raises at once (the caller retries later).
+    statuses: tuple[int, ...] = (500, 502, 504)
+    lost_statuses: tuple[int, ...] = (500, 503)
+    injected: Counter[str] = field(default_factory=Counter)
+
+    def pick(self, method: str, path: str) -> Fault | None:
+        """The fault to answer this request with, if the dice say so."""
+        if not self.path.search(path):
+            return None
+        roll = self.rng.random()
+        if self.lost_answer is not None and self.lost_answer.search(path) and method == "POST":
+            if roll < self.rate_lost:
+                self.injected["lost answer"] += 1
+                status = self.rng.choice(self.lost_statuses)
+                return self._fault(method, status, after_handling=True)
+            roll = self.rng.random()
+        if roll < self.rate_429:
+            self.injected["429"] += 1
+            after = round(self.rng.uniform(*self.retry_after), 3)
+            body = {"message": "You are being rate limited.", "retry_after": after,
+                    "global": False}  # fmt: skip
+            return Fault(method, self.path, 429, body, {"Via": "1.1 google"}, 1, False)
+        if roll < self.rate_429 + self.rate_5xx:
+            self.injected["5xx"] += 1
+            return self._fault(method, self.rng.choice(self.statuses), after_handling=False)
+        return None
+
+    def _fault(self, method: str, status: int, *, after_handling: bool) -> Fault:
+        body = {"message": "injected failure", "code": 0}
+        return Fault(method, self.path, status, body, {}, 1, after_handling)
 
 
 @dataclass
@@ -218,6 +275,7 @@ class FakeDiscord:
         self.interactions: dict[int, Interaction] = {}
         self._by_token: dict[str, Interaction] = {}
         self.faults: list[Fault] = []
+        self.random_faults: RandomFaults | None = None
         self.sessions: dict[str, Session] = {}
         self.active: Session | None = None
         self.identifies: list[dict[str, Any]] = []
@@ -346,6 +404,10 @@ class FakeDiscord:
             Fault(method.upper(), re.compile(path), status, body, headers, times, after_handling)
         )
 
+    def fail_at_random(self, faults: RandomFaults | None) -> None:
+        """Answer matching requests with random faults from now on (None: stop)."""
+        self.random_faults = faults
+
     def requests_to(self, method: str, path: str) -> list[Recorded]:
         pattern = re.compile(path)
         return [r for r in self.requests if r.method == method and pattern.search(r.path)]
@@ -399,7 +461,7 @@ class FakeDiscord:
                     record.json = json.loads(await part.text())  # type: ignore[union-attr]
                 else:
                     record.files.append((part.filename or "", bytes(await part.read())))  # type: ignore[union-attr]
-        request["record"] = record
+        request[RECORD] = record
         self.requests.append(record)
         webhook = record.path.startswith(("/webhooks/", "/interactions/"))
         if not webhook and request.headers.get("Authorization") != f"Bot {self.token}":
@@ -415,6 +477,9 @@ class FakeDiscord:
         )
         if fault is not None:
             fault.times -= 1
+        elif self.random_faults is not None:
+            fault = self.random_faults.pick(request.method, record.path)
+        if fault is not None:
             if fault.after_handling:
                 await handler(request)
             record.status = fault.status
@@ -493,7 +558,7 @@ class FakeDiscord:
         return json_response(channel)
 
     async def _open_dm(self, request: web.Request) -> web.Response:
-        body = request["record"].json
+        body = request[RECORD].json
         person = self.users.get(int(body["recipient_id"]))
         if person is None:
             return error(400, 50035, "Invalid Form Body")
@@ -518,7 +583,7 @@ class FakeDiscord:
         guild = request.match_info.get("guild")
         scope = int(guild) if guild else None
         registered = []
-        for command in request["record"].json:
+        for command in request[RECORD].json:
             stored = {
                 **command,
                 "id": str(self.next_id()),
@@ -752,7 +817,7 @@ class FakeDiscord:
             return error(404, 10062, "Unknown interaction")
         if interaction.callbacks:
             return error(400, 40060, "Interaction has already been acknowledged.")
-        record: Recorded = request["record"]
+        record: Recorded = request[RECORD]
         body = record.json
         interaction.callbacks.append(body)
         interaction.callback_at = asyncio.get_running_loop().time()
@@ -797,7 +862,7 @@ class FakeDiscord:
         interaction = self._webhook_interaction(request)
         if interaction is None or not interaction.callbacks:
             return error(404, 10015, "Unknown Webhook")
-        record: Recorded = request["record"]
+        record: Recorded = request[RECORD]
         payload = record.json or {}
         message = self._message(
             int(interaction.data["channel_id"]),
@@ -819,7 +884,7 @@ class FakeDiscord:
         interaction = self._webhook_interaction(request)
         if interaction is None or interaction.original is None:
             return error(404, 10008, "Unknown Message")
-        record: Recorded = request["record"]
+        record: Recorded = request[RECORD]
         payload = record.json or {}
         message = interaction.original
         for key in ("content", "components"):
@@ -847,7 +912,7 @@ class FakeDiscord:
             return error(404, 10003, "Unknown Channel")
         if "dm_of" in channel and self.users[channel["dm_of"]].dms_closed:
             return error(403, 50007, "Cannot send messages to this user")
-        record: Recorded = request["record"]
+        record: Recorded = request[RECORD]
         payload = record.json or {}
         nonce = payload.get("nonce")
         if nonce is not None and payload.get("enforce_nonce"):
@@ -874,6 +939,15 @@ class FakeDiscord:
         """Close the live socket with a resumable code; the client should RESUME."""
         assert self.active is not None and self.active.ws is not None
         await self.active.ws.close(code=code)
+
+    async def request_reconnect(self) -> None:
+        """Ask the client to reconnect and resume (op 7), as Discord does when moving it."""
+        assert self.active is not None and self.active.ws is not None
+        await self.active.ws.send_str(json.dumps({"op": 7, "d": None}))
+
+    def live(self) -> bool:
+        """Whether the active session's socket is open (dispatches reach the client now)."""
+        return self.active is not None and self._live(self.active)
 
     async def invalidate_session(self) -> None:
         """Tell the client its session is gone; it must IDENTIFY again (a new READY)."""
