@@ -120,6 +120,11 @@ REFUSALS: dict[Outcome | tuple[Outcome, str], tuple[type[UserError], str]] = {
         "Task #{id} is not in review: it is {status}. Work is reviewed once its holder hands "
         "it in with `task done {id}`.",
     ),
+    Outcome.IN_REVIEW: (
+        Conflict,
+        "Task #{id} is handed in and waits for review; it changes hands only through "
+        "`task review {id} approve` or `task review {id} changes <note…>`.",
+    ),
     Outcome.OWN_WORK: (
         NotPermitted,
         "Task #{id} is your own work; another {role} has to review it.",
