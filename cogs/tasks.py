@@ -213,7 +213,8 @@ class Tasks(Cog):
         title: Annotated[str, Param("A short title", max_length=200, rest=True)],
         *,
         language: Annotated[
-            Targets | None, Param("Target language: pl, several (pl,de,fr) or all")
+            Targets | None,
+            Param("Target language: pl, several (pl,de,fr) or all", autocomplete=True),
         ] = None,
         source_language: Annotated[
             Language | None, Param("Language to translate from, e.g. en")

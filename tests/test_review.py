@@ -1,5 +1,6 @@
 """Review: a second speaker approves work or sends it back; nobody reviews their own."""
 
+import asyncio
 import re
 
 import pytest
@@ -169,3 +170,19 @@ async def test_review_data_is_exported_and_erased_with_the_reviewer(harness: Har
     shown = await h.ok("bob", f"task show {tid}")
     assert "zqx" not in shown and "Piotr" not in shown
     assert "changes asked by a former volunteer (back to Ana)" in shown
+
+
+async def test_reviewers_asking_at_once_each_get_different_work(harness: Harness):
+    h = harness
+    await h.ok("coco", "task post translation Leaflet --language pl,de,fr,it,es,nl")
+    for n, lang in enumerate(["pl", "de", "fr", "it", "es", "nl"], start=1):
+        await h.ok(f"t{lang}", f"volunteer join translator --languages {lang}")
+        await h.ok(f"t{lang}", f"task claim {n}")
+        await h.ok(f"t{lang}", f"task done {n} https://example.org/{lang}.odt")
+    reviewers = [f"r{n}" for n in range(8)]
+    for name in reviewers:
+        await h.ok(name, "volunteer join translator --languages pl,de,fr,it,es,nl")
+    replies = await asyncio.gather(*(h.run(name, "task next --review") for name in reviewers))
+    given = [number(r.body.plain()) for r in replies if not r.is_error]
+    assert sorted(given) == [1, 2, 3, 4, 5, 6], "each review handed out once"
+    assert sum(r.is_error for r in replies) == 2
