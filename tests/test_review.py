@@ -186,3 +186,15 @@ async def test_reviewers_asking_at_once_each_get_different_work(harness: Harness
     given = [number(r.body.plain()) for r in replies if not r.is_error]
     assert sorted(given) == [1, 2, 3, 4, 5, 6], "each review handed out once"
     assert sum(r.is_error for r in replies) == 2
+
+
+async def test_changes_to_work_whose_translator_left_put_it_back_in_the_queue(harness: Harness):
+    h = harness
+    tid = await handed_in(h)
+    for each in sorted(h.app.cogs, key=lambda c: c.erase_order):
+        await each.erase_data(UserRef("test", "ana"), h.ctx("ana"))
+    await h.ok("piotr", "volunteer join translator --languages pl")
+    answer = await h.ok("piotr", f"task review {tid} changes the second page is missing")
+    assert "back in the queue" in answer
+    shown = await h.ok("bob", f"task show {tid}")
+    assert "Status: open" in shown and "Changes asked by Piotr: the second page is missing" in shown
