@@ -140,6 +140,11 @@ REFUSALS: dict[Outcome | tuple[Outcome, str], tuple[type[UserError], str]] = {
         "Task #{id} is not in review: it is {status}. Work is reviewed once its holder hands "
         "it in with `task done {id}`.",
     ),
+    Outcome.IN_REVIEW: (
+        Conflict,
+        "Task #{id} is handed in and waits for review; it changes hands only through "
+        "`task review {id} approve` or `task review {id} changes <note…>`.",
+    ),
     Outcome.OWN_WORK: (
         NotPermitted,
         "Task #{id} is your own work; another {role} has to review it.",
@@ -229,7 +234,8 @@ class Tasks(Cog):
         title: Annotated[str, Param("A short title", max_length=200, rest=True)],
         *,
         language: Annotated[
-            Targets | None, Param("Target language: pl, several (pl,de,fr) or all")
+            Targets | None,
+            Param("Target language: pl, several (pl,de,fr) or all", autocomplete=True),
         ] = None,
         source_language: Annotated[
             Language | None, Param("Language to translate from, e.g. en")
