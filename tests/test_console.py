@@ -132,3 +132,17 @@ def test_quiet_and_confidential_answers_are_shown_to_the_one_person_at_the_termi
     assert "You hold no tasks" in run.stdout  # quiet
     assert "What I store about you" in run.stdout and '"external_id"' not in run.stderr
     assert '"volunteer"' in run.stdout, "the confidential export is shown in full"
+
+
+def test_a_chart_is_saved_as_a_file_whose_path_is_printed(tmp_path):
+    files = tmp_path / "files"
+    files.mkdir()
+    run = bot("--as", "coco", "--coordinator", "coco", stdin="task post other Stand\ntask report\n",
+              cwd=tmp_path, env={"TMPDIR": str(files)})  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "(attached: coverage.png," in run.stdout
+    [line] = [line for line in run.stdout.splitlines() if "saved as " in line]
+    saved = line.split("saved as ", 1)[1]
+    assert saved.startswith(str(files / "volunteer-bot" / "coverage-")) and saved.endswith(".png")
+    with open(saved, "rb") as png:
+        assert png.read(4) == b"\x89PNG"

@@ -8,8 +8,12 @@ console (announcements, reminders, notices) print when they fire.
 import asyncio
 import contextlib
 import logging
+import os
 import sys
+import tempfile
 import threading
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from bot.adapters import Status
@@ -50,8 +54,11 @@ class ConsoleAdapter:
         stdin: TextIO | None = None,
         stdout: TextIO | None = None,
         interactive: bool | None = None,
+        files_dir: Path | None = None,
     ) -> None:
         self.app = app
+        # Where pictures (charts) are written for a terminal that cannot show them.
+        self.files_dir = files_dir or Path(tempfile.gettempdir()) / "volunteer-bot"
         self.user = user
         self.coordinators = coordinators
         self.stdin = stdin or sys.stdin
@@ -161,6 +168,8 @@ class ConsoleAdapter:
             reply = await self.app.core.handle_text(ctx, text, prefixes=PREFIXES)
             if reply is not None:
                 self._write(render(reply) + "\n")
+                for attachment in reply.attachments:
+                    self._save(attachment)
         await self._flush()
         return True
 
@@ -179,8 +188,26 @@ class ConsoleAdapter:
             self._write(("\r" if self._at_prompt else "") + f"📣 {who}{delivery.body.plain()}\n")
             if delivery.attachment:
                 self._write(f"   (attached: {delivery.attachment.filename})\n")
+                self._save(delivery.attachment)
             if self._at_prompt:
                 self._write(f"{self.user}> ")
+
+    def _save(self, attachment: Attachment) -> None:
+        """Write a file the terminal cannot show, and print where it is."""
+        if is_text(attachment):
+            return
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
+        name = Path(attachment.filename).name or "file"
+        path = self.files_dir / f"{Path(name).stem}-{stamp}{Path(name).suffix}"
+        try:
+            self.files_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(attachment.data)
+        except OSError as exc:
+            log.warning("could not save %s: %s", attachment.filename, exc)
+            return
+        self._write(f"   saved as {path}\n")
 
     def _write(self, text: str) -> None:
         self.stdout.write(text)
