@@ -303,7 +303,7 @@ def convert(arg: ArgSpec, value: object, env: ParseEnv) -> Any:
         raise BadArgument("`{name}` must be a whole number.", name=arg.name)
     p = arg.param
     if isinstance(value, int) and not isinstance(value, bool):
-        if abs(value) > LARGEST:  # typed already (Discord): no database could store it
+        if abs(value) > LARGEST:  # no id or count is that large, and no column holds it
             raise too_large(str(value))
         if p.min is not None and value < p.min:
             raise BadArgument(

@@ -371,9 +371,10 @@ class Kind:
     choices: tuple[str, ...] = ()
 
 
-# Whole numbers have at most 18 digits, so that every database stores them (64 bits).
+# No number a command takes (an id, a count, a page) is larger than a PostgreSQL integer
+# column holds; longer digit strings are not even read.
+LARGEST = 2**31 - 1
 MAX_DIGITS = 18
-LARGEST = 10**MAX_DIGITS - 1
 
 
 def _parse_int(text: str, env: ParseEnv) -> int:
@@ -386,7 +387,7 @@ def _parse_int(text: str, env: ParseEnv) -> int:
 
 
 def too_large(text: str) -> BadArgument:
-    """The error for a number with more digits than any database column holds."""
+    """The error for a number larger than any database column holds."""
     return BadArgument("`{text}` is far too large a number.", text=preview(text, 24))
 
 

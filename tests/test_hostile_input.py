@@ -234,9 +234,14 @@ async def test_a_refused_coordinator_command_with_lone_surrogates_still_leaves_i
     assert "task post" in await harness.ok("coco", "audit")
 
 
-@pytest.mark.parametrize("number", [2**63, -(2**63) - 1, 10**18])
+@pytest.mark.parametrize("number", [2**63, -(2**63) - 1, 10**18, 258_994_356_996, 2**31])
 async def test_a_typed_number_no_database_can_store_is_refused(harness: Harness, number):
     spec = harness.app.core.registry.get("task", "show")
     assert spec is not None
     reply = await harness.app.core.invoke(harness.ctx("alice"), spec, {"id": number})
     assert reply.is_error and "far too large" in reply.body.plain()
+
+
+@pytest.mark.parametrize("line", ["task show 258994356996", "reminder delete 2147483648"])
+async def test_a_number_past_a_postgresql_integer_is_refused_not_a_crash(harness: Harness, line):
+    assert "far too large" in await harness.err("coco", line)

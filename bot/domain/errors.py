@@ -4,7 +4,10 @@ from bot.domain.markup import Markup
 
 
 class UserError(Exception):
-    """Something the user can fix. The message quotes their input and says what would work."""
+    """Something the user can fix. The message quotes their input and says what would work.
+
+    Input is quoted as ``bot.domain.text.preview(...)``: short, one line and inert.
+    """
 
     title = "That did not work"
 
