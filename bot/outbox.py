@@ -18,7 +18,7 @@ from typing import Any
 
 from bot.background import Periodic
 from bot.clock import Clock
-from bot.context import Attachment
+from bot.context import Attachment, Button
 from bot.domain import Markup
 from storage.outbox import MARKUP, Leased, OutboxRepo
 
@@ -42,11 +42,23 @@ class Delivery:
     attachment: Attachment | None
     attempts: int
     due_at: datetime
+    # What the reader can do about it: buttons on Discord, reactions to ``subject`` on Matrix.
+    buttons: tuple[Button, ...] = ()
+    subject: tuple[str, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Actions:
+    """What a post offers its reader: buttons, and the subject its reactions act on."""
+
+    buttons: tuple[Button, ...] = ()
+    subject: tuple[str, int] | None = None
 
 
 Deliverer = Callable[[Delivery], Awaitable[None]]
 Words = Callable[[Any], Markup]
 Picture = Callable[[Any], Attachment]
+Offers = Callable[[Any], Actions]
 
 
 class PermanentDeliveryError(Exception):
@@ -63,13 +75,27 @@ class Renderers:
     def __init__(self) -> None:
         self._words: dict[str, Words] = {MARKUP: _written}
         self._pictures: dict[str, Picture] = {}
+        self._actions: dict[str, Offers] = {}
         self._drawn: OrderedDict[tuple[str, str], asyncio.Future[Attachment]] = OrderedDict()
 
-    def register(self, kind: str, words: Words, picture: Picture | None = None) -> None:
-        """Render posts of ``kind`` with ``words``, and attach ``picture`` if given."""
+    def register(
+        self,
+        kind: str,
+        words: Words,
+        picture: Picture | None = None,
+        actions: Offers | None = None,
+    ) -> None:
+        """Render posts of ``kind`` with ``words``; attach ``picture`` and offer ``actions``."""
         self._words[kind] = words
         if picture is not None:
             self._pictures[kind] = picture
+        if actions is not None:
+            self._actions[kind] = actions
+
+    def actions(self, kind: str, data: Any) -> Actions:
+        """What a post of ``kind`` offers its reader (nothing, for most)."""
+        offers = self._actions.get(kind)
+        return offers(data) if offers is not None else Actions()
 
     def words(self, kind: str, data: Any) -> Markup:
         """A post's text; raises UnknownKind."""
@@ -102,6 +128,7 @@ class Renderers:
         picture = await self.picture(row.kind, row.data, row.body)
         if picture is None and row.file is not None:
             picture = Attachment(row.file[0], row.file[1], "image/png")
+        actions = self.actions(row.kind, row.data)
         return Delivery(
             id=row.id,
             key=row.key,
@@ -112,6 +139,8 @@ class Renderers:
             attachment=picture,
             attempts=row.attempts,
             due_at=row.due_at,
+            buttons=actions.buttons,
+            subject=actions.subject,
         )
 
 

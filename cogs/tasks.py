@@ -27,6 +27,7 @@ from bot.domain import (
 )
 from bot.domain.tasks import Change, Expiry, Notice, Outcome, TaskNotice, Verdict
 from bot.importing import ImportRefused, read_csv, summary
+from bot.outbox import Actions
 from bot.params import Language, Param, ParseEnv, Targets, Url, When, find_url
 from bot.services import Services
 from storage.tasks import (
@@ -139,6 +140,11 @@ REFUSALS: dict[Outcome | tuple[Outcome, str], tuple[type[UserError], str]] = {
         "Task #{id} is not in review: it is {status}. Work is reviewed once its holder hands "
         "it in with `task done {id}`.",
     ),
+    Outcome.IN_REVIEW: (
+        Conflict,
+        "Task #{id} is handed in and waits for review; it changes hands only through "
+        "`task review {id} approve` or `task review {id} changes <note…>`.",
+    ),
     Outcome.OWN_WORK: (
         NotPermitted,
         "Task #{id} is your own work; another {role} has to review it.",
@@ -203,8 +209,9 @@ class Tasks(Cog):
         self.notices = TaskNotices(self)
         for notice in Notice:
             services.outbox.renderers.register(
-                notice.value, functools.partial(self._notice, notice)
-            )
+                notice.value, functools.partial(self._notice, notice),
+                actions=self._still_on_it if notice is Notice.IDLE else None,
+            )  # fmt: skip
         self._sweeper = Periodic("task-sweep", self.sweep, SWEEP_INTERVAL)
 
     @property
@@ -227,7 +234,8 @@ class Tasks(Cog):
         title: Annotated[str, Param("A short title", max_length=200, rest=True)],
         *,
         language: Annotated[
-            Targets | None, Param("Target language: pl, several (pl,de,fr) or all")
+            Targets | None,
+            Param("Target language: pl, several (pl,de,fr) or all", autocomplete=True),
         ] = None,
         source_language: Annotated[
             Language | None, Param("Language to translate from, e.g. en")
@@ -611,6 +619,11 @@ class Tasks(Cog):
 
     # --- rendering --------------------------------------------------------------------
 
+    def _still_on_it(self, data: dict[str, Any]) -> Actions:
+        """The "still on it?" notice offers to keep the claim: a button, or a reaction."""
+        task_id = TaskNotice.from_data(Notice.IDLE, data).task_id
+        return Actions((Button("Keep it", f"task extend {task_id}"),), ("claim", task_id))
+
     def _notice(self, notice: Notice, data: dict[str, Any]) -> Markup:
         return self.notices.render(TaskNotice.from_data(notice, data))
 
@@ -767,9 +780,9 @@ class TaskNotices:
         """Still on it?"""
         assert n.when is not None
         return Markup.format(
-            "Still on task #{id} “{title}”? Nothing has happened on it for a while. Any task "
-            "command on it (e.g. `task show {id}`) keeps it yours; `task unclaim {id}` gives "
-            "it back. Otherwise it returns to the queue at {when}.",
+            "Still on task #{id} “{title}”? Nothing has happened on it for a while. "
+            "`task extend {id}` (or any task command on it) keeps it yours; `task unclaim "
+            "{id}` gives it back. Otherwise it returns to the queue at {when}.",
             id=n.task_id, title=n.title, when=self.cog.when(n.when),
         )  # fmt: skip
 

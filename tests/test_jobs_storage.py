@@ -56,3 +56,19 @@ async def test_many_jobs_post_together_and_list_newest_first_with_counts(repo: T
     assert [s.job.title for s in listed] == ["Video 2", "Video 1"]
     assert all(s.counts == {TaskStatus.OPEN: 2} and s.total == 2 for s in listed)
     assert [s.job.title for s in await repo.jobs(offset=2)] == ["Video 0"]
+
+
+async def test_suggestions_match_open_tasks_by_number_prefix_or_title(repo: TaskRepo):
+    for title in ["Leaflet for Warsaw", "Poster", "Stand 10%_off"]:
+        await repo.post(COCO, NewTask(TaskKind.OTHER, title), now=START)
+    for n in range(4, 13):
+        await repo.post(COCO, NewTask(TaskKind.OTHER, f"Task {n}", language="pl"), now=START)
+    await repo.cancel(5, by=COCO, now=START)
+    assert await repo.suggest("WARSAW") == [(1, "Leaflet for Warsaw")]
+    # Numbers starting with the digits first, then titles containing them.
+    assert [n for n, _ in await repo.suggest("1")] == [1, 10, 11, 12, 3]
+    assert [n for n, _ in await repo.suggest("#12")] == [12]
+    assert [n for n, _ in await repo.suggest("5")] == [], "a cancelled task is not offered"
+    assert (4, "Task 4 (pl)") in await repo.suggest("task")
+    assert [n for n, _ in await repo.suggest("10%_")] == [3], "wildcards typed are plain characters"
+    assert len(await repo.suggest("", 5)) == 5

@@ -1,9 +1,11 @@
 """Review: a second speaker approves work or sends it back; nobody reviews their own."""
 
+import asyncio
 import re
 
 import pytest
 
+from bot.domain import UserRef
 from tests.harness import Harness
 
 
@@ -132,3 +134,67 @@ async def test_kinds_not_in_review_kinds_are_done_at_once(tmp_path, kinds):
         assert "Status: done" in await h.ok("bob", "task show 1")
     finally:
         await app.stop()
+
+
+async def test_work_in_review_cannot_be_claimed_given_back_assigned_or_finished_again(
+    harness: Harness,
+):
+    h = harness
+    tid = await handed_in(h)
+    await h.ok("piotr", "volunteer join translator --languages pl")
+    waits = f"Task #{tid} is handed in and waits for review"
+    for who, line in [("piotr", f"task claim {tid}"), ("ana", f"task unclaim {tid}"),
+                      ("coco", f"task unclaim {tid}"), ("coco", f"task assign {tid} piotr"),
+                      ("ana", f"task done {tid}"), ("ana", f"task extend {tid}")]:  # fmt: skip
+        assert waits in await h.err(who, line), line
+    listed = await h.ok("bob", "task list --status in-review")
+    assert f"#{tid} Leaflet" in listed and "(in review)" in listed
+    assert "Status: in review" in await h.ok("bob", f"task show {tid}")
+
+
+async def test_review_data_is_exported_and_erased_with_the_reviewer(harness: Harness):
+    h = harness
+    tid = await handed_in(h)
+    await h.ok("piotr", "volunteer join translator --languages pl")
+    await h.ok("piotr", f"task review {tid} changes zqx private remark")
+    cog = next(c for c in h.app.cogs if c.group == "task")
+    piotr = UserRef("test", "piotr")
+    data = (await cog.export_data(piotr))["tasks"]
+    assert data["reviews"] == [{"task": tid, "title": "Leaflet", "status": "claimed",
+                                "review_note": "zqx private remark"}]  # fmt: skip
+    assert [e["action"] for e in data["history"]] == ["changes"]
+    ana = (await cog.export_data(UserRef("test", "ana")))["tasks"]
+    assert ana["claims"][0]["result_link"] == "https://example.org/pl.odt"
+    for each in sorted(h.app.cogs, key=lambda c: c.erase_order):
+        await each.erase_data(piotr, h.ctx("piotr"))
+    shown = await h.ok("bob", f"task show {tid}")
+    assert "zqx" not in shown and "Piotr" not in shown
+    assert "changes asked by a former volunteer (back to Ana)" in shown
+
+
+async def test_reviewers_asking_at_once_each_get_different_work(harness: Harness):
+    h = harness
+    await h.ok("coco", "task post translation Leaflet --language pl,de,fr,it,es,nl")
+    for n, lang in enumerate(["pl", "de", "fr", "it", "es", "nl"], start=1):
+        await h.ok(f"t{lang}", f"volunteer join translator --languages {lang}")
+        await h.ok(f"t{lang}", f"task claim {n}")
+        await h.ok(f"t{lang}", f"task done {n} https://example.org/{lang}.odt")
+    reviewers = [f"r{n}" for n in range(8)]
+    for name in reviewers:
+        await h.ok(name, "volunteer join translator --languages pl,de,fr,it,es,nl")
+    replies = await asyncio.gather(*(h.run(name, "task next --review") for name in reviewers))
+    given = [number(r.body.plain()) for r in replies if not r.is_error]
+    assert sorted(given) == [1, 2, 3, 4, 5, 6], "each review handed out once"
+    assert sum(r.is_error for r in replies) == 2
+
+
+async def test_changes_to_work_whose_translator_left_put_it_back_in_the_queue(harness: Harness):
+    h = harness
+    tid = await handed_in(h)
+    for each in sorted(h.app.cogs, key=lambda c: c.erase_order):
+        await each.erase_data(UserRef("test", "ana"), h.ctx("ana"))
+    await h.ok("piotr", "volunteer join translator --languages pl")
+    answer = await h.ok("piotr", f"task review {tid} changes the second page is missing")
+    assert "back in the queue" in answer
+    shown = await h.ok("bob", f"task show {tid}")
+    assert "Status: open" in shown and "Changes asked by Piotr: the second page is missing" in shown

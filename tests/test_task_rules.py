@@ -339,3 +339,12 @@ def test_who_may_review(task, me, roles, languages, coordinator, expected):
 )
 def test_done_work_of_review_kinds_goes_to_review(kind, review_kinds, change):
     assert finishing(kind, review_kinds) is change
+
+
+def test_work_in_review_changes_hands_only_by_a_verdict():
+    waiting = R(claimed_by=ME)
+    assert check_claim(waiting, OTHER, TRANSLATOR, 0, 3) is Outcome.IN_REVIEW
+    assert check_unclaim(waiting, ME, override=True) is Outcome.IN_REVIEW
+    assert check_finish(waiting, ME) is Outcome.IN_REVIEW
+    assert check_assign(waiting, OTHER, 0, 3) is Outcome.IN_REVIEW
+    assert check_cancel(waiting) is Outcome.OK

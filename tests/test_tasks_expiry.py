@@ -156,3 +156,38 @@ async def test_the_cog_runs_its_sweeps_in_the_background(tmp_path):
     finally:
         await cog.stop()
         await app.stop()
+
+
+async def test_the_still_on_it_notice_offers_extend_which_restarts_the_claim(harness: Harness):
+    h = harness
+    tid = await claimed(h)
+    cog = tasks_cog(h)
+    h.clock.advance(TTL * 0.8)
+    assert (await cog.sweep()).nudged == 1
+    [notice] = await h.deliver()
+    assert f"`task extend {tid}`" in notice.body.plain()
+    assert [(b.label, b.command) for b in notice.buttons] == [("Keep it", f"task extend {tid}")]
+    assert notice.subject == ("claim", tid)
+    h.clock.advance(timedelta(days=1))
+    extended = await h.ok("alice", f"task extend {tid}")
+    assert "stays yours" in extended
+    assert cog.when(START + TTL * 0.8 + timedelta(days=1) + TTL) in extended
+    # Past the first claim's time to live it is still hers; a week after the extension, not.
+    h.clock.advance(TTL * 0.2)
+    assert (await cog.sweep()).released == 0
+    shown = await h.ok("bob", f"task show {tid}")
+    assert "Held by: Alice" in shown and "claim extended by Alice" in shown
+    h.clock.advance(TTL)
+    assert (await cog.sweep()).released == 1
+
+
+async def test_only_the_holder_extends_a_claim(harness: Harness):
+    h = harness
+    tid = await claimed(h)
+    await h.ok("bob", "volunteer join organiser")
+    assert "held by Alice, not by you" in await h.err("bob", f"task extend {tid}")
+    assert "held by Alice, not by you" in await h.err("coco", f"task extend {tid}")
+    open_one = int((await h.ok("coco", "task post other Open")).split("#", 1)[1].split(":")[0]
+                   .strip("*"))  # fmt: skip
+    assert "Nobody holds task" in await h.err("alice", f"task extend {open_one}")
+    assert "There is no task `99`" in await h.err("alice", "task extend 99")

@@ -750,15 +750,12 @@ def message_extras(reply: Reply, *, last: bool) -> dict[str, Any]:
     return extras
 
 
-def button_view(reply: Reply) -> discord.ui.View | None:
-    """The reply's buttons as a view that nothing keeps in memory: clicks go to CommandButton."""
-    buttons = [
-        b for b in reply.buttons if len(BUTTON_PREFIX + b.command) <= MAX_CUSTOM_ID and b.command
-    ]
-    if len(buttons) < len(reply.buttons):
-        log.warning(
-            "dropped %d buttons whose command is too long", len(reply.buttons) - len(buttons)
-        )
+def button_view(reply: Reply | Delivery) -> discord.ui.View | None:
+    """A reply's or post's buttons as a view kept nowhere; clicks go to CommandButton."""
+    given = reply.buttons
+    buttons = [b for b in given if len(BUTTON_PREFIX + b.command) <= MAX_CUSTOM_ID and b.command]
+    if len(buttons) < len(given):
+        log.warning("dropped %d buttons whose command is too long", len(given) - len(buttons))
     if not buttons:
         return None
     view = discord.ui.View(timeout=None)
@@ -820,8 +817,12 @@ async def _post(
     chunks = split_content(content)
     for i, chunk in enumerate(chunks):
         kwargs: dict[str, Any] = {}
-        if delivery.attachment is not None and i == len(chunks) - 1:
-            kwargs["file"] = to_file(delivery.attachment)
+        if i == len(chunks) - 1:
+            if delivery.attachment is not None:
+                kwargs["file"] = to_file(delivery.attachment)
+            view = button_view(delivery)
+            if view is not None:
+                kwargs["view"] = view
         await channel.send(
             chunk,
             nonce=_nonce(delivery.key, where, i),

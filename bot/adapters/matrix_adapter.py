@@ -29,7 +29,7 @@ import re
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -68,7 +68,7 @@ from nio.exceptions import EncryptionError, OlmTrustError, SendRetryError
 
 from bot import replies
 from bot.adapters import Status, matrix_signing
-from bot.context import Actor, Attachment, Ctx, Place, Reply
+from bot.context import Actor, Attachment, Button, Ctx, Place, Reply
 from bot.domain import Markup, UserRef
 from bot.outbox import Delivery, PermanentDeliveryError
 from bot.rights import PlaceKind, Standing
@@ -111,7 +111,11 @@ NEW_ROOM_WAIT = 30.0
 
 CLAIM_EMOJI = "✋"
 # A reaction on a message that carried a subject runs a command as the person reacting.
-REACTIONS: dict[tuple[str, str], str] = {("task", CLAIM_EMOJI): "task claim {id}"}
+EXTEND_EMOJI = "👍"
+REACTIONS: dict[tuple[str, str], str] = {
+    ("task", CLAIM_EMOJI): "task claim {id}",
+    ("claim", EXTEND_EMOJI): "task extend {id}",  # on a "still on it?" notice
+}
 # Variation selectors and skin tones do not change what a reaction means.
 _EMOJI_MODIFIERS = re.compile("[\ufe0e\ufe0f\U0001f3fb-\U0001f3ff]")
 _PILL = re.compile(r"^https://matrix\.to/#/(@[^/?#]+|%40[^/?#]+)")
@@ -1431,7 +1435,7 @@ class MatrixAdapter:
             room_id = resolved.room_id
         if not room_id.startswith("!"):
             raise PermanentDeliveryError("not a Matrix room address")
-        body = delivery.body
+        body = action_hints(delivery.body, delivery.buttons, delivery.subject, self.prefix)
         mentions: list[str] = []
         if delivery.recipient_id:
             mentions.append(delivery.recipient_id)
@@ -1440,7 +1444,7 @@ class MatrixAdapter:
             add_pill(content, delivery.recipient_id, self._display_name(room_id, delivery))
         txn = _txn("outbox", delivery.key)
         try:
-            await self._send(room_id, content, txn_id=txn)
+            event_id = await self._send(room_id, content, txn_id=txn)
         except MatrixSendError as exc:
             if exc.errcode not in _PERMANENT_ERRCODES:
                 raise
@@ -1448,7 +1452,13 @@ class MatrixAdapter:
                 raise PermanentDeliveryError(
                     f"the bot cannot post there ({exc.errcode})"
                 ) from None
-            await self._send(room_id, content, txn_id=txn)
+            event_id = await self._send(room_id, content, txn_id=txn)
+        if delivery.subject is not None:
+            kind, subject_id = delivery.subject
+            await self.app.services.state.set(
+                SUBJECT_KEY.format(event_id=event_id), f"{kind}:{subject_id}",
+                self.app.clock.now(),
+            )  # fmt: skip
         if delivery.attachment is not None:
             await self._send_attachment(
                 room_id, delivery.attachment, txn_id=_txn("outbox", delivery.key + ":file"),
@@ -1481,13 +1491,19 @@ class MatrixAdapter:
 
 def reply_markup(reply: Reply, prefix: str) -> Markup:
     """The reply text with its buttons shown as hints, e.g. "React ✋ or type `!task claim 7`"."""
-    body = reply.body
+    return action_hints(reply.body, reply.buttons, reply.subject, prefix)
+
+
+def action_hints(
+    body: Markup, buttons: Sequence[Button], subject: tuple[str, int] | None, prefix: str
+) -> Markup:
+    """A text with its buttons shown as hints: the reaction that does it, or the command."""
     reactions = {
-        template.format(id=reply.subject[1]): emoji
+        template.format(id=subject[1]): emoji
         for (kind, emoji), template in REACTIONS.items()
-        if reply.subject is not None and reply.subject[0] == kind
+        if subject is not None and subject[0] == kind
     }
-    for button in reply.buttons:
+    for button in buttons:
         emoji = reactions.get(button.command)
         how = f"React {emoji} or type" if emoji else "Type"
         body += Markup.format("\n" + how + " `{line}`", line=prefix + button.command)

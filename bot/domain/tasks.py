@@ -38,6 +38,7 @@ class Outcome(StrEnum):
     NOT_CLAIMED = "not-claimed"
     NOT_YOURS = "not-yours"
     NOT_IN_REVIEW = "not-in-review"
+    IN_REVIEW = "in-review"
     OWN_WORK = "own-work"
     WRONG_LANGUAGE = "wrong-language"
     REVIEW_TAKEN = "review-taken"
@@ -218,6 +219,8 @@ def check_claim(
         return Outcome.CLOSED
     if task.status is CLAIMED:
         return Outcome.ALREADY_YOURS if task.claimed_by == me else Outcome.TAKEN
+    if task.status is IN_REVIEW:
+        return Outcome.IN_REVIEW
     if not may_take(task.kind, roles):
         return Outcome.NO_ROLE
     if not has_room(held, max_open):
@@ -231,6 +234,8 @@ def check_unclaim(task: TaskFacts, me: int | None, *, override: bool) -> Outcome
         return Outcome.CLOSED
     if task.status is OPEN:
         return Outcome.NOT_CLAIMED
+    if task.status is IN_REVIEW:
+        return Outcome.IN_REVIEW
     if override or (me is not None and task.claimed_by == me):
         return Outcome.OK
     return Outcome.NOT_YOURS
@@ -242,6 +247,8 @@ def check_finish(task: TaskFacts, me: int | None) -> Outcome:
         return Outcome.CLOSED
     if task.status is OPEN:
         return Outcome.NOT_CLAIMED
+    if task.status is IN_REVIEW:
+        return Outcome.IN_REVIEW
     if me is None or task.claimed_by != me:
         return Outcome.NOT_YOURS
     return Outcome.OK
@@ -254,6 +261,8 @@ def check_assign(task: TaskFacts, assignee: int, held: int, max_open: int) -> Ou
     """
     if is_closed(task.status):
         return Outcome.CLOSED
+    if task.status is IN_REVIEW:
+        return Outcome.IN_REVIEW
     if task.claimed_by == assignee and task.status is CLAIMED:
         return Outcome.ALREADY_YOURS
     if not has_room(held, max_open):

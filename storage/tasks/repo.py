@@ -431,14 +431,17 @@ class TaskRepo:
 
         return await self._write(tx)
 
-    async def suggest(self, typed: str, *, limit: int = 25) -> list[Suggestion]:
+    async def suggest(self, typed: str, limit: int = 25) -> list[Suggestion]:
         """Open tasks whose number or title matches what was typed, most urgent first.
+
+        Labelled with their title and target language, for Discord's autocomplete.
 
         Digits match numbers starting with them first, then titles containing them; other
         text matches titles containing it, ignoring case. Nothing typed lists the most urgent.
         """
         text = typed.strip().lstrip("#").lower()[:100]
-        like = "%" + "".join(ch for ch in text if ch not in "%_\\") + "%"
+        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        like = f"%{escaped}%"
 
         def tx(t: Tx) -> list[Suggestion]:
             rows: list[dict[str, Any]] = []
@@ -448,7 +451,11 @@ class TaskRepo:
                 seen = {r["id"] for r in rows}
                 titled = t.rows(q.SUGGEST, {"number": -1, "like": like, "limit": limit})
                 rows += [r for r in titled if r["id"] not in seen]
-            return [Suggestion(r["id"], r["title"], r["language"]) for r in rows[:limit]]
+            return [
+                Suggestion(r["id"], f"{r['title']} ({r['language']})" if r["language"]
+                           else r["title"])
+                for r in rows[:limit]
+            ]  # fmt: skip
 
         return await self._read(tx)
 

@@ -163,7 +163,7 @@ SUGGEST = Prepared(
     "open tasks whose number is :number or whose title contains :like, most urgent first",
     sa.select(T.c.id, T.c.title, T.c.language)
     .where(IS_OPEN, sa.or_(T.c.id == sa.bindparam("number", type_=sa.Integer()),
-                           sa.func.lower(T.c.title).like(_LIKE)))
+                           sa.func.lower(T.c.title).like(_LIKE, escape="\\")))
     .order_by(*QUEUE_ORDER)
     .limit(sa.bindparam("limit", type_=sa.Integer())),
 )  # fmt: skip

@@ -3,7 +3,7 @@
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from bot.domain import Priority, TaskKind, TaskStatus, UserRef
 from bot.domain.tasks import Outcome
@@ -77,13 +77,11 @@ class Result:
         return self.outcome is Outcome.OK
 
 
-@dataclass(frozen=True, slots=True)
-class Suggestion:
-    """An open task offered while a task number is being typed."""
+class Suggestion(NamedTuple):
+    """An open task offered while a task number is being typed: its number and a label."""
 
     id: int
-    title: str
-    language: str | None
+    label: str
 
 
 @dataclass(frozen=True, slots=True)

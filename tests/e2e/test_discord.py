@@ -463,3 +463,83 @@ async def test_a_title_with_at_everyone_produces_a_post_that_pings_nobody(fake, 
     assert not re.search(r"@(everyone|here)\b", answer.content)
     callback = fake.requests_to("POST", CALLBACK)[-1]
     assert callback.json["data"]["allowed_mentions"] == {"parse": []}
+
+
+# --- jobs, review, extend and autocomplete ----------------------------------------------------
+
+
+async def test_task_number_autocomplete_offers_open_tasks_by_number_or_title(fake, bot):
+    coco = fake.user("coco", roles=[COORDINATOR_ROLE])
+    await bot.restart()
+    [alice] = await volunteers(fake, "alice")
+    for title in ["Leaflet for Warsaw", "Poster for Brno", "Held already"]:
+        await post_task(fake, coco, title)
+    await run(fake, alice, "task claim", id=3)
+
+    async def choices(typed: str) -> list[tuple[str, int]]:
+        inter = await fake.slash(alice, "task claim", id=typed, focused="id")
+        return [(c["name"], c["value"]) for c in await inter.autocomplete_choices()]
+
+    assert await choices("warsaw") == [("#1 Leaflet for Warsaw (pl)", 1)]
+    assert await choices("2") == [("#2 Poster for Brno (pl)", 2)]
+    assert await choices("") == [("#1 Leaflet for Warsaw (pl)", 1), ("#2 Poster for Brno (pl)", 2)]
+    assert await choices("held") == [], "claimed tasks are not offered"
+
+
+def unescaped(markdown: str) -> str:
+    """Discord markdown with its escapes taken out."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+async def test_a_job_is_posted_claimed_delivered_and_reviewed_through_slash_commands(fake, bot):
+    coco = fake.user("coco", roles=[COORDINATOR_ROLE])
+    await bot.restart()
+    ana, piotr = fake.user("ana"), fake.user("piotr")
+    for person in (ana, piotr):
+        await run(fake, person, "volunteer join", role="translator", languages="pl,de")
+    posted = await run(fake, coco, "task post", kind="translation", title="Leaflet",
+                       language="pl,de", source_language="en",
+                       source="https://example.org/leaflet.odt")  # fmt: skip
+    assert not posted.ephemeral, posted.content
+    assert "Posted job **#1**" in posted.content
+    listed = unescaped(posted.content)
+    assert "#1 Polish (pl)" in listed and "#2 German (de)" in listed
+    claimed = await run(fake, ana, "task claim", id=1)
+    assert "You have task **#1**" in claimed.content
+    done = await run(fake, ana, "task done", id=1, note="see https://example.org/pl.odt")
+    assert "handed in for review" in done.content
+    own = await run(fake, ana, "task review", id=1, verdict="approve")
+    assert own.ephemeral and "your own work" in own.content
+    given = await run(fake, piotr, "task next", review=True)
+    assert "You are reviewing task **#1**" in given.content
+    back = await run(fake, piotr, "task review", id=1, verdict="changes", note="add the logo")
+    assert "goes back to Ana" in back.content
+    await run(fake, ana, "task done", id=1, note="https://example.org/pl-v2.odt")
+    approved = await run(fake, piotr, "task review", id=1, verdict="approve")
+    assert "approved and done" in approved.content
+    table = unescaped((await run(fake, coco, "job show", id=1)).content)
+    assert "Source: https://example.org/leaflet.odt" in table
+    assert "• pl Polish — #1 done by Ana, approved by Piotr: https://example.org/pl-v2.odt" in table
+    assert "• de German — #2 open" in table
+    # The translator heard of the changes asked, in a direct message.
+    await fake.wait_for(lambda: any("asked for changes" in m["content"]
+                                    for m in fake.channel_messages(ana.id + 1)))  # fmt: skip
+
+
+async def test_the_still_on_it_notice_has_a_button_that_extends_the_claim(fake, bot):
+    coco = fake.user("coco", roles=[COORDINATOR_ROLE])
+    await bot.restart()
+    [alice] = await volunteers(fake, "alice")
+    _, task_id = await post_task(fake, coco, "Translate the FAQ")
+    await run(fake, alice, "task claim", id=task_id)
+    tasks = next(c for c in bot.app.cogs if c.group == "task")
+    bot.clock.advance(bot.app.settings.tasks.claim_ttl * 0.8)
+    assert (await tasks.sweep()).nudged == 1
+    dm = alice.id + 1
+    await fake.wait_for(lambda: fake.channel_messages(dm))
+    [notice] = fake.channel_messages(dm)
+    assert "Still on task" in notice["content"]
+    clicked = await (await fake.click(alice, notice, f"vb:task extend {task_id}")).answer()
+    assert "stays yours" in clicked.content, clicked.content
+    bot.clock.advance(bot.app.settings.tasks.claim_ttl * 0.5)
+    assert (await tasks.sweep()).released == 0, "the extension restarted the time to live"
