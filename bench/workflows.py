@@ -339,8 +339,10 @@ async def main() -> int:
                     server = start_postgres()
                 url_for = functools.partial(database_url, Path(tmp), server)
                 imports.append(await measure_import(engine, args.rows, url_for))
+                print(json.dumps(imports[-1]), flush=True)  # each figure as soon as it is known
                 for count in sizes:
                     sized.append(await measure_size(engine, count, url_for, args.repeat))
+                    print(json.dumps(sized[-1]), flush=True)
     finally:
         if server is not None:
             server.stop()
