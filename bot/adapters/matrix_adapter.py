@@ -159,7 +159,6 @@ _MEDIA_KEPT = {
     "can delete the files",
     "M_UNRECOGNIZED": "the homeserver offers no way to delete files; the messages that carried "
     "them were removed",
-    "M_NOT_FOUND": "the homeserver no longer has them",
 }
 
 # Room versions in which the creator is an ordinary power-level holder; in later ones
@@ -1642,8 +1641,8 @@ class MatrixAdapter:
                 "DELETE", f"/_synapse/admin/v1/media/{quote(server, safe='')}/"
                 f"{quote(media_id, safe='')}", None,
             )  # fmt: skip
-            if status == 200:
-                deleted += 1
+            if status == 200 or answer.get("errcode") == "M_NOT_FOUND":
+                deleted += 1  # (not found: deleted already, by an admin or an earlier try)
             else:
                 kept += 1
                 why = why or _MEDIA_KEPT.get(
