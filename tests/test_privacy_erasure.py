@@ -1,11 +1,15 @@
 """Erasure cannot be raced: commands by (or about) a person being erased are refused, and a
 half-done erasure is finished by a retry or by the next start. Both databases."""
 
+import importlib
+import pkgutil
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlmodel import SQLModel
 
+import storage
 from bot.commands import Cog
 from bot.context import Ctx
 from bot.domain import UserRef
@@ -172,3 +176,18 @@ async def test_a_refused_write_does_not_take_its_incoming_event_on(harness: Harn
     ):
         await h.app.services.volunteers.touch(alice, h.clock.now())
     assert not ran and not rider.done
+
+
+def test_the_final_sweep_knows_every_column_that_stores_a_persons_platform():
+    """A table added later with a person's platform and id must join IDENTITY_COLUMNS."""
+    for info in pkgutil.iter_modules(storage.__path__):
+        importlib.import_module(f"storage.{info.name}")
+    listed = {(table, platform) for table, platform, _ in IDENTITY_COLUMNS}
+    not_people = {("outbox", "platform"), ("erasure_pending", "platform")}  # a target; the marker
+    found = {
+        (table.name, column.name)
+        for table in SQLModel.metadata.sorted_tables
+        for column in table.columns
+        if column.name.endswith("platform")
+    }
+    assert found - not_people == listed
