@@ -242,7 +242,7 @@ async def test_gateway_cuts_and_rest_faults_leave_every_interaction_answered_onc
     fake, tmp_path, db_url
 ):
     report = await run(fake, tmp_path, db_url, ROUNDS, SEED)
-    print(report.line())
+    print("\n" + report.line())  # on a line of its own, for bench/chaos.py
     assert report.rounds == ROUNDS and sum(report.cuts.values()) >= ROUNDS
     assert report.sets, "some milestones were announced"
     assert report.violations == [], f"{report.line()} (CHAOS_SEED={SEED}): {report.violations}"
@@ -255,7 +255,7 @@ async def test_the_harness_catches_a_post_retried_with_a_fresh_nonce(fake, tmp_p
     fake.fail("POST", rf"^/channels/{fake.channel_id}/messages$", status=503,
               after_handling=True)  # fmt: skip
     report = await run(fake, tmp_path, db_url, 1, SEED, broken="fresh-nonce")
-    print(report.line() + " (a broken bot, expected)")
+    print(f"\nbroken bot caught: {report.line()}")  # not a summary line: no totals
     assert any("posted 2 times" in v for v in report.violations), (
         f"{report.line()} (CHAOS_SEED={SEED}): the harness missed a post sent twice"
     )
