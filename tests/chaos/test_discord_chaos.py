@@ -5,7 +5,7 @@ reconnect (op 7), or invalidates its session (it identifies again, and gets READ
 answers random REST calls with 429s (``retry_after``) and 5xx; some channel posts fail only
 after they were made, so the answer is lost and the post is retried. Afterwards: every
 interaction was answered exactly once, every announcement reached the channel once (the
-nonce), and the bot still runs and stops cleanly.
+nonce), and the bot still runs, logged no traceback, and stops cleanly.
 """
 
 import asyncio
@@ -230,6 +230,8 @@ async def run(fake: FakeDiscord, tmp_path: Path, url: str, rounds: int, seed: in
     (tmp_path / "bot-stderr.log").write_bytes(err)  # what the bot logged, to look into
     if proc.returncode != 0:
         report.violations.append(f"the bot exited {proc.returncode}: {err.decode()[-2000:]}")
+    elif b"Traceback" in err:
+        report.violations.append(f"the bot logged a traceback (see {tmp_path}/bot-stderr.log)")
     report.violations = check(fake, report)
     print(
         f"injected: {dict(faults.injected)}; cuts: {dict(report.cuts)}; "
