@@ -10,6 +10,7 @@ backup, sets the file it replaces aside (with its write-ahead log) and never ove
 import logging
 import os
 import sqlite3
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,18 +62,16 @@ def problem(path: Path) -> tuple[str, str] | None:
         return None
     try:
         conn = sqlite3.connect(path, isolation_level=None)
-    except sqlite3.Error as exc:
-        return _fault_words(exc)
-    try:
-        rows = [str(row[0]) for row in conn.execute("PRAGMA quick_check").fetchall()]
+        try:
+            rows = [str(row[0]) for row in conn.execute("PRAGMA quick_check").fetchall()]
+        finally:
+            conn.close()
     except sqlite3.Error as exc:
         fault = classify(exc)
         if fault is not None and fault.transient:  # held by a process that opened it fine
             log.warning("database file %s not checked: %s", path, fault.reason)
             return None
         return _fault_words(exc)
-    finally:
-        conn.close()
     if rows == ["ok"]:
         return None
     shown = "; ".join(line.strip() for line in rows[:PROBLEMS_SHOWN])
@@ -82,7 +81,7 @@ def problem(path: Path) -> tuple[str, str] | None:
 
 def _fault_words(exc: sqlite3.Error) -> tuple[str, str]:
     fault = classify(exc)
-    if fault is None or fault.transient:
+    if fault is None:
         raise exc  # not a fault of the file
     primary = "_".join(fault.code.split("_")[:2])  # SQLITE_CORRUPT_INDEX is SQLITE_CORRUPT
     return _DETAILS.get(primary, fault.reason), fault.code
@@ -90,9 +89,9 @@ def _fault_words(exc: sqlite3.Error) -> tuple[str, str]:
 
 def check(path: Path) -> None:
     """Raise Damaged if the file at ``path`` fails its check; log how long the check took."""
-    started = datetime.now(UTC)
+    started = time.monotonic()
     found = problem(path)
-    took = (datetime.now(UTC) - started).total_seconds()
+    took = time.monotonic() - started
     if found is not None:
         detail, code = found
         log.debug("database file %s is damaged: %s (%s)", path, detail, code)  # main says it
@@ -130,7 +129,7 @@ def _copy(source: Path, target: Path) -> int:
     """SQLite's online backup of ``source`` into ``target`` (made anew); pages copied."""
     target.unlink(missing_ok=True)
     try:
-        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+        src = sqlite3.connect(source)  # only read: the backup API takes a read lock
         try:
             dst = sqlite3.connect(target)
             try:
@@ -186,7 +185,7 @@ def restore(backup_file: Path, path: Path, now: datetime) -> Restored:
 
 
 def _is_bot_database(path: Path) -> bool:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = sqlite3.connect(path)
     try:
         found = conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"

@@ -209,7 +209,7 @@ def run(
 
 def test_claim_bursts_killed_at_random_points_keep_every_promise(db_url: str):
     report = run(db_url, ROUNDS, SEED)
-    print(report.line())
+    print("\n" + report.line())  # on a line of its own, for bench/chaos.py
     assert report.kills >= report.rounds
     assert sum(report.acknowledged.values()) > 0, "some claims were acknowledged"
     assert report.violations == [], f"{report.line()} (CHAOS_SEED={SEED}): {report.violations}"
@@ -218,7 +218,7 @@ def test_claim_bursts_killed_at_random_points_keep_every_promise(db_url: str):
 def test_the_harness_catches_a_claim_acknowledged_before_it_is_written(db_url: str):
     # Claims by number only: the broken variant is of `task claim` (its `task next` is sound).
     report = run(db_url, 1, SEED, implementation="ack-first", processes=2, nexts=0.0)
-    print(report.line() + " (a broken claim, expected)")
+    print(f"\nbroken claim caught: {report.line()}")  # not a summary line: no totals
     assert any("was told it is theirs" in v for v in report.violations), (
         f"{report.line()} (CHAOS_SEED={SEED}): the harness missed a broken claim"
     )

@@ -5,7 +5,7 @@ reconnect (op 7), or invalidates its session (it identifies again, and gets READ
 answers random REST calls with 429s (``retry_after``) and 5xx; some channel posts fail only
 after they were made, so the answer is lost and the post is retried. Afterwards: every
 interaction was answered exactly once, every announcement reached the channel once (the
-nonce), and the bot still runs and stops cleanly.
+nonce), and the bot still runs, logged no traceback, and stops cleanly.
 """
 
 import asyncio
@@ -230,6 +230,8 @@ async def run(fake: FakeDiscord, tmp_path: Path, url: str, rounds: int, seed: in
     (tmp_path / "bot-stderr.log").write_bytes(err)  # what the bot logged, to look into
     if proc.returncode != 0:
         report.violations.append(f"the bot exited {proc.returncode}: {err.decode()[-2000:]}")
+    elif b"Traceback" in err:
+        report.violations.append(f"the bot logged a traceback (see {tmp_path}/bot-stderr.log)")
     report.violations = check(fake, report)
     print(
         f"injected: {dict(faults.injected)}; cuts: {dict(report.cuts)}; "
@@ -242,7 +244,7 @@ async def test_gateway_cuts_and_rest_faults_leave_every_interaction_answered_onc
     fake, tmp_path, db_url
 ):
     report = await run(fake, tmp_path, db_url, ROUNDS, SEED)
-    print(report.line())
+    print("\n" + report.line())  # on a line of its own, for bench/chaos.py
     assert report.rounds == ROUNDS and sum(report.cuts.values()) >= ROUNDS
     assert report.sets, "some milestones were announced"
     assert report.violations == [], f"{report.line()} (CHAOS_SEED={SEED}): {report.violations}"
@@ -255,7 +257,7 @@ async def test_the_harness_catches_a_post_retried_with_a_fresh_nonce(fake, tmp_p
     fake.fail("POST", rf"^/channels/{fake.channel_id}/messages$", status=503,
               after_handling=True)  # fmt: skip
     report = await run(fake, tmp_path, db_url, 1, SEED, broken="fresh-nonce")
-    print(report.line() + " (a broken bot, expected)")
+    print(f"\nbroken bot caught: {report.line()}")  # not a summary line: no totals
     assert any("posted 2 times" in v for v in report.violations), (
         f"{report.line()} (CHAOS_SEED={SEED}): the harness missed a post sent twice"
     )
