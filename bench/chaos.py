@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SUMMARY = re.compile(r"^chaos (?P<area>[^:]+): (?P<rounds>\d+) rounds, (?P<kills>\d+) kills, "
+SUMMARY = re.compile(r"\bchaos (?P<area>[^:]+): (?P<rounds>\d+) rounds, (?P<kills>\d+) kills, "
                      r"(?P<violations>\d+) violations")
 
 
@@ -46,7 +46,7 @@ def main() -> int:
     for line in done.stdout.splitlines():
         found = SUMMARY.search(line.strip())
         if found:
-            print(line.strip())
+            print(line.strip()[found.start():])
             rounds += int(found["rounds"])
             kills += int(found["kills"])
             violations += int(found["violations"])
