@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 TOUCH_EVERY = timedelta(hours=1)
 LATE_START_RETRY = 5.0  # seconds
+STOP_STEP_TIMEOUT = 30.0  # seconds one part may take to stop before the rest go on
 # Platforms whose connection is a duty: one process at a time serves each.
 LEASED_PLATFORMS = frozenset({"matrix", "discord"})
 
@@ -291,11 +292,20 @@ async def _wait(awaitable: Awaitable[object]) -> object:
     return await awaitable
 
 
-async def _stop_step(what: str, stop: Callable[[], object]) -> None:
-    """Run one part's stop (plain or async); a failure is logged in one line, not raised."""
+async def _stop_step(
+    what: str, stop: Callable[[], object], *, within: float | None = None
+) -> None:
+    """Run one part's stop (plain or async); a failure is logged in one line, not raised.
+
+    A stop that has not ended ``within`` seconds is given up on, so one stuck part (a
+    connection that never closes) cannot keep the process from stopping.
+    """
+    within = STOP_STEP_TIMEOUT if within is None else within
     try:
         result = stop()
         if inspect.isawaitable(result):
-            await result
+            await asyncio.wait_for(_wait(result), within)
+    except TimeoutError:
+        log.warning("stopping %s took over %.0f s; stopping the rest", what, within)
     except Exception as exc:
         log.warning("stopping %s failed (%s); stopping the rest", what, describe_error(exc))
