@@ -76,20 +76,25 @@ async def test_a_command_done_by_a_process_that_died_before_keeping_its_answer_i
     """The sender is told the answer was lost; the command does not run a second time."""
     from datetime import UTC, datetime
 
-    from bot.adapters.matrix_adapter import ANSWER_LOST_NOTE
+    from bot.adapters.matrix_adapter import ANSWER_LOST_NOTE, NEXT_BATCH_KEY
+    from storage import migrations
     from storage.db import Database
     from storage.leases import Fence, LeaseRepo
+    from storage.state import StateRepo
     from tests.test_leases import TTL, process
 
     bot = account("bot")
     carol = await person("carol")
     room = await carol.create_room(invite=[bot.user_id])
-    async with running_bot(tmp_path, synapse, bot, rooms=[room], coordinators=[carol.user_id]):
-        await carol.ask(room, "!help", bot.user_id)  # the sync position is saved from here
+    synapse.request("POST", f"/_matrix/client/v3/join/{room}", {}, token=bot.access_token)
+    await carol.sees_join(room, bot.user_id)
+    db = Database(f"sqlite:///{tmp_path / 'bot.db'}")
+    migrations.upgrade(db)
+    # The bot had synced up to here (a sync position is the server's, not the account's).
+    await StateRepo(db).set(NEXT_BATCH_KEY, str(carol.since), datetime.now(UTC))
     command = await carol.send(room, "!task post other Posted before the crash")
     # What a process leaves when it dies after the command's transaction, before keeping
     # the answer: the event taken on, no answer kept.
-    db = Database(f"sqlite:///{tmp_path / 'bot.db'}")
     repo = LeaseRepo(db)
     dead = process("dead")
     now = datetime.now(UTC)
