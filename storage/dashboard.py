@@ -24,7 +24,7 @@ M: sa.Table = Reminder.__table__  # type: ignore[attr-defined]
 OB: sa.Table = OutboxMessage.__table__  # type: ignore[attr-defined]
 
 PRIORITIES = ("low", "normal", "high", "urgent")  # by stored rank
-QUEUE_STATUSES = ("open", "claimed")
+QUEUE_STATUSES = ("open", "claimed", "in_review")
 CSV_COLUMNS = (
     "id", "kind", "title", "language", "source_language", "priority", "status", "due_at",
     "created_at", "claimed_at",

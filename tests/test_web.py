@@ -252,6 +252,27 @@ async def test_a_coordinator_signs_in_from_a_link_and_sees_the_dashboard(site: H
     assert "Coco Ordinator" in text
 
 
+async def test_the_dashboard_lists_jobs_by_status_and_work_in_review(site: Harness):
+    await site.ok("coco", "task post translation Leaflet for the fair --language pl,de")
+    await site.ok("alice", "volunteer join translator --languages pl,de")
+    await site.ok("alice", "task claim 1")
+    await site.ok("alice", "task done 1 https://example.org/pl.odt")
+    link = await sign_in_link(site.app)
+    async with client() as http:
+        assert (await sign_in(http, site, link)).status == 303
+        async with http.get(url(site, "/dashboard")) as page:
+            text = await page.text()
+    jobs = text[text.index('id="jobs"'):text.index('id="expiring"')]
+    assert "Leaflet for the fair" in jobs
+    row = jobs[jobs.index("Leaflet for the fair"):]
+    row = row[: row.index("</tr>")]
+    cells = [c.split(">")[-1] for c in row.split("</td>")[:-1]]
+    # kind, languages, then open / claimed / in review / done / cancelled
+    assert cells[1:] == ["translation", "2", "1", "0", "1", "0", "0"], cells
+    queue = text[: text.index('id="jobs"')]
+    assert "in_review" in queue or "in review" in queue
+
+
 async def test_a_replayed_link_is_refused(site: Harness, caplog: pytest.LogCaptureFixture):
     link = await sign_in_link(site.app)
     with caplog.at_level(logging.INFO, logger="bot.web.server"):

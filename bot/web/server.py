@@ -27,7 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.adapters import Adapter
 from bot.config import ConfigError, Settings
-from bot.domain import COUNTRIES, LANGUAGES
+from bot.domain import COUNTRIES, LANGUAGES, TaskStatus
 from bot.logs import describe_error
 from bot.services import Services
 from bot.web.addresses import client_address, parse_listen
@@ -51,7 +51,8 @@ MAX_BODY = 16 * 1024
 HEALTH_TIMEOUT = 2.0
 EXPIRING_WINDOW_SHARE = 0.2  # "about to expire": the last fifth of a claim's time, as nudged
 PUBLIC = frozenset({"progress", "progress-json", "progress-png", "embed", "static", "home"})
-STATUSES = ("open", "claimed", "done", "cancelled")
+STATUSES = ("open", "claimed", "in_review", "done", "cancelled")
+DASHBOARD_JOBS = 25  # the newest jobs shown with their progress
 SOURCE_LABELS = {
     "manual": "entered by a coordinator",
     "eci_register": "official: the European Commission's register",
@@ -545,7 +546,8 @@ class WebServer:
             language_names=LANGUAGES,
             countries=COUNTRIES,
             now=now,
-            jobs=[],  # multi-language jobs: listed here once they exist
+            jobs=await self.services.tasks.jobs(limit=DASHBOARD_JOBS),
+            job_statuses=[TaskStatus(s) for s in STATUSES],
         )
         return web.Response(text=html, content_type="text/html", charset="utf-8")
 
