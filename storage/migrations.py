@@ -623,3 +623,65 @@ def _v17(conn: Connection) -> None:
         sql = statement.strip()
         conn.exec_driver_sql(sql if sql.startswith("CREATE") else "CREATE " + sql)
     conn.exec_driver_sql("CREATE INDEX ix_task_open_age ON task (id) WHERE status = 'open'")
+
+
+# Statement-level counting on PostgreSQL: each statement adds its changes to the tally once,
+# grouped, instead of once per row. A COPY or an UPDATE of many tasks in one transaction then
+# touches each counter row once, not once per task (which rewrote it thousands of times).
+_POSTGRES_STATEMENT_TALLY = """
+CREATE OR REPLACE FUNCTION task_tally_inserted() RETURNS TRIGGER LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO task_tally AS t (language, status, shard, n)
+    SELECT coalesce(language, ''), status, mod(id, {shards}), count(*) FROM new_rows
+    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+  ON CONFLICT (language, status, shard) DO UPDATE SET n = t.n + excluded.n;
+  RETURN NULL;
+END
+$$;
+CREATE OR REPLACE FUNCTION task_tally_deleted() RETURNS TRIGGER LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO task_tally AS t (language, status, shard, n)
+    SELECT coalesce(language, ''), status, mod(id, {shards}), -count(*) FROM old_rows
+    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+  ON CONFLICT (language, status, shard) DO UPDATE SET n = t.n + excluded.n;
+  RETURN NULL;
+END
+$$;
+CREATE OR REPLACE FUNCTION task_tally_updated() RETURNS TRIGGER LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO task_tally AS t (language, status, shard, n)
+    SELECT lang, st, sh, sum(delta) FROM (
+      SELECT coalesce(o.language, '') AS lang, o.status AS st, mod(o.id, {shards}) AS sh,
+             -1 AS delta
+        FROM old_rows o JOIN new_rows w ON w.id = o.id
+        WHERE o.status IS DISTINCT FROM w.status OR o.language IS DISTINCT FROM w.language
+      UNION ALL
+      SELECT coalesce(w.language, ''), w.status, mod(w.id, {shards}), 1
+        FROM old_rows o JOIN new_rows w ON w.id = o.id
+        WHERE o.status IS DISTINCT FROM w.status OR o.language IS DISTINCT FROM w.language
+    ) AS changed
+    GROUP BY lang, st, sh HAVING sum(delta) <> 0 ORDER BY lang, st, sh
+  ON CONFLICT (language, status, shard) DO UPDATE SET n = t.n + excluded.n;
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER task_tally_inserted AFTER INSERT ON task
+REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION task_tally_inserted();
+CREATE TRIGGER task_tally_deleted AFTER DELETE ON task
+REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION task_tally_deleted();
+CREATE TRIGGER task_tally_updated AFTER UPDATE ON task
+REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION task_tally_updated()
+"""
+
+
+@migration(18, "PostgreSQL: the task tally counted once per statement, not once per row")
+def _v18(conn: Connection) -> None:
+    if conn.dialect.name != "postgresql":
+        return  # SQLite has no statement-level triggers; its row triggers stay
+    conn.exec_driver_sql("DROP TRIGGER task_tally ON task")
+    conn.exec_driver_sql("DROP FUNCTION task_tally_count()")
+    script = _POSTGRES_STATEMENT_TALLY.format(shards=TALLY_SHARDS)
+    for statement in script.split(";\nCREATE"):
+        sql = statement.strip()
+        conn.exec_driver_sql(sql if sql.startswith("CREATE") else "CREATE " + sql)
