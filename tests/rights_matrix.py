@@ -22,6 +22,7 @@ _SAMPLES = {
     "duration": "1h",
     "when": "in 1d",
     "yes/no": "yes",
+    "file": "tasks.csv",  # text carries no file: a coordinator is told so, and it is audited
 }
 
 
@@ -59,6 +60,10 @@ def sample_options(spec: CommandSpec, user: object) -> dict[str, object]:
         if arg.required:
             if arg.kind.wire == "user":
                 values[arg.name] = user
+            elif arg.kind.wire == "attachment":
+                from tests.discord_fake import Upload
+
+                values[arg.name] = Upload("tasks.csv", b"kind,title\nother,Sample\n")
             elif arg.kind.wire == "integer":
                 values[arg.name] = int(sample(arg, ""))
             else:
