@@ -40,6 +40,8 @@ IDENTITY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("outbox", "recipient_platform", "recipient_id"),
     ("outbox", "subject_platform", "subject_id"),
     ("direct_chat", "platform", "external_id"),
+    ("job", "creator_platform", "creator_external_id"),
+    ("uploaded_media", "platform", "external_id"),
 )
 
 
