@@ -2,6 +2,7 @@
 
 python3 dev.py run [ARGS...]   run the bot (console on ./volunteer-bot.db when unconfigured)
 python3 dev.py test [PYTEST ARGS...]   install the test dependencies, lint, type-check, test
+python3 dev.py catalog [--check]   extract the messages and update every language's catalog
 """
 
 import hashlib
@@ -53,15 +54,29 @@ def test(args: list[str]) -> int:
     return code
 
 
+def catalog(args: list[str]) -> int:
+    """Extract the messages; bring each language's .po file up to date (or ``--check`` it)."""
+    ensure_env("test")
+    script = (
+        "import sys; from bot.catalogs import sync; "
+        "changed = sync(check='--check' in sys.argv[1:]); "
+        "[print(p) for p in changed]; sys.exit(1 if changed and '--check' in sys.argv else 0)"
+    )
+    return subprocess.call([PY, "-c", script, *args], cwd=ROOT)
+
+
+COMMANDS = {"run": run, "test": test, "catalog": catalog}
+
+
 def main() -> int:
     """Dispatch ``run`` or ``test``."""
     if sys.version_info < (3, 11):  # noqa: UP036 - this script must explain, not crash
         print("volunteer-bot needs Python 3.11 or newer", file=sys.stderr)
         return 2
-    if len(sys.argv) < 2 or sys.argv[1] not in ("run", "test"):
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
         print(__doc__, file=sys.stderr)
         return 2
-    return (run if sys.argv[1] == "run" else test)(sys.argv[2:])
+    return COMMANDS[sys.argv[1]](sys.argv[2:])
 
 
 if __name__ == "__main__":

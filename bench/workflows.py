@@ -278,6 +278,7 @@ async def measure_size(
     app = App(Settings(storage={"url": url}), clock=ManualClock(NOW))  # type: ignore[arg-type]
     ctx = Ctx(Actor(COORDINATOR, True), Place("bench:room"), NOW)
     try:
+
         async def report() -> None:
             reply = await app.core.handle_text(ctx, "task report", prefixes=("",))
             assert reply is not None and not reply.is_error and reply.attachments, reply

@@ -73,6 +73,7 @@ class App:
             timezone=settings.campaign.timezone,
             prefix=settings.bot.command_prefix,
         )
+        self.core.readers = self.services.readers
         self.core.auditor = Auditor(self.services.audit)
         self.core.observer = self.services.metrics.command
         self.cogs: list[Cog] = loader.load(settings.bot.cogs, self.services)

@@ -47,6 +47,17 @@ def _zone(value: str) -> str:
     return value
 
 
+def _language(value: str) -> str:
+    from bot.domain.i18n import EU_LANGUAGES
+
+    code = value.strip().lower()
+    if code not in EU_LANGUAGES:
+        raise ValueError(
+            f"{value!r} is not one of the 24 EU language codes: {', '.join(EU_LANGUAGES)}"
+        )
+    return code
+
+
 def _registered(value: date) -> date:
     from bot.domain.eci import thresholds_for
 
@@ -83,6 +94,7 @@ def _public_url(value: str) -> str:
 
 Span = Annotated[timedelta, BeforeValidator(_duration)]
 Zone = Annotated[str, AfterValidator(_zone)]
+Language = Annotated[str, AfterValidator(_language)]
 Positive = Annotated[int, Field(ge=1)]
 
 
@@ -105,6 +117,12 @@ class BotSection(Section):
     # with the bot, "everywhere" (any room or server the bot is in), or "nowhere".
     answer_elsewhere: Literal["nowhere", "direct", "everywhere"] = "direct"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # The language of everything the bot says where nothing closer decides (see README,
+    # "Languages"): a person's own choice, their Discord client's, the room's, then this.
+    language: Language = "en"
+    # A room's or server's language, by target: "matrix:!room:server", "discord:<channel id>"
+    # or "discord:<server id>", "console". Posts to a room go in its language.
+    room_languages: dict[Annotated[str, AfterValidator(_target)], Language] = {}
 
 
 class DatabaseUrl(str):

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.domain import Markup, UserRef
+from bot.domain.i18n import ENGLISH, Reader
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,8 @@ class Place:
 
     target: str
     is_private: bool = False
+    # The Discord server a channel belongs to (its language may be configured for all of it).
+    server: str | None = None
 
     @property
     def platform(self) -> str:
@@ -72,6 +75,9 @@ class Reply:
     # Set by commands that create something a reaction or button can act on later,
     # e.g. ("task", 7); adapters remember the message that carried it.
     subject: tuple[str, int] | None = None
+    # Who it is written for, once the core rendered it for them (adapters add their hints
+    # in the same language).
+    reader: Reader = ENGLISH
 
     def __post_init__(self) -> None:
         if self.confidential and not self.private:
@@ -95,6 +101,10 @@ class Ctx:
     now: datetime
     raw: str = ""
     extras: dict[str, object] = field(default_factory=dict)
+    # The language the person's client is set to, where the platform says (Discord).
+    client_language: str | None = None
+    # Who the answer is rendered for; the core sets it before the command runs.
+    reader: Reader = ENGLISH
 
     @property
     def user(self) -> UserRef:

@@ -7,12 +7,13 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from bot.audit import Auditor, Outcome, audited
 from bot.commands import ArgSpec, Cog, CommandSpec
-from bot.context import Ctx, Reply
+from bot.context import Button, Ctx, Reply
 from bot.domain import BadArgument, Markup, NotFound, NotPermitted, UserError, UserRef
+from bot.domain.i18n import ENGLISH, Reader
 from bot.domain.text import clean, clean_name, preview
 from bot.params import LARGEST, ParseEnv, too_large
 from bot.textparse import bind, normalise, tokenize
@@ -28,6 +29,16 @@ _LONGEST = 64
 ActivityHook = Callable[[UserRef, Ctx], Awaitable[None]]
 # Told of every command: its name, its outcome and when it started (time.perf_counter()).
 CommandObserver = Callable[[str, str, float], None]
+
+
+class ReaderSource(Protocol):
+    """What the core asks who an answer is for (bot.readers.Readers)."""
+
+    async def for_ctx(self, ctx: Ctx) -> Reader:
+        """The reader of the answer to ``ctx``'s command."""
+        ...
+
+
 _ERASING_YOU = (
     "Your data is being erased (`privacy forget --confirm`), so I did not do that and changed "
     "nothing. If it has not said “Done” yet, run `privacy forget --confirm` again to finish "
@@ -153,6 +164,7 @@ class BotCore:
         # Writes a line for every coordinator-only command, whatever its outcome.
         self.auditor: Auditor | None = None
         self.observer: CommandObserver | None = None
+        self.readers: ReaderSource | None = None
         # Set while no command is being run: background work that can wait (the web
         # server's public pages) waits for it, so the bot's answers come first.
         self.quiet = asyncio.Event()
@@ -173,21 +185,31 @@ class BotCore:
         if not text:
             return None
         ctx.raw = text
+        await self._set_reader(ctx)
         try:
             text = normalise(text)
             tokens = tokenize(text)
             spec, used = self.registry.find([t.text for t in tokens])
             raw = bind(spec, text, tokens[used:])
         except UserError as exc:
-            return self._user_error(exc)
+            return for_reader(self._user_error(exc), ctx.reader)
         return await self.invoke(ctx, spec, raw)
 
+    async def _set_reader(self, ctx: Ctx) -> None:
+        if self.readers is not None and ctx.reader is ENGLISH:  # not yet known
+            ctx.reader = await self.readers.for_ctx(ctx)
+
     async def invoke(self, ctx: Ctx, spec: CommandSpec, raw: Mapping[str, object]) -> Reply:
-        """Convert arguments, check rights, run the handler; never raises."""
+        """Convert arguments, check rights, run the handler; never raises.
+
+        The reply comes back written for its reader: translated, with their number and date
+        formats and their platform's command syntax.
+        """
+        await self._set_reader(ctx)
         self._running += 1
         self.quiet.clear()
         try:
-            return await self._invoke(ctx, spec, raw)
+            return for_reader(await self._invoke(ctx, spec, raw), ctx.reader)
         finally:
             self._running -= 1
             if not self._running:
@@ -281,6 +303,12 @@ class BotCore:
     @staticmethod
     def _user_error(exc: UserError) -> Reply:
         return Reply(exc.markup, private=True, is_error=True)
+
+
+def for_reader(reply: Reply, reader: Reader) -> Reply:
+    """``reply`` with its text and button labels rendered for ``reader``."""
+    buttons = tuple(Button(reader.gettext(b.label), b.command) for b in reply.buttons)
+    return replace(reply, body=reply.body.localized(reader), buttons=buttons, reader=reader)
 
 
 def involved(ctx: Ctx, kwargs: Mapping[str, object]) -> list[UserRef]:

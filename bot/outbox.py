@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,6 +20,7 @@ from bot.background import Periodic
 from bot.clock import Clock
 from bot.context import Attachment, Button
 from bot.domain import Markup
+from bot.domain.i18n import ENGLISH, Reader
 from bot.logs import describe_error
 from storage.outbox import MARKUP, Leased, OutboxRepo
 
@@ -47,6 +48,8 @@ class Delivery:
     # What the reader can do about it: buttons on Discord, reactions to ``subject`` on Matrix.
     buttons: tuple[Button, ...] = ()
     subject: tuple[str, int] | None = None
+    # Who it is written for: the room's language, or the recipient's when it names one.
+    reader: Reader = ENGLISH
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,8 @@ class Actions:
 
 
 Deliverer = Callable[[Delivery], Awaitable[None]]
+# The reader of a post: (platform, target, recipient id or None) -> Reader.
+ReaderOf = Callable[[str, str, str | None], Awaitable[Reader]]
 Words = Callable[[Any], Markup]
 Picture = Callable[[Any], Attachment]
 Offers = Callable[[Any], Actions]
@@ -177,6 +182,7 @@ class Outbox:
         self.lease = lease
         self.stop_grace = stop_grace
         self.renderers = Renderers()
+        self.reader_of: ReaderOf | None = None
         self._deliverers: dict[str, Deliverer] = {}
         self._loop = Periodic("outbox-dispatch", self.run_once, poll_interval)
         self._dispatching = asyncio.Lock()
@@ -240,7 +246,11 @@ class Outbox:
     async def _deliver(self, row: Leased) -> int:
         deliverer = self._deliverers[row.platform]
         try:
-            await deliverer(await self.renderers.render(row))
+            delivery = await self.renderers.render(row)
+            if self.reader_of is not None:
+                reader = await self.reader_of(row.platform, row.target, row.recipient_id)
+                delivery = replace(delivery, reader=reader)
+            await deliverer(delivery)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -6,12 +6,13 @@ from typing import Any
 
 from bot.context import Attachment, Button, Reply
 from bot.domain import Markup, UserRef
+from bot.domain.i18n import SOURCE_LANGUAGE, Reader
 
 
 def dump(reply: Reply) -> dict[str, Any]:
     """A JSON-ready form of ``reply`` that :func:`load` turns back into an equal one."""
     return {
-        "body": [[trusted, text] for trusted, text in reply.body.parts],
+        "body": reply.body.dump(),
         "private": reply.private,
         "confidential": reply.confidential,
         "is_error": reply.is_error,
@@ -22,6 +23,7 @@ def dump(reply: Reply) -> dict[str, Any]:
         ],
         "mentions": [[m.platform, m.external_id, m.display_name] for m in reply.mentions],
         "subject": list(reply.subject) if reply.subject else None,
+        "language": reply.reader.language,
     }
 
 
@@ -29,7 +31,7 @@ def load(data: dict[str, Any]) -> Reply:
     """The reply :func:`dump` made."""
     subject = data.get("subject")
     return Reply(
-        body=Markup(tuple((bool(t), str(text)) for t, text in data["body"])),
+        body=Markup.load(data["body"]),
         private=bool(data["private"]),
         confidential=bool(data.get("confidential", False)),
         is_error=bool(data["is_error"]),
@@ -40,6 +42,7 @@ def load(data: dict[str, Any]) -> Reply:
         ),
         mentions=tuple(UserRef(p, i, n) for p, i, n in data["mentions"]),
         subject=(str(subject[0]), int(subject[1])) if subject else None,
+        reader=Reader(language=str(data.get("language") or SOURCE_LANGUAGE)),
     )
 
 

@@ -7,6 +7,7 @@ from bot.config import Settings
 from bot.core import Registry
 from bot.metrics import Metrics
 from bot.outbox import Outbox
+from bot.readers import CommandSyntax, Readers
 from bot.rights import Rights
 from bot.scheduler import Scheduler
 from bot.uploads import Uploads
@@ -16,6 +17,7 @@ from storage.dashboard import DashboardRepo
 from storage.db import Database
 from storage.direct_chats import DirectChatRepo
 from storage.outbox import OutboxRepo
+from storage.preferences import PreferenceRepo
 from storage.reminders import ReminderRepo
 from storage.signatures import SignatureRepo
 from storage.state import StateRepo
@@ -52,6 +54,8 @@ class Services:
     metrics: Metrics
     dashboard: DashboardRepo
     signin: SignIn
+    preferences: PreferenceRepo
+    readers: Readers
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock, db: Database) -> "Services":
@@ -59,16 +63,27 @@ class Services:
         outbox_repo = OutboxRepo(db)
         rights = Rights.from_settings(settings)
         state = StateRepo(db)
+        registry = Registry()
+        preferences = PreferenceRepo(db)
+        matrix_prefix = settings.matrix.command_prefix or settings.bot.command_prefix
+        syntaxes = {
+            "console": CommandSyntax(registry, "console"),
+            "matrix": CommandSyntax(registry, "matrix", matrix_prefix),
+            "discord": CommandSyntax(registry, "discord"),
+        }
+        readers = Readers(settings, preferences, syntaxes)
+        outbox = Outbox(outbox_repo, clock, lease=OUTBOX_LEASES * settings.bot.lease_ttl)
+        outbox.reader_of = readers.for_post
         return cls(
             settings=settings,
             clock=clock,
             db=db,
-            registry=Registry(),
+            registry=registry,
             rights=rights,
             audit=AuditRepo(db),
             volunteers=VolunteerRepo(db),
             outbox_repo=outbox_repo,
-            outbox=Outbox(outbox_repo, clock, lease=OUTBOX_LEASES * settings.bot.lease_ttl),
+            outbox=outbox,
             state=state,
             direct_chats=DirectChatRepo(db),
             uploads=Uploads(UploadRepo(db)),
@@ -79,4 +94,6 @@ class Services:
             metrics=Metrics(),
             dashboard=DashboardRepo(db),
             signin=SignIn(settings.web, rights, state, UsedTokenRepo(db), clock),
+            preferences=preferences,
+            readers=readers,
         )

@@ -29,6 +29,7 @@ _PENDING = sa.select(P.c.platform).where(
 )
 _SHARED = sa.select(sa.func.pg_advisory_xact_lock_shared(LOCK_SPACE, sa.bindparam("key")))
 
+
 class ErasurePending(Exception):
     """A write for a person whose erasure has begun and not finished; nothing was written."""
 

@@ -42,6 +42,7 @@ IDENTITY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("direct_chat", "platform", "external_id"),
     ("job", "creator_platform", "creator_external_id"),
     ("uploaded_media", "platform", "external_id"),
+    ("preference", "platform", "external_id"),
 )
 
 

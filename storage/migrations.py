@@ -685,3 +685,17 @@ def _v18(conn: Connection) -> None:
     for statement in script.split(";\nCREATE"):
         sql = statement.strip()
         conn.exec_driver_sql(sql if sql.startswith("CREATE") else "CREATE " + sql)
+
+
+@migration(19, "people's own language and time zone (personal data: exported and erased)")
+def _v19(conn: Connection) -> None:
+    md = sa.MetaData()
+    sa.Table(
+        "preference", md,
+        sa.Column("platform", sa.String(16), primary_key=True),
+        sa.Column("external_id", sa.String(255), primary_key=True),
+        sa.Column("language", sa.String(8)),
+        sa.Column("timezone", sa.String(64)),
+        _ts("updated_at"),
+    )  # fmt: skip
+    md.create_all(conn)

@@ -11,9 +11,17 @@ from storage.types import UTCDateTime
 # some cog's export_data and erase_data; tests/test_privacy_coverage.py checks both.
 # (erasure_pending names a person only while their erasure runs: its row goes last.)
 NO_PERSONAL_DATA: frozenset[str] = frozenset(
-    {"schema_version", "bot_state", "reached_milestone", "lease", "bot_process", "claimed_event",
-     "web_token_used", "erasure_pending",
-     "task_tally"}
+    {
+        "schema_version",
+        "bot_state",
+        "reached_milestone",
+        "lease",
+        "bot_process",
+        "claimed_event",
+        "web_token_used",
+        "erasure_pending",
+        "task_tally",
+    }
 )
 
 
@@ -394,3 +402,15 @@ class UploadedMedia(SQLModel, table=True):
     room_id: str = Field(max_length=255)
     event_id: str | None = Field(default=None, max_length=255)
     uploaded_at: datetime = Field(sa_column=utc_column())
+
+
+class Preference(SQLModel, table=True):
+    """How a person wants to be answered: language and time zone (personal data)."""
+
+    __tablename__ = "preference"
+
+    platform: str = Field(primary_key=True, max_length=16)
+    external_id: str = Field(primary_key=True, max_length=255)
+    language: str | None = Field(default=None, max_length=8)
+    timezone: str | None = Field(default=None, max_length=64)
+    updated_at: datetime = Field(sa_column=utc_column())

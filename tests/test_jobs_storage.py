@@ -70,5 +70,7 @@ async def test_suggestions_match_open_tasks_by_number_prefix_or_title(repo: Task
     assert [n for n, _ in await repo.suggest("#12")] == [12]
     assert [n for n, _ in await repo.suggest("5")] == [], "a cancelled task is not offered"
     assert (4, "Task 4 (pl)") in await repo.suggest("task")
-    assert [n for n, _ in await repo.suggest("10%_")] == [3], "wildcards typed are plain characters"
+    assert [n for n, _ in await repo.suggest("10%_")] == [3], (
+        "wildcards typed are plain characters"
+    )
     assert len(await repo.suggest("", 5)) == 5

@@ -164,8 +164,12 @@ async def live_a_campaign_life(h: Harness, who: UserRef) -> None:
         )
         await act(app, who, f"task claim {number_in(posted)}")
         await act(app, who, f"task post translation {tag}title poster --language de")
-        await act(app, who, f"task post translation {tag}title flyer --language pl,de "
-                            f"--source https://example.org/{tag}src --description {tag}desc")
+        await act(
+            app,
+            who,
+            f"task post translation {tag}title flyer --language pl,de "
+            f"--source https://example.org/{tag}src --description {tag}desc",
+        )
     if "reminder" in groups:
         await act(app, who, f"reminder add {tag}remind call the press --in 3d")
     if "signatures" in groups:

@@ -197,4 +197,6 @@ async def test_changes_to_work_whose_translator_left_put_it_back_in_the_queue(ha
     answer = await h.ok("piotr", f"task review {tid} changes the second page is missing")
     assert "back in the queue" in answer
     shown = await h.ok("bob", f"task show {tid}")
-    assert "Status: open" in shown and "Changes asked by Piotr: the second page is missing" in shown
+    assert (
+        "Status: open" in shown and "Changes asked by Piotr: the second page is missing" in shown
+    )

@@ -64,7 +64,11 @@ def test_a_good_file_reads_as_one_task_per_target_language():
     assert [t.language for t in first.job.tasks()] == ["pl", "de", "fr"] and first.job.grouped
     task = first.job.tasks()[0]
     assert (task.kind, task.title, task.source_language, task.priority, task.description) == (
-        TaskKind.TRANSLATION, "Leaflet for the fair", "en", Priority.HIGH, "Two pages"
+        TaskKind.TRANSLATION,
+        "Leaflet for the fair",
+        "en",
+        Priority.HIGH,
+        "Two pages",
     )
     assert task.due_at == datetime(2026, 3, 20, 8, 0, tzinfo=UTC), "09:00 in Brussels"
     assert task.source_url == "https://example.org/leaflet.odt"

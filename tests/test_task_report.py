@@ -36,7 +36,7 @@ async def tallied(h: Harness) -> dict[str, dict[str, int]]:
 def section(text: str, heading: str) -> list[str]:
     """The heading's line and those after it."""
     lines = text.split("\n")
-    return lines[lines.index(heading):]
+    return lines[lines.index(heading) :]
 
 
 async def seed(h: Harness) -> dict[str, int]:

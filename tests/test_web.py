@@ -262,9 +262,9 @@ async def test_the_dashboard_lists_jobs_by_status_and_work_in_review(site: Harne
         assert (await sign_in(http, site, link)).status == 303
         async with http.get(url(site, "/dashboard")) as page:
             text = await page.text()
-    jobs = text[text.index('id="jobs"'):text.index('id="expiring"')]
+    jobs = text[text.index('id="jobs"') : text.index('id="expiring"')]
     assert "Leaflet for the fair" in jobs
-    row = jobs[jobs.index("Leaflet for the fair"):]
+    row = jobs[jobs.index("Leaflet for the fair") :]
     row = row[: row.index("</tr>")]
     cells = [c.split(">")[-1] for c in row.split("</td>")[:-1]]
     # kind, languages, then open / claimed / in review / done / cancelled

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TextIO
 from bot.adapters import Status
 from bot.context import Actor, Attachment, Ctx, Place, Reply
 from bot.domain import Markup, UserRef
+from bot.domain.i18n import ENGLISH, Reader
 from bot.outbox import Delivery
 from storage.db import DatabaseUnavailable
 
@@ -167,7 +168,7 @@ class ConsoleAdapter:
         async with self._print_lock:
             reply = await self.app.core.handle_text(ctx, text, prefixes=PREFIXES)
             if reply is not None:
-                self._write(render(reply) + "\n")
+                self._write(render(reply, ctx.reader) + "\n")
                 for attachment in reply.attachments:
                     self._save(attachment)
         await self._flush()
@@ -185,7 +186,8 @@ class ConsoleAdapter:
         who = f"@{delivery.recipient_id}: " if delivery.recipient_id else ""
         async with self._print_lock:
             # At an idle prompt, print over it and show it again after the post.
-            self._write(("\r" if self._at_prompt else "") + f"📣 {who}{delivery.body.plain()}\n")
+            text = delivery.body.plain(delivery.reader)
+            self._write(("\r" if self._at_prompt else "") + f"📣 {who}{text}\n")
             if delivery.attachment:
                 self._write(f"   (attached: {delivery.attachment.filename})\n")
                 self._save(delivery.attachment)
@@ -229,10 +231,10 @@ class ConsoleAdapter:
         await self._done.wait()
 
 
-def render(reply: Reply) -> str:
+def render(reply: Reply, reader: Reader = ENGLISH) -> str:
     """A reply as terminal text; text attachments (like a data export) are shown in full."""
-    parts = [reply.body.plain()]
-    parts += [f"  [{b.label}: {b.command}]" for b in reply.buttons]
+    parts = [reply.body.plain(reader)]
+    parts += [f"  [{reader.gettext(b.label)}: {b.command}]" for b in reply.buttons]
     for a in reply.attachments:
         if is_text(a):
             parts += [f"--- {a.filename} ---", a.data.decode("utf-8", "replace"), "---"]

@@ -34,6 +34,7 @@ from bot.commands import ArgSpec, CommandSpec
 from bot.config import ConfigError, DiscordSection
 from bot.context import Actor, Attachment, Ctx, Place, Reply
 from bot.domain import COUNTRIES, LANGUAGES, Markup, UserRef
+from bot.domain.i18n import ENGLISH
 from bot.logs import describe_error
 from bot.outbox import Delivery, PermanentDeliveryError
 from bot.rights import DISCORD_GUILD, PlaceKind, Standing
@@ -346,9 +347,12 @@ class DiscordAdapter:
         return Ctx(
             actor=Actor(user, self.rights.is_coordinator(user, standings)),
             place=Place(
-                f"{PLATFORM}:{interaction.channel_id}", is_private=interaction.guild_id is None
+                f"{PLATFORM}:{interaction.channel_id}",
+                is_private=interaction.guild_id is None,
+                server=str(interaction.guild_id) if interaction.guild_id is not None else None,
             ),
             now=self.app.clock.now(),
+            client_language=interaction.locale.value,
         )
 
     async def standings(self, interaction: discord.Interaction) -> list[Standing]:
@@ -550,7 +554,11 @@ class DiscordAdapter:
         channel_id = _snowflake(delivery.target.partition(":")[2])
         if channel_id is None:
             raise PermanentDeliveryError(f"not a Discord channel target: {delivery.target}")
-        content = delivery.body.markdown()
+        reader = delivery.reader
+        if delivery.recipient_id is None:  # the room's language; it may be set for its server
+            server = self._server_of(channel_id)
+            reader = self.app.services.readers.for_room(delivery.target, server)
+        content = delivery.body.markdown(reader)
         recipient = _snowflake(delivery.recipient_id) if delivery.recipient_id else None
         if recipient is not None:
             if await self._direct_message(client, recipient, content, delivery):
@@ -566,6 +574,12 @@ class DiscordAdapter:
                     f"Discord refused the channel (code {exc.code})"
                 ) from None
             raise
+
+    def _server_of(self, channel_id: int) -> str | None:
+        """The server a channel belongs to, when the gateway told us of it."""
+        channel = self.client.get_channel(channel_id) if self.client is not None else None
+        guild = getattr(channel, "guild", None)
+        return str(guild.id) if guild is not None else None
 
     async def _direct_message(
         self, client: DiscordClient, recipient: int, content: str, delivery: Delivery
@@ -769,8 +783,9 @@ def button_view(reply: Reply | Delivery) -> discord.ui.View | None:
     if not buttons:
         return None
     view = discord.ui.View(timeout=None)
+    reader = reply.reader if isinstance(reply, Delivery) else ENGLISH  # replies come translated
     for button in buttons[:25]:
-        view.add_item(CommandButton(button.command, button.label))
+        view.add_item(CommandButton(button.command, reader.gettext(button.label)[:80]))
     view.stop()  # the registered dynamic item answers clicks, after restarts too
     return view
 

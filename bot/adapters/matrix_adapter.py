@@ -72,6 +72,7 @@ from bot import replies
 from bot.adapters import Status, matrix_signing
 from bot.context import Actor, Attachment, Button, Ctx, Place, Reply
 from bot.domain import Markup, UserRef
+from bot.domain.i18n import ENGLISH, Reader, _
 from bot.logs import describe_error
 from bot.outbox import Delivery, PermanentDeliveryError
 from bot.rights import PlaceKind, Standing
@@ -1676,7 +1677,8 @@ class MatrixAdapter:
             room_id = resolved.room_id
         if not room_id.startswith("!"):
             raise PermanentDeliveryError("not a Matrix room address")
-        body = action_hints(delivery.body, delivery.buttons, delivery.subject, self.prefix)
+        body = action_hints(delivery.body.localized(delivery.reader), delivery.buttons,
+                            delivery.subject, self.prefix, delivery.reader)  # fmt: skip
         mentions: list[str] = []
         if delivery.recipient_id:
             mentions.append(delivery.recipient_id)
@@ -1732,12 +1734,13 @@ class MatrixAdapter:
 
 def reply_markup(reply: Reply, prefix: str) -> Markup:
     """The reply text with its buttons shown as hints, e.g. "React ✋ or type `!task claim 7`"."""
-    return action_hints(reply.body, reply.buttons, reply.subject, prefix)
+    return action_hints(reply.body, reply.buttons, reply.subject, prefix, reply.reader)
 
 
 def action_hints(
-    body: Markup, buttons: Sequence[Button], subject: tuple[str, int] | None, prefix: str
-) -> Markup:
+    body: Markup, buttons: Sequence[Button], subject: tuple[str, int] | None, prefix: str,
+    reader: Reader = ENGLISH,
+) -> Markup:  # fmt: skip
     """A text with its buttons shown as hints: the reaction that does it, or the command."""
     reactions = {
         template.format(id=subject[1]): emoji
@@ -1746,8 +1749,13 @@ def action_hints(
     }
     for button in buttons:
         emoji = reactions.get(button.command)
-        how = f"React {emoji} or type" if emoji else "Type"
-        body += Markup.format("\n" + how + " `{line}`", line=prefix + button.command)
+        line = Markup.format("`{line}`", line=prefix + button.command)
+        hint = (
+            Markup.format(_("React {emoji} or type {command}"), emoji=emoji, command=line)
+            if emoji
+            else Markup.format(_("Type {command}"), command=line)
+        )
+        body += Markup.trusted("\n") + hint.localized(reader)
     return body
 
 

@@ -401,7 +401,9 @@ class WebServer:
             adapter.platform: (
                 "standby"
                 if duties.get(adapter.platform) is False
-                else "up" if adapter.status().connected else "down"
+                else "up"
+                if adapter.status().connected
+                else "down"
             )
             for adapter in self.adapters()
         }

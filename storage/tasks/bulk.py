@@ -25,7 +25,6 @@ BATCH = 1000  # tasks per batch, about
 Progress = Callable[[int, int], None]
 
 
-
 def _creator(creator: UserRef) -> dict[str, Any]:
     return {"creator_platform": creator.platform, "creator_external_id": creator.external_id,
             "creator_name": creator.label}  # fmt: skip

@@ -66,8 +66,11 @@ def break_erasure() -> None:
         table = Volunteer.__table__  # type: ignore[attr-defined]
 
         def tx(conn: Any) -> bool:
-            gone = conn.execute(table.delete().where(
-                table.c.platform == user.platform, table.c.external_id == user.external_id))
+            gone = conn.execute(
+                table.delete().where(
+                    table.c.platform == user.platform, table.c.external_id == user.external_id
+                )
+            )
             return bool(gone.rowcount)
 
         return await self.db.write_connection(tx)

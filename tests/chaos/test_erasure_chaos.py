@@ -43,6 +43,7 @@ TIMEOUT = 90.0
 KILL_EVERY = 2  # rounds: every second one kills the eraser (a spare has a round to start)
 COORDINATOR = "coco"
 
+
 class Child:
     """One bot process answering JSON lines (see tests/chaos/erasure_child.py)."""
 
@@ -253,6 +254,7 @@ class Chaos:
     def _pending(self) -> bool:
         with self.db.engine.connect() as conn:
             return bool(conn.exec_driver_sql("SELECT COUNT(*) FROM erasure_pending").scalar())
+
     def check(self, n: int, person: str) -> None:
         """The invariants, on the database as the processes left it."""
         with self.db.engine.connect() as conn:
@@ -278,6 +280,7 @@ class Chaos:
             for file in (path, path.with_name(path.name + "-wal")):
                 if file.exists() and person.encode() in file.read_bytes():
                     self.violations.append(f"round {n}: {file.name} holds their id")
+
 
 def environment(*, broken: bool) -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -339,6 +342,8 @@ def test_the_scenario_catches_the_erasure_that_could_be_raced(migrated: str, poo
     pool.break_erasure()
     chaos = run_chaos(migrated, pool, max(ROUNDS, 10), stop_at_violation=True)
     # Not in the summary-line form: bench/chaos.py must not count these as the suite's.
-    print(f"chaos erasure, the old erasure: caught after {chaos.rounds} round(s): "
-          + "; ".join(sorted(set(chaos.violations))))
+    print(
+        f"chaos erasure, the old erasure: caught after {chaos.rounds} round(s): "
+        + "; ".join(sorted(set(chaos.violations)))
+    )
     assert chaos.violations, f"no violation in {chaos.rounds} rounds (CHAOS_SEED={SEED})"

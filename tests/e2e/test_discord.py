@@ -520,7 +520,9 @@ async def test_a_job_is_posted_claimed_delivered_and_reviewed_through_slash_comm
     assert "approved and done" in approved.content
     table = unescaped((await run(fake, coco, "job show", id=1)).content)
     assert "Source: https://example.org/leaflet.odt" in table
-    assert "• pl Polish — #1 done by Ana, approved by Piotr: https://example.org/pl-v2.odt" in table
+    assert (
+        "• pl Polish — #1 done by Ana, approved by Piotr: https://example.org/pl-v2.odt" in table
+    )
     assert "• de German — #2 open" in table
     # The translator heard of the changes asked, in a direct message.
     await fake.wait_for(lambda: any("asked for changes" in m["content"]

@@ -56,11 +56,15 @@ async def test_a_coordinator_imports_an_attached_csv(fake: FakeDiscord, bot: Bot
     checked = await (await fake.slash(
         coco, "task import", file=Upload("tasks.csv", CSV.encode()), dry_run=True
     )).answer()  # fmt: skip
-    assert "every row is fine; 2 rows would post 4 tasks" in shown(checked.content), checked.content
+    assert "every row is fine; 2 rows would post 4 tasks" in shown(checked.content), (
+        checked.content
+    )
     assert await tasks(bot) == []
     answer = await (await fake.slash(coco, "task import", file=Upload("tasks.csv", CSV.encode()))
                     ).answer()  # fmt: skip
-    assert "Imported `tasks.csv`: 2 rows posted 4 tasks #1–#4" in shown(answer.content), answer.content
+    assert "Imported `tasks.csv`: 2 rows posted 4 tasks #1–#4" in shown(answer.content), (
+        answer.content
+    )
     assert "1 job of several languages (job 1)" in shown(answer.content)
     assert await tasks(bot) == [
         ("Leaflet for the fair", "pl", 1), ("Leaflet for the fair", "de", 1),

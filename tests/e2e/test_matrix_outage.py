@@ -103,9 +103,10 @@ async def test_a_command_done_by_a_process_that_died_before_keeping_its_answer_i
                                   now)  # fmt: skip
     await repo.release(dead.id)
     db.close()
-    async with running_bot(
-        tmp_path, synapse, bot, rooms=[room], coordinators=[carol.user_id]
-    ) as (app, _adapter):
+    async with running_bot(tmp_path, synapse, bot, rooms=[room], coordinators=[carol.user_id]) as (
+        app,
+        _adapter,
+    ):
         answer = await carol.reply_to(command, bot.user_id)
         later = await carol.ask(room, "!task list", bot.user_id)
         assert await app.leases.repo.unanswered("matrix:") == []

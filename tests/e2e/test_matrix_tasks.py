@@ -153,8 +153,9 @@ async def test_a_job_fans_out_and_goes_through_claim_delivery_and_review(
         assert "approved and done" in body(approved)
         table = body(await coco.ask(room, "!job show 1", bot.user_id))
     assert "Source: https://example.org/leaflet.odt" in table
-    assert f"• pl Polish — #{pl} done by Ana, approved by Piotr: https://example.org/pl-v2.odt" in (
-        table
+    assert (
+        f"• pl Polish — #{pl} done by Ana, approved by Piotr: https://example.org/pl-v2.odt"
+        in (table)
     )
     assert "progress: 1 done, 2 open" in table
 

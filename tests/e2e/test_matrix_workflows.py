@@ -18,8 +18,10 @@ async def test_the_report_arrives_with_its_chart_and_import_says_where_files_go(
         await coco.ask(room, "!task post translation Leaflet --language pl", bot.user_id)
         command = await coco.send(room, "!task report")
         [image] = await coco.wait_for(
-            lambda e: e.get("sender") == bot.user_id
-            and (e.get("content") or {}).get("msgtype") == "m.image"
+            lambda e: (
+                e.get("sender") == bot.user_id
+                and (e.get("content") or {}).get("msgtype") == "m.image"
+            )
         )
         report = await coco.reply_to(command, bot.user_id)
         refusal = await coco.ask(room, "!task import tasks.csv", bot.user_id)
