@@ -20,7 +20,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po, write_po
 
 from bot.commands import Cog
-from bot.domain.i18n import DOMAIN, EU_LANGUAGES, LOCALE_DIR, SOURCE_LANGUAGE
+from bot.domain.i18n import CHOICE, COMMAND, DOMAIN, EU_LANGUAGES, LOCALE_DIR, SOURCE_LANGUAGE
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("bot", "cogs", "storage")
@@ -31,8 +31,8 @@ KEYWORDS = {
     "npgettext": ((1, "c"), 2, 3),
 }
 # Contexts of the strings taken from command declarations.
-COMMAND_CONTEXT = "command"
-CHOICE_CONTEXT = "choice"
+COMMAND_CONTEXT = COMMAND
+CHOICE_CONTEXT = CHOICE
 TEMPLATE = LOCALE_DIR / f"{DOMAIN}.pot"
 WIDTH = 99
 # Fixed, so that extracting twice gives the same file.

@@ -63,6 +63,16 @@ def _rebuild(msgid: str, context: str | None, plural: str | None, count: str) ->
     return Msg(msgid, context=context, plural=plural, count=count)
 
 
+# Contexts of the texts taken from command declarations (bot.catalogs extracts them).
+COMMAND = "command"
+CHOICE = "choice"
+
+
+def described(text: str) -> Msg:
+    """A command declaration's description (a docstring line or a Param), for translation."""
+    return Msg(text, context=COMMAND)
+
+
 def _(msgid: str) -> Msg:
     """Mark a message for translation."""
     return Msg(msgid)
