@@ -223,7 +223,9 @@ class BotCore:
         outcome = Outcome.DONE
         try:
             self._check_rights(ctx, spec)
-            env = ParseEnv(now=ctx.now, timezone=self.timezone, platform=ctx.user.platform)
+            # Times typed without a zone are in the person's own, when they chose one.
+            zone = getattr(ctx.reader.timezone, "key", None) or self.timezone
+            env = ParseEnv(now=ctx.now, timezone=zone, platform=ctx.user.platform)
             kwargs = {
                 arg.keyword: convert(arg, raw[arg.name], env) if arg.name in raw else arg.default
                 for arg in spec.args

@@ -1,14 +1,35 @@
-"""Volunteer registration by role, languages and country."""
+"""Volunteer registration by role, languages and country; how each person is answered."""
 
+from dataclasses import replace
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from bot.commands import Cog, command
 from bot.context import Ctx, Reply
-from bot.domain import COUNTRIES, LANGUAGES, Markup, NotFound, Role, UserRef
+from bot.domain import LANGUAGES, Markup, NotFound, Role, UserRef
+from bot.domain.i18n import (
+    EU_LANGUAGES,
+    CountryName,
+    LanguageName,
+    _,
+    ngettext,
+)
+from bot.domain.markup import cmd
 from bot.domain.text import preview
-from bot.params import Country, Language, LanguageList, Param
+from bot.params import (
+    Country,
+    Language,
+    LanguageList,
+    Param,
+    TimeZone,
+    parse_language,
+    parse_timezone,
+)
 from bot.services import Services
 from storage.volunteers import Profile
+
+# What `volunteer language auto` and `volunteer timezone auto` take back.
+AUTO = ("auto", "default", "reset", "none")
 
 LIST_LIMIT = 25
 
@@ -23,6 +44,8 @@ class Volunteers(Cog):
         self.volunteers = services.volunteers
         self.tasks = services.tasks
         self.clock = services.clock
+        self.preferences = services.preferences
+        self.readers = services.readers
 
     @command()
     async def join(
@@ -40,14 +63,19 @@ class Volunteers(Cog):
             ctx.user, role.value, languages=languages, country=country, now=ctx.now
         )
         lead = (
-            "Welcome, {name}! You are registered as **{role}**."
+            _("Welcome, {name}! You are registered as **{role}**.")
             if added
-            else ("You already had the role **{role}**, {name}; your details are updated.")
+            else _("You already had the role **{role}**, {name}; your details are updated.")
         )
-        body = Markup.format(lead, name=ctx.user.label, role=role.value) + "\n" + _summary(profile)
+        lines = [Markup.format(lead, name=ctx.user.label, role=role.value), _summary(profile)]
         if not profile.languages:
-            body += "\nTip: add `--languages` so tasks in your languages find you."
-        return Reply(body)
+            lines.append(
+                Markup.format(
+                    _("Tip: add your languages, {command}, so tasks in them find you."),
+                    command=cmd("volunteer join", role=role.value, languages="de,fr"),
+                )
+            )
+        return Reply(Markup.trusted("\n").join(lines))
 
     @command()
     async def leave(self, ctx: Ctx, role: Annotated[Role, Param("The role to drop")]) -> Reply:
@@ -55,12 +83,16 @@ class Volunteers(Cog):
         profile = await self.volunteers.leave(ctx.user, role.value)
         if profile is None:
             raise NotFound(
-                "You do not have the role `{role}`. See your roles with `volunteer profile`.",
+                _("You do not have the role `{role}`. See your roles with {command}."),
                 role=role.value,
+                command=cmd("volunteer profile"),
             )
         return Reply(
-            Markup.format("You are no longer a **{role}**.\n", role=role.value) + _summary(profile)
-        )
+            Markup.trusted("\n").join(
+                [Markup.format(_("You are no longer a **{role}**."), role=role.value),
+                 _summary(profile)]
+            )
+        )  # fmt: skip
 
     @command()
     async def profile(
@@ -75,20 +107,27 @@ class Volunteers(Cog):
         if read is None:
             if user is None:
                 raise NotFound(
-                    "You are not registered yet. Try `volunteer join translator --languages de`."
+                    _("You are not registered yet. Try {command}."),
+                    command=cmd("volunteer join", role="translator", languages="de"),
                 )
             raise NotFound(
-                "I know no volunteer `{name}`. See who is registered with `volunteer list`.",
+                _("I know no volunteer `{name}`. See who is registered with {command}."),
                 name=preview(who.label),
+                command=cmd("volunteer list"),
             )
         found, claims = read
         held = Markup.trusted(", ").join(
             Markup.format("#{id} {title}", id=task.id, title=task.title) for task in claims
         )
+        claimed = (
+            Markup.format(_("Open claims: {held}"), held=held)
+            if claims
+            else Markup.format(_("Open claims: none"))
+        )
         return Reply(
-            Markup.format("**{name}**\n", name=found.user.label)
-            + _summary(found)
-            + Markup.format("\nOpen claims: {held}", held=held if claims else "none")
+            Markup.trusted("\n").join(
+                [Markup.format("**{name}**", name=found.user.label), _summary(found), claimed]
+            )
         )
 
     @command("list")
@@ -106,50 +145,158 @@ class Volunteers(Cog):
             language=language,
             limit=LIST_LIMIT,
         )
-        what = " ".join(
-            filter(None, [LANGUAGES.get(language or ""), role.value if role else None])
-        )
+        which = _which(role, language)
         if not people:
-            return Reply.text(
-                "No {what}volunteers registered yet.", what=f"{what} " if what else ""
-            )
-        lines = [
-            Markup.format(
-                "• {name} — {roles}{langs}",
-                name=p.user.label,
-                roles=", ".join(p.roles) or "no role",
-                langs=f" ({', '.join(p.languages)})" if p.languages else "",
-            )
-            for p in people
-        ]
+            return Reply(Markup.format(_("No volunteers registered yet{which}."), which=which))
+        lines = [_person(p) for p in people]
         head = Markup.format(
-            "**{n} {what}volunteer{s}**",
-            n=total, what=f"{what} " if what else "", s="" if total == 1 else "s",
+            ngettext("**{n:,} volunteer**{which}", "**{n:,} volunteers**{which}"),
+            n=total, which=which,
         )  # fmt: skip
-        more = (
-            [Markup.format("…and {n} more.", n=total - len(people))] if total > len(people) else []
-        )
-        return Reply(Markup.trusted("\n").join([head, *lines, *more]))
+        rest = total - len(people)
+        more = [Markup.format(ngettext("…and {n:,} more.", "…and {n:,} more."), n=rest)]
+        return Reply(Markup.trusted("\n").join([head, *lines, *(more if rest > 0 else [])]))
+
+    @command()
+    async def language(
+        self,
+        ctx: Ctx,
+        code: Annotated[
+            str | None,
+            Param("A language code like pl, or auto to follow your client", max_length=40),
+        ] = None,
+    ) -> Reply:
+        """Choose the language the bot answers you in."""
+        if code is None:
+            chosen = await self.preferences.of(ctx.user)
+            return Reply(
+                Markup.format(
+                    _("I answer you in {language}. Choose another with {command}; "
+                      "one of: {codes}."),
+                    language=LanguageName(ctx.reader.language),
+                    command=cmd("volunteer language", code="pl"),
+                    codes=" ".join(EU_LANGUAGES),
+                )
+                + (Markup.format(_(" That is your own choice.")) if chosen.language else "")
+            )  # fmt: skip
+        if code.strip().lower() in AUTO:
+            await self.preferences.choose(ctx.user, ctx.now, clear=True)
+            ctx.reader = await self.readers.for_ctx(ctx)
+            return Reply(
+                Markup.format(
+                    _("Done: I answer you in your client's or your room's language again, "
+                      "now {language}."),
+                    language=LanguageName(ctx.reader.language),
+                )
+            )  # fmt: skip
+        chosen_code = str(parse_language(code))
+        await self.preferences.choose(ctx.user, ctx.now, language=chosen_code)
+        ctx.reader = replace(ctx.reader, language=chosen_code)
+        return Reply(
+            Markup.format(
+                _("From now on I answer you in {language}. Type {command} to follow your "
+                  "client or room again."),
+                language=LanguageName(chosen_code),
+                command=cmd("volunteer language", code="auto"),
+            )
+        )  # fmt: skip
+
+    @command()
+    async def timezone(
+        self,
+        ctx: Ctx,
+        zone: Annotated[
+            str | None, Param("An Area/City zone like Europe/Warsaw, or auto", max_length=64)
+        ] = None,
+    ) -> Reply:
+        """Choose the time zone your times are shown in."""
+        if zone is None:
+            return Reply(
+                Markup.format(
+                    _("I show you times in {zone}; it is now {now}. Choose another with "
+                      "{command}."),
+                    zone=_zone_name(ctx), now=ctx.now, command=cmd("volunteer timezone",
+                                                                  zone="Europe/Warsaw"),
+                )
+            )  # fmt: skip
+        if zone.strip().lower() in AUTO:
+            await self.preferences.choose(ctx.user, ctx.now, timezone=None, clear=True)
+            ctx.reader = replace(ctx.reader, timezone=self.readers.timezone)
+            return Reply(
+                Markup.format(
+                    _("Done: I show you times in the campaign's time zone, {zone}, again."),
+                    zone=_zone_name(ctx),
+                )
+            )
+        name: TimeZone = parse_timezone(zone)
+        await self.preferences.choose(ctx.user, ctx.now, timezone=str(name))
+        ctx.reader = replace(ctx.reader, timezone=ZoneInfo(str(name)))
+        return Reply(
+            Markup.format(
+                _("From now on I show you times in {zone}; it is now {now} there."),
+                zone=str(name), now=ctx.now,
+            )
+        )  # fmt: skip
 
     async def export_data(self, user: UserRef) -> dict[str, Any]:
-        """The volunteer record and roles."""
-        return {"volunteer": await self.volunteers.export(user)}
+        """The volunteer record and roles, and the language and time zone they chose."""
+        return {
+            "volunteer": await self.volunteers.export(user),
+            "preferences": await self.preferences.export(user),
+        }
 
     async def erase_data(self, user: UserRef, ctx: Ctx | None = None) -> None:
-        """Delete the volunteer record and roles."""
+        """Delete the volunteer record and roles, and their language and time zone."""
+        await self.preferences.forget(user)
         await self.volunteers.erase(user)
 
 
+def _zone_name(ctx: Ctx) -> str:
+    return str(getattr(ctx.reader.timezone, "key", ctx.reader.timezone))
+
+
+def _which(role: Role | None, language: Language | None) -> Markup:
+    if role and language:
+        return Markup.format(_(" ({role}, {language})"), role=role.value,
+                             language=LanguageName(language))  # fmt: skip
+    if role:
+        return Markup.format(_(" ({role})"), role=role.value)
+    if language:
+        return Markup.format(_(" ({language})"), language=LanguageName(language))
+    return Markup()
+
+
+def _person(profile: Profile) -> Markup:
+    roles = ", ".join(profile.roles)
+    if profile.languages:
+        return Markup.format(
+            _("• {name} — {roles} ({languages})") if roles else _("• {name} ({languages})"),
+            name=profile.user.label, roles=roles, languages=", ".join(profile.languages),
+        )  # fmt: skip
+    if roles:
+        return Markup.format(_("• {name} — {roles}"), name=profile.user.label, roles=roles)
+    return Markup.format(_("• {name} — no role"), name=profile.user.label)
+
+
 def _summary(profile: Profile) -> Markup:
-    langs = ", ".join(
-        f"{code} ({LANGUAGES[code]})" for code in profile.languages if code in LANGUAGES
-    )
-    country = (
-        f"{profile.country} ({COUNTRIES[profile.country]})" if profile.country else "not given"
-    )
-    return Markup.format(
-        "Roles: {roles}\nLanguages: {langs}\nCountry: {country}",
-        roles=", ".join(profile.roles) or "none",
-        langs=langs or "none given",
-        country=country,
-    )
+    names = [
+        Markup.format(_("{code} ({language})"), code=code, language=LanguageName(code))
+        for code in profile.languages
+        if code in LANGUAGES
+    ]
+    lines = [
+        Markup.format(_("Roles: {roles}"), roles=", ".join(profile.roles))
+        if profile.roles
+        else Markup.format(_("Roles: none")),
+        Markup.format(_("Languages: {languages}"), languages=Markup.trusted(", ").join(names))
+        if names
+        else Markup.format(_("Languages: none given")),
+        Markup.format(
+            _("Country: {code} ({country})"),
+            code=profile.country,
+            country=CountryName(profile.country),
+        )
+        if profile.country
+        else Markup.format(_("Country: not given")),
+    ]
+    return Markup.trusted("\n").join(lines)

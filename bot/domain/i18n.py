@@ -177,6 +177,31 @@ class Reader:
 ENGLISH = Reader()
 
 
+@dataclass(frozen=True, slots=True)
+class LanguageName:
+    """A language, named in the reader's language (``pl``: Polish, polski, Polnisch)."""
+
+    code: str
+
+    def name(self, reader: Reader) -> str:
+        """The name of the language for ``reader``."""
+        found = reader.locale.languages.get(self.code)
+        return str(found) if found else self.code
+
+
+@dataclass(frozen=True, slots=True)
+class CountryName:
+    """A member state, named in the reader's language (EU codes: ``EL`` is Greece)."""
+
+    code: str
+
+    def name(self, reader: Reader) -> str:
+        """The name of the country for ``reader``."""
+        iso = {"EL": "GR"}.get(self.code, self.code)
+        found = reader.locale.territories.get(iso)
+        return str(found) if found else self.code
+
+
 def when(value: datetime, reader: Reader) -> str:
     """A date and time (to the minute) as the reader's language writes it, in their zone."""
     from babel.dates import format_date, format_time

@@ -19,7 +19,16 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from bot.domain.i18n import ENGLISH, Msg, Reader, day, number, when
+from bot.domain.i18n import (
+    ENGLISH,
+    CountryName,
+    LanguageName,
+    Msg,
+    Reader,
+    day,
+    number,
+    when,
+)
 
 _FIELDS = string.Formatter()
 # Markdown's special characters get a backslash; a zero-width joiner after "@" keeps mass
@@ -230,6 +239,8 @@ def _value(value: object, spec: str, reader: Reader) -> list[Part]:
         return list(value.parts)
     if isinstance(value, Msg):  # one of our own words, e.g. a status name
         return [Text(value, ())]
+    if isinstance(value, (LanguageName, CountryName)):
+        return [(False, value.name(reader))]
     if isinstance(value, datetime):
         if reader.timestamps:  # the client shows it in the reader's own zone and language
             return [(True, f"<t:{int(value.timestamp())}:f>")]
@@ -296,6 +307,10 @@ def _dump_value(value: object) -> Any:
         return {"markup": value.dump()}
     if isinstance(value, Msg):
         return {"markup": [_dump_part(Text(value, ()))]}
+    if isinstance(value, LanguageName):
+        return {"language": value.code}
+    if isinstance(value, CountryName):
+        return {"country": value.code}
     if isinstance(value, datetime):
         return {"datetime": value.isoformat()}
     if isinstance(value, date):
@@ -313,4 +328,8 @@ def _load_value(data: Any) -> object:
             return datetime.fromisoformat(data["datetime"])
         if "date" in data:
             return date.fromisoformat(data["date"])
+        if "language" in data:
+            return LanguageName(str(data["language"]))
+        if "country" in data:
+            return CountryName(str(data["country"]))
     return data
