@@ -13,7 +13,8 @@ from bot.audit import Auditor, Outcome, audited
 from bot.commands import ArgSpec, Cog, CommandSpec
 from bot.context import Button, Ctx, Reply
 from bot.domain import BadArgument, Markup, NotFound, NotPermitted, UserError, UserRef
-from bot.domain.i18n import ENGLISH, Reader
+from bot.domain.i18n import ENGLISH, Msg, Reader, _
+from bot.domain.markup import cmd, usage
 from bot.domain.text import clean, clean_name, preview
 from bot.params import LARGEST, ParseEnv, too_large
 from bot.textparse import bind, normalise, tokenize
@@ -39,27 +40,30 @@ class ReaderSource(Protocol):
         ...
 
 
-_ERASING_YOU = (
-    "Your data is being erased (`privacy forget --confirm`), so I did not do that and changed "
-    "nothing. If it has not said “Done” yet, run `privacy forget --confirm` again to finish "
-    "it; after that you can start again from nothing."
+_ERASING_YOU = _(
+    "Your data is being erased ({command}), so I did not do that and changed nothing. If it "
+    "has not said “Done” yet, run {command} again to finish it; after that you can start "
+    "again from nothing."
 )
-_ERASING_THEM = (
+_ERASING_THEM = _(
     "That person's data is being erased right now, so I did not do that and changed nothing."
 )
-_BROKEN = (
+# Translators: {ref} is a short code that matches a line in the bot's log.
+_BROKEN = _(
     "I cannot save anything right now, so nothing was changed. A coordinator needs to check "
     "the bot's storage (ref: `{ref}`)."
 )
 # What a person is told when storage fails, by the kind of fault (storage.faults.classify).
-_STORAGE_REPLIES: dict[Kind, str] = {
-    Kind.BUSY: "The database is busy right now, so nothing was changed. Please send the "
-    "command again in a minute (ref: `{ref}`).",
-    Kind.FULL: "The database's disk is full - nothing was saved. A coordinator needs to free "
-    "space for the bot's storage (ref: `{ref}`).",
-    Kind.DAMAGED: "The database file is damaged - nothing was changed. A coordinator needs to "
-    "restore it from a backup with `volunteer-bot db restore BACKUP` (ref: `{ref}`).",
-}
+_STORAGE_REPLIES: dict[Kind, Msg] = {
+    Kind.BUSY: _("The database is busy right now, so nothing was changed. Please send the "
+                 "command again in a minute (ref: `{ref}`)."),
+    Kind.FULL: _("The database's disk is full - nothing was saved. A coordinator needs to free "
+                 "space for the bot's storage (ref: `{ref}`)."),
+    # Translators: `volunteer-bot db restore BACKUP` is a shell command; keep it as it is.
+    Kind.DAMAGED: _("The database file is damaged - nothing was changed. A coordinator needs "
+                    "to restore it from a backup with `volunteer-bot db restore BACKUP` "
+                    "(ref: `{ref}`)."),
+}  # fmt: skip
 _STORAGE_REPLIES[Kind.CONFLICT] = _STORAGE_REPLIES[Kind.BUSY]
 
 
@@ -116,41 +120,45 @@ class Registry:
         Raises NotFound with the closest known command.
         """
         if not words:
-            raise NotFound("Type a command, or `help` to see them all.")
+            raise NotFound(_("Type a command, or {help} to see them all."), help=cmd("help"))
         first = words[0].lower()
         if first in self.groups:
             if len(words) > 1 and (spec := self.get(first, words[1].lower())):
                 return spec, 2
             if default := self.default_of(first):
                 return default, 1
-            subs = ", ".join(f"`{s.name}`" for s in self.in_group(first))
+            subs = Markup.trusted(", ").join(
+                Markup.format("`{name}`", name=s.name) for s in self.in_group(first)
+            )
             if len(words) > 1:
+                close = self._suggest(f"{first} {words[1][:_LONGEST]}")
                 raise NotFound(
-                    "`{group} {sub}` is not a command"
-                    + self._suggest(f"{first} {words[1][:_LONGEST]}")
-                    + " `{group}` has: "
-                    + subs
-                    + ".",
-                    group=first,
-                    sub=preview(words[1]),
-                )
-            raise NotFound("`{group}` needs one of: " + subs + ".", group=first)
+                    _("`{group} {sub}` is not a command — did you mean {suggestion}? "
+                      "`{group}` has: {subs}.")
+                    if close
+                    else _("`{group} {sub}` is not a command. `{group}` has: {subs}."),
+                    group=first, sub=preview(words[1]), subs=subs,
+                    suggestion=cmd(close) if close else "",
+                )  # fmt: skip
+            raise NotFound(_("`{group}` needs one of: {subs}."), group=first, subs=subs)
         if spec := self.get(None, first):
             return spec, 1
+        close = self._suggest(" ".join(w[:_LONGEST] for w in words[:2]).lower())
         raise NotFound(
-            "`{word}` is not a command"
-            + self._suggest(" ".join(w[:_LONGEST] for w in words[:2]).lower())
-            + " Type `help` to see them all.",
-            word=preview(words[0]),
-        )
+            _("`{word}` is not a command — did you mean {suggestion}? Type {help} to see them "
+              "all.")
+            if close
+            else _("`{word}` is not a command. Type {help} to see them all."),
+            word=preview(words[0]), help=cmd("help"), suggestion=cmd(close) if close else "",
+        )  # fmt: skip
 
-    def _suggest(self, typed: str) -> str:
+    def _suggest(self, typed: str) -> str | None:
         names = [s.qualified_name for s in self.specs] + sorted(self.groups)
         close = difflib.get_close_matches(typed, names, n=1, cutoff=0.5)
         if not close:
             first = typed.split(" ")[0]
             close = difflib.get_close_matches(first, names, n=1, cutoff=0.5)
-        return f" — did you mean `{close[0]}`?" if close else "."
+        return close[0] if close else None
 
 
 class BotCore:
@@ -232,8 +240,8 @@ class BotCore:
             }
             for arg in spec.args:
                 if arg.required and kwargs[arg.keyword] is None:
-                    raise BadArgument("`{name}` is required. Usage: `{usage}`.",
-                                      name=arg.name, usage=spec.usage())  # fmt: skip
+                    raise BadArgument(_("`{name}` is required. Usage: {usage}."),
+                                      name=arg.name, usage=usage(spec.qualified_name))  # fmt: skip
             with acting_for(involved(ctx, kwargs)):
                 result = await spec.func(self.registry.owner(spec), ctx, **kwargs)
             reply = as_reply(result, private=spec.private, confidential=spec.confidential)
@@ -243,7 +251,8 @@ class BotCore:
             # Nothing may be written about them now, not even the audit line or activity.
             log.debug("command %s refused: an erasure is pending", spec.qualified_name)
             message = _ERASING_YOU if exc.about(ctx.user) else _ERASING_THEM
-            return Reply(Markup.format(message), private=True, is_error=True)
+            forget = cmd("privacy forget", confirm=True)
+            return Reply(Markup.format(message, command=forget), private=True, is_error=True)
         except UserError as exc:
             log.debug("command %s refused: %s", spec.qualified_name, type(exc).__name__)
             outcome = Outcome.REFUSED if isinstance(exc, NotPermitted) else Outcome.FAILED
@@ -261,9 +270,11 @@ class BotCore:
             outcome = Outcome.ERROR
             reply = Reply(
                 Markup.format(
-                    "Something went wrong on my side (ref: `{ref}`). Nothing you typed was "
-                    "lost; please try again, and tell a coordinator the ref if it keeps "
-                    "happening.",
+                    _(
+                        "Something went wrong on my side (ref: `{ref}`). Nothing you typed was "
+                        "lost; please try again, and tell a coordinator the ref if it keeps "
+                        "happening."
+                    ),
                     ref=ref,
                 ),
                 private=True,
@@ -297,10 +308,10 @@ class BotCore:
     def _check_rights(self, ctx: Ctx, spec: CommandSpec) -> None:
         if "coordinator" in spec.requires and not ctx.actor.is_coordinator:
             raise NotPermitted(
-                "`{command}` is for coordinators. If you should be one, ask a coordinator to "
-                "add you to the bot's configuration.",
-                command=spec.qualified_name,
-            )
+                _("{command} is for coordinators. If you should be one, ask a coordinator to "
+                  "add you to the bot's configuration."),
+                command=cmd(spec.qualified_name),
+            )  # fmt: skip
 
     @staticmethod
     def _user_error(exc: UserError) -> Reply:
@@ -325,30 +336,32 @@ def convert(arg: ArgSpec, value: object, env: ParseEnv) -> Any:
     if isinstance(value, str):
         shown = arg.name.replace("_", "-")
         if not value.strip():
-            raise BadArgument("`{name}` cannot be empty.", name=shown)
+            raise BadArgument(_("`{name}` cannot be empty."), name=shown)
         value = arg.kind.parse(clean(value, what=shown, multiline=arg.param.multiline), env)
     elif isinstance(value, UserRef):
         value = _named(value)
     elif arg.kind.wire == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
-        raise BadArgument("`{name}` must be a whole number.", name=arg.name)
+        raise BadArgument(_("`{name}` must be a whole number."), name=arg.name)
     p = arg.param
     if isinstance(value, int) and not isinstance(value, bool):
         if abs(value) > LARGEST:  # no id or count is that large, and no column holds it
             raise too_large(str(value))
         if p.min is not None and value < p.min:
             raise BadArgument(
-                "`{value}` is too small for `{name}`: the smallest is {limit}.",
+                _("`{value}` is too small for `{name}`: the smallest is {limit:,}."),
                 value=value, name=arg.name, limit=p.min,
             )  # fmt: skip
         if p.max is not None and value > p.max:
             raise BadArgument(
-                "`{value}` is too large for `{name}`: the largest is {limit}.",
+                _("`{value}` is too large for `{name}`: the largest is {limit:,}."),
                 value=value, name=arg.name, limit=p.max,
             )  # fmt: skip
     if isinstance(value, str) and p.max_length is not None and len(value) > p.max_length:
         raise BadArgument(
-            "That {name} is {length} characters long; the limit is {limit}. It starts "
-            "`{preview}` — shorten it and send it again.",
+            _(
+                "That {name} is {length:,} characters long; the limit is {limit:,}. It starts "
+                "`{preview}` — shorten it and send it again."
+            ),
             name=arg.name.replace("_", " "),
             length=len(value),
             limit=p.max_length,
