@@ -33,8 +33,9 @@ from bot.adapters import Status
 from bot.commands import ArgSpec, CommandSpec
 from bot.config import ConfigError, DiscordSection
 from bot.context import Actor, Attachment, Ctx, Place, Reply
+from bot.core import for_reader
 from bot.domain import COUNTRIES, LANGUAGES, Markup, UserRef
-from bot.domain.i18n import ENGLISH
+from bot.domain.i18n import ENGLISH, Reader, _
 from bot.logs import describe_error
 from bot.outbox import Delivery, PermanentDeliveryError
 from bot.rights import DISCORD_GUILD, PlaceKind, Standing
@@ -62,25 +63,26 @@ STATE_KEY = "discord.commands.{application}.{scope}"
 # What almost every message carries: built once (discord.py only reads it).
 PING_NOBODY = discord.AllowedMentions(everyone=False, roles=False, users=False, replied_user=False)
 STALE_BUTTON = Reply(
-    Markup.trusted("That button does nothing any more."), private=True, is_error=True
+    Markup.format(_("That button does nothing any more.")), private=True, is_error=True
 )
 ELSEWHERE = {
     PlaceKind.OTHER: Reply(
-        Markup.trusted(
-            "This bot works for its campaign's own Discord server only, so it does not answer "
-            "commands here."
+        Markup.format(
+            _("This bot works for its campaign's own Discord server only, so it does not answer "
+              "commands here.")
         ),
         private=True,
         is_error=True,
     ),
     PlaceKind.DIRECT: Reply(
-        Markup.trusted(
-            "This bot does not answer direct messages. Use its commands in the campaign's server."
+        Markup.format(
+            _("This bot does not answer direct messages. Use its commands in the campaign's "
+              "server.")
         ),
         private=True,
         is_error=True,
     ),
-}
+}  # fmt: skip
 
 Choices = list[app_commands.Choice[str]] | list[app_commands.Choice[int]]
 Completer = Callable[[discord.Interaction, str], Awaitable[Choices]]
@@ -402,8 +404,17 @@ class DiscordAdapter:
         """Run a command as the person interacting, unless this place is not served."""
         kind = self.place_kind(interaction)
         if not self.rights.answers_in(kind):
-            return ELSEWHERE[kind]
+            return for_reader(ELSEWHERE[kind], await self.reader(interaction))
         return await run(await self.ctx(interaction))
+
+    async def reader(self, interaction: discord.Interaction) -> Reader:
+        """Who an answer to this interaction is written for, without running a command."""
+        return await self.app.services.readers.for_person(
+            user_ref(interaction.user),
+            f"{PLATFORM}:{interaction.channel_id}",
+            server=str(interaction.guild_id) if interaction.guild_id is not None else None,
+            client_language=interaction.locale.value,
+        )
 
     async def run_command(
         self, interaction: discord.Interaction, spec: CommandSpec, values: dict[str, Any]
@@ -449,7 +460,7 @@ class DiscordAdapter:
         timer = asyncio.get_running_loop().call_later(self.defer_after, defer)
         try:
             try:
-                reply = await work or STALE_BUTTON
+                reply = await work or for_reader(STALE_BUTTON, await self.reader(interaction))
             finally:
                 timer.cancel()
             if deferral is None:

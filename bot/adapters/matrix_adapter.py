@@ -71,8 +71,10 @@ from nio.exceptions import EncryptionError, OlmTrustError, SendRetryError
 from bot import replies
 from bot.adapters import Status, matrix_signing
 from bot.context import Actor, Attachment, Button, Ctx, Place, Reply
+from bot.core import for_reader
 from bot.domain import Markup, UserRef
 from bot.domain.i18n import ENGLISH, Reader, _
+from bot.domain.markup import cmd
 from bot.logs import describe_error
 from bot.outbox import Delivery, PermanentDeliveryError
 from bot.rights import PlaceKind, Standing
@@ -166,17 +168,17 @@ _MEDIA_KEPT = {
 # (12 on) creators outrank every power level and are not listed in m.room.power_levels.
 _POWER_LEVEL_CREATOR_VERSIONS = frozenset(str(v) for v in range(1, 12))
 
-NO_KEY_NOTE = (
+NO_KEY_NOTE = _(
     "I could not read your message: the key to decrypt it never reached me. Please send it again."
 )
-NO_DIRECT_CHAT_NOTE = (
+NO_DIRECT_CHAT_NOTE = _(
     "That answer is only for you, but I could not open an encrypted direct chat with you. "
     "Invite me to one and ask again there."
 )
-SENT_DIRECTLY_NOTE = "I sent you the answer in an encrypted direct chat."
-ANSWER_LOST_NOTE = (
+SENT_DIRECTLY_NOTE = _("I sent you the answer in an encrypted direct chat.")
+ANSWER_LOST_NOTE = _(
     "I carried out this command, but its answer was lost when I restarted. It will not run "
-    "again: `task mine`, `task list` or `volunteer profile` show where things stand."
+    "again: {mine}, {list} or {profile} show where things stand."
 )
 
 _R = TypeVar("_R")
@@ -1200,7 +1202,11 @@ class MatrixAdapter:
         room = self._client.rooms.get(held.room_id)
         if room is None:
             return
-        note = Reply(Markup.trusted(NO_KEY_NOTE), private=True, is_error=True)
+        sender = str((held.source or {}).get("sender", ""))
+        reader = await self.app.services.readers.for_person(
+            UserRef(PLATFORM, sender), f"{PLATFORM}:{held.room_id}"
+        )
+        note = for_reader(Reply(Markup.format(NO_KEY_NOTE), private=True, is_error=True), reader)
         try:
             await self._send_reply(room, note, f"{event_id}:no-key", reply_to=event_id,
                                    thread=self._quiet_thread(room, event_id, None))  # fmt: skip
@@ -1302,8 +1308,10 @@ class MatrixAdapter:
             with leases.claim_with_first_write(PLATFORM, key) as taken:
                 reply = await self.app.core.handle_text(ctx, line, prefixes=prefixes)
         except AlreadyTakenOn:
-            await self._answer_if_lost(key, keep(Reply(Markup.trusted(ANSWER_LOST_NOTE),
-                                                       private=True)))  # fmt: skip
+            lost = Markup.format(ANSWER_LOST_NOTE, mine=cmd("task mine"), list=cmd("task list"),
+                                 profile=cmd("volunteer profile"))  # fmt: skip
+            await self._answer_if_lost(key, keep(for_reader(Reply(lost, private=True),
+                                                            ctx.reader)))  # fmt: skip
             return
         if reply is None:
             return
@@ -1489,11 +1497,12 @@ class MatrixAdapter:
     ) -> None:
         direct = await self._direct_room(ctx)
         if direct is None:
-            note = Reply(Markup.trusted(NO_DIRECT_CHAT_NOTE), private=True, is_error=True)
+            note = Reply(Markup.format(NO_DIRECT_CHAT_NOTE), private=True, is_error=True)
         else:
             await self._send_reply(direct, reply, f"{answers}:direct", reply_to=None,
                                    owner=ctx.user)  # fmt: skip
-            note = Reply(Markup.trusted(SENT_DIRECTLY_NOTE), private=True)
+            note = Reply(Markup.format(SENT_DIRECTLY_NOTE), private=True)
+        note = for_reader(note, reply.reader)
         await self._send_reply(room, note, answers, reply_to=reply_to,
                                thread=self._quiet_thread(room, reply_to, thread))  # fmt: skip
 
