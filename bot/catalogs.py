@@ -20,7 +20,15 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po, write_po
 
 from bot.commands import Cog
-from bot.domain.i18n import CHOICE, COMMAND, DOMAIN, EU_LANGUAGES, LOCALE_DIR, SOURCE_LANGUAGE
+from bot.domain.i18n import (
+    CHOICE,
+    COMMAND,
+    DOMAIN,
+    EU_LANGUAGES,
+    LOCALE_DIR,
+    NAME,
+    SOURCE_LANGUAGE,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("bot", "cogs", "storage")
@@ -65,10 +73,13 @@ def declared() -> Iterator[tuple[str, str, str]]:
         where = f"{cog.__module__}.{cog.__qualname__}"
         if cog.group and cog.__doc__:
             yield inspect.getdoc(cog).splitlines()[0], COMMAND_CONTEXT, where  # type: ignore[union-attr]
+            yield cog.group, NAME, where
         for spec in cog.specs:
             yield spec.description, COMMAND_CONTEXT, f"{where}.{spec.name}"
+            yield spec.name, NAME, f"{where}.{spec.name}"
             for arg in spec.args:
                 yield arg.description, COMMAND_CONTEXT, f"{where}.{spec.name}.{arg.name}"
+                yield arg.name, NAME, f"{where}.{spec.name}.{arg.name}"
                 for choice in arg.choices:
                     yield choice, CHOICE_CONTEXT, f"{where}.{spec.name}.{arg.name}"
 

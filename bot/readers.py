@@ -9,6 +9,7 @@ goes in the room's, or, when it is meant for one person, in theirs.
 import logging
 from collections.abc import Callable, Mapping
 from datetime import tzinfo
+from functools import partial
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.commands import CommandSpec
@@ -16,14 +17,14 @@ from bot.config import Settings
 from bot.context import Ctx
 from bot.core import Registry
 from bot.domain import NotFound, UserRef
-from bot.domain.i18n import EU_LANGUAGES, Reader
+from bot.domain.i18n import EU_LANGUAGES, SOURCE_LANGUAGE, Reader, localized_name
 from bot.domain.markup import USAGE
 from storage.db import DatabaseUnavailable
 from storage.preferences import NONE, PreferenceRepo, Preferences
 
 log = logging.getLogger(__name__)
 
-Spell = Callable[[str, tuple[tuple[str, object], ...]], str]
+Spell = Callable[..., str]
 
 # Discord's client locales for the EU languages (it has none for et, ga, lv, mt, sk, sl, and
 # Portuguese only as pt-BR); used both ways: a client's locale to our code and back.
@@ -62,8 +63,13 @@ class CommandSyntax:
         self.platform = platform
         self.prefix = prefix
 
-    def __call__(self, path: str, args: tuple[tuple[str, object], ...]) -> str:
-        """``task claim 7`` on the console, ``!task claim 7`` on Matrix, ``/task claim id:7``."""
+    def __call__(
+        self, path: str, args: tuple[tuple[str, object], ...], language: str = SOURCE_LANGUAGE
+    ) -> str:
+        """``task claim 7`` on the console, ``!task claim 7`` on Matrix, ``/task claim id:7``.
+
+        On Discord, names are the ones the reader's client shows in their language.
+        """
         values = dict(args)
         try:
             spec, _used = self.registry.find(path.split())
@@ -71,13 +77,17 @@ class CommandSyntax:
             log.warning("a reply refers to an unknown command %r", path)
             return " ".join([self.prefix + path, *(_text(v) for v in values.values())])
         if args == USAGE:
-            return self.usage(spec)
+            return self.usage(spec, language)
         known = {arg.name for arg in spec.args}
         if unknown := set(values) - known:
             log.warning("a reply refers to %r with unknown options %s", path, sorted(unknown))
         if self.platform == "discord":
-            words = ["/" + spec.qualified_name]
-            words += [f"{a.name}:{_text(values[a.name])}" for a in spec.args if a.name in values]
+            words = ["/" + _slash_name(spec, language)]
+            words += [
+                f"{localized_name(a.name, language)}:{_text(values[a.name])}"
+                for a in spec.args
+                if a.name in values
+            ]
             return " ".join(words)
         words = [self.prefix + spec.qualified_name]
         for arg in spec.args:
@@ -93,16 +103,21 @@ class CommandSyntax:
                 words += [arg.option, _text(value)]
         return " ".join(words)
 
-    def usage(self, spec: CommandSpec) -> str:
+    def usage(self, spec: CommandSpec, language: str = SOURCE_LANGUAGE) -> str:
         """The usage line: ``task claim <id>``, ``!task claim <id>``, ``/task claim id:<id>``."""
         if self.platform != "discord":
             return self.prefix + spec.usage()
-        words = ["/" + spec.qualified_name]
+        words = ["/" + _slash_name(spec, language)]
         for arg in spec.args:
             value = "|".join(arg.choices) if 0 < len(arg.choices) <= 5 else arg.kind.name
-            shown = f"{arg.name}:<{value}>"
+            shown = f"{localized_name(arg.name, language)}:<{value}>"
             words.append(shown if arg.required else f"[{shown}]")
         return " ".join(words)
+
+
+def _slash_name(spec: CommandSpec, language: str) -> str:
+    names = [spec.group, spec.name] if spec.group else [spec.name]
+    return " ".join(localized_name(name, language) for name in names)
 
 
 def _text(value: object) -> str:
@@ -177,6 +192,8 @@ class Readers:
             language=language if language in EU_LANGUAGES else "en",
             timezone=timezone,
             platform=platform,
-            commands=self.syntaxes.get(platform),
+            commands=partial(syntax, language=language)
+            if (syntax := self.syntaxes.get(platform))
+            else None,
             timestamps=platform == "discord",
         )

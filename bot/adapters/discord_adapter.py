@@ -21,15 +21,17 @@ import logging
 import math
 import zoneinfo
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Optional, Protocol, cast
+from typing import TYPE_CHECKING, Any, Optional, Protocol, cast
 
 import discord
 import yarl
 from discord import app_commands
+from discord.app_commands import locale_str
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from bot.adapters import Status
+from bot.adapters.discord_names import CatalogTranslator
 from bot.commands import ArgSpec, CommandSpec
 from bot.config import ConfigError, DiscordSection
 from bot.context import Actor, Attachment, Ctx, Place, Reply
@@ -292,6 +294,7 @@ class DiscordAdapter:
     async def setup(self, client: DiscordClient) -> None:
         """Register the button handler and the commands; sync only what changed."""
         client.add_dynamic_items(CommandButton)
+        await client.tree.set_translator(CatalogTranslator())
         guilds = [discord.Object(gid) for gid in self.settings.guild_ids]
         registry = self.app.services.registry
         for command in project(registry.specs, registry.group_descriptions, self):
@@ -305,7 +308,9 @@ class DiscordAdapter:
 
     async def _sync_if_changed(self, client: DiscordClient, guild: discord.Object | None) -> None:
         tree = client.tree
-        payload = [command.to_dict(tree) for command in tree.get_commands(guild=guild)]
+        # The payload as Discord gets it, translations included: a changed translation
+        # changes the digest, and only then is the tree synced again.
+        payload = await translated_payload(tree, guild)
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         scope = str(guild.id) if guild else "global"
         key = STATE_KEY.format(application=client.application_id, scope=scope)
@@ -612,6 +617,17 @@ class DiscordAdapter:
 # --- projection -------------------------------------------------------------------------------
 
 
+async def translated_payload(
+    tree: app_commands.CommandTree[Any], guild: discord.abc.Snowflake | None
+) -> list[dict[str, Any]]:
+    """The commands of one scope as a sync sends them, with their localisations."""
+    translator = tree.translator
+    commands = tree.get_commands(guild=guild)
+    if translator is None:
+        return [command.to_dict(tree) for command in commands]
+    return [await command.get_translated_payload(tree, translator) for command in commands]
+
+
 def project(
     specs: Sequence[CommandSpec], group_descriptions: dict[str, str], adapter: DiscordAdapter
 ) -> list[app_commands.Command[Any, ..., None] | app_commands.Group]:
@@ -620,8 +636,8 @@ def project(
     groups: dict[str, app_commands.Group] = {}
     for spec in specs:
         command: app_commands.Command[Any, ..., None] = app_commands.Command(
-            name=spec.name,
-            description=spec.description,
+            name=locale_str(spec.name),
+            description=locale_str(spec.description),
             callback=cast(Any, _callback(spec, adapter)),
         )
         if spec.group is None:
@@ -631,7 +647,7 @@ def project(
         if group is None:
             description = group_descriptions.get(spec.group) or spec.group
             group = groups[spec.group] = app_commands.Group(
-                name=spec.group, description=description[:100]
+                name=locale_str(spec.group), description=locale_str(description[:100])
             )
             top.append(group)
         group.add_command(command)
@@ -665,10 +681,18 @@ def _callback(spec: CommandSpec, adapter: DiscordAdapter) -> Callable[..., Await
     callback.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     callback.__name__ = callback.__qualname__ = spec.qualified_name.replace(" ", "_")
     if spec.args:
-        app_commands.describe(**{arg.keyword: arg.description for arg in spec.args})(callback)
-    renamed = {arg.keyword: arg.name for arg in spec.args if arg.keyword != arg.name}
-    if renamed:
-        app_commands.rename(**renamed)(callback)
+        # Names, descriptions and choices go through the translator (bot.adapters.discord_names).
+        app_commands.describe(**{a.keyword: locale_str(a.description) for a in spec.args})(
+            callback
+        )
+        app_commands.rename(**{a.keyword: locale_str(a.name) for a in spec.args})(callback)
+    choices = {
+        arg.keyword: [app_commands.Choice(name=locale_str(c), value=c) for c in arg.choices]
+        for arg in spec.args
+        if arg.choices
+    }
+    if choices:
+        app_commands.choices(**choices)(callback)
     completers = {
         arg.keyword: c for arg in spec.args if (c := adapter.completer(spec, arg)) is not None
     }
@@ -682,7 +706,7 @@ def annotation(arg: ArgSpec) -> Any:
     p = arg.param
     base: Any
     if arg.choices:
-        base = Literal[arg.choices]
+        base = str  # the choices are declared with their localised names (_callback)
     elif arg.kind.wire == "integer":
         base = int if p.min is None and p.max is None else app_commands.Range[int, p.min, p.max]
     elif arg.kind.wire == "boolean":

@@ -66,6 +66,26 @@ def _rebuild(msgid: str, context: str | None, plural: str | None, count: str) ->
 # Contexts of the texts taken from command declarations (bot.catalogs extracts them).
 COMMAND = "command"
 CHOICE = "choice"
+# Names of groups, commands and options, localised on Discord only (text platforms keep the
+# English names, so instructions stay shareable).
+NAME = "name"
+MAX_NAME = 32
+MAX_DESCRIPTION = 100
+
+
+def valid_name(name: str) -> bool:
+    """Whether a name keeps Discord's rule: 1-32 lowercase letters, digits, ``-`` or ``_``."""
+    return (
+        0 < len(name) <= MAX_NAME
+        and all(c.isalnum() or c in "-_" for c in name)
+        and name == name.lower()
+    )
+
+
+def localized_name(name: str, language: str) -> str:
+    """A command or option name in ``language``, or the English one when it has none."""
+    found = translation(language).messages.get((NAME, name))
+    return found if isinstance(found, str) and valid_name(found) else name
 
 
 def described(text: str) -> Msg:
