@@ -147,12 +147,10 @@ class Volunteers(Cog):
         )
         which = _which(role, language)
         if not people:
-            return Reply(Markup.format(_("No volunteers registered yet{which}."), which=which))
-        lines = [_person(p) for p in people]
-        head = Markup.format(
-            ngettext("**{n:,} volunteer**{which}", "**{n:,} volunteers**{which}"),
-            n=total, which=which,
-        )  # fmt: skip
+            nobody = Markup.format(_("No volunteers registered yet."))
+            return Reply(Markup.trusted("\n").join([nobody, *which]))
+        lines = [*which, *(_person(p) for p in people)]
+        head = Markup.format(ngettext("**{n:,} volunteer**", "**{n:,} volunteers**"), n=total)
         rest = total - len(people)
         more = [Markup.format(ngettext("…and {n:,} more.", "…and {n:,} more."), n=rest)]
         return Reply(Markup.trusted("\n").join([head, *lines, *(more if rest > 0 else [])]))
@@ -171,13 +169,15 @@ class Volunteers(Cog):
             chosen = await self.preferences.of(ctx.user)
             return Reply(
                 Markup.format(
-                    _("I answer you in {language}. Choose another with {command}; "
-                      "one of: {codes}."),
+                    _("I answer you in {language}, as you chose. Choose another with "
+                      "{command}; one of: {codes}.")
+                    if chosen.language
+                    else _("I answer you in {language}. Choose another with {command}; "
+                           "one of: {codes}."),
                     language=LanguageName(ctx.reader.language),
                     command=cmd("volunteer language", code="pl"),
                     codes=" ".join(EU_LANGUAGES),
                 )
-                + (Markup.format(_(" That is your own choice.")) if chosen.language else "")
             )  # fmt: skip
         if code.strip().lower() in AUTO:
             await self.preferences.choose(ctx.user, ctx.now, clear=True)
@@ -255,15 +255,16 @@ def _zone_name(ctx: Ctx) -> str:
     return str(getattr(ctx.reader.timezone, "key", ctx.reader.timezone))
 
 
-def _which(role: Role | None, language: Language | None) -> Markup:
+def _which(role: Role | None, language: Language | None) -> list[Markup]:
+    """The line that says which volunteers a list shows, if it is filtered."""
     if role and language:
-        return Markup.format(_(" ({role}, {language})"), role=role.value,
-                             language=LanguageName(language))  # fmt: skip
+        return [Markup.format(_("Role {role}, working in {language}."), role=role.value,
+                              language=LanguageName(language))]  # fmt: skip
     if role:
-        return Markup.format(_(" ({role})"), role=role.value)
+        return [Markup.format(_("Role {role}."), role=role.value)]
     if language:
-        return Markup.format(_(" ({language})"), language=LanguageName(language))
-    return Markup()
+        return [Markup.format(_("Working in {language}."), language=LanguageName(language))]
+    return []
 
 
 def _person(profile: Profile) -> Markup:

@@ -269,10 +269,17 @@ def _translate(part: Text, reader: Reader) -> list[Part]:
     msg = part.msg
     count = values.get(msg.counter) if msg.plural is not None else None
     template = reader.translation.text(msg, count if isinstance(count, int) else None)
+    return filled(template, part, reader)
+
+
+def filled(template: str, part: Text, reader: Reader) -> list[Part]:
+    """A translation of ``part`` filled with its values; the source if its fields differ."""
+    values = dict(part.values)
     try:
         return _fill(template, values, reader)
     except (KeyError, IndexError, ValueError):
-        # A catalog whose placeholders do not match: the source text, rather than nothing.
+        msg = part.msg
+        count = values.get(msg.counter)
         source = str(msg) if msg.plural is None or count == 1 else msg.plural
         return _fill(source, values, reader)
 

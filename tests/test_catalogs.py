@@ -1,0 +1,171 @@
+"""The message catalogs: current with the code, complete, and each translation well-formed."""
+
+import re
+import string
+
+import pytest
+from babel.messages.plurals import get_plural
+
+from bot.catalogs import COMPLETE, extract, load, sync
+from bot.domain.i18n import (
+    CHOICE,
+    COMMAND,
+    EU_LANGUAGES,
+    MAX_DESCRIPTION,
+    NAME,
+    SOURCE_LANGUAGE,
+    valid_name,
+)
+from bot.readers import DISCORD_LOCALES
+
+TRANSLATED = [code for code in EU_LANGUAGES if code != SOURCE_LANGUAGE]
+_FIELDS = string.Formatter()
+# Discord's limit on a command's names, descriptions and choices together, per locale.
+MAX_COMMAND_CHARS = 4000
+
+
+def fields(text: str) -> set[str]:
+    """The placeholders of a template, with their format specs: {"n:,", "title"}."""
+    found = set()
+    for _literal, name, spec, _conv in _FIELDS.parse(text):
+        if name is not None:
+            found.add(f"{name}:{spec}" if spec else name)
+    return found
+
+
+def markers(text: str) -> tuple[int, int]:
+    """How many bold markers and code backticks a template has."""
+    return text.count("**"), text.count("`")
+
+
+def messages(language: str):
+    """(context, msgid, msgid_plural or None, translations) of each message in a catalog."""
+    for message in load(language):
+        if not message.id:
+            continue
+        if isinstance(message.id, (list, tuple)):
+            yield message.context, message.id[0], message.id[1], tuple(message.string)
+        else:
+            yield message.context, message.id, None, (message.string,)
+
+
+def test_the_template_and_every_catalog_are_current_with_the_code():
+    stale = sync(check=True)
+    assert not stale, f"run `python dev.py catalog`: out of date: {[p.name for p in stale]}"
+
+
+def test_every_eu_language_but_the_source_has_a_catalog_and_all_are_complete():
+    assert set(COMPLETE) == set(TRANSLATED), "every language is translated in full"
+
+
+@pytest.mark.parametrize("language", TRANSLATED)
+def test_a_complete_catalog_translates_every_message(language):
+    template = {(m.context, m.id if isinstance(m.id, str) else m.id[0]) for m in extract() if m.id}
+    missing = [
+        msgid for context, msgid, _plural, strings in messages(language)
+        if (context, msgid) in template and not all(strings)
+    ]  # fmt: skip
+    if language in COMPLETE:
+        assert not missing, f"{language}: {len(missing)} untranslated, e.g. {missing[:3]}"
+
+
+@pytest.mark.parametrize("language", TRANSLATED)
+def test_translations_keep_the_placeholders_and_the_markup(language):
+    problems = []
+    for context, msgid, plural, strings in messages(language):
+        for index, text in enumerate(strings):
+            if not text:
+                continue
+            source = msgid
+            expected, got = fields(plural or msgid), fields(text)
+            if plural is not None:
+                # A form may leave out the number ("one task"), never add or rename a field.
+                counter = {f for f in expected if f.split(":")[0] == "n"}
+                if not got <= expected or not expected - counter <= got:
+                    problems.append(f"{msgid!r} form {index}: {sorted(got)} vs {sorted(expected)}")
+            elif got != expected:
+                problems.append(f"{msgid!r}: {sorted(got)} instead of {sorted(expected)}")
+            bold, code = markers(text)
+            if (bold, code) != markers(source) or bold % 2 or code % 2:
+                problems.append(f"{msgid!r}: markup ** {bold} ` {code} vs {markers(source)}")
+            if context == NAME and not valid_name(text):
+                problems.append(f"{msgid!r}: {text!r} is not a valid Discord name")
+            if context == COMMAND and len(text) > MAX_DESCRIPTION:
+                problems.append(f"{msgid!r}: description of {len(text)} characters")
+            if context == CHOICE and len(text) > MAX_DESCRIPTION:
+                problems.append(f"{msgid!r}: choice name of {len(text)} characters")
+    assert not problems, f"{language}:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("language", TRANSLATED)
+def test_plural_forms_are_as_many_as_the_language_has(language):
+    catalog = load(language)
+    expected = get_plural(language).num_plurals
+    assert catalog.num_plurals == expected, f"{language}: header says {catalog.num_plurals}"
+    wrong = [
+        msgid for _context, msgid, plural, strings in messages(language)
+        if plural is not None and len(strings) != expected
+    ]  # fmt: skip
+    assert not wrong, f"{language}: {wrong[:3]} do not have {expected} forms"
+
+
+def test_a_broken_translation_is_caught():
+    """The checks above fail for a dropped placeholder, unbalanced markup and a bad name."""
+    assert fields("Task {id} is **yours**") != fields("Zadanie jest **twoje**")
+    assert markers("Task `{id}`") != markers("Zadanie `{id}")
+    assert not valid_name("Zadanie Przyjmij")
+
+
+def _slash_payloads(language_locale: str):
+    from discord.app_commands import TranslationContextLocation as Where
+
+    from bot.adapters.discord_names import translated
+    from bot.catalogs import cog_classes
+
+    def shown(text: str, where: Where) -> str:
+        return translated(text, language_locale, where) or text
+
+    for cog in cog_classes():
+        for spec in cog.specs:
+            parts = [shown(spec.name, Where.command_name),
+                     shown(spec.description, Where.command_description)]  # fmt: skip
+            options = []
+            for arg in spec.args:
+                name = shown(arg.name, Where.parameter_name)
+                options.append(name)
+                parts += [name, shown(arg.description, Where.parameter_description)]
+                parts += [shown(c, Where.choice_name) for c in arg.choices]
+                parts += arg.choices
+            yield spec, parts, options
+
+
+@pytest.mark.parametrize("locale", sorted(DISCORD_LOCALES))
+def test_every_slash_command_fits_discords_limits_in_every_locale(locale):
+    from bot.catalogs import cog_classes
+
+    problems = []
+    siblings: dict[str | None, list[str]] = {}
+    for spec, parts, options in _slash_payloads(locale):
+        size = sum(len(p) for p in parts)
+        if size > MAX_COMMAND_CHARS:
+            problems.append(f"{spec.qualified_name}: {size} characters")
+        if len(set(options)) != len(options):
+            problems.append(f"{spec.qualified_name}: two options share a name {options}")
+        siblings.setdefault(spec.group, []).append(parts[0])
+    for group, names in siblings.items():
+        if len(set(names)) != len(names):
+            problems.append(f"group {group}: two commands share a name {sorted(names)}")
+    groups = [c.group for c in cog_classes() if c.group]
+    assert groups and not problems, f"{locale}:\n" + "\n".join(problems)
+
+
+def test_discord_has_no_locale_for_six_eu_languages_and_portuguese_only_as_brazilian():
+    covered = set(DISCORD_LOCALES.values())
+    assert set(EU_LANGUAGES) - covered == {"et", "ga", "lv", "mt", "sk", "sl"}
+    assert [k for k, v in DISCORD_LOCALES.items() if v == "pt"] == ["pt-BR"]
+
+
+def test_no_message_is_split_across_concatenated_pieces():
+    """A message ends a sentence or is a whole line: no fragments glued with + or join."""
+    bad = [m.id for m in extract() if isinstance(m.id, str) and re.match(r"^\s|.*[^\s]\s$", m.id)]
+    assert not bad, f"fragments: {bad[:5]}"
