@@ -11,6 +11,7 @@ import importlib
 import inspect
 import io
 import pkgutil
+import string
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,8 +27,10 @@ from bot.domain.i18n import (
     DOMAIN,
     EU_LANGUAGES,
     LOCALE_DIR,
+    MAX_DESCRIPTION,
     NAME,
     SOURCE_LANGUAGE,
+    valid_name,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,3 +156,60 @@ def sync(*, check: bool = False) -> list[Path]:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
     return changed
+
+
+# -- what a translation must keep ----------------------------------------------------------------
+
+_FIELDS = string.Formatter()
+
+
+def fields(text: str) -> set[str]:
+    """The placeholders of a template, with their format specs: {"n:,", "title"}."""
+    found = set()
+    for _literal, name, spec, _conv in _FIELDS.parse(text):
+        if name is not None:
+            found.add(f"{name}:{spec}" if spec else name)
+    return found
+
+
+def markers(text: str) -> tuple[int, int]:
+    """How many bold markers and code backticks a template has."""
+    return text.count("**"), text.count("`")
+
+
+def problems(
+    context: str | None, msgid: str, plural: str | None, strings: tuple[str, ...],
+    num_plurals: int,
+) -> list[str]:  # fmt: skip
+    """What is wrong with one message's translation (empty strings are untranslated, not wrong).
+
+    A placeholder added, dropped or renamed; bold or code markers that do not pair up as in
+    the source; a plural with the wrong number of forms; a Discord name that breaks its rule;
+    a description or choice name longer than Discord allows.
+    """
+    found: list[str] = []
+    if plural is not None and len(strings) != num_plurals:
+        found.append(f"{msgid!r}: {len(strings)} plural forms, the language has {num_plurals}")
+    for index, text in enumerate(strings):
+        if not text:
+            continue
+        try:
+            got, expected = fields(text), fields(plural or msgid)
+        except ValueError as exc:
+            found.append(f"{msgid!r}: the translation is not a template ({exc})")
+            continue
+        if plural is not None:
+            # A form may leave out the number ("one task"); it never adds or renames a field.
+            counted = {f for f in expected if f.split(":")[0] == "n"}
+            if not got <= expected or not expected - counted <= got:
+                found.append(f"{msgid!r} form {index}: {sorted(got)} vs {sorted(expected)}")
+        elif got != expected:
+            found.append(f"{msgid!r}: {sorted(got)} instead of {sorted(expected)}")
+        bold, code = markers(text)
+        if (bold, code) != markers(msgid):
+            found.append(f"{msgid!r}: ** {bold} and ` {code}, the source {markers(msgid)}")
+        if context == NAME and not valid_name(text):
+            found.append(f"{msgid!r}: {text!r} is not a valid Discord name")
+        if context in (COMMAND, CHOICE) and len(text) > MAX_DESCRIPTION:
+            found.append(f"{msgid!r}: {len(text)} characters, Discord allows {MAX_DESCRIPTION}")
+    return found

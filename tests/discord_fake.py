@@ -622,6 +622,7 @@ class FakeDiscord:
         channel_id: int | None,
         message: dict[str, Any] | None = None,
         guild_id: int | None = None,
+        locale: str = "en-GB",
     ) -> Interaction:
         channel_id = channel_id or self.channel_id
         guild_id = guild_id or self.guild_id
@@ -634,7 +635,7 @@ class FakeDiscord:
             "data": data,
             "channel_id": str(channel_id),
             "channel": self.channels.get(channel_id, {"id": str(channel_id), "type": 0}),
-            "locale": "en-GB",
+            "locale": locale,
             "app_permissions": str(MEMBER_PERMISSIONS),
             "entitlements": [],
             "authorizing_integration_owners": {"0": str(guild_id)},
@@ -702,9 +703,12 @@ class FakeDiscord:
         guild_id: int | None = None,
         channel_id: int | None = None,
         focused: str | None = None,
+        locale: str = "en-GB",
         **values: Any,
     ) -> Interaction:
         """Send ``/command`` as ``user`` with option values, as registered by the bot.
+
+        ``locale`` is the language the user's Discord client is set to.
 
         ``guild_id`` sends it from another server than the fake's own (one that added the
         bot), with the same commands; ``guild=False`` sends it as a direct message.
@@ -734,8 +738,9 @@ class FakeDiscord:
             data["resolved"] = resolved
         kind = 4 if focused else 2
         interaction = self._interaction(
-            kind, user, data, guild=guild, channel_id=channel_id, guild_id=guild_id
-        )
+            kind, user, data, guild=guild, channel_id=channel_id, guild_id=guild_id,
+            locale=locale,
+        )  # fmt: skip
         interaction.dispatched_at = asyncio.get_running_loop().time()
         await self.dispatch("INTERACTION_CREATE", interaction.data)
         return interaction

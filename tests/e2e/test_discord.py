@@ -136,6 +136,8 @@ KEYS = (
 def normalise(option: dict[str, Any]) -> dict[str, Any]:
     """Keep what the schema means; leaf options always say whether they are required."""
     out = {k: option[k] for k in KEYS if option.get(k) not in (None, False, [])}
+    if "choices" in out:  # their localised names are checked in test_discord_languages.py
+        out["choices"] = [{"name": c["name"], "value": c["value"]} for c in out["choices"]]
     if option.get("type", 1) not in (1, 2):
         out["required"] = bool(option.get("required"))
     if option.get("options"):

@@ -1,0 +1,105 @@
+"""Discord in the user's language: localised slash commands, and answers without choosing."""
+
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.domain import i18n
+from tests.discord_fake import FakeDiscord
+from tests.e2e.discord_support import BotRunner
+
+pytestmark = pytest.mark.e2e
+
+COMMANDS_PUT = r"^/applications/\d+/guilds/\d+/commands$"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    server = await FakeDiscord().start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def runner(fake: FakeDiscord, tmp_path: Path) -> AsyncIterator[BotRunner]:
+    bot = BotRunner(fake, tmp_path)
+    try:
+        yield bot
+    finally:
+        await bot.stop()
+
+
+@pytest.fixture
+def catalogs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A copy of the catalogs the bot reads, for a test that changes a translation."""
+    copy = tmp_path / "locale"
+    shutil.copytree(i18n.LOCALE_DIR, copy)
+    monkeypatch.setattr(i18n, "LOCALE_DIR", copy)
+    i18n.translation.cache_clear()
+    yield copy
+    i18n.translation.cache_clear()
+
+
+def command(payload: list[dict], name: str) -> dict:
+    return next(c for c in payload if c["name"] == name)
+
+
+def sub(group: dict, name: str) -> dict:
+    return next(o for o in group["options"] if o["name"] == name)
+
+
+async def test_the_sync_carries_localised_names_and_descriptions(fake, runner):
+    await runner.start()
+    [put] = fake.requests_to("PUT", COMMANDS_PUT)
+    task = command(put.json, "task")
+    claim = sub(task, "claim")
+    german = i18n.translation("de").messages
+    assert claim["description_localizations"]["de"] == german[(i18n.COMMAND, claim["description"])]
+    assert task["name_localizations"]["de"] == german[(i18n.NAME, "task")]
+    assert i18n.valid_name(claim["name_localizations"]["de"])
+    option = claim["options"][0]
+    assert option["description_localizations"]["pl"] != option["description"]
+    everywhere = {key for c in put.json for key in c.get("description_localizations", {})}
+    assert {"de", "fr", "pl", "pt-BR", "es-ES", "sv-SE", "bg", "el"} <= everywhere
+    assert not everywhere & {"et", "ga", "lv", "mt", "sk", "sl", "ja"}, "no locale Discord lacks"
+    join = sub(command(put.json, "volunteer"), "join")
+    role = next(o for o in join["options"] if o["name"] == "role")
+    translator = next(c for c in role["choices"] if c["value"] == "translator")
+    assert translator["name_localizations"]["de"] != "translator", "choice names are localised"
+    assert translator["name"] == "translator", "while the value stays the same"
+
+
+async def test_a_german_client_gets_german_answers_without_choosing(fake, runner):
+    await runner.start()
+    alice = fake.user("alice")
+    german = await (await fake.slash(alice, "task claim", id=99, locale="de")).answer()
+    english = await (await fake.slash(alice, "task claim", id=99, locale="en-US")).answer()
+    assert german.content != english.content
+    hint = "/" + " ".join(i18n.localized_name(n, "de") for n in ("volunteer", "join"))
+    assert hint in german.content, "the hint names the command as the German client shows it"
+    polish = await (await fake.slash(alice, "volunteer language", code="pl", locale="de")).answer()
+    later = await (await fake.slash(alice, "task claim", id=99, locale="de")).answer()
+    assert later.content not in (german.content, english.content), "her own choice wins"
+    assert "polski" in polish.content
+
+
+async def test_a_resync_happens_only_when_a_translation_changed(fake, runner, catalogs):
+    await runner.start()
+    assert len(fake.requests_to("PUT", COMMANDS_PUT)) == 1
+    await runner.restart()
+    assert len(fake.requests_to("PUT", COMMANDS_PUT)) == 1, "same catalogs: no sync"
+    po = catalogs / "de" / "LC_MESSAGES" / f"{i18n.DOMAIN}.po"
+    text = po.read_text(encoding="utf-8")
+    source = 'msgctxt "command"\nmsgid "Take a task from the queue."\nmsgstr "'
+    assert source in text
+    po.write_text(text.replace(source, source + "Jetzt: "), encoding="utf-8")
+    i18n.translation.cache_clear()
+    await runner.restart()
+    puts = fake.requests_to("PUT", COMMANDS_PUT)
+    assert len(puts) == 2, "a changed translation syncs again"
+    claim = sub(command(puts[-1].json, "task"), "claim")
+    assert claim["description_localizations"]["de"].startswith("Jetzt: ")
