@@ -11,6 +11,7 @@ import importlib
 import inspect
 import io
 import pkgutil
+import re
 import string
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("bot", "cogs", "storage")
 KEYWORDS = {
     "_": None,
+    "gettext": None,
     "pgettext": ((1, "c"), 2),
     "ngettext": (1, 2),
     "npgettext": ((1, "c"), 2, 3),
@@ -97,7 +99,10 @@ def extract() -> Catalog:
     )  # fmt: skip
     for directory in SOURCES:
         found = extract_from_dir(
-            ROOT / directory, method_map=[("**.py", "python")], keywords=KEYWORDS,
+            ROOT / directory,
+            method_map=[("**.py", "python"), ("**/templates/**.html", "jinja2.ext:babel_extract")],
+            options_map={"**/templates/**.html": {"extensions": "jinja2.ext.i18n"}},
+            keywords=KEYWORDS,
             comment_tags=("Translators:",), strip_comment_tags=True,
         )  # fmt: skip
         for filename, lineno, message, comments, context in found:
@@ -163,9 +168,15 @@ def sync(*, check: bool = False) -> list[Path]:
 _FIELDS = string.Formatter()
 
 
+_PERCENT_FIELD = re.compile(r"%\((\w+)\)s")
+
+
 def fields(text: str) -> set[str]:
-    """The placeholders of a template, with their format specs: {"n:,", "title"}."""
-    found = set()
+    """The placeholders of a template, with their format specs: {"n:,", "title"}.
+
+    The web pages' templates name theirs ``%(name)s``; those count the same way.
+    """
+    found = {f"%({name})" for name in _PERCENT_FIELD.findall(text)}
     for _literal, name, spec, _conv in _FIELDS.parse(text):
         if name is not None:
             found.add(f"{name}:{spec}" if spec else name)

@@ -105,7 +105,7 @@ async def test_progress_shows_total_every_member_state_and_n_of_7_without_person
     assert (germany["max"], germany["value"]) == ("69120", "69120")  # capped at its minimum
     assert "312,345" in text and "of 1,000,000" in text
     assert re.search(r'data-field="over">3</span> of 7 countries', text)  # DE, FR and MT
-    assert "days left" in text and "collection ends 2026-12-31" in text
+    assert "days left" in text and "collection ends December 31, 2026" in text
     assert "manual" in text and "entered by a coordinator" in text
     assert page.images and "312,345 of 1,000,000" in (page.images[0]["alt"] or "")
     for personal in ("coco", "Coco", "test:room"):
@@ -157,6 +157,22 @@ async def test_lang_picks_one_of_the_24_or_falls_back_to_the_default(
     async with client() as http, http.get(url(site, "/progress" + query)) as response:
         assert response.status == 200
         assert Page(await response.text()).lang == lang
+
+
+async def test_progress_is_in_the_campaigns_language_or_the_one_asked_for(tmp_path: Path):
+    async with running(web_app(tmp_path, language="fr")) as h, client() as http:
+        await h.ok("coco", "signatures set 1234567")
+        async with http.get(url(h, "/progress")) as response:
+            french = await response.text()
+        async with http.get(url(h, "/progress?lang=de")) as response:
+            german = await response.text()
+        async with http.get(url(h, "/progress?lang=en")) as response:
+            english = await response.text()
+    assert Page(french).lang == "fr" and "1\u202f234\u202f567" in french
+    assert "décembre 2026" in french and "Allemagne" in french, "dates and countries in French"
+    assert Page(german).lang == "de" and "1.234.567" in german and "Deutschland" in german
+    assert "1,234,567" in english and "Germany" in english
+    assert Page(german).headings != Page(english).headings, "the headings are translated"
 
 
 async def test_pages_have_no_inline_script_or_style_and_send_the_security_headers(

@@ -17,11 +17,14 @@ COCO = UserRef("console", "coco", "Coco Ordinator")
 LINK = re.compile(r"(http://\S+/signin\?t=\S+)")
 
 
-def web_app(tmp_path: Path, *, coordinators: tuple[str, ...] = ("coco",), **web: Any) -> App:
+def web_app(
+    tmp_path: Path, *, coordinators: tuple[str, ...] = ("coco",), language: str = "en", **web: Any
+) -> App:
     sections: dict[str, Any] = {
         "web": {"enabled": True, "listen": "127.0.0.1:0", "cache_ttl": 0, **web},
         "console": {"coordinators": list(coordinators)},
         "campaign": {"collection_ends": "2026-12-31"},
+        "bot": {"language": language},
     }
     return make_app(tmp_path, **sections)
 

@@ -13,7 +13,6 @@ import json
 import logging
 import secrets
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +27,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from bot.adapters import Adapter
 from bot.config import ConfigError, Settings
 from bot.domain import COUNTRIES, LANGUAGES, TaskStatus
+from bot.domain.i18n import (
+    SOURCE_LANGUAGE,
+    CountryName,
+    LanguageName,
+    Msg,
+    Reader,
+    _,
+    day,
+    number,
+    translation,
+    when,
+)
 from bot.logs import describe_error
 from bot.services import Services
 from bot.web.addresses import client_address, parse_listen
@@ -45,7 +56,6 @@ STATIC = {
     "live.js": "text/javascript; charset=utf-8",
     "icon.svg": "image/svg+xml",
 }
-DEFAULT_LANGUAGE = "en"  # until the campaign's language is configurable
 COOKIE = "vb_session"
 MAX_BODY = 16 * 1024
 HEALTH_TIMEOUT = 2.0
@@ -54,10 +64,10 @@ PUBLIC = frozenset({"progress", "progress-json", "progress-png", "embed", "stati
 STATUSES = ("open", "claimed", "in_review", "done", "cancelled")
 DASHBOARD_JOBS = 25  # the newest jobs shown with their progress
 SOURCE_LABELS = {
-    "manual": "entered by a coordinator",
-    "eci_register": "official: the European Commission's register",
-    "eci_cocs": "official: the Commission's online collection system",
-    "json": "the campaign's own count",
+    "manual": _("entered by a coordinator"),
+    "eci_register": _("official: the European Commission's register"),
+    "eci_cocs": _("official: the Commission's online collection system"),
+    "json": _("the campaign's own count"),
 }
 BASE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -67,20 +77,23 @@ BASE_CSP = (
 AdapterList = Callable[[], Sequence[Adapter]]
 
 
-def gettext(message: str) -> str:
-    """Every visible string of the pages passes through here (catalogs come later)."""
-    return message
-
-
-def ngettext(singular: str, plural: str, n: int) -> str:
-    """Plural-aware ``gettext``."""
-    return singular if n == 1 else plural
-
-
-def page_language(requested: str | None) -> str:
-    """The language asked for with ``?lang=``, if it is one of the 24; else the default."""
+def page_language(requested: str | None, default: str = SOURCE_LANGUAGE) -> str:
+    """The language asked for with ``?lang=``, if it is one of the 24; else the campaign's."""
     code = (requested or "").strip().lower()
-    return code if code in LANGUAGES else DEFAULT_LANGUAGE
+    return code if code in LANGUAGES else default
+
+
+def page_gettext(language: str) -> tuple[Callable[[str], str], Callable[[str, str, int], str]]:
+    """The pages' ``gettext`` and ``ngettext`` for one language, from the bot's catalogs."""
+    catalog = translation(language)
+
+    def gettext(message: str) -> str:
+        return catalog.text(Msg(message))
+
+    def ngettext(singular: str, plural: str, n: int) -> str:
+        return catalog.text(Msg(singular, plural=plural), n)
+
+    return gettext, ngettext
 
 
 class AccessLog(AbstractAccessLogger):
@@ -140,10 +153,7 @@ class WebServer:
             extensions=["jinja2.ext.i18n"],
             undefined=jinja2.StrictUndefined,
         )
-        self.env.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
-        self.env.filters["number"] = lambda n: f"{n:,}"
-        self.env.filters["percent"] = lambda x: f"{x:.1%}"
-        self.env.filters["local"] = self._local
+        self.language = settings.bot.language
         self.app = self._build()
 
     def __repr__(self) -> str:
@@ -233,7 +243,12 @@ class WebServer:
             ref = secrets.token_hex(2)
             log.exception("web page %s failed (ref: %s)", name, ref)
             response = self._error_response(
-                request, 500, gettext("Something went wrong (ref: %(ref)s).") % {"ref": ref}
+                request,
+                500,
+                page_gettext(page_language(request.query.get("lang"), self.language))[0](
+                    "Something went wrong (ref: %(ref)s)."
+                )
+                % {"ref": ref},
             )
         key = (name, response.status)
         count = self._counted.get(key)
@@ -303,14 +318,21 @@ class WebServer:
     # --- rendering ----------------------------------------------------------------------
 
     def _render(self, template: str, request: web.Request, **values: Any) -> str:
-        lang = page_language(request.query.get("lang"))
+        lang = page_language(request.query.get("lang"), self.language)
         query = f"?lang={lang}" if "lang" in request.query else ""
-        return self.env.get_template(template).render(lang=lang, query=query, **values)
-
-    def _local(self, moment: datetime | None) -> str:
-        if moment is None:
-            return "—"
-        return moment.astimezone(self.zone).strftime("%Y-%m-%d %H:%M %Z")
+        reader = Reader(lang, timezone=self.zone, platform="web")
+        # Rendering does not wait on anything, so setting the language here holds for the
+        # whole of this page, whatever other requests come in meanwhile.
+        gettext, ngettext = page_gettext(lang)
+        self.env.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
+        self.env.filters["number"] = lambda n: number(n, reader, ",")
+        self.env.filters["percent"] = lambda x: number(x, reader, ".1%")
+        self.env.filters["local"] = lambda moment: "—" if moment is None else when(moment, reader)
+        self.env.filters["day"] = lambda value: day(value, reader, "long")
+        return self.env.get_template(template).render(
+            lang=lang, query=query, language_name=lambda code: LanguageName(code).name(reader),
+            country_name=lambda code: CountryName(code).name(reader), **values,
+        )  # fmt: skip
 
     async def _load_figures(self) -> Figures:
         progress = await self.services.signatures.progress()
@@ -577,14 +599,14 @@ class WebServer:
 
 
 _ERROR_TEXT = {
-    400: "That request could not be read.",
-    401: "Please sign in first: ask the bot for a link with `dashboard link` in chat.",
-    403: "That is not allowed from here.",
-    404: "There is no such page.",
-    405: "That page does not take this kind of request.",
-    413: "That request is too large.",
-    429: "Too many requests from your address; please wait a moment.",
-    503: "The server is busy; please try again in a moment.",
+    400: _("That request could not be read."),
+    401: _("Please sign in first: ask the bot for a link with `dashboard link` in chat."),
+    403: _("That is not allowed from here."),
+    404: _("There is no such page."),
+    405: _("That page does not take this kind of request."),
+    413: _("That request is too large."),
+    429: _("Too many requests from your address; please wait a moment."),
+    503: _("The server is busy; please try again in a moment."),
 }
 
 
