@@ -3,7 +3,9 @@
 import asyncio
 import json
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
+from bot.domain.i18n import Reader, when
 from cogs.tasks import Tasks
 from storage.tasks import SweepReport
 from tests.harness import START, Harness, make_app
@@ -171,7 +173,8 @@ async def test_the_still_on_it_notice_offers_extend_which_restarts_the_claim(har
     h.clock.advance(timedelta(days=1))
     extended = await h.ok("alice", f"task extend {tid}")
     assert "stays yours" in extended
-    assert cog.when(START + TTL * 0.8 + timedelta(days=1) + TTL) in extended
+    until = START + TTL * 0.8 + timedelta(days=1) + TTL
+    assert when(until, Reader(timezone=ZoneInfo(cog.timezone))) in extended
     # Past the first claim's time to live it is still hers; a week after the extension, not.
     h.clock.advance(TTL * 0.2)
     assert (await cog.sweep()).released == 0
