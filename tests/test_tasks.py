@@ -443,3 +443,21 @@ async def test_tasks_erase_before_volunteer_records():
     from cogs.volunteers import Volunteers
 
     assert Tasks.erase_order < Volunteers.erase_order
+
+
+@pytest.mark.parametrize(
+    ("target", "claim", "join"),
+    [
+        ("console:room", "`task claim {id}`", "`volunteer join translator --languages pl`"),
+        ("matrix:!room", "`!task claim {id}`", "`!volunteer join translator --languages pl`"),
+        ("discord:1", "`/task claim id:{id}`", "`/volunteer join role:translator languages:pl`"),
+    ],
+)
+async def test_hints_are_spelt_in_the_readers_platform_syntax(harness: Harness, target, claim,
+                                                                join):  # fmt: skip
+    h = harness
+    posted = (await h.run("coco", "task post other Stand", target=target)).body.plain()
+    tid = task_id(posted)
+    assert claim.format(id=tid) in posted
+    refused = await h.run("zed", f"task claim {tid}", target=target)
+    assert refused.is_error and join in refused.body.plain()
