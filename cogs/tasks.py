@@ -65,6 +65,8 @@ NO_LANGUAGE = "—"
 FORMER = _("a former volunteer")
 NEWLINE = Markup.trusted("\n")
 COMMA = Markup.trusted(", ")
+# Who takes a kind of job no role is for, as a word in a sentence ("for a volunteer").
+ANY_ROLE = pgettext("role", "volunteer")
 # A task's status as a word in a sentence ("Task #7 is cancelled").
 STATUS_WORDS: dict[TaskStatus, Msg] = {
     TaskStatus.OPEN: pgettext("status", "open"),
@@ -763,7 +765,8 @@ class Tasks(Cog):
         else:
             text = Markup.format(template, **values)
         if event.note:
-            text += Markup.format(": “{note}”", note=event.note)
+            # Translators: {event} is a history line (when, what, who); {note} what they wrote.
+            text = Markup.format(_("{event}: “{note}”"), event=text, note=event.note)
         return text
 
     def job_posted(self, job: JobView, tasks: list[TaskView]) -> Markup:
@@ -823,13 +826,13 @@ class Tasks(Cog):
             kind = task.kind
         role = KIND_ROLE.get(kind) if kind else None
         number = id if id is not None else (task.id if task else "")
-        role_name = role.value if role else "volunteer"
+        role_name = role.value if role else "<role>"
         values: dict[str, object] = {
             "id": number,
             "holder": holder or (_name(task.claimer) if task else ""),
             "status": _status(task.status) if task else "",
             "kind": kind.value if kind else "",
-            "role": role_name,
+            "role": role.value if role else ANY_ROLE,
             "roles": ", ".join(result.roles) or pgettext("roles", "none"),
             "languages": ", ".join(result.languages) or pgettext("languages", "none given"),
             "language": language or "",
@@ -931,7 +934,7 @@ def _status(status: TaskStatus) -> Msg:
 
 def _role(kind: TaskKind) -> str:
     role = KIND_ROLE[kind]
-    return role.value if role else "volunteer"
+    return role.value if role else ANY_ROLE
 
 
 def _name(user: UserRef | None) -> str:
