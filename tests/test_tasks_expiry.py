@@ -194,3 +194,18 @@ async def test_only_the_holder_extends_a_claim(harness: Harness):
                    .strip("*"))  # fmt: skip
     assert "Nobody holds task" in await h.err("alice", f"task extend {open_one}")
     assert "There is no task `99`" in await h.err("alice", "task extend 99")
+
+
+async def test_a_notice_is_worded_for_the_room_it_goes_to(harness: Harness):
+    h = harness
+    h.app.services.outbox.register("matrix", h._deliver)
+    tid = await claimed(h, target="matrix:!stand")
+    h.clock.advance(TTL * 0.8 + timedelta(minutes=1))
+    assert (await tasks_cog(h).sweep()).nudged == 1
+    [notice] = await h.deliver()
+    assert notice.reader is not None
+    text = notice.body.localized(notice.reader).plain()
+    assert f"`!task extend {tid}`" in text and f"`!task unclaim {tid}`" in text
+    # The time it goes back is written for the reader, in the campaign's zone.
+    zone = ZoneInfo(tasks_cog(h).timezone)
+    assert f"returns to the queue at {when(START + TTL, Reader(timezone=zone))}." in text
