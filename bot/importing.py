@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.domain import BadArgument, Priority, TaskKind, UserError
+from bot.domain import BadArgument, Markup, Priority, TaskKind, UserError
+from bot.domain.i18n import _, ngettext
 from bot.params import ParseEnv, kind_for, parse_language, parse_language_list, parse_when
 from storage.tasks import NewJob, Posted
 
@@ -43,11 +44,19 @@ class Problem:
 
     line: int
     column: str | None
-    message: str
+    message: Markup
+
+    @property
+    def markup(self) -> Markup:
+        """Where and what, in words."""
+        if self.column:
+            # Translators: {column} is a CSV column's name (kind, title, due…), as in the file.
+            return Markup.format(_("line {line}, column {column}: {problem}"), line=self.line,
+                                 column=self.column, problem=self.message)  # fmt: skip
+        return Markup.format(_("line {line}: {problem}"), line=self.line, problem=self.message)
 
     def __str__(self) -> str:
-        where = f"line {self.line}" + (f", column {self.column}" if self.column else "")
-        return f"{where}: {self.message}"
+        return self.markup.plain()
 
 
 @dataclass(slots=True)
@@ -58,17 +67,27 @@ class ImportRefused(Exception):
     rows: int = 0
     bad_rows: int = field(default=0)
 
-    def __str__(self) -> str:
+    @property
+    def markup(self) -> Markup:
+        """Every problem shown (up to MAX_PROBLEMS), one a line, under what it means."""
         shown = self.problems[:MAX_PROBLEMS]
         head = (
-            f"{self.bad_rows:,} of {self.rows:,} rows are not right, so nothing was imported"
+            Markup.format(ngettext(
+                "{bad:,} of {n:,} row is not right, so nothing was imported:",
+                "{bad:,} of {n:,} rows are not right, so nothing was imported:",
+            ), bad=self.bad_rows, n=self.rows)
             if self.rows
-            else "nothing was imported"
-        )
-        lines = [head + ":", *(f"  {p}" for p in shown)]
+            else Markup.format(_("nothing was imported:"))
+        )  # fmt: skip
+        indent = Markup.trusted("  ")
+        lines = [head, *(indent + p.markup for p in shown)]
         if len(self.problems) > len(shown):
-            lines.append(f"  … and {len(self.problems) - len(shown):,} more")
-        return "\n".join(lines)
+            lines.append(indent + Markup.format(_("… and {n:,} more"),
+                                                n=len(self.problems) - len(shown)))  # fmt: skip
+        return Markup.trusted("\n").join(lines)
+
+    def __str__(self) -> str:
+        return self.markup.plain()
 
 
 _KIND = kind_for(TaskKind).parse
@@ -88,7 +107,7 @@ def _priority(text: str, env: ParseEnv) -> Priority:
 def _text(limit: int) -> Callable[[str, ParseEnv], str]:
     def parse(text: str, env: ParseEnv) -> str:
         if len(text) > limit:
-            raise BadArgument("That is {n} characters long; the limit is {limit}.",
+            raise BadArgument(_("That is {n:,} characters long; the limit is {limit:,}."),
                               n=len(text), limit=limit)  # fmt: skip
         return text
 
@@ -98,7 +117,7 @@ def _text(limit: int) -> Callable[[str, ParseEnv], str]:
 def _source(text: str, env: ParseEnv) -> str:
     link = _text(MAX_SOURCE)(text, env)
     if not link.startswith(("https://", "http://")) or " " in link:
-        raise BadArgument("`{text}` is not a link; give one starting with https://.",
+        raise BadArgument(_("`{text}` is not a link; give one starting with https://."),
                           text=link[:80])  # fmt: skip
     return link
 
@@ -122,15 +141,15 @@ def read_csv(data: bytes, env: ParseEnv, progress: Progress | None = None) -> li
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         where = _line_of(data, exc.start)
-        message = "this is not UTF-8 text; save the file as CSV UTF-8"
+        message = Markup.format(_("this is not UTF-8 text; save the file as CSV UTF-8"))
         raise ImportRefused([Problem(where, None, message)]) from None
     lines = text.count("\n") + (0 if text.endswith("\n") else 1)
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
     except StopIteration:
-        raise ImportRefused([Problem(1, None, "the file is empty; the first line names the "
-                                     "columns, e.g. kind,title,language")]) from None  # fmt: skip
+        empty = _("the file is empty; the first line names the columns, e.g. kind,title,language")
+        raise ImportRefused([Problem(1, None, Markup.format(empty))]) from None
     columns = _columns(header)
     rows: list[Row] = []
     problems: list[Problem] = []
@@ -152,12 +171,15 @@ def read_csv(data: bytes, env: ParseEnv, progress: Progress | None = None) -> li
             if progress is not None:
                 progress(reader.line_num, lines)
     except csv.Error as exc:
-        problems.append(Problem(reader.line_num, None, f"the CSV is malformed ({exc})"))
+        # Translators: {error} is the CSV reader's own explanation, in English.
+        malformed = Markup.format(_("the CSV is malformed ({error})"), error=str(exc))
+        problems.append(Problem(reader.line_num, None, malformed))
         bad += 1
     if problems:
         raise ImportRefused(problems, total, bad)
     if not rows:
-        raise ImportRefused([Problem(2, None, "there are no rows under the header")])
+        none = Markup.format(_("there are no rows under the header"))
+        raise ImportRefused([Problem(2, None, none)])
     return rows
 
 
@@ -174,19 +196,30 @@ def _columns(header: list[str]) -> list[str]:
     names = [name.strip().lower().replace(" ", "_").replace("-", "_") for name in header]
     problems = [
         Problem(1, name or f"#{i + 1}",
-                f"`{name}` is not a column I know; the columns are: {', '.join(COLUMNS)}")
+                Markup.format(_("`{name}` is not a column I know; the columns are: {columns}"),
+                              name=name, columns=", ".join(COLUMNS)))
         for i, name in enumerate(names) if name not in COLUMNS
     ]  # fmt: skip
-    doubled = sorted({n for n in names if n in COLUMNS and names.count(n) > 1})
-    problems += [Problem(1, name, "the header names this column twice") for name in doubled]
+    twice = Markup.format(_("the header names this column twice"))
+    problems += [Problem(1, name, twice) for name in doubled_columns(names)]
     missing = [name for name in REQUIRED if name not in names]
     if missing:
-        message = (f"the header lacks the column {' and '.join(missing)}; the first line "
-                   "names the columns, e.g. kind,title,language")  # fmt: skip
+        message = Markup.format(
+            ngettext("the header lacks the column {columns}; the first line names the "
+                     "columns, e.g. kind,title,language",
+                     "the header lacks the columns {columns}; the first line names the "
+                     "columns, e.g. kind,title,language"),
+            columns=", ".join(missing), n=len(missing),
+        )  # fmt: skip
         problems.append(Problem(1, None, message))
     if problems:
         raise ImportRefused(problems)
     return names
+
+
+def doubled_columns(names: list[str]) -> list[str]:
+    """The known columns a header names more than once."""
+    return sorted({n for n in names if n in COLUMNS and names.count(n) > 1})
 
 
 def _row(
@@ -197,8 +230,9 @@ def _row(
     seen: dict[tuple[str, str], Any],
 ) -> tuple[Row | None, list[Problem]]:
     if len(values) > len(columns):
-        extra = Problem(line, None, f"it has {len(values)} values and the header "
-                        f"{len(columns)} columns; quote values that contain commas")  # fmt: skip
+        extra = Problem(line, None, Markup.format(
+            _("it has {values:,} values and the header {columns:,} columns; quote values that "
+              "contain commas"), values=len(values), columns=len(columns)))  # fmt: skip
         return None, [extra]
     raw = {name: value.strip() for name, value in zip(columns, values, strict=False)}
     parsed: dict[str, Any] = {}
@@ -216,10 +250,11 @@ def _row(
             if name in REPEATED:
                 seen[key] = value
         if isinstance(value, UserError):
-            problems.append(Problem(line, name, str(value)))
+            problems.append(Problem(line, name, value.markup))
         else:
             parsed[name] = value
-    problems += [Problem(line, name, f"{name} is required") for name in REQUIRED
+    problems += [Problem(line, name, Markup.format(_("{name} is required"), name=name))
+                 for name in REQUIRED
                  if not raw.get(name) and not any(p.column == name for p in problems)]  # fmt: skip
     problems += _rules(line, parsed, env)
     if problems:
@@ -241,36 +276,56 @@ def _rules(line: int, parsed: dict[str, Any], env: ParseEnv) -> Iterator[Problem
     """What ``task post`` refuses beyond a single value: a past due date, source = target."""
     due = parsed.get("due")
     if due is not None and due <= env.now:
-        yield Problem(line, "due", "that due date is already past; give a later one")
+        past = _("that due date is already past; give a later one")
+        yield Problem(line, "due", Markup.format(past))
     source = parsed.get("source_language")
     if source is not None and source in (parsed.get("language") or ()):
-        message = f"`{source}` is also a target language; translate from another one"
-        yield Problem(line, "source_language", message)
+        message = _("`{code}` is also a target language; translate from another one")
+        yield Problem(line, "source_language", Markup.format(message, code=source))
 
 
-def summary(rows: list[Row], posted: list[Posted] | None = None) -> str:
+def summary(rows: list[Row], posted: list[Posted] | None = None) -> Markup:
     """What the rows post (or posted, given what posting made), in one sentence."""
     tasks = [t for row in rows for t in row.job.tasks()]
     kinds: dict[str, int] = {}
     languages: dict[str, int] = {}
     for task in tasks:
         kinds[task.kind.value] = kinds.get(task.kind.value, 0) + 1
-        code = task.language or "no language"
+        code = task.language or ""
         languages[code] = languages.get(code, 0) + 1
-    by_kind = ", ".join(f"{kind} {n:,}" for kind, n in sorted(kinds.items()))
-    by_language = ", ".join(f"{code} {n:,}" for code, n in sorted(languages.items()))
+    comma = Markup.trusted(", ")
+    by_kind = comma.join(Markup.format("{kind} {n:,}", kind=kind, n=n)
+                         for kind, n in sorted(kinds.items()))  # fmt: skip
+    by_language = comma.join(
+        Markup.format("{code} {n:,}", code=code or _("no language"), n=n)
+        for code, n in sorted(languages.items())
+    )
     ids = [i for made in posted or [] for i in made.task_ids]
-    numbers = ""
+    numbers = Markup()
     if ids:
-        numbers = f" #{ids[0]}" if len(ids) == 1 else f" #{min(ids)}–#{max(ids)}"
+        numbers = (Markup.format(" #{id}", id=ids[0]) if len(ids) == 1 else
+                   Markup.format(" #{first}–#{last}", first=min(ids), last=max(ids)))  # fmt: skip
+    values = {
+        "rows": Markup.format(ngettext("{n:,} row", "{n:,} rows"), n=len(rows)),
+        "tasks": Markup.format(ngettext("{n:,} task", "{n:,} tasks"), n=len(tasks)),
+        "numbers": numbers, "kinds": by_kind, "languages": by_language,
+    }  # fmt: skip
+    # Translators: {rows} is "3 rows", {tasks} "5 tasks", {numbers} their numbers (#4–#8) or
+    # nothing, {kinds} and {languages} counts such as "translation 4, design 1".
+    text = (_("{rows} posted {tasks}{numbers} ({kinds}; by target language: {languages})")
+            if posted is not None else
+            _("{rows} would post {tasks} ({kinds}; by target language: {languages})"))  # fmt: skip
+    body = Markup.format(text, **values)
     jobs = [made.job_id for made in posted or [] if made.job_id is not None]
     several = sum(1 for row in rows if row.job.grouped)
-    grouped = ""
-    if jobs:
-        grouped = f"; {len(jobs):,} job{'' if len(jobs) == 1 else 's'} of several languages"
-        grouped += f" (job {jobs[0]})" if len(jobs) == 1 else f" (jobs {jobs[0]}–{jobs[-1]})"
+    if len(jobs) == 1:
+        body += Markup.format(_("; 1 job of several languages (job {job})"), job=jobs[0])
+    elif jobs:
+        body += Markup.format(
+            _("; {n:,} jobs of several languages (jobs {first}–{last})"),
+            n=len(jobs), first=jobs[0], last=jobs[-1],
+        )
     elif several:
-        grouped = f"; {several:,} job{'' if several == 1 else 's'} of several languages"
-    verb = "posted" if posted is not None else "would post"
-    return (f"{len(rows):,} rows {verb} {len(tasks):,} tasks{numbers} ({by_kind}; "
-            f"by target language: {by_language}){grouped}")  # fmt: skip
+        body += Markup.format(ngettext("; {n:,} job of several languages",
+                                       "; {n:,} jobs of several languages"), n=several)
+    return body

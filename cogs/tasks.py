@@ -5,7 +5,6 @@ import logging
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from bot.background import Periodic
 from bot.charts import CoverageData, coverage_attachment
@@ -25,6 +24,8 @@ from bot.domain import (
     UserError,
     UserRef,
 )
+from bot.domain.i18n import Msg, _, ngettext, pgettext
+from bot.domain.markup import cmd
 from bot.domain.tasks import Change, Expiry, Notice, Outcome, TaskNotice, Verdict
 from bot.importing import ImportRefused, read_csv, summary
 from bot.outbox import Actions
@@ -53,9 +54,27 @@ REPORT_COLUMNS: dict[str, tuple[str, ...]] = {
     "in review": (TaskStatus.IN_REVIEW.value,),
     "done": (TaskStatus.DONE.value,),
 }
+# How each report column counts, in words. Values: n.
+REPORT_COUNTS: dict[str, Msg] = {
+    "open": _("{n:,} open"),
+    "claimed": _("{n:,} claimed"),
+    "in review": _("{n:,} in review"),
+    "done": _("{n:,} done"),
+}
 NO_LANGUAGE = "—"
-FORMER = "a former volunteer"
+FORMER = _("a former volunteer")
 NEWLINE = Markup.trusted("\n")
+COMMA = Markup.trusted(", ")
+# Who takes a kind of job no role is for, as a word in a sentence ("for a volunteer").
+ANY_ROLE = pgettext("role", "volunteer")
+# A task's status as a word in a sentence ("Task #7 is cancelled").
+STATUS_WORDS: dict[TaskStatus, Msg] = {
+    TaskStatus.OPEN: pgettext("status", "open"),
+    TaskStatus.CLAIMED: pgettext("status", "claimed"),
+    TaskStatus.IN_REVIEW: pgettext("status", "in review"),
+    TaskStatus.DONE: pgettext("status", "done"),
+    TaskStatus.CANCELLED: pgettext("status", "cancelled"),
+}
 
 
 class Status(StrEnum):
@@ -74,122 +93,139 @@ class Status(StrEnum):
         return None if self is Status.ALL else TaskStatus(self.value.replace("-", "_"))
 
 
+# The heading of ``task list``, by (most urgent first?, filtered?). Values: filters, n.
+LIST_HEADS: dict[tuple[bool, bool], Msg] = {
+    (True, True): _("**Tasks ({filters})**, most urgent first (page {n:,})"),
+    (True, False): _("**Tasks**, most urgent first (page {n:,})"),
+    (False, True): _("**Tasks ({filters})**, newest first (page {n:,})"),
+    (False, False): _("**All tasks**, newest first (page {n:,})"),
+}
+
 TaskId = Annotated[int, Param("Task number", min=1, autocomplete=True)]
 
 # Why a change did not happen, in words. Values: id, holder, status, kind, role, roles,
-# languages, language, count. A (outcome, command) entry overrides the general one.
-REFUSALS: dict[Outcome | tuple[Outcome, str], tuple[type[UserError], str]] = {
-    Outcome.NOT_FOUND: (NotFound, "There is no task `{id}`. See the open ones with `task list`."),
+# languages, language, count, and the commands that would help: list, claim, done, done_any,
+# unclaim_any, approve, approve_any, changes, join, join_role, join_example, join_languages,
+# join_language. A (outcome, command) entry overrides the general one.
+REFUSALS: dict[Outcome | tuple[Outcome, str], tuple[type[UserError], Msg]] = {
+    Outcome.NOT_FOUND: (NotFound, _("There is no task `{id}`. See the open ones with {list}.")),
     Outcome.NOT_REGISTERED: (
         NotPermitted,
-        "You are not registered as a volunteer yet. Join first, e.g. "
-        "`volunteer join translator --languages pl`.",
+        _("You are not registered as a volunteer yet. Join first, e.g. {join_example}."),
     ),
     (Outcome.NOT_REGISTERED, "assign"): (
         NotFound,
-        "`{holder}` is not a registered volunteer. They can join with `volunteer join <role>`.",
+        # Translators: {holder} is the name someone typed; {join} is a command.
+        _("`{holder}` is not a registered volunteer. They can join with {join}."),
     ),
     Outcome.NO_ROLE: (
         NotPermitted,
-        "Task #{id} is a {kind} job, for a {role}. Take on that role first: "
-        "`volunteer join {role}`.",
+        # Translators: {kind} is a kind of job (translation, design…); {role} a volunteer role.
+        _("Task #{id} is a {kind} job, for a {role}. Take on that role first: {join_role}."),
     ),
     (Outcome.NO_ROLE, "next"): (
         NotFound,
-        "There are open tasks, but none of a kind your roles take (your roles: {roles}). "
-        "See them with `task list`; add a role with `volunteer join <role>`.",
+        _("There are open tasks, but none of a kind your roles take (your roles: {roles}). "
+          "See them with {list}; add a role with {join}."),
     ),
     (Outcome.NO_ROLE, "next-kind"): (
         NotPermitted,
-        "{kind} tasks are for a {role}, and you are not one. Take on the role with "
-        "`volunteer join {role}`.",
+        _("{kind} tasks are for a {role}, and you are not one. Take on the role with "
+          "{join_role}."),
     ),
     Outcome.NO_LANGUAGE: (
         NotFound,
-        "There are open tasks for your roles, but none in your languages ({languages}). "
-        "Add languages with `volunteer join <role> --languages pl,de`.",
+        _("There are open tasks for your roles, but none in your languages ({languages}). "
+          "Add languages with {join_languages}."),
     ),
     Outcome.NOT_YOUR_LANGUAGE: (
         BadArgument,
-        "`{language}` is not one of your languages ({languages}). Add it with "
-        "`volunteer join <role> --languages …` or leave `--language` out.",
+        # Translators: {language} is a language code someone typed, e.g. pl.
+        _("`{language}` is not one of your languages ({languages}). Add it with "
+          "{join_language} or leave the language out."),
     ),
-    Outcome.EMPTY: (NotFound, "The queue is empty: no open tasks{what} right now."),
+    Outcome.EMPTY: (NotFound, _("The queue is empty: no open tasks right now.")),
+    (Outcome.EMPTY, "next-kind"): (
+        NotFound,
+        _("The queue is empty: no open tasks of kind {kind} right now."),
+    ),
     Outcome.LIMIT: (
         Conflict,
-        "You already hold {count} tasks, the most anyone can at once. Finish one with "
-        "`task done <id>` or give one back with `task unclaim <id>` first.",
+        _("You already hold {count:,} tasks, the most anyone can at once. Finish one with "
+          "{done_any} or give one back with {unclaim_any} first."),
     ),
     (Outcome.LIMIT, "assign"): (
         Conflict,
-        "{holder} already holds {count} tasks, the most anyone can at once.",
+        _("{holder} already holds {count:,} tasks, the most anyone can at once."),
     ),
-    Outcome.TAKEN: (Conflict, "Too late: task #{id} is already claimed by {holder}."),
-    Outcome.CLOSED: (Conflict, "Task #{id} is {status}; it cannot change any more."),
+    Outcome.TAKEN: (Conflict, _("Too late: task #{id} is already claimed by {holder}.")),
+    # Translators: {status} is a status word: claimed, in review, done, cancelled.
+    Outcome.CLOSED: (Conflict, _("Task #{id} is {status}; it cannot change any more.")),
     Outcome.NOT_CLAIMED: (
         Conflict,
-        "Nobody holds task #{id}: it is open. Claim it with `task claim {id}`.",
+        _("Nobody holds task #{id}: it is open. Claim it with {claim}."),
     ),
     Outcome.NOT_YOURS: (
         NotPermitted,
-        "Task #{id} is held by {holder}, not by you; only they can finish it or give it back.",
+        _("Task #{id} is held by {holder}, not by you; only they can finish it or give it "
+          "back."),
     ),
-    (Outcome.ALREADY_YOURS, "assign"): (Conflict, "{holder} already holds task #{id}."),
+    (Outcome.ALREADY_YOURS, "assign"): (Conflict, _("{holder} already holds task #{id}.")),
     Outcome.NOT_IN_REVIEW: (
         Conflict,
-        "Task #{id} is not in review: it is {status}. Work is reviewed once its holder hands "
-        "it in with `task done {id}`.",
+        _("Task #{id} is not in review: it is {status}. Work is reviewed once its holder "
+          "hands it in with {done}."),
     ),
     Outcome.IN_REVIEW: (
         Conflict,
-        "Task #{id} is handed in and waits for review; it changes hands only through "
-        "`task review {id} approve` or `task review {id} changes <note…>`.",
+        _("Task #{id} is handed in and waits for review; it changes hands only through "
+          "{approve} or {changes}."),
     ),
     Outcome.OWN_WORK: (
         NotPermitted,
-        "Task #{id} is your own work; another {role} has to review it.",
+        _("Task #{id} is your own work; another {role} has to review it."),
     ),
     Outcome.WRONG_LANGUAGE: (
         NotPermitted,
-        "Task #{id} is a translation into {language}, which is not among your languages "
-        "({languages}); its reviewer must work in it.",
+        _("Task #{id} is a translation into {language}, which is not among your languages "
+          "({languages}); its reviewer must work in it."),
     ),
-    Outcome.REVIEW_TAKEN: (Conflict, "{holder} is already reviewing task #{id}."),
+    Outcome.REVIEW_TAKEN: (Conflict, _("{holder} is already reviewing task #{id}.")),
     (Outcome.NO_ROLE, "review"): (
         NotPermitted,
-        "Task #{id} is a {kind} job: its reviewer must be a {role}. Take on the role with "
-        "`volunteer join {role}`.",
+        _("Task #{id} is a {kind} job: its reviewer must be a {role}. Take on the role with "
+          "{join_role}."),
     ),
     (Outcome.NO_ROLE, "next-review"): (
         NotFound,
-        "None of your roles ({roles}) reviews work. Reviewers are translators, video-editors "
-        "and the other roles with kinds of their own.",
+        _("None of your roles ({roles}) reviews work. Reviewers are translators, "
+          "video-editors and the other roles with kinds of their own."),
     ),
     (Outcome.EMPTY, "next-review"): (
         NotFound,
-        "Nothing waits for a review you can give right now (your languages: {languages}).",
+        _("Nothing waits for a review you can give right now (your languages: {languages})."),
     ),
     (Outcome.LIMIT, "next-review"): (
         Conflict,
-        "You already hold {count} reviews, the most anyone can at once. Give your verdict "
-        "on one with `task review <id> approve` first.",
+        _("You already hold {count:,} reviews, the most anyone can at once. Give your verdict "
+          "on one with {approve_any} first."),
     ),
 }
 
-# How each history event reads. Values: actor, subject, note.
-EVENT_TEXT: dict[str, str] = {
-    Change.POSTED: "posted by {actor}",
-    Change.CLAIMED: "claimed by {actor}",
-    Change.RELEASED: "given back to the queue by {actor}",
-    Change.ASSIGNED: "assigned to {subject} by {actor}",
-    Change.EXPIRED: "released after no activity (was {subject})",
-    Change.DONE: "done by {actor}",
-    Change.CANCELLED: "cancelled by {actor}",
-    Change.SUBMITTED: "handed in for review by {actor}",
-    Change.REVIEWING: "review taken by {actor}",
-    Change.APPROVED: "approved by {actor} (work of {subject})",
-    Change.CHANGES: "changes asked by {actor} (back to {subject})",
-    Change.EXTENDED: "claim extended by {actor}",
+# How each history event reads. Values: when, actor, subject.
+EVENT_TEXT: dict[str, Msg] = {
+    Change.POSTED: _("• {when} — posted by {actor}"),
+    Change.CLAIMED: _("• {when} — claimed by {actor}"),
+    Change.RELEASED: _("• {when} — given back to the queue by {actor}"),
+    Change.ASSIGNED: _("• {when} — assigned to {subject} by {actor}"),
+    Change.EXPIRED: _("• {when} — released after no activity (was {subject})"),
+    Change.DONE: _("• {when} — done by {actor}"),
+    Change.CANCELLED: _("• {when} — cancelled by {actor}"),
+    Change.SUBMITTED: _("• {when} — handed in for review by {actor}"),
+    Change.REVIEWING: _("• {when} — review taken by {actor}"),
+    Change.APPROVED: _("• {when} — approved by {actor} (work of {subject})"),
+    Change.CHANGES: _("• {when} — changes asked by {actor} (back to {subject})"),
+    Change.EXTENDED: _("• {when} — claim extended by {actor}"),
 }
 
 
@@ -205,7 +241,6 @@ class Tasks(Cog):
         self.outbox = services.outbox
         self.settings = services.settings.tasks
         self.timezone = services.settings.campaign.timezone
-        self.zone = ZoneInfo(self.timezone)
         self.notices = TaskNotices(self)
         for notice in Notice:
             services.outbox.renderers.register(
@@ -250,16 +285,16 @@ class Tasks(Cog):
         """Add a job to the queue, one task per target language."""
         if due is not None and due <= ctx.now:
             raise BadArgument(
-                "The due date {when} is already past. Give a later one, e.g. `--due in 3d`.",
-                when=self.when(due),
-            )
+                _("The due date {when} is already past. Give a later one, e.g. {example}."),
+                when=due, example=cmd("task post", kind=kind.value, title=title, due="in 3d"),
+            )  # fmt: skip
         targets: tuple[str | None, ...] = tuple(language) if language else (None,)
         if language is not None and language.every:
             targets = tuple(code for code in language if code != source_language)
         elif source_language is not None and source_language in targets:
             raise BadArgument(
-                "The source and target language are both `{code}`. Translate from another "
-                "language, or leave `--source-language` out.",
+                _("The source and target language are both `{code}`. Translate from another "
+                  "language, or leave the source language out."),
                 code=source_language,
             )
         new = NewJob(
@@ -276,12 +311,13 @@ class Tasks(Cog):
         if job is not None:
             return Reply(self.job_posted(job, tasks), subject=("job", job.id))
         [task] = tasks
-        body = Markup.format("Posted task **#{id}**: ", id=task.id)
-        body += self.line(task, numbered=False)
-        body += Markup.format(
-            "\nClaim it with `task claim {id}`, or let `task next` find it.", id=task.id
-        )
-        return Reply(body, buttons=[Button("Claim", f"task claim {task.id}")],
+        body = NEWLINE.join([
+            Markup.format(_("Posted task **#{id}**: {task}"), id=task.id,
+                          task=self.line(task, numbered=False)),
+            Markup.format(_("Claim it with {claim}, or let {next} find it."),
+                          claim=cmd("task claim", id=task.id), next=cmd("task next")),
+        ])  # fmt: skip
+        return Reply(body, buttons=[Button(_("Claim"), f"task claim {task.id}")],
                      subject=("task", task.id))  # fmt: skip
 
     @command("list")
@@ -308,23 +344,28 @@ class Tasks(Cog):
             limit=size + 1,
         )
         more = len(tasks) > size
-        what = " ".join(filter(None, [
-            "" if shown is Status.ALL else shown.value,
-            LANGUAGES.get(language or ""), kind.value if kind else None,
+        # The filters, as the values typed for them: open, Polish (pl), translation.
+        filters = COMMA.join(Markup.untrusted(v) for v in filter(None, [
+            None if shown is Status.ALL else shown.value,
+            _language_name(language) if language else None, kind.value if kind else None,
         ]))  # fmt: skip
         if not tasks:
             if number > 1:
-                return Reply.text("There is no page {n} of {what} tasks.", n=number, what=what)
-            return Reply.text("No {what} tasks.", what=what or "")
-        urgent = (Status.OPEN, Status.CLAIMED, Status.IN_REVIEW)
-        order = "most urgent first" if shown in urgent else "newest first"
-        head = Markup.format("**{what} tasks**, {order} (page {n})",
-                             what=what.capitalize() or "All", order=order, n=number)  # fmt: skip
+                return Reply.text(_("There is no page {n:,} of these tasks."), n=number)
+            if filters.parts:
+                # Translators: {filters} lists what was asked for, e.g. "open, Polish (pl)".
+                return Reply.text(_("No tasks ({filters})."), filters=filters)
+            return Reply.text(_("No tasks yet."))
+        urgent = shown in (Status.OPEN, Status.CLAIMED, Status.IN_REVIEW)
+        head = Markup.format(LIST_HEADS[(urgent, bool(filters.parts))], filters=filters,
+                             n=number)  # fmt: skip
         lines = [head, *(self.line(t, status=shown is not Status.OPEN) for t in tasks[:size])]
         if more:
-            lines.append(Markup.format("More: `task list{opts} --page {n}`",
-                                       opts=_list_options(kind, language, status),
-                                       n=number + 1))  # fmt: skip
+            options = {"kind": kind.value if kind else None, "language": language,
+                       "status": status.value if status else None}  # fmt: skip
+            further = cmd("task list", **{k: v for k, v in options.items() if v},
+                          page=number + 1)  # fmt: skip
+            lines.append(Markup.format(_("More: {command}"), command=further))
         return Reply(NEWLINE.join(lines))
 
     @command()
@@ -341,10 +382,11 @@ class Tasks(Cog):
         lines = [Markup.format("**#{id} {title}**", id=task.id, title=task.title)]
         lines.append(self.facts(task))
         if task.description:
-            lines.append(Markup.format("{text}", text=task.description))
-        lines.append(Markup.trusted("**History**"))
+            lines.append(Markup.untrusted(task.description))
+        lines.append(Markup.format(_("**History**")))
         if total > len(events):
-            lines.append(Markup.format("…{n} earlier events", n=total - len(events)))
+            earlier = ngettext("…{n:,} earlier event", "…{n:,} earlier events")
+            lines.append(Markup.format(earlier, n=total - len(events)))
         lines += [self.event(e) for e in events]
         return Reply(NEWLINE.join(lines), subject=("task", task.id))
 
@@ -356,7 +398,7 @@ class Tasks(Cog):
             max_open=self.settings.max_open_claims,
         )  # fmt: skip
         if result.outcome is Outcome.ALREADY_YOURS:
-            return Reply(Markup.format("You already have task #{id}.", id=id), private=True)
+            return Reply(Markup.format(_("You already have task #{id}."), id=id), private=True)
         self._check(result, "claim", id=id)
         return Reply(self._claimed(result))
 
@@ -377,6 +419,8 @@ class Tasks(Cog):
             max_open=self.settings.max_open_claims, kind=kind, language=language,
         )  # fmt: skip
         context = "next-kind" if result.outcome is Outcome.NO_ROLE and result.detail else "next"
+        if result.outcome is Outcome.EMPTY and kind is not None:
+            context = "next-kind"
         self._check(result, context, kind=kind, language=language)
         return Reply(self._claimed(result))
 
@@ -387,17 +431,19 @@ class Tasks(Cog):
         self._check(result, "next-review", language=language)
         task = result.task
         assert task is not None
-        body = Markup.format("You are reviewing task **#{id}**: ", id=task.id)
-        body += self.line(task, status=False, numbered=False)
-        body += Markup.format(", by {name}", name=_name(task.claimer))
-        for row in self.deliverable(task):
-            body += NEWLINE + row
-        body += Markup.format(
-            "\nApprove it with `task review {id} approve`, or send it back: "
-            "`task review {id} changes <what needs changing>`.",
-            id=task.id,
-        )
-        return Reply(body)
+        lines = [Markup.format(
+            # Translators: {task} is the task's line (title, kind, languages); {name} who did it.
+            _("You are reviewing task **#{id}**: {task}, by {name}"), id=task.id,
+            task=self.line(task, status=False, numbered=False), name=_name(task.claimer),
+        )]  # fmt: skip
+        lines += self.deliverable(task)
+        lines.append(Markup.format(
+            _("Approve it with {approve}, or send it back: {changes}."),
+            approve=cmd("task review", id=task.id, verdict="approve"),
+            changes=cmd("task review", id=task.id, verdict="changes",
+                        note="<what needs changing>"),
+        ))  # fmt: skip
+        return Reply(NEWLINE.join(lines))
 
     @command()
     async def unclaim(self, ctx: Ctx, id: TaskId) -> Reply:
@@ -407,7 +453,7 @@ class Tasks(Cog):
         )
         self._check(result, "unclaim", id=id)
         assert result.task is not None
-        return Reply.text("Task #{id} “{title}” is back in the queue.",
+        return Reply.text(_("Task #{id} “{title}” is back in the queue."),
                           id=id, title=result.task.title)  # fmt: skip
 
     @command()
@@ -428,17 +474,19 @@ class Tasks(Cog):
         self._check(result, "done", id=id)
         task = result.task
         assert task is not None
-        kept = Markup.format(" Result: {url}", url=task.result_link) if task.result_link else ""
         if task.status is TaskStatus.IN_REVIEW:
             body = Markup.format(
-                "Task #{id} “{title}” is handed in for review. Thank you, {name}! Another "
-                "{role} checks it next (`task review {id} approve`).",
+                _("Task #{id} “{title}” is handed in for review. Thank you, {name}! Another "
+                  "{role} checks it next ({approve})."),
                 id=id, title=task.title, name=ctx.user.label, role=_role(task.kind),
+                approve=cmd("task review", id=id, verdict="approve"),
             )  # fmt: skip
-            return Reply(body + kept)
-        body = Markup.format("Task #{id} “{title}” is done. Thank you, {name}!",
-                             id=id, title=task.title, name=ctx.user.label)  # fmt: skip
-        return Reply(body + kept)
+        else:
+            body = Markup.format(_("Task #{id} “{title}” is done. Thank you, {name}!"),
+                                 id=id, title=task.title, name=ctx.user.label)  # fmt: skip
+        if task.result_link:
+            body += Markup.trusted(" ") + Markup.format(_("Result: {url}"), url=task.result_link)
+        return Reply(body)
 
     @command()
     async def review(
@@ -454,8 +502,8 @@ class Tasks(Cog):
         note = " ".join(note.split()) if note else None
         if verdict is Verdict.CHANGES and not note:
             raise BadArgument(
-                "Say what needs changing, e.g. `task review {id} changes the title is wrong`.",
-                id=id,
+                _("Say what needs changing, e.g. {example}."),
+                example=cmd("task review", id=id, verdict="changes", note="the title is wrong"),
             )
         result = await self.tasks.review(
             id, ctx.user, verdict, note=note, now=ctx.now, coordinator=ctx.actor.is_coordinator
@@ -467,13 +515,13 @@ class Tasks(Cog):
         assert task is not None
         self.outbox.wake()
         if verdict is Verdict.APPROVE:
-            return Reply.text("Task #{id} “{title}” is approved and done. Thank you, {name}!",
+            return Reply.text(_("Task #{id} “{title}” is approved and done. Thank you, {name}!"),
                               id=id, title=task.title, name=ctx.user.label)  # fmt: skip
         if task.status is TaskStatus.OPEN:
-            return Reply.text("Task #{id} “{title}” is back in the queue with your note: its "
-                              "translator is no longer registered.", id=id,
+            return Reply.text(_("Task #{id} “{title}” is back in the queue with your note: its "
+                                "translator is no longer registered."), id=id,
                               title=task.title)  # fmt: skip
-        return Reply.text("Task #{id} “{title}” goes back to {name} with your note.",
+        return Reply.text(_("Task #{id} “{title}” goes back to {name} with your note."),
                           id=id, title=task.title, name=_name(task.claimer))  # fmt: skip
 
     @command()
@@ -482,9 +530,9 @@ class Tasks(Cog):
         result = await self.tasks.extend(id, ctx.user, now=ctx.now)
         self._check(result, "extend", id=id)
         assert result.task is not None
-        until = self.when(ctx.now + self.settings.claim_ttl)
-        return Reply.text("Task #{id} “{title}” stays yours; without activity it would go "
-                          "back to the queue at {when}.", id=id, title=result.task.title,
+        until = ctx.now + self.settings.claim_ttl
+        return Reply.text(_("Task #{id} “{title}” stays yours; without activity it would go "
+                            "back to the queue at {when}."), id=id, title=result.task.title,
                           when=until)  # fmt: skip
 
     @command()
@@ -495,10 +543,11 @@ class Tasks(Cog):
             self._check(Result(Outcome.NOT_REGISTERED), "mine")
             raise AssertionError("unreachable")
         if not held:
-            return Reply.text("You hold no tasks. `task next` finds one that fits you.",
-                              private=True)  # fmt: skip
-        head = Markup.format("**You hold {n} of {max} tasks**", n=len(held),
-                             max=self.settings.max_open_claims)  # fmt: skip
+            return Reply.text(_("You hold no tasks. {next} finds one that fits you."),
+                              next=cmd("task next"), private=True)  # fmt: skip
+        head = Markup.format(ngettext("**You hold {n:,} of {max:,} task**",
+                                      "**You hold {n:,} of {max:,} tasks**", count="max"),
+                             n=len(held), max=self.settings.max_open_claims)  # fmt: skip
         lines = [head, *(self.line(t, status=False) for t in held)]
         return Reply(NEWLINE.join(lines), private=True)
 
@@ -515,7 +564,8 @@ class Tasks(Cog):
         self._check(result, "assign", id=id, holder=result.detail or user.label)
         assert result.task is not None and result.task.claimer is not None
         self.outbox.wake()
-        return Reply.text("Task #{id} “{title}” is now {name}'s.", id=id,
+        # Translators: {name} is the volunteer who now holds the task.
+        return Reply.text(_("Task #{id} “{title}” is now {name}'s."), id=id,
                           title=result.task.title, name=result.task.claimer.label)  # fmt: skip
 
     @command()
@@ -526,7 +576,8 @@ class Tasks(Cog):
         self._check(result, "cancel", id=id)
         assert result.task is not None
         self.outbox.wake()
-        return Reply.text("Task #{id} “{title}” is cancelled.", id=id, title=result.task.title)
+        return Reply.text(_("Task #{id} “{title}” is cancelled."), id=id,
+                          title=result.task.title)  # fmt: skip
 
     @command("import")
     @requires("coordinator")
@@ -540,21 +591,23 @@ class Tasks(Cog):
         """Post the tasks of a CSV file."""
         if len(file.data) > MAX_IMPORT_BYTES:
             raise BadArgument(
-                "`{name}` is {size:,} bytes; a file sent in chat may have {limit:,}. Split it, "
-                "or run `volunteer-bot tasks import` where the bot runs.",
+                # Translators: `volunteer-bot tasks import` is a shell command: keep it as is.
+                _("`{name}` is {size:,} bytes; a file sent in chat may have {limit:,}. Split it, "
+                  "or run `volunteer-bot tasks import` where the bot runs."),
                 name=file.filename, size=len(file.data), limit=MAX_IMPORT_BYTES,
             )  # fmt: skip
         env = ParseEnv(now=ctx.now, timezone=self.timezone, platform=ctx.user.platform)
         try:
             rows = read_csv(file.data, env)
         except ImportRefused as exc:
-            raise BadArgument("`{name}`: {problems}", name=file.filename,
-                              problems=str(exc)) from None  # fmt: skip
+            raise BadArgument(_("`{name}`: {problems}"), name=file.filename,
+                              problems=exc.markup) from None  # fmt: skip
         if dry_run:
-            return Reply.text("`{name}`: every row is fine; {summary}. Nothing was posted "
-                              "(dry run).", name=file.filename, summary=summary(rows))  # fmt: skip
+            return Reply.text(_("`{name}`: every row is fine; {summary}. Nothing was posted "
+                                "(dry run)."), name=file.filename,
+                              summary=summary(rows))  # fmt: skip
         posted = await self.tasks.post_many(ctx.user, [row.job for row in rows], now=ctx.now)
-        return Reply.text("Imported `{name}`: {summary}.", name=file.filename,
+        return Reply.text(_("Imported `{name}`: {summary}."), name=file.filename,
                           summary=summary(rows, posted))  # fmt: skip
 
     @command()
@@ -565,29 +618,34 @@ class Tasks(Cog):
         found = await self.tasks.report(idle_since=expiry.nudge_cutoff(ctx.now),
                                         limit=REPORT_LISTED)  # fmt: skip
         rows = _coverage(found)
-        lines = [Markup.trusted("**Tasks by language**: " + ", ".join(REPORT_COLUMNS))]
+        lines = [Markup.format(_("**Tasks by language**: open, claimed, in review, done"))]
+        dot = Markup.trusted(" · ")
         lines += [
-            Markup.format("{lang}: {numbers}", lang=label,
-                          numbers=" · ".join(f"{counts[c]:,} {c}" for c in REPORT_COLUMNS))
+            Markup.format("{lang}: {numbers}", lang=label, numbers=dot.join(
+                Markup.format(REPORT_COUNTS[c], n=counts[c]) for c in REPORT_COLUMNS))
             for label, counts in rows.items()
-        ] or [Markup.trusted("No tasks yet.")]  # fmt: skip
-        lines.append(Markup.trusted("**Claims running out**"))
+        ] or [Markup.format(_("No tasks yet."))]  # fmt: skip
+        lines.append(Markup.format(_("**Claims running out**")))
         lines += [
-            Markup.format("#{id} {title} — {name}, back to the queue {when}", id=t.id,
+            Markup.format(_("#{id} {title} — {name}, back to the queue {when}"), id=t.id,
                           title=t.title, name=_name(t.claimer),
-                          when=self.when(expiry.release_at(t.last_activity_at or t.created_at)))
+                          when=expiry.release_at(t.last_activity_at or t.created_at))
             for t in found.expiring
-        ] or [Markup.trusted("None.")]  # fmt: skip
-        lines.append(Markup.trusted("**Oldest unclaimed**"))
+        ] or [Markup.format(pgettext("claims running out", "None."))]  # fmt: skip
+        lines.append(Markup.format(_("**Oldest unclaimed**")))
         lines += [
-            Markup.format("{line}, posted {when}", line=self.line(t), when=self.when(t.created_at))
+            # Translators: {line} is a task's line (number, title, kind, languages).
+            Markup.format(_("{line}, posted {when}"), line=self.line(t), when=t.created_at)
             for t in found.oldest_open
-        ] or [Markup.trusted("None: every task is taken.")]  # fmt: skip
+        ] or [Markup.format(_("None: every task is taken."))]  # fmt: skip
         unspoken = found.unspoken
-        lines.append(Markup.format(
-            "**No volunteer speaks**: {langs}",
-            langs=", ".join(f"{LANGUAGES[c]} ({c})" for c in unspoken) if unspoken else "none",
-        ))  # fmt: skip
+        if unspoken:
+            lines.append(Markup.format(
+                _("**No volunteer speaks**: {languages}"),
+                languages=", ".join(_language_name(c) for c in unspoken),
+            ))  # fmt: skip
+        else:
+            lines.append(Markup.format(_("**No volunteer speaks**: none")))
         chart = coverage_attachment(CoverageData(
             "Tasks by language and status",
             {label: {c: counts[c] for c in REPORT_COLUMNS} for label, counts in rows.items()},
@@ -626,60 +684,61 @@ class Tasks(Cog):
     def _still_on_it(self, data: dict[str, Any]) -> Actions:
         """The "still on it?" notice offers to keep the claim: a button, or a reaction."""
         task_id = TaskNotice.from_data(Notice.IDLE, data).task_id
-        return Actions((Button("Keep it", f"task extend {task_id}"),), ("claim", task_id))
+        return Actions((Button(_("Keep it"), f"task extend {task_id}"),), ("claim", task_id))
 
     def _notice(self, notice: Notice, data: dict[str, Any]) -> Markup:
         return self.notices.render(TaskNotice.from_data(notice, data))
 
-    def when(self, moment: datetime) -> str:
-        """A moment in the campaign's time zone."""
-        return moment.astimezone(self.zone).strftime("%Y-%m-%d %H:%M %Z")
-
     def line(self, task: TaskView, *, status: bool = True, numbered: bool = True) -> Markup:
         """One task on one line; ``status`` adds its status and holder when not open."""
-        langs = _languages(task)
-        extra = []
+        extra: list[Markup] = []
         if task.priority is not Priority.NORMAL:
-            extra.append(task.priority.value)
+            extra.append(Markup.untrusted(task.priority.value))
         if task.due_at:
-            extra.append(f"due {self.when(task.due_at)}")
+            extra.append(Markup.format(_("due {when}"), when=task.due_at))
         if status and task.status is not TaskStatus.OPEN:
-            extra.append(_status(task.status))
-        body = Markup.format(
-            "{number}{title} — {kind}{langs}{extra}",
-            number=f"#{task.id} " if numbered else "", title=task.title, kind=task.kind.value,
-            langs=f" {langs}" if langs else "",
-            extra=f" ({', '.join(extra)})" if extra else "",
-        )  # fmt: skip
+            extra.append(Markup.format(_status(task.status)))
+        body = Markup.format("#{id} {title}" if numbered else "{title}", id=task.id,
+                             title=task.title)  # fmt: skip
+        body += Markup.format(" — {kind}", kind=task.kind.value)
+        if langs := _languages(task):
+            body += Markup.trusted(" ") + langs
+        if extra:
+            body += Markup.trusted(" (") + COMMA.join(extra) + Markup.trusted(")")
         if status and task.status is TaskStatus.CLAIMED:
-            body += Markup.format(", held by {name}", name=_name(task.claimer))
+            # Translators: {task} is a task's line (number, title, kind, languages…).
+            body = Markup.format(_("{task}, held by {name}"), task=body, name=_name(task.claimer))
         return body
 
     def facts(self, task: TaskView) -> Markup:
         """The details block of ``task show``."""
         rows: list[Markup] = [
-            Markup.format("Kind: {kind}", kind=task.kind.value),
-            Markup.format("Status: {status}", status=_status(task.status)),
-            Markup.format("Priority: {p}", p=task.priority.value),
+            Markup.format(_("Kind: {kind}"), kind=task.kind.value),
+            Markup.format(_("Status: {status}"), status=_status(task.status)),
+            Markup.format(_("Priority: {priority}"), priority=task.priority.value),
         ]
         if task.language:
-            rows.append(Markup.format("Into: {lang}", lang=_language_name(task.language)))
+            rows.append(Markup.format(_("Into: {language}"),
+                                      language=_language_name(task.language)))  # fmt: skip
         if task.source_language:
-            rows.append(Markup.format("From: {lang}", lang=_language_name(task.source_language)))
+            rows.append(Markup.format(_("From: {language}"),
+                                      language=_language_name(task.source_language)))  # fmt: skip
         if task.due_at:
-            rows.append(Markup.format("Due: {when}", when=self.when(task.due_at)))
+            rows.append(Markup.format(_("Due: {when}"), when=task.due_at))
         if task.job_id is not None:
-            rows.append(Markup.format("Job: #{job} (`job show {job}`)", job=task.job_id))
+            rows.append(Markup.format(_("Job: #{job} ({command})"), job=task.job_id,
+                                      command=cmd("job show", id=task.job_id)))  # fmt: skip
         if task.source_url:
-            rows.append(Markup.format("Source: {url}", url=task.source_url))
+            rows.append(Markup.format(_("Source: {url}"), url=task.source_url))
         if task.status is TaskStatus.CLAIMED:
-            since = self.when(task.claimed_at or task.created_at)
-            rows.append(Markup.format("Held by: {name} since {when}",
-                                      name=_name(task.claimer), when=since))  # fmt: skip
+            rows.append(Markup.format(_("Held by: {name} since {when}"),
+                                      name=_name(task.claimer),
+                                      when=task.claimed_at or task.created_at))  # fmt: skip
         if task.status is TaskStatus.IN_REVIEW:
-            rows.append(Markup.format("Submitted by: {name}", name=_name(task.claimer)))
+            rows.append(Markup.format(_("Submitted by: {name}"), name=_name(task.claimer)))
             if task.reviewer_id is not None:
-                rows.append(Markup.format("Review taken by: {name}", name=_name(task.reviewer)))
+                rows.append(Markup.format(_("Review taken by: {name}"),
+                                          name=_name(task.reviewer)))  # fmt: skip
         rows += self.deliverable(task)
         return NEWLINE.join(rows)
 
@@ -687,52 +746,66 @@ class Tasks(Cog):
         """The result and the latest review note of a task, as lines."""
         rows: list[Markup] = []
         if task.result_link:
-            rows.append(Markup.format("Result: {url}", url=task.result_link))
+            rows.append(Markup.format(_("Result: {url}"), url=task.result_link))
         if task.result_note and task.result_note != task.result_link:
-            rows.append(Markup.format("Result note: {note}", note=task.result_note))
+            rows.append(Markup.format(_("Result note: {note}"), note=task.result_note))
         if task.review_note:
             rows.append(Markup.format(
-                "Changes asked by {name}: {note}", name=_name(task.reviewer), note=task.review_note
+                _("Changes asked by {name}: {note}"), name=_name(task.reviewer),
+                note=task.review_note,
             ))  # fmt: skip
         return rows
 
     def event(self, event: EventView) -> Markup:
         """One history line."""
-        text = Markup.format(
-            "• {when} — " + EVENT_TEXT.get(event.action, event.action.replace("{", "")),
-            when=self.when(event.at), actor=_name(event.actor), subject=_name(event.subject),
-        )  # fmt: skip
+        template = EVENT_TEXT.get(event.action)
+        values = {"when": event.at, "actor": _name(event.actor), "subject": _name(event.subject)}
+        if template is None:  # an action this version does not know: its stored name
+            text = Markup.format("• {when} — {action}", when=event.at, action=event.action)
+        else:
+            text = Markup.format(template, **values)
         if event.note:
-            text += Markup.format(": “{note}”", note=event.note)
+            # Translators: {event} is a history line (when, what, who); {note} what they wrote.
+            text = Markup.format(_("{event}: “{note}”"), event=text, note=event.note)
         return text
 
     def job_posted(self, job: JobView, tasks: list[TaskView]) -> Markup:
         """The answer to posting a job: its number, and each task's number and language."""
+        values = {"job": job.id, "title": job.title, "kind": job.kind.value, "n": len(tasks),
+                  "source": job.source_language}  # fmt: skip
         head = Markup.format(
-            "Posted job **#{job}** “{title}” — {kind}{source}, {n} tasks:",
-            job=job.id, title=job.title, kind=job.kind.value, n=len(tasks),
-            source=f" from {job.source_language}" if job.source_language else "",
+            ngettext("Posted job **#{job}** “{title}” — {kind} from {source}, {n:,} task:",
+                     "Posted job **#{job}** “{title}” — {kind} from {source}, {n:,} tasks:")
+            if job.source_language else
+            ngettext("Posted job **#{job}** “{title}” — {kind}, {n:,} task:",
+                     "Posted job **#{job}** “{title}” — {kind}, {n:,} tasks:"),
+            **values,
         )  # fmt: skip
         lines = [head]
         lines += [Markup.format("#{id} {lang}", id=t.id, lang=_language_name(t.language or ""))
                   for t in tasks]  # fmt: skip
         lines.append(Markup.format(
-            "Claim one with `task claim <id>` or `task next`; the whole job: `job show {job}`.",
-            job=job.id,
+            _("Claim one with {claim} or {next}; the whole job: {show}."),
+            claim=cmd("task claim", id="<id>"), next=cmd("task next"),
+            show=cmd("job show", id=job.id),
         ))  # fmt: skip
         return NEWLINE.join(lines)
 
     def _claimed(self, result: Result) -> Markup:
         task = result.task
         assert task is not None
-        body = Markup.format("You have task **#{id}**: ", id=task.id)
-        body += self.line(task, status=False, numbered=False)
-        body += Markup.format(
-            "\nYou hold {n} of {max}. When it is done: `task done {id}`; to give it back: "
-            "`task unclaim {id}`.",
-            n=result.open_claims, max=self.settings.max_open_claims, id=task.id,
-        )  # fmt: skip
-        return body
+        return NEWLINE.join([
+            Markup.format(_("You have task **#{id}**: {task}"), id=task.id,
+                          task=self.line(task, status=False, numbered=False)),
+            Markup.format(
+                ngettext("You hold {n:,} of {max:,}. When it is done: {done}; to give it back: "
+                         "{unclaim}.",
+                         "You hold {n:,} of {max:,}. When it is done: {done}; to give it back: "
+                         "{unclaim}.", count="max"),
+                n=result.open_claims, max=self.settings.max_open_claims,
+                done=cmd("task done", id=task.id), unclaim=cmd("task unclaim", id=task.id),
+            ),
+        ])  # fmt: skip
 
     def _check(
         self,
@@ -752,17 +825,31 @@ class Tasks(Cog):
         if task is not None:
             kind = task.kind
         role = KIND_ROLE.get(kind) if kind else None
+        number = id if id is not None else (task.id if task else "")
+        role_name = role.value if role else "<role>"
         values: dict[str, object] = {
-            "id": id if id is not None else (task.id if task else ""),
+            "id": number,
             "holder": holder or (_name(task.claimer) if task else ""),
             "status": _status(task.status) if task else "",
             "kind": kind.value if kind else "",
-            "role": role.value if role else "volunteer",
-            "roles": ", ".join(result.roles) or "none",
-            "languages": ", ".join(result.languages) or "none given",
+            "role": role.value if role else ANY_ROLE,
+            "roles": ", ".join(result.roles) or pgettext("roles", "none"),
+            "languages": ", ".join(result.languages) or pgettext("languages", "none given"),
             "language": language or "",
             "count": result.open_claims,
-            "what": f" of kind {kind.value}" if kind and context.startswith("next") else "",
+            "list": cmd("task list"),
+            "claim": cmd("task claim", id=number),
+            "done": cmd("task done", id=number),
+            "done_any": cmd("task done", id="<id>"),
+            "unclaim_any": cmd("task unclaim", id="<id>"),
+            "approve": cmd("task review", id=number, verdict="approve"),
+            "approve_any": cmd("task review", id="<id>", verdict="approve"),
+            "changes": cmd("task review", id=number, verdict="changes", note="<note…>"),
+            "join": cmd("volunteer join", role="<role>"),
+            "join_role": cmd("volunteer join", role=role_name),
+            "join_example": cmd("volunteer join", role="translator", languages="pl"),
+            "join_languages": cmd("volunteer join", role="<role>", languages="pl,de"),
+            "join_language": cmd("volunteer join", role="<role>", languages=language or "…"),
         }
         raise cls(template, **values)
 
@@ -784,67 +871,70 @@ class TaskNotices:
         """Still on it?"""
         assert n.when is not None
         return Markup.format(
-            "Still on task #{id} “{title}”? Nothing has happened on it for a while. "
-            "`task extend {id}` (or any task command on it) keeps it yours; `task unclaim "
-            "{id}` gives it back. Otherwise it returns to the queue at {when}.",
-            id=n.task_id, title=n.title, when=self.cog.when(n.when),
+            _("Still on task #{id} “{title}”? Nothing has happened on it for a while. "
+              "{extend} (or any task command on it) keeps it yours; {unclaim} gives it back. "
+              "Otherwise it returns to the queue at {when}."),
+            id=n.task_id, title=n.title, when=n.when,
+            extend=cmd("task extend", id=n.task_id), unclaim=cmd("task unclaim", id=n.task_id),
         )  # fmt: skip
 
     def expired(self, n: TaskNotice) -> Markup:
         """Released after no activity."""
         return Markup.format(
-            "Task #{id} “{title}” went back to the queue after no activity. If you are still "
-            "on it, claim it again with `task claim {id}`.",
-            id=n.task_id, title=n.title,
+            _("Task #{id} “{title}” went back to the queue after no activity. If you are still "
+              "on it, claim it again with {claim}."),
+            id=n.task_id, title=n.title, claim=cmd("task claim", id=n.task_id),
         )  # fmt: skip
 
     def due(self, n: TaskNotice) -> Markup:
         """Due within a day."""
         assert n.when is not None
         return Markup.format(
-            "Reminder: task #{id} “{title}” is due {when}. Done? `task done {id}`. "
-            "Need help? Ask a coordinator.",
-            id=n.task_id, title=n.title, when=self.cog.when(n.when),
+            _("Reminder: task #{id} “{title}” is due {when}. Done? {done}. "
+              "Need help? Ask a coordinator."),
+            id=n.task_id, title=n.title, when=n.when, done=cmd("task done", id=n.task_id),
         )  # fmt: skip
 
     def assigned(self, n: TaskNotice) -> Markup:
         """A coordinator gave you a task."""
         return Markup.format(
-            "{coordinator} gave you task #{id} “{title}”. `task show {id}` has the details.",
+            _("{coordinator} gave you task #{id} “{title}”. {show} has the details."),
             coordinator=n.by or FORMER, id=n.task_id, title=n.title,
+            show=cmd("task show", id=n.task_id),
         )  # fmt: skip
 
     def changes(self, n: TaskNotice) -> Markup:
         """A reviewer sent your work back."""
         return Markup.format(
-            "{reviewer} asked for changes to task #{id} “{title}”: “{note}”. It is yours "
-            "again; when it is ready, hand it in with `task done {id} <link>`.",
+            _("{reviewer} asked for changes to task #{id} “{title}”: “{note}”. It is yours "
+              "again; when it is ready, hand it in with {done}."),
             reviewer=n.by or FORMER, id=n.task_id, title=n.title, note=n.note or "",
+            done=cmd("task done", id=n.task_id, note="<link>"),
         )  # fmt: skip
 
     def approved(self, n: TaskNotice) -> Markup:
         """A reviewer approved your work."""
         return Markup.format(
-            "{reviewer} approved task #{id} “{title}”: it is done. Thank you!",
+            _("{reviewer} approved task #{id} “{title}”: it is done. Thank you!"),
             reviewer=n.by or FORMER, id=n.task_id, title=n.title,
         )  # fmt: skip
 
     def cancelled(self, n: TaskNotice) -> Markup:
         """A task you held was cancelled."""
         return Markup.format(
-            "{coordinator} cancelled task #{id} “{title}”, which you held. Thank you for "
-            "taking it on.",
+            _("{coordinator} cancelled task #{id} “{title}”, which you held. Thank you for "
+              "taking it on."),
             coordinator=n.by or FORMER, id=n.task_id, title=n.title,
         )  # fmt: skip
 
 
-def _status(status: TaskStatus) -> str:
-    return status.value.replace("_", " ")
+def _status(status: TaskStatus) -> Msg:
+    return STATUS_WORDS[status]
 
 
 def _role(kind: TaskKind) -> str:
     role = KIND_ROLE[kind]
-    return role.value if role else "volunteer"
+    return role.value if role else ANY_ROLE
 
 
 def _name(user: UserRef | None) -> str:
@@ -855,14 +945,15 @@ def _language_name(code: str) -> str:
     return f"{LANGUAGES.get(code, code)} ({code})"
 
 
-def _languages(task: TaskView) -> str:
+def _languages(task: TaskView) -> Markup | None:
     if task.source_language and task.language:
-        return f"{task.source_language}→{task.language}"
+        return Markup.format("{source}→{target}", source=task.source_language,
+                             target=task.language)  # fmt: skip
     if task.language:
-        return f"into {task.language}"
+        return Markup.format(_("into {code}"), code=task.language)
     if task.source_language:
-        return f"from {task.source_language}"
-    return ""
+        return Markup.format(_("from {code}"), code=task.source_language)
+    return None
 
 
 def _coverage(report: QueueReport) -> dict[str, dict[str, int]]:
@@ -875,9 +966,3 @@ def _coverage(report: QueueReport) -> dict[str, dict[str, int]]:
             for column, statuses in REPORT_COLUMNS.items()
         }
     return rows
-
-
-def _list_options(kind: TaskKind | None, language: str | None, status: Status | None) -> str:
-    opts = [("--kind", kind.value if kind else None), ("--language", language),
-            ("--status", status.value if status else None)]  # fmt: skip
-    return "".join(f" {name} {value}" for name, value in opts if value)

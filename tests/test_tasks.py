@@ -28,7 +28,7 @@ async def test_whole_lifecycle_post_claim_show_done(harness: Harness):
     )
     assert not reply.is_error and not reply.private
     tid = task_id(reply.body.plain())
-    assert reply.buttons == [Button("Claim", f"task claim {tid}")]
+    assert list(reply.buttons) == [Button("Claim", f"task claim {tid}")]
     assert reply.subject == ("task", tid)
     assert "translation en→pl" in reply.body.plain() and "high" in reply.body.plain()
 
@@ -371,7 +371,12 @@ async def test_list_filters_pages_and_statuses(harness: Harness):
         await post(h, f"other Job {n:02}")
     pl = await post(h, "translation Polish leaflet --language pl")
     first = await h.ok("x", "task list")
-    assert len(first.splitlines()) == 1 + 10 + 1 and "`task list --page 2`" in first
+    assert len(first.splitlines()) == 1 + 10 + 1
+    # The hint to the next page is spelt as each platform types it.
+    on_console = (await h.run("x", "task list", target="console:room")).body.plain()
+    assert on_console.splitlines()[-1] == "More: `task list --page 2`"
+    on_matrix = (await h.run("x", "task list --kind other", target="matrix:!room")).body.plain()
+    assert on_matrix.splitlines()[-1] == "More: `!task list --kind other --page 2`"
     second = await h.ok("x", "task list --page 2")
     assert len(second.splitlines()) == 1 + 3
     assert "There is no page 3" in await h.ok("x", "task list --page 3")
@@ -381,7 +386,7 @@ async def test_list_filters_pages_and_statuses(harness: Harness):
     await h.ok("alice", f"task claim {pl}")
     assert f"#{pl} " not in await h.ok("x", "task list")
     assert "held by Alice" in await h.ok("x", "task list --status claimed")
-    assert "No done tasks" in await h.ok("x", "task list --status done")
+    assert "No tasks (done)." in await h.ok("x", "task list --status done")
     assert f"#{pl} " in await h.ok("x", "task list --status all")
 
 
@@ -438,3 +443,21 @@ async def test_tasks_erase_before_volunteer_records():
     from cogs.volunteers import Volunteers
 
     assert Tasks.erase_order < Volunteers.erase_order
+
+
+@pytest.mark.parametrize(
+    ("target", "claim", "join"),
+    [
+        ("console:room", "`task claim {id}`", "`volunteer join translator --languages pl`"),
+        ("matrix:!room", "`!task claim {id}`", "`!volunteer join translator --languages pl`"),
+        ("discord:1", "`/task claim id:{id}`", "`/volunteer join role:translator languages:pl`"),
+    ],
+)
+async def test_hints_are_spelt_in_the_readers_platform_syntax(harness: Harness, target, claim,
+                                                                join):  # fmt: skip
+    h = harness
+    posted = (await h.run("coco", "task post other Stand", target=target)).body.plain()
+    tid = task_id(posted)
+    assert claim.format(id=tid) in posted
+    refused = await h.run("zed", f"task claim {tid}", target=target)
+    assert refused.is_error and join in refused.body.plain()

@@ -3,7 +3,9 @@
 import asyncio
 import json
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
+from bot.domain.i18n import Reader, when
 from cogs.tasks import Tasks
 from storage.tasks import SweepReport
 from tests.harness import START, Harness, make_app
@@ -171,7 +173,8 @@ async def test_the_still_on_it_notice_offers_extend_which_restarts_the_claim(har
     h.clock.advance(timedelta(days=1))
     extended = await h.ok("alice", f"task extend {tid}")
     assert "stays yours" in extended
-    assert cog.when(START + TTL * 0.8 + timedelta(days=1) + TTL) in extended
+    until = START + TTL * 0.8 + timedelta(days=1) + TTL
+    assert when(until, Reader(timezone=ZoneInfo(cog.timezone))) in extended
     # Past the first claim's time to live it is still hers; a week after the extension, not.
     h.clock.advance(TTL * 0.2)
     assert (await cog.sweep()).released == 0
@@ -191,3 +194,18 @@ async def test_only_the_holder_extends_a_claim(harness: Harness):
                    .strip("*"))  # fmt: skip
     assert "Nobody holds task" in await h.err("alice", f"task extend {open_one}")
     assert "There is no task `99`" in await h.err("alice", "task extend 99")
+
+
+async def test_a_notice_is_worded_for_the_room_it_goes_to(harness: Harness):
+    h = harness
+    h.app.services.outbox.register("matrix", h._deliver)
+    tid = await claimed(h, target="matrix:!stand")
+    h.clock.advance(TTL * 0.8 + timedelta(minutes=1))
+    assert (await tasks_cog(h).sweep()).nudged == 1
+    [notice] = await h.deliver()
+    assert notice.reader is not None
+    text = notice.body.localized(notice.reader).plain()
+    assert f"`!task extend {tid}`" in text and f"`!task unclaim {tid}`" in text
+    # The time it goes back is written for the reader, in the campaign's zone.
+    zone = ZoneInfo(tasks_cog(h).timezone)
+    assert f"returns to the queue at {when(START + TTL, Reader(timezone=zone))}." in text
