@@ -27,6 +27,8 @@ from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.date import DateTrigger
 
 from bot.clock import Clock
+from bot.domain.i18n import Msg, _, ngettext, pgettext
+from bot.domain.markup import Markup
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,14 @@ JOB_DEFAULTS: dict[str, Any] = {"misfire_grace_time": None, "coalesce": True, "m
 
 
 class CronError(ValueError):
-    """A cron expression that cannot be read; the message says what is wrong, for people."""
+    """A cron expression that cannot be read; the message says what is wrong, for people.
+
+    ``markup`` is that message, marked for translation; ``str()`` is its English text.
+    """
+
+    def __init__(self, template: str, /, **values: object) -> None:
+        self.markup = Markup.format(template, **values)
+        super().__init__(self.markup.plain())
 
 
 # --- cron expressions -------------------------------------------------------------------
@@ -54,26 +63,32 @@ _DAYS = {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "
 
 @dataclass(frozen=True, slots=True)
 class _Field:
-    name: str
+    name: Msg  # how the field is called in a sentence
     low: int
     high: int
     names: dict[str, int]
 
 
 _FIELDS = (
-    _Field("minute", 0, 59, {}),
-    _Field("hour", 0, 23, {}),
-    _Field("day of month", 1, 31, {}),
-    _Field("month", 1, 12, _MONTHS),
-    _Field("day of week", 0, 7, _DAYS),
+    _Field(pgettext("cron field", "minute"), 0, 59, {}),
+    _Field(pgettext("cron field", "hour"), 0, 23, {}),
+    _Field(pgettext("cron field", "day of month"), 1, 31, {}),
+    _Field(pgettext("cron field", "month"), 1, 12, _MONTHS),
+    _Field(pgettext("cron field", "day of week"), 0, 7, _DAYS),
 )
+# Translators: {item} is part of a cron schedule; {field} is a field's name ("hour").
+_NOT_VALID = _("`{item}` is not a valid {field}")
 _ITEM = re.compile(r"^(\*|[a-z0-9]+)(?:-([a-z0-9]+))?(?:/(\d+))?$")
 
 
 def _value(text: str, spec: _Field) -> int:
     number = spec.names.get(text) if not text.isdigit() else int(text)
     if number is None or not spec.low <= number <= spec.high:
-        raise CronError(f"`{text}` is not a valid {spec.name} ({spec.low}–{spec.high})")
+        # Translators: {field} is a cron field's name ("hour"); {low}–{high} its range.
+        raise CronError(
+            _("`{item}` is not a valid {field} ({low}–{high})"),
+            item=text, field=spec.name, low=spec.low, high=spec.high,
+        )  # fmt: skip
     return number
 
 
@@ -82,18 +97,20 @@ def _parse_field(text: str, spec: _Field) -> tuple[frozenset[int], bool]:
     for item in text.lower().split(","):
         match = _ITEM.match(item)
         if not match:
-            raise CronError(f"`{item}` is not a valid {spec.name}")
+            raise CronError(_NOT_VALID, item=item, field=spec.name)
         start, end, step = match.groups()
         if start == "*":
             if end is not None:
-                raise CronError(f"`{item}` is not a valid {spec.name}")
+                raise CronError(_NOT_VALID, item=item, field=spec.name)
             low, high = spec.low, spec.high
         else:
             low = _value(start, spec)
             high = _value(end, spec) if end is not None else (spec.high if step else low)
         stride = int(step) if step else 1
         if stride < 1 or low > high:
-            raise CronError(f"`{item}` is an empty range for the {spec.name}")
+            # Translators: {field} is a cron field's name ("hour").
+            raise CronError(_("`{item}` is an empty range for the {field}"), item=item,
+                            field=spec.name)  # fmt: skip
         values.update(range(low, high + 1, stride))
     return frozenset(values), text == "*"
 
@@ -116,11 +133,14 @@ class Cron:
         fields = expr.split()
         if len(fields) != len(_FIELDS):
             raise CronError(
-                f"a cron schedule has five fields (minute hour day month weekday), "
-                f"not {len(fields)}"
+                ngettext(
+                    "a cron schedule has five fields (minute hour day month weekday), not {n:,}",
+                    "a cron schedule has five fields (minute hour day month weekday), not {n:,}",
+                ),
+                n=len(fields),
             )
         parsed = [_parse_field(text, spec) for text, spec in zip(fields, _FIELDS, strict=True)]
-        (minutes, _), (hours, _), (days, any_day), (months, _), (cron_days, any_wd) = parsed
+        (minutes, _m), (hours, _h), (days, any_day), (months, _mo), (cron_days, any_wd) = parsed
         cron = cls(
             expr=" ".join(fields),
             times=tuple(time(h, m) for h in sorted(hours) for m in sorted(minutes)),
@@ -131,7 +151,7 @@ class Cron:
             any_weekday=any_wd,
         )
         if not any(cron.matches(date(2028, 1, 1) + timedelta(days=n)) for n in range(366)):
-            raise CronError("that day never comes (check the day of month against the month)")
+            raise CronError(_("that day never comes (check the day of month against the month)"))
         return cron
 
     def matches(self, day: date) -> bool:
@@ -168,7 +188,7 @@ def next_cron_run(cron: Cron, zone: ZoneInfo, after: datetime) -> datetime:
     local = after.astimezone(zone).replace(tzinfo=None)
     day = local.date()
     earliest = local - timedelta(hours=3)  # no zone shifts a wall time further than this
-    for _ in range(CRON_HORIZON_DAYS):
+    for _day in range(CRON_HORIZON_DAYS):
         if cron.matches(day):
             for at in cron.times:
                 wall = datetime.combine(day, at)
@@ -178,7 +198,7 @@ def next_cron_run(cron: Cron, zone: ZoneInfo, after: datetime) -> datetime:
                 if moment > after:
                     return moment
         day += timedelta(days=1)
-    raise CronError("that schedule never runs")
+    raise CronError(_("that schedule never runs"))
 
 
 # --- what a due run means ---------------------------------------------------------------

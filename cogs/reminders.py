@@ -12,11 +12,12 @@ import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from bot.commands import Cog, command, requires
 from bot.context import Ctx, Reply
 from bot.domain import BadArgument, Markup, NotFound, NotPermitted, UserRef
+from bot.domain.i18n import Msg, _, ngettext
+from bot.domain.markup import cmd, usage
 from bot.domain.text import preview
 from bot.logs import describe_error
 from bot.params import Duration, Param, ParseEnv, TimeZone, parse_when
@@ -30,27 +31,36 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE = 1000
 LIST_LIMIT = 25
 RETRY = timedelta(seconds=5)
-_STAMP = "%a %Y-%m-%d %H:%M %Z"
 POST_KIND = "reminder"  # the kind of outbox row a run writes
 
 # What a run posts, by what plan_run decided; a skipped run posts nothing.
-POSTS = {
-    Action.POST: "⏰ **Reminder:** {message}",
-    Action.LATE: "⏰ **Reminder** (late — it was due {when}, while I was offline): {message}",
-    Action.MISSED: "Reminder **#{id}** was due {when}, while I was offline, and is now more "
-    "than {grace} late, so I did not post it: {message}\nAdd it again with `reminder add` "
-    "if it still matters.",
+POSTS: dict[Action, Msg] = {
+    # Translators: {message} is the reminder's text, as its creator typed it.
+    Action.POST: _("⏰ **Reminder:** {message}"),
+    # Translators: {when} is the date and time it was due.
+    Action.LATE: _("⏰ **Reminder** (late — it was due {when}, while I was offline): {message}"),
+    # Translators: {grace} is a short duration such as 6h; {command} is the command to add one.
+    Action.MISSED: _(
+        "Reminder **#{id}** was due {when}, while I was offline, and is now more than {grace} "
+        "late, so I did not post it: {message}\nAdd it again with {command} if it still matters."
+    ),
+}
+# A line of `reminder list`, by whether the reminder repeats and whether its room is shown.
+LIST_LINES: dict[tuple[bool, bool], Msg] = {
+    (False, False): _("• **#{id}** next {when}: {message}"),
+    # Translators: {cron} is a cron schedule such as "0 9 * * 1"; {zone} a time zone name.
+    (True, False): _("• **#{id}** next {when} (repeats `{cron}`, {zone} time): {message}"),
+    # Translators: {place} is the room the reminder posts in.
+    (False, True): _("• **#{id}** next {when} in {place}: {message}"),
+    (True, True): _(
+        "• **#{id}** next {when} (repeats `{cron}`, {zone} time) in {place}: {message}"
+    ),
 }
 
 
 def job_id(reminder_id: int) -> str:
     """The scheduler job of one reminder."""
     return f"reminder:{reminder_id}"
-
-
-def local(moment: datetime, zone: str) -> str:
-    """A moment as wall-clock time in a zone, e.g. ``Mon 2026-03-02 10:00 CET``."""
-    return moment.astimezone(ZoneInfo(zone)).strftime(_STAMP)
 
 
 class Reminders(Cog):
@@ -96,14 +106,22 @@ class Reminders(Cog):
         timezone: Annotated[TimeZone | None, Param("Zone for --at and --cron")] = None,
     ) -> Reply:
         """Post a message here later, once or on a schedule."""
-        given = [name for name, value in (("--at", at), ("--in", in_), ("--cron", cron))
+        given = [name for name, value in (("at", at), ("in", in_), ("cron", cron))
                  if value is not None]  # fmt: skip
         if len(given) != 1:
+            example = cmd("reminder add", message="Call for translators", **{"in": "2h"})
+            if given:
+                # Translators: at, in and cron are option names; {given} lists those given.
+                raise BadArgument(
+                    _("Say when with only one of the options at, in or cron (you gave "
+                      "{given}). Usage: {usage}. Example: {command}."),
+                    given=", ".join(given), usage=usage("reminder add"), command=example,
+                )  # fmt: skip
+            # Translators: at, in and cron are option names.
             raise BadArgument(
-                ("Say when with exactly one of `--at WHEN`, `--in DURATION` or "
-                 "`--cron \"m h dom mon dow\"`" + (" (you gave {given})." if given else "."))
-                + " Example: `reminder add Call for translators --in 2h`.",
-                given=", ".join(given),
+                _("Say when with exactly one of the options at, in or cron. Usage: {usage}. "
+                  "Example: {command}."),
+                usage=usage("reminder add"), command=example,
             )  # fmt: skip
         zone = timezone or self.zone
         now = ctx.now
@@ -111,12 +129,14 @@ class Reminders(Cog):
             try:
                 next_run = Schedule("cron", zone, cron).next_after(now)
             except CronError as exc:
+                # Translators: {why} says which part of the schedule is wrong.
                 raise BadArgument(
-                    "`{cron}` is not a cron schedule I can use: {why}. Five fields: minute "
-                    "hour day-of-month month day-of-week, e.g. `0 9 * * 1` for Mondays 09:00.",
+                    _("`{cron}` is not a cron schedule I can use: {why}. Five fields: minute "
+                      "hour day-of-month month day-of-week, e.g. `0 9 * * 1` for Mondays "
+                      "09:00."),
                     cron=preview(cron),
-                    why=str(exc),  # quotes a field of the cron, which is short
-                ) from None
+                    why=exc.markup,  # quotes a field of the cron, which is short
+                ) from None  # fmt: skip
             assert next_run is not None
             kind, expr = "cron", parse_cron(cron).expr
         else:
@@ -125,11 +145,13 @@ class Reminders(Cog):
                 next_run = parse_when(at, env, zone=zone)
                 if next_run <= now:
                     raise BadArgument(
-                        "`{when}` is in the past ({moment}). Give a time ahead, e.g. "
-                        "`--at tomorrow` or `--in 2h`.",
+                        _("`{when}` is in the past ({moment}). Give a time ahead, e.g. "
+                          "{tomorrow} or {later}."),
                         when=preview(at),
-                        moment=local(next_run, zone),
-                    )
+                        moment=next_run,
+                        tomorrow=cmd("reminder add", message="…", at="tomorrow"),
+                        later=cmd("reminder add", message="…", **{"in": "2h"}),
+                    )  # fmt: skip
             else:
                 assert in_ is not None
                 next_run = now + in_
@@ -145,13 +167,17 @@ class Reminders(Cog):
             now=now,
         )
         self._schedule(view.id, next_run)
-        how = Markup.format(" and then `{cron}`", cron=expr) if expr else Markup()
-        return Reply(
-            Markup.format("Reminder **#{id}** will post here {when} ({zone})",
-                          id=view.id, when=local(next_run, zone), zone=zone)
-            + how
-            + Markup.format(": {message}", message=message)
+        # Translators: {message} is the reminder's text; {cron} a cron schedule, {zone} a
+        # time zone name.
+        said = (
+            _("Reminder **#{id}** will post here {when} and then on `{cron}`, {zone} time: "
+              "{message}")
+            if expr
+            else _("Reminder **#{id}** will post here {when}: {message}")
         )  # fmt: skip
+        return Reply(
+            Markup.format(said, id=view.id, when=next_run, cron=expr, zone=zone, message=message)
+        )
 
     @command("list")
     @requires("coordinator")
@@ -163,26 +189,37 @@ class Reminders(Cog):
     ) -> Reply:
         """The reminders that post here."""
         found = await self.repo.active_in(None if anywhere else ctx.place.target)
-        where = "anywhere" if anywhere else "here"
         if not found:
-            return Reply.text("No reminders post {where}. Add one with `reminder add … --in 1h`.",
-                              where=where)  # fmt: skip
-        lines = [Markup.format("**{n} reminder{s} post {where}**", n=len(found),
-                               s="" if len(found) == 1 else "s", where=where)]  # fmt: skip
+            none = (
+                _("No reminders post anywhere. Add one with {command}.")
+                if anywhere
+                else _("No reminders post here. Add one with {command}.")
+            )
+            return Reply.text(none, command=cmd("reminder add", message="…", **{"in": "1h"}))
+        head = (
+            ngettext("**{n:,} reminder posts anywhere**", "**{n:,} reminders post anywhere**")
+            if anywhere
+            else ngettext("**{n:,} reminder posts here**", "**{n:,} reminders post here**")
+        )
+        lines = [Markup.format(head, n=len(found))]
         for view in found[:LIST_LIMIT]:
-            when = local(view.next_run_at, view.timezone) if view.next_run_at else "—"
             lines.append(
                 Markup.format(
-                    "• **#{id}** next {when}{repeat}{place}: {message}",
+                    LIST_LINES[(bool(view.cron), anywhere)],
                     id=view.id,
-                    when=when,
-                    repeat=f" (repeats `{view.cron}`)" if view.cron else "",
-                    place=f" in {view.target}" if anywhere else "",
+                    when=view.next_run_at or "—",
+                    cron=view.cron,
+                    zone=view.timezone,
+                    place=view.target,
                     message=preview(view.message, 80),
                 )
             )
         if len(found) > LIST_LIMIT:
-            lines.append(Markup.format("…and {n} more.", n=len(found) - LIST_LIMIT))
+            lines.append(
+                Markup.format(
+                    ngettext("…and {n:,} more.", "…and {n:,} more."), n=len(found) - LIST_LIMIT
+                )
+            )
         return Reply(Markup.trusted("\n").join(lines))
 
     @command()
@@ -200,15 +237,19 @@ class Reminders(Cog):
             found = None if anywhere else await self.repo.get(id)
             if found is not None:
                 raise NotPermitted(
-                    "Reminder **#{id}** posts in another room ({place}), so it is not deleted "
-                    "from here. Delete it there, or run `reminder delete {id} --anywhere`.",
+                    _("Reminder **#{id}** posts in another room ({place}), so it is not "
+                      "deleted from here. Delete it there, or run {command}."),
                     id=id,
                     place=found.target,
-                )
-            raise NotFound("`{id}` is not a reminder number — try `reminder list`.", id=id)
+                    command=cmd("reminder delete", id=id, anywhere=True),
+                )  # fmt: skip
+            raise NotFound(
+                _("`{id}` is not a reminder number — try {command}."),
+                id=id, command=cmd("reminder list"),
+            )  # fmt: skip
         self.scheduler.cancel(job_id(id))
         return Reply(
-            Markup.format("Deleted reminder **#{id}**: {message}", id=id,
+            Markup.format(_("Deleted reminder **#{id}**: {message}"), id=id,
                           message=preview(view.message, 80))
         )  # fmt: skip
 
@@ -321,9 +362,10 @@ class Reminders(Cog):
         return Markup.format(
             POSTS[Action(data["action"])],
             id=data["id"],
-            when=local(datetime.fromisoformat(data["due"]), data["timezone"]),
+            when=datetime.fromisoformat(data["due"]),
             grace=_span(self.grace),
             message=data["message"],
+            command=cmd("reminder add"),
         )
 
     # --- personal data ------------------------------------------------------------------

@@ -34,6 +34,8 @@ from bot.domain.eci import (
     parse_feed,
     thresholds_for,
 )
+from bot.domain.i18n import CountryName, Msg, _, ngettext, pgettext
+from bot.domain.markup import cmd
 from bot.logs import describe_error
 from bot.params import Country, Param
 from bot.scheduler import Action, Schedule, plan_run
@@ -49,16 +51,28 @@ FETCH_TIMEOUT = aiohttp.ClientTimeout(total=30)
 MAX_COUNT = 100_000_000
 
 # How each kind of milestone reads in an announcement, and in the reply to `signatures set`.
-ANNOUNCE_LINES = {
-    "total": "• **{value:,} signatures** — {share:.1%} of the {goal:,} goal",
-    "country": "• **{country}** passed its national minimum of {value:,} ({count:,} signed)",
-    "countries": "• **{count} countries** over their national minimum — the country "
-    "requirement is met!",
+ANNOUNCE_LINES: dict[str, Msg] = {
+    "total": ngettext(
+        "• **{value:,} signature** — {share:.1%} of the {goal:,} goal",
+        "• **{value:,} signatures** — {share:.1%} of the {goal:,} goal",
+        count="value",
+    ),
+    # Translators: {country} is a member state's name; {value} its national minimum.
+    "country": _("• **{country}** passed its national minimum of {value:,} ({count:,} signed)"),
+    "countries": ngettext(
+        "• **{count:,} country** over its national minimum — the country requirement is met!",
+        "• **{count:,} countries** over their national minimum — the country requirement is met!",
+        count="count",
+    ),
 }
-SHORT_NAMES = {
-    "total": "{value:,} signatures",
-    "country": "{country} over its minimum",
-    "countries": "{count} countries over their minimum",
+SHORT_NAMES: dict[str, Msg] = {
+    "total": ngettext("{value:,} signature", "{value:,} signatures", count="value"),
+    "country": _("{country} over its minimum"),
+    "countries": ngettext(
+        "{count:,} country over its minimum",
+        "{count:,} countries over their minimum",
+        count="count",
+    ),
 }
 
 
@@ -97,7 +111,8 @@ class Signatures(Cog):
         progress = await self.repo.progress()
         if progress.total is None and not progress.countries:
             return Reply.text(
-                "No signature count is recorded yet. Coordinators: `signatures set <count>`."
+                _("No signature count is recorded yet. Coordinators: {command}."),
+                command=cmd("signatures set", count="<count>"),
             )
         chart = await asyncio.to_thread(self._chart, progress)
         return Reply(self._summary(progress, ctx.now), attachments=[chart])
@@ -113,15 +128,26 @@ class Signatures(Cog):
     ) -> Reply:
         """Record a signature count; crossing a milestone announces it."""
         recorded = await self.record({country: count}, source="manual", by=ctx.user, now=ctx.now)
-        where = f"in {COUNTRIES[country]}" if country else "in total"
-        lines = [
-            Markup.format("Recorded **{count:,}** signatures {where}.", count=count, where=where)
-        ]
+        if country:
+            done = Markup.format(
+                ngettext("Recorded **{count:,}** signature in {country}.",
+                         "Recorded **{count:,}** signatures in {country}.", count="count"),
+                count=count, country=CountryName(country),
+            )  # fmt: skip
+        else:
+            done = Markup.format(
+                ngettext("Recorded **{count:,}** signature in total.",
+                         "Recorded **{count:,}** signatures in total.", count="count"),
+                count=count,
+            )  # fmt: skip
+        lines = [done]
         if recorded.reached:
             names = Markup.trusted(", ").join(
                 _milestone_markup(SHORT_NAMES, m, self.campaign.goal) for m in recorded.reached
             )
-            lines.append(Markup.format("Announced: {names}.", names=names))
+            # Translators: {names} lists the milestones, e.g. "50,000 signatures, Malta over its
+            # minimum".
+            lines.append(Markup.format(_("Announced: {names}."), names=names))
         lines.append(self._summary(recorded.progress, ctx.now))
         return Reply(Markup.trusted("\n").join(lines))
 
@@ -145,13 +171,13 @@ class Signatures(Cog):
         reached = [Milestone.from_data(m) for m in data["reached"]]
         needed = self.campaign.countries_needed
         over = len(countries_over(progress.countries, self.minimums))
-        lines = [
-            Markup.format(
-                "🎉 **{name}: {what}!**",
-                name=self.campaign.name,
-                what="a milestone" if len(reached) == 1 else "milestones",
-            )
-        ]
+        # Translators: {name} is the campaign's name.
+        head = (
+            _("🎉 **{name}: a milestone!**")
+            if len(reached) == 1
+            else _("🎉 **{name}: milestones!**")
+        )
+        lines = [Markup.format(head, name=self.campaign.name)]
         lines += [_milestone_markup(ANNOUNCE_LINES, m, self.campaign.goal) for m in reached]
         lines.append(self._status_line(progress, over, needed))
         return Markup.trusted("\n").join(lines)
@@ -160,7 +186,7 @@ class Signatures(Cog):
         """A weekly digest's words, from the progress and moment its row carries."""
         at = datetime.fromisoformat(data["at"])
         summary = self._summary(Progress.from_data(data["progress"]), at)
-        return Markup.trusted("📊 **Weekly progress**\n") + summary
+        return Markup.trusted("\n").join([Markup.format(_("📊 **Weekly progress**")), summary])
 
     def _picture(self, data: dict[str, Any]) -> Attachment:
         """The chart of the progress a row carries (drawn in a worker thread)."""
@@ -169,8 +195,13 @@ class Signatures(Cog):
     def _status_line(self, progress: Progress, over: int, needed: int) -> Markup:
         total = progress.total or 0
         return Markup.format(
-            "Now: {total:,} signatures ({share:.1%} of {goal:,}), {over} of {needed} countries "
-            "over their minimum.",
+            ngettext(
+                "Now: {total:,} signature ({share:.1%} of {goal:,}), {over:,} of {needed:,} "
+                "countries over their minimum.",
+                "Now: {total:,} signatures ({share:.1%} of {goal:,}), {over:,} of {needed:,} "
+                "countries over their minimum.",
+                count="total",
+            ),
             total=total,
             share=total / self.campaign.goal,
             goal=self.campaign.goal,
@@ -197,57 +228,67 @@ class Signatures(Cog):
         over = countries_over(progress.countries, self.minimums)
         lines = [
             Markup.format(
-                "**{name}: {total:,} signatures** — {share:.1%} of the {goal:,} goal",
+                ngettext(
+                    "**{name}: {total:,} signature** — {share:.1%} of the {goal:,} goal",
+                    "**{name}: {total:,} signatures** — {share:.1%} of the {goal:,} goal",
+                    count="total",
+                ),
                 name=self.campaign.name,
                 total=total,
                 share=total / goal,
                 goal=goal,
             )
         ]
-        named = ", ".join(
-            f"{COUNTRIES[c]} ({progress.countries[c]:,} / {self.minimums[c]:,})" for c in over
-        )
-        lines.append(
+        named = Markup.trusted(", ").join(
             Markup.format(
-                "Countries over their national minimum: **{k} of {needed}**{named}",
-                k=len(over),
-                needed=needed,
-                named=f" — {named}" if named else "",
+                # Translators: a member state over its minimum: signatures / national minimum.
+                _("{country} ({count:,} / {minimum:,})"),
+                country=CountryName(c), count=progress.countries[c], minimum=self.minimums[c],
             )
+            for c in over
+        )  # fmt: skip
+        over_line = (
+            _("Countries over their national minimum: **{k:,} of {needed:,}** — {named}")
+            if over
+            else _("Countries over their national minimum: **{k:,} of {needed:,}**")
         )
+        lines.append(Markup.format(over_line, k=len(over), needed=needed, named=named))
         below = closest_below(progress.countries, self.minimums)
         if below:
-            lines.append(
+            items = Markup.trusted("; ").join(
                 Markup.format(
-                    "Closest below: {items}",
-                    items="; ".join(
-                        f"{COUNTRIES[c]} {n:,} / {need:,} ({n / need:.0%})" for c, n, need in below
-                    ),
+                    # Translators: a member state below its minimum: signatures / national
+                    # minimum (share of it).
+                    _("{country} {count:,} / {minimum:,} ({share:.0%})"),
+                    country=CountryName(c), count=n, minimum=need, share=n / need,
                 )
-            )
+                for c, n, need in below
+            )  # fmt: skip
+            lines.append(Markup.format(_("Closest below: {items}"), items=items))
         today = now.astimezone(ZoneInfo(zone)).date()
         left = days_left(today, self.campaign.collection_ends)
         if left is not None and self.campaign.collection_ends is not None:
             rate = daily_rate(total, goal, left)
-            tail = f"; needed: {rate:,} a day" if rate else ""
+            days = (
+                _("Days left: {left:,} (collection ends {ends}); needed: {rate:,} a day")
+                if rate
+                else _("Days left: {left:,} (collection ends {ends})")
+            )
             lines.append(
-                Markup.format(
-                    "Days left: {left} (collection ends {ends}){tail}",
-                    left=left,
-                    ends=self.campaign.collection_ends.isoformat(),
-                    tail=tail,
-                )
+                Markup.format(days, left=left, ends=self.campaign.collection_ends, rate=rate or 0)
             )
         if progress.updated_at is not None:
+            source = progress.source or "manual"
             lines.append(
                 Markup.format(
-                    "Last count: {when} ({source})",
-                    when=progress.updated_at.astimezone(ZoneInfo(zone)).strftime(
-                        "%Y-%m-%d %H:%M %Z"
-                    ),
-                    source=progress.source or "manual",
+                    # Translators: {when} is a date and time; {source} how the count came in
+                    # (typed by a coordinator, or the name of a feed).
+                    _("Last count: {when} ({source})"),
+                    when=progress.updated_at,
+                    source=pgettext("signature source", "manual") if source == "manual"
+                    else source,
                 )
-            )
+            )  # fmt: skip
         return Markup.trusted("\n").join(lines)
 
     # --- background: digest and polling -------------------------------------------------
@@ -364,7 +405,7 @@ async def _fetch(http: aiohttp.ClientSession, url: str) -> Any:
             raise FeedError("the answer is not JSON") from None
 
 
-def _milestone_markup(templates: Mapping[str, str], milestone: Milestone, goal: int) -> Markup:
+def _milestone_markup(templates: Mapping[str, Msg], milestone: Milestone, goal: int) -> Markup:
     code = milestone.country or ""
     return Markup.format(
         templates[milestone.kind],
@@ -372,5 +413,5 @@ def _milestone_markup(templates: Mapping[str, str], milestone: Milestone, goal: 
         count=milestone.count,
         share=milestone.value / goal if goal else 0.0,
         goal=goal,
-        country=COUNTRIES.get(code, code),
+        country=CountryName(code) if code in COUNTRIES else code,
     )

@@ -21,7 +21,7 @@ def reminders(h: Harness) -> Reminders:
 
 async def fire(h: Harness) -> list[str]:
     await reminders(h).run_due()
-    return [post.body.plain() for post in await h.deliver()]
+    return [post.body.plain(post.reader) for post in await h.deliver()]
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ async def test_a_reminder_posts_once_in_the_place_it_was_made(harness: Harness):
     harness.clock.advance(timedelta(seconds=2))
     posts = await reminders(harness).run_due()
     delivered = await harness.deliver()
-    assert [p.body.plain() for p in delivered] == ["⏰ Reminder: Call for translators"]
+    assert [p.body.plain(p.reader) for p in delivered] == ["⏰ Reminder: Call for translators"]
     assert delivered[0].target == "test:room"
     assert delivered[0].key == f"reminder:1:{(START + timedelta(seconds=2)).isoformat()}"
     assert posts[0].posted
@@ -55,9 +55,9 @@ async def test_a_reminder_posts_once_in_the_place_it_was_made(harness: Harness):
 @pytest.mark.parametrize(
     ("line", "says"),
     [
-        ("reminder add Hello", "exactly one of `--at WHEN`, `--in DURATION` or `--cron"),
-        ("reminder add Hello --in 2h --at 10:00", "you gave --at, --in"),
-        ("reminder add Hello --in 2h --cron '0 9 * * *'", "you gave --in, --cron"),
+        ("reminder add Hello", "exactly one of the options at, in or cron"),
+        ("reminder add Hello --in 2h --at 10:00", "you gave at, in"),
+        ("reminder add Hello --in 2h --cron '0 9 * * *'", "you gave in, cron"),
         ("reminder add Hello --at 2026-01-01", "`2026-01-01` is in the past"),
         ("reminder add Hello --at 'next blue moon'", "not a date or time I can read"),
         ("reminder add Hello --in soon", "`soon` is not a duration"),
@@ -88,11 +88,11 @@ async def test_only_coordinators_manage_reminders(harness: Harness):
     assert "is for coordinators" in await harness.err("alice", "reminder list")
 
 
-async def test_at_is_read_in_the_given_zone_and_shown_in_it(harness: Harness):
+async def test_at_is_read_in_the_given_zone_and_shown_in_the_readers(harness: Harness):
     text = await harness.ok(
         "coco", "reminder add Tea --at '2026-03-03 09:00' --timezone Europe/London"
     )
-    assert "Tue 2026-03-03 09:00 GMT (Europe/London)" in text
+    assert "will post here Mar 3, 2026, 10:00\u202fAM: Tea" in text
     harness.clock.set(datetime(2026, 3, 3, 8, 59, tzinfo=UTC))
     assert await fire(harness) == []
     harness.clock.set(datetime(2026, 3, 3, 9, 0, tzinfo=UTC))
@@ -105,7 +105,10 @@ async def test_list_shows_this_places_reminders_and_delete_removes_one(harness: 
     await harness.run("coco", "reminder add Other room --in 1h", target="test:other")
     listing = await harness.ok("coco", "reminder list")
     assert "2 reminders post here" in listing
-    assert "#1 next Tue 2026-03-03 09:00 CET (repeats `0 9 * * 1-5`): Standup" in listing
+    assert (
+        "#1 next Mar 3, 2026, 9:00\u202fAM (repeats `0 9 * * 1-5`, Europe/Brussels time): Standup"
+        in listing
+    )
     assert "Other room" not in listing
     assert "Deleted reminder #2: Elsewhere" in await harness.ok("coco", "reminder delete 2")
     assert "`2` is not a reminder number" in await harness.err("coco", "reminder delete 2")
@@ -117,7 +120,7 @@ async def test_a_one_off_found_due_within_the_grace_posts_once_marked_late(harne
     await harness.ok("coco", "reminder add Flyers --in 10m")
     harness.clock.advance(timedelta(hours=3))  # the bot was down
     [post] = await fire(harness)
-    assert post.startswith("⏰ Reminder (late — it was due Mon 2026-03-02 10:10 CET")
+    assert post.startswith("⏰ Reminder (late — it was due Mar 2, 2026, 10:10\u202fAM")
     assert post.endswith(": Flyers")
     assert await fire(harness) == []
 
@@ -129,7 +132,7 @@ async def test_a_one_off_missed_beyond_the_grace_tells_its_creator_instead(harne
     [notice] = await harness.deliver()
     assert notice.recipient_id == "coco"
     assert notice.target == "test:room"
-    assert "more than 6h late, so I did not post it: Flyers" in notice.body.plain()
+    assert "more than 6h late, so I did not post it: Flyers" in notice.body.plain(notice.reader)
     assert await fire(harness) == []
 
 
@@ -139,7 +142,7 @@ async def test_a_recurring_reminder_after_days_of_downtime_posts_once_then_resum
     await harness.ok("coco", "reminder add Standup --cron '0 9 * * *'")
     harness.clock.set(datetime(2026, 3, 6, 9, 30, tzinfo=BRUSSELS))  # 4 runs missed
     [post] = await fire(harness)
-    assert "late — it was due Fri 2026-03-06 09:00 CET" in post
+    assert "late — it was due Mar 6, 2026, 9:00\u202fAM" in post
     assert await fire(harness) == []
     harness.clock.set(datetime(2026, 3, 7, 9, 0, tzinfo=BRUSSELS))
     assert await fire(harness) == ["⏰ Reminder: Standup"]
@@ -157,7 +160,7 @@ async def test_a_daily_0230_reminder_posts_once_a_day_across_both_dst_changes(tm
                 h.clock.advance(timedelta(minutes=15))
                 await reminders(h).run_due()
                 for post in await h.deliver():
-                    assert post.body.plain() == "⏰ Reminder: Night shift"
+                    assert post.body.plain(post.reader) == "⏰ Reminder: Night shift"
                     seen.append(h.clock.now().astimezone(BRUSSELS).strftime("%m-%d %H:%M"))
             days = [stamp.split()[0] for stamp in seen]
             assert len(days) == len(set(days)) == 4, seen
@@ -178,7 +181,7 @@ async def test_two_bots_on_one_database_post_a_due_reminder_once(pair: tuple[Har
     fired = [await reminders(h).fire([1, 2]) for h in (first, second)]
     assert sum(item.posted for batch in fired for item in batch) == 2
     delivered = [*await first.deliver(), *await second.deliver()]
-    assert sorted(p.body.plain() for p in delivered) == [
+    assert sorted(p.body.plain(p.reader) for p in delivered) == [
         "⏰ Reminder: Call for translators",
         "⏰ Reminder: Weekly call",
     ]
@@ -204,7 +207,7 @@ async def test_a_post_written_before_a_crash_is_delivered_once_after_restart(tmp
             await after.deliver()
         finally:
             await after.app.stop()
-    assert [p.body.plain() for p in before.posts] == ["⏰ Reminder: Call for translators"]
+    assert [p.body.plain(p.reader) for p in before.posts] == ["⏰ Reminder: Call for translators"]
 
 
 async def test_rebuild_schedules_one_job_per_active_reminder_carrying_its_id(harness: Harness):
@@ -230,7 +233,9 @@ async def test_export_lists_my_reminders_and_erase_keeps_them_without_me(harness
     harness.clock.advance(timedelta(hours=8))  # missed: the notice goes to the room
     await reminders(harness).run_due()
     [notice] = await harness.deliver()
-    assert notice.recipient_id is None and "did not post it: Flyers" in notice.body.plain()
+    assert notice.recipient_id is None and "did not post it: Flyers" in notice.body.plain(
+        notice.reader
+    )
 
 
 async def test_a_running_bot_sweeps_up_a_reminder_another_bot_added(
@@ -249,7 +254,9 @@ async def test_a_running_bot_sweeps_up_a_reminder_another_bot_added(
             if await second.deliver():
                 break
             await asyncio.sleep(0.02)
-        assert [p.body.plain() for p in second.posts] == ["⏰ Reminder: From the other bot"]
+        assert [p.body.plain(p.reader) for p in second.posts] == [
+            "⏰ Reminder: From the other bot"
+        ]
     finally:
         await cog.stop()
         second.app.services.scheduler.stop()
@@ -265,3 +272,16 @@ async def test_the_in_option_is_named_in_on_every_platform(harness: Harness):
         ("timezone", "timezone"),
     ]
     assert "[--in <duration>]" in spec.usage()
+
+
+async def test_hints_name_commands_the_way_each_platform_types_them(harness: Harness):
+    said = {
+        target: (await harness.run("coco", "reminder add Hello", target=target)).body.plain()
+        for target in ("console:", "matrix:!room:example.org", "discord:1")
+    }
+    assert "Example: `reminder add Call for translators --in 2h`" in said["console:"]
+    assert "Usage: `reminder add <message…> [--at <text>]" in said["console:"]
+    assert (
+        "Example: `!reminder add Call for translators --in 2h`" in said["matrix:!room:example.org"]
+    )
+    assert 'Example: `/reminder add message:"Call for translators" in:2h`' in said["discord:1"]

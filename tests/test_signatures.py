@@ -175,12 +175,26 @@ async def test_signatures_shows_the_charts_numbers_in_text(h: Harness):
     assert "Reclaim Your Face: 250,000 signatures — 25.0% of the 1,000,000 goal" in text
     assert "Countries over their national minimum: 1 of 7 — Germany (70,000 / 69,120)" in text
     assert "Closest below: Malta 4,000 / 4,320 (93%); Poland 30,000 / 38,160 (79%)" in text
-    assert "Days left: 305 (collection ends 2026-12-31); needed: 2,460 a day" in text
-    assert "Last count: 2026-03-02 10:00 CET (manual)" in text
+    assert "Days left: 305 (collection ends Dec 31, 2026); needed: 2,460 a day" in text
+    assert "Last count: Mar 2, 2026, 10:00\u202fAM (manual)" in text
     [chart] = reply.attachments
     image = Image.open(io.BytesIO(chart.data))
     assert image.format == "PNG" and image.width > 500
     assert text == (await h.run("alice", "signatures show")).body.plain()
+
+
+async def test_signature_numbers_are_written_the_way_the_readers_language_writes_them(h: Harness):
+    await h.ok("dora", "volunteer language de")
+    assert "Recorded 1,234,567 signatures in total." in await h.ok(
+        "coco", "signatures set 1234567"
+    )
+    await h.ok("coco", "signatures set 70000 --country DE")
+    progress = (await h.run("dora", "signatures")).body.plain()
+    assert "1.234.567" in progress and "1,234,567" not in progress
+    assert "123,5\xa0%" in progress and "1.000.000" in progress
+    assert "Deutschland (70.000 / 69.120)" in progress
+    posts = await announced(h)  # the rooms are English
+    assert any("69,120" in text for _, text in posts) and not any("69.120" in t for _, t in posts)
 
 
 async def test_the_minimum_table_follows_the_registration_date(tmp_path: Path):
