@@ -1,17 +1,27 @@
 """``audit``: the trail of coordinator-only commands, for coordinators to read."""
 
-from datetime import datetime
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from bot.commands import Cog, command, requires
 from bot.context import Ctx, Reply
 from bot.domain import Markup, UserRef
+from bot.domain.i18n import _, ngettext, pgettext
 from bot.params import Param
 from bot.services import Services
+from storage.audit import AuditEntry
 
 DEFAULT_LIMIT = 20
-OUTCOMES = {"done": "", "refused": " — refused", "failed": " — failed", "error": " — error"}
+# One line of the trail per way a command ended.
+OUTCOMES = {
+    # Translators: {when} is a date and time, {who} a person's name with their platform,
+    # {command} the command as code with what it was given, {place} the room it ran in.
+    "done": _("• {when} · {who} · {command} · {place}"),
+    "refused": _("• {when} · {who} · {command} · {place} — refused"),
+    "failed": _("• {when} · {who} · {command} · {place} — failed"),
+    "error": _("• {when} · {who} · {command} · {place} — error"),
+}
+# Translators: like the other lines of the trail; {outcome} is how the command ended, in English.
+OTHER_OUTCOME = _("• {when} · {who} · {command} · {place} — {outcome}")
 
 
 class Audit(Cog):
@@ -19,7 +29,6 @@ class Audit(Cog):
 
     def __init__(self, services: Services) -> None:
         self.repo = services.audit
-        self.zone = ZoneInfo(services.settings.campaign.timezone)
 
     @command(confidential=True)  # it names people: not for the whole room to read
     @requires("coordinator")
@@ -31,26 +40,16 @@ class Audit(Cog):
     ) -> Reply:
         """The latest coordinator actions: who, what, where."""
         entries = await self.repo.recent(limit or DEFAULT_LIMIT)
-        lines = [Markup.format("**The last {n} coordinator actions**", n=len(entries))]
-        for entry in entries:
-            who = entry.actor_name
-            if entry.actor is not None:
-                who += f" ({entry.actor.platform})"
-            lines.append(
-                Markup.format(
-                    "• {when} · {who} · `{command}{detail}` · {place}{outcome}",
-                    when=self._local(entry.at),
-                    who=who,
-                    command=entry.command,
-                    detail=f" {entry.detail}" if entry.detail else "",
-                    place=entry.place or "a direct chat",
-                    outcome=OUTCOMES.get(entry.outcome, f" — {entry.outcome}"),
-                )
-            )
+        if not entries:
+            return Reply.text(_("No coordinator has run a command yet."), confidential=True)
+        head = Markup.format(
+            ngettext(
+                "**The last {n:,} coordinator action**", "**The last {n:,} coordinator actions**"
+            ),
+            n=len(entries),
+        )
+        lines = [head, *(_line(entry) for entry in entries)]
         return Reply(Markup.trusted("\n").join(lines), confidential=True)
-
-    def _local(self, moment: datetime) -> str:
-        return moment.astimezone(self.zone).strftime("%Y-%m-%d %H:%M")
 
     async def export_data(self, user: UserRef) -> dict[str, Any]:
         """The coordinator commands this person ran, or that named them."""
@@ -59,3 +58,21 @@ class Audit(Cog):
     async def erase_data(self, user: UserRef, ctx: Ctx | None = None) -> None:
         """Keep the trail of what was done, without who did it or whom it named."""
         await self.repo.erase(user)
+
+
+def _line(entry: AuditEntry) -> Markup:
+    """One line of the trail: when, who, what and where, and how it ended unless it was done."""
+    who = entry.actor_name
+    if entry.actor is not None:
+        who += f" ({entry.actor.platform})"
+    shown = f"{entry.command} {entry.detail}" if entry.detail else entry.command
+    values: dict[str, object] = {
+        "when": entry.at,
+        "who": who,
+        "command": Markup.format("`{command}`", command=shown),
+        "place": entry.place or pgettext("audit place", "a direct chat"),
+    }
+    template = OUTCOMES.get(entry.outcome)
+    if template is None:
+        return Markup.format(OTHER_OUTCOME, outcome=entry.outcome, **values)
+    return Markup.format(template, **values)

@@ -1,15 +1,57 @@
-"""``help``: generated from the command specs, so it can never drift from them."""
+"""``help``: generated from the command specs, so it can never drift from them.
 
+Usage lines and command references are spelt by each platform's own syntax when the reply is
+rendered (``task claim <id>``, ``!task claim <id>``, ``/task claim id:<number>``), and the
+descriptions are the declarations' own, translated for the reader.
+"""
+
+import logging
 from typing import Annotated
 
-from bot.commands import Cog, CommandSpec, command
+from bot.commands import ArgSpec, Cog, CommandSpec, command
 from bot.context import Ctx, Reply
 from bot.core import Registry
 from bot.domain import Markup, NotFound
+from bot.domain.i18n import Msg, _, described, pgettext
+from bot.domain.markup import cmd, usage
 from bot.params import Param
 from bot.services import Services
 
-PREFIX = {"matrix": "!", "discord": "/", "console": ""}
+log = logging.getLogger(__name__)
+
+NEWLINE = Markup.trusted("\n")
+SPACE = Markup.trusted(" ")
+COMMA = Markup.trusted(", ")
+# How each kind of value a parameter takes reads in a sentence, by the kind's name (see
+# bot.params; an enum's kind is named after it).
+KIND_WORDS: dict[str, Msg] = {
+    "number": pgettext("parameter kind", "number"),
+    "text": pgettext("parameter kind", "text"),
+    "yes/no": pgettext("parameter kind", "yes/no"),
+    "language": pgettext("parameter kind", "language"),
+    "languages": pgettext("parameter kind", "languages"),
+    "link": pgettext("parameter kind", "link"),
+    "country": pgettext("parameter kind", "country"),
+    "time zone": pgettext("parameter kind", "time zone"),
+    "duration": pgettext("parameter kind", "duration"),
+    "when": pgettext("parameter kind", "date and time"),
+    "user": pgettext("parameter kind", "person"),
+    "file": pgettext("parameter kind", "file"),
+    "kind": pgettext("parameter kind", "task kind"),
+    "priority": pgettext("parameter kind", "priority"),
+    "role": pgettext("parameter kind", "role"),
+    "status": pgettext("parameter kind", "status"),
+    "verdict": pgettext("parameter kind", "verdict"),
+}
+# Translators: {name} is a parameter's name as code, {kind} the kind of value it takes
+# ("number", "language"), {description} what it is for.
+REQUIRED = _("• {name} (required, {kind}): {description}.")
+# Translators: like the required one; the parameter may be left out.
+OPTIONAL = _("• {name} (optional, {kind}): {description}.")
+# Translators: {usage} is a command's usage line, {description} what it does.
+LINE = _("{usage} — {description}")
+# Translators: like the line above; the star marks a command only coordinators can run.
+STARRED_LINE = _("{usage} ★ — {description}")
 
 
 class Help(Cog):
@@ -19,13 +61,6 @@ class Help(Cog):
 
     def __init__(self, services: Services) -> None:
         self.registry: Registry = services.registry
-        self.matrix_prefix = (
-            services.settings.matrix.command_prefix or services.settings.bot.command_prefix
-        )
-
-    def _prefix(self, ctx: Ctx) -> str:
-        platform = ctx.place.platform
-        return self.matrix_prefix if platform == "matrix" else PREFIX.get(platform, "")
 
     @command()
     async def help(
@@ -36,56 +71,64 @@ class Help(Cog):
         ] = None,
     ) -> Reply:
         """List the commands, or explain one."""
-        prefix = self._prefix(ctx)
         if topic is None:
-            return Reply(self._overview(prefix))
+            return Reply(self._overview())
         words = topic.lower().lstrip("!/").split()
         if len(words) == 1 and words[0] in self.registry.groups:
-            return Reply(self._group(words[0], prefix))
+            return Reply(self._group(words[0]))
         try:
             spec, used = self.registry.find(words)
         except NotFound as exc:
             raise NotFound("{text}", text=exc.markup) from None
         if used < len(words) and spec.default:
-            return Reply(self._group(spec.group or "", prefix))
-        return Reply(self._detail(spec, prefix))
+            return Reply(self._group(spec.group or ""))
+        return Reply(self._detail(spec))
 
-    def _overview(self, prefix: str) -> Markup:
-        lines = [Markup.trusted("**Commands** (coordinator-only ones are marked ★)")]
-        for spec in self.registry.specs:
-            lines.append(_line(spec, prefix))
-        lines.append(Markup.format("Type `{p}help <command>` for details.", p=prefix))
-        return Markup.trusted("\n").join(lines)
+    def _overview(self) -> Markup:
+        lines = [Markup.format(_("**Commands** (coordinator-only ones are marked ★)"))]
+        lines += [_line(spec) for spec in self.registry.specs]
+        lines.append(
+            Markup.format(_("Type {command} for details."), command=cmd("help", topic="<command>"))
+        )
+        return NEWLINE.join(lines)
 
-    def _group(self, group: str, prefix: str) -> Markup:
+    def _group(self, group: str) -> Markup:
         head = Markup.format(
-            "**{g}** — {d}", g=group, d=self.registry.group_descriptions.get(group, "")
+            # Translators: a command group's name in bold, then what its commands are for.
+            _("**{group}** — {description}"),
+            group=group,
+            description=described(self.registry.group_descriptions.get(group, "")),
         )
-        return Markup.trusted("\n").join(
-            [head, *(_line(s, prefix) for s in self.registry.in_group(group))]
-        )
+        return NEWLINE.join([head, *(_line(s) for s in self.registry.in_group(group))])
 
-    def _detail(self, spec: CommandSpec, prefix: str) -> Markup:
-        lines = [
-            Markup.format("`{p}{usage}`", p=prefix, usage=spec.usage()),
-            Markup.format("{d}", d=spec.description),
-        ]
-        for arg in spec.args:
-            name = arg.name.replace("_", "-") if arg.positional else arg.option
-            choices = f". One of: {', '.join(arg.choices)}" if arg.choices else ""
-            need = "required" if arg.required else "optional"
-            lines.append(
-                Markup.format(
-                    "• `{n}` ({need}, {kind}): {d}{c}.",
-                    n=name, need=need, kind=arg.kind.name, d=arg.description, c=choices,
-                )
-            )  # fmt: skip
+    def _detail(self, spec: CommandSpec) -> Markup:
+        lines = [usage(spec.qualified_name), Markup.format(described(spec.description))]
+        lines += [_argument(arg) for arg in spec.args]
         if "coordinator" in spec.requires:
-            lines.append(Markup.trusted("Only coordinators can run this."))
-        return Markup.trusted("\n").join(lines)
+            lines.append(Markup.format(_("Only coordinators can run this.")))
+        return NEWLINE.join(lines)
 
 
-def _line(spec: CommandSpec, prefix: str) -> Markup:
-    star = " ★" if spec.requires else ""
-    return Markup.format("`{p}{usage}`{star} — {d}", p=prefix, usage=spec.usage(), star=star,
-                         d=spec.description)  # fmt: skip
+def _line(spec: CommandSpec) -> Markup:
+    """One command of a list: its usage line and what it does."""
+    template = STARRED_LINE if spec.requires else LINE
+    return Markup.format(template, usage=usage(spec.qualified_name),
+                         description=described(spec.description))  # fmt: skip
+
+
+def _argument(arg: ArgSpec) -> Markup:
+    """One parameter of a command: its name, whether it is needed, its kind, what it is for."""
+    name = Markup.format("`{name}`", name=arg.name.replace("_", "-"))
+    kind = KIND_WORDS.get(arg.kind.name)
+    if kind is None:
+        log.warning("help has no word for the parameter kind %r", arg.kind.name)
+    line = Markup.format(
+        REQUIRED if arg.required else OPTIONAL,
+        name=name, kind=kind or arg.kind.name, description=described(arg.description),
+    )  # fmt: skip
+    if not arg.choices:
+        return line
+    # The values are typed as they are, in every language.
+    values = COMMA.join(Markup.format("`{value}`", value=c) for c in arg.choices)
+    # Translators: {choices} lists the values a parameter accepts, as code: `low`, `high`.
+    return SPACE.join([line, Markup.format(_("One of: {choices}."), choices=values)])

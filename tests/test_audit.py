@@ -46,14 +46,18 @@ async def test_every_coordinator_command_runs_for_a_coordinator_and_is_audited(h
 
 
 async def test_the_trail_says_who_did_what_where_and_coordinators_can_read_it(harness):
+    first = await harness.run("coco", "audit")
+    assert first.body.plain() == "No coordinator has run a command yet."
     await harness.ok("coco", "task post other Fix the stand --priority high")
     await harness.run("coco", "task cancel 99")
     await harness.run("vera", "signatures set 1000000")
-    reply = await harness.run("coco", "audit --limit 5")
+    reply = await harness.run("coco", "audit --limit 4")
     assert reply.private and not reply.is_error
     text = reply.body.plain()
-    assert "The last 3 coordinator actions" in text
-    newest, middle, oldest = text.splitlines()[1:]
+    assert "The last 4 coordinator actions" in text
+    newest, middle, oldest, _first = text.splitlines()[1:]
+    # In the campaign's time zone (Brussels) and the reader's language.
+    assert newest.startswith("• Mar 2, 2026, 10:00\u202fAM · ")
     assert "Vera (test) · `signatures set count=1000000` · test:room — refused" in newest
     assert "Coco (test) · `task cancel id=99` · test:room — failed" in middle
     assert '`task post kind=other title="Fix the stand" priority=high`' in oldest

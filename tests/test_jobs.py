@@ -36,6 +36,28 @@ async def test_posting_into_three_languages_makes_a_job_of_three_tasks(harness: 
         "• pl Polish", "• de German", "• fr French"
     ]  # fmt: skip
     assert "progress: 3 open" in table
+    # When it was posted: in the campaign's zone (Brussels), as the reader's language writes it.
+    assert "Posted by Coco, Mar 2, 2026, 10:00\u202fAM; progress: 3 open" in table
+    assert table.splitlines()[0] == "Job #1 “Leaflet” — translation from en, 3 languages"
+
+
+@pytest.mark.parametrize(
+    ("target", "post", "listing"),
+    [
+        ("console:term", "`task post translation <title> --language pl,de,fr`", "`job list`"),
+        ("matrix:!room:example.org", "`!task post translation <title> --language pl,de,fr`",
+         "`!job list`"),
+        ("discord:123", "`/task post kind:translation title:<title> language:pl,de,fr`",
+         "`/job list`"),
+    ],
+)  # fmt: skip
+async def test_the_hints_of_job_answers_are_in_the_platforms_syntax(
+    harness, target, post, listing
+):
+    empty = (await harness.run("bob", "job list", target=target)).body.plain()
+    assert empty == f"No jobs yet. Post one into several languages with {post}."
+    missing = (await harness.run("bob", "job show 9", target=target)).body.plain()
+    assert missing == f"There is no job `9`. See the jobs with {listing}."
 
 
 async def test_all_means_every_eu_language_but_the_source(harness: Harness):

@@ -458,6 +458,7 @@ async def test_dashboard_link_is_for_coordinators_and_audited(site: Harness):
 async def test_dashboard_link_says_so_when_the_web_server_is_off(harness: Harness):
     reply = await harness.run("coco", "dashboard link")
     assert reply.private and "not switched on" in reply.body.plain()
+    assert "with `[web] enabled = true` (and `public_url`)" in reply.body.markdown()
 
 
 async def test_no_secret_link_or_cookie_reaches_the_log(
