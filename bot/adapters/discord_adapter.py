@@ -37,9 +37,10 @@ from bot.config import ConfigError, DiscordSection
 from bot.context import Actor, Attachment, Ctx, Place, Reply
 from bot.core import for_reader
 from bot.domain import COUNTRIES, LANGUAGES, Markup, UserRef
-from bot.domain.i18n import ENGLISH, Reader, _
+from bot.domain.i18n import ENGLISH, CountryName, LanguageName, Reader, _
 from bot.logs import describe_error
 from bot.outbox import Delivery, PermanentDeliveryError
+from bot.readers import language_of_locale
 from bot.rights import DISCORD_GUILD, PlaceKind, Standing
 
 if TYPE_CHECKING:
@@ -510,6 +511,11 @@ class DiscordAdapter:
 
     # --- autocomplete -----------------------------------------------------------------------
 
+    def _client_reader(self, interaction: discord.Interaction) -> Reader:
+        """The client's language (no database trip: autocomplete must answer at once)."""
+        language = language_of_locale(interaction.locale.value) or self.app.settings.bot.language
+        return Reader(language, platform=PLATFORM)
+
     def completer(self, spec: CommandSpec, arg: ArgSpec) -> Completer | None:
         """The autocomplete for a parameter that asks for one.
 
@@ -523,14 +529,24 @@ class DiscordAdapter:
             many = arg.kind.name == "languages"
 
             async def languages(interaction: discord.Interaction, current: str) -> Choices:
-                return language_choices(current, many=many)
+                return language_choices(
+                    current, many=many, reader=self._client_reader(interaction)
+                )
 
             return languages
-        if arg.kind.name in ("country", "time zone"):
-            table = COUNTRIES if arg.kind.name == "country" else _zones()
+        if arg.kind.name == "country":
+
+            async def countries(interaction: discord.Interaction, current: str) -> Choices:
+                reader = self._client_reader(interaction)
+                table = {code: CountryName(code).name(reader) for code in COUNTRIES}
+                return name_choices(current, table, also=COUNTRIES)
+
+            return countries
+        if arg.kind.name == "time zone":
+            zones = _zones()
 
             async def names(interaction: discord.Interaction, current: str) -> Choices:
-                return name_choices(current, table)
+                return name_choices(current, zones)
 
             return names
         group = spec.group
@@ -748,26 +764,37 @@ def user_ref(user: discord.User | discord.Member) -> UserRef:
     return UserRef(PLATFORM, str(user.id), user.display_name)
 
 
-def language_choices(current: str, *, many: bool) -> list[app_commands.Choice[str]]:
-    """Languages matching what was typed; for lists, completes the last item."""
+def language_choices(
+    current: str, *, many: bool, reader: Reader = ENGLISH
+) -> list[app_commands.Choice[str]]:
+    """Languages matching what was typed, in the reader's language; completes a list's last."""
     head, _, last = current.rpartition(",") if many else ("", "", current)
     word = last.strip().lower()
     taken = {code.strip().lower() for code in head.split(",") if code.strip()}
     prefix = f"{head.strip()}," if head.strip() else ""
-    return [
-        app_commands.Choice(name=f"{prefix}{code} ({name})"[:100], value=f"{prefix}{code}"[:100])
-        for code, name in LANGUAGES.items()
-        if code not in taken and (code.startswith(word) or name.lower().startswith(word))
-    ][:MAX_CHOICES]
+    found = []
+    for code, english in LANGUAGES.items():
+        name = LanguageName(code).name(reader)
+        if code in taken or not any(n.lower().startswith(word) for n in (code, english, name)):
+            continue
+        found.append(
+            app_commands.Choice(
+                name=f"{prefix}{code} ({name})"[:100], value=f"{prefix}{code}"[:100]
+            )
+        )
+    return found[:MAX_CHOICES]
 
 
-def name_choices(current: str, table: dict[str, str]) -> list[app_commands.Choice[str]]:
-    """Codes whose code or name starts with what was typed (countries, time zones)."""
+def name_choices(
+    current: str, table: dict[str, str], also: dict[str, str] | None = None
+) -> list[app_commands.Choice[str]]:
+    """Codes whose code or name (or ``also`` name) starts with what was typed."""
     word = current.strip().lower()
+    extra = also or {}
     return [
         app_commands.Choice(name=f"{code} ({name})"[:100] if name != code else code, value=code)
         for code, name in table.items()
-        if code.lower().startswith(word) or name.lower().startswith(word)
+        if any(n.lower().startswith(word) for n in (code, name, extra.get(code, code)))
     ][:MAX_CHOICES]
 
 
