@@ -101,6 +101,16 @@ LIST_HEADS: dict[tuple[bool, bool], Msg] = {
     (False, False): _("**All tasks**, newest first (page {n:,})"),
 }
 
+# What ``task list`` answers when no task has the status asked for (and no other filter).
+NONE_LISTED: dict[Status, Msg] = {
+    Status.OPEN: _("No open tasks."),
+    Status.CLAIMED: _("No claimed tasks."),
+    Status.IN_REVIEW: _("No tasks in review."),
+    Status.DONE: _("No done tasks."),
+    Status.CANCELLED: _("No cancelled tasks."),
+    Status.ALL: _("No tasks yet."),
+}
+
 TaskId = Annotated[int, Param("Task number", min=1, autocomplete=True)]
 
 # Why a change did not happen, in words. Values: id, holder, status, kind, role, roles,
@@ -352,10 +362,10 @@ class Tasks(Cog):
         if not tasks:
             if number > 1:
                 return Reply.text(_("There is no page {n:,} of these tasks."), n=number)
-            if filters.parts:
-                # Translators: {filters} lists what was asked for, e.g. "open, Polish (pl)".
-                return Reply.text(_("No tasks ({filters})."), filters=filters)
-            return Reply.text(_("No tasks yet."))
+            if kind is None and language is None:
+                return Reply.text(NONE_LISTED[shown])
+            # Translators: {filters} lists what was asked for, e.g. "open, Polish (pl)".
+            return Reply.text(_("No tasks ({filters})."), filters=filters)
         urgent = shown in (Status.OPEN, Status.CLAIMED, Status.IN_REVIEW)
         head = Markup.format(LIST_HEADS[(urgent, bool(filters.parts))], filters=filters,
                              n=number)  # fmt: skip

@@ -129,5 +129,5 @@ async def test_posting_many_languages_is_one_transaction(harness: Harness):
         "BEGIN SELECT RAISE(ABORT, 'refused'); END"), write=True)  # fmt: skip
     reply = await h.run("coco", "task post translation Leaflet --language pl,de,fr")
     assert reply.is_error and "went wrong" in reply.body.plain()
-    assert "No tasks (open)." in await h.ok("bob", "task list")
+    assert "No open tasks" in await h.ok("bob", "task list")
     assert "No jobs yet" in await h.ok("bob", "job list")
