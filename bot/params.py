@@ -15,7 +15,82 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from bot.context import Attachment
 from bot.domain import COUNTRIES, COUNTRY_ALIASES, LANGUAGES, BadArgument, UserRef
+from bot.domain.i18n import CountryName, LanguageName, Msg, _, pgettext
 from bot.domain.text import preview
+
+# What each parser says about input it cannot read: one whole sentence per case.
+# Translators: the {codes} and {choices} lists are codes and words typed as they are.
+ERRORS: dict[str, Msg] = {
+    "language": _("`{word}` is not an official EU language. Use a two-letter code: {codes}."),
+    # Translators: {country_code} is a country code typed instead of a language code.
+    "language_is_country": _(
+        "`{word}` is not an official EU language ({country_code} is the country {country}; its "
+        "language is `{code}`, {language}). Use a two-letter code: {codes}."
+    ),
+    "language_guess": _(
+        "`{word}` is not an official EU language — did you mean `{code}` ({language})? Use a "
+        "two-letter code: {codes}."
+    ),
+    "languages_none": _("Give at least one language code, e.g. `de,fr`."),
+    "url_long": _("That link is {n:,} characters long; {max:,} at most."),
+    "url": _(
+        "`{text}` is not a web address. Give a link starting with https://, e.g. "
+        "`https://example.org/leaflet.odt`."
+    ),
+    "country": _("`{word}` is not an EU member state. Use a code: {codes}."),
+    "country_is_language": _(
+        "`{word}` is not an EU member state (`{code}` is the language {language}). Use a code: "
+        "{codes}."
+    ),
+    "country_guess": _(
+        "`{word}` is not an EU member state — did you mean `{code}` ({country})? Use a code: "
+        "{codes}."
+    ),
+    "duration": _("`{text}` is not a duration. Try `90s`, `15m`, `2h30m`, `3d` or `1w`."),
+    "duration_zero": _("`{text}` is no time at all; give a duration above zero."),
+    "duration_long": _("`{text}` is too far ahead; the limit is two years."),
+    "zone_long": _(
+        "That is {length:,} characters long, and no time zone is. Use an Area/City name like "
+        "`Europe/Brussels`."
+    ),
+    "zone": _("`{name}` is not a time zone. Use an Area/City name like `Europe/Brussels`."),
+    "zone_guess": _(
+        "`{name}` is not a time zone — did you mean `{guess}`? Use an Area/City name like "
+        "`Europe/Brussels`."
+    ),
+    "skipped_hour": _(
+        "`{text}` does not exist in {zone}: the clocks skip that hour. Pick another time."
+    ),
+    "too_far_ahead": _("`{text}` is too far ahead: the limit is two years from now."),
+    "too_far_back": _("`{text}` is too far in the past to be meant."),
+    "when": _(
+        "`{text}` is not a date or time I can read. Try `2026-12-01`, `2026-12-01 14:30`, "
+        "`14:30`, `tomorrow` or `in 3d`."
+    ),
+    "time_of_day": _("`{text}` is not a time of day; use 24-hour `HH:MM`."),
+    "integer": _("`{text}` is not a whole number."),
+    "too_large": _("`{text}` is far too large a number."),
+    "boolean": _("`{text}` is not yes or no."),
+    "user": _("Name a person, e.g. `alice`."),
+    # Translators: `volunteer-bot tasks import FILE.csv` is a shell command, typed as it is.
+    "file": _(
+        "A file cannot come with a text command. Attach it to the slash command on Discord, "
+        "or run `volunteer-bot tasks import FILE.csv` where the bot runs."
+    ),
+    # Translators: {what} names what was asked for ("role", "status"); {choices} are words
+    # typed as they are.
+    "choice": _("`{text}` is not a valid {what}. Choose one of: {choices}."),
+    "choice_guess": _(
+        "`{text}` is not a valid {what} — did you mean `{guess}`? Choose one of: {choices}."
+    ),
+}
+# How the parameters with a fixed set of choices are called in those errors.
+CHOICE_NAMES: dict[str, Msg] = {
+    "role": pgettext("parameter", "role"),
+    "kind": pgettext("parameter", "kind"),
+    "priority": pgettext("parameter", "priority"),
+    "status": pgettext("parameter", "status"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,28 +174,29 @@ def parse_language(text: str) -> Language:
         return Language(low)
     if low in _LANGUAGE_BY_NAME:
         return Language(_LANGUAGE_BY_NAME[low])
-    hint = ""
-    if word.upper() in _LANGUAGE_FOR_COUNTRY and word.upper() in COUNTRIES:
-        code = _LANGUAGE_FOR_COUNTRY[word.upper()]
-        hint = f" ({word.upper()} is the country {COUNTRIES[word.upper()]}; "
-        hint += f"its language is `{code}`, {LANGUAGES[code]})"
-    else:
-        guess = _closest(low, [*LANGUAGES, *_LANGUAGE_BY_NAME])
-        if guess:
-            code = _LANGUAGE_BY_NAME.get(guess, guess)
-            hint = f" — did you mean `{code}` ({LANGUAGES[code]})?"
-    raise BadArgument(
-        "`{word}` is not an official EU language" + hint + ". Use a two-letter code: {codes}.",
-        word=preview(word),
-        codes=" ".join(LANGUAGES),
-    )
+    up = word.upper()
+    codes = " ".join(LANGUAGES)
+    if up in _LANGUAGE_FOR_COUNTRY and up in COUNTRIES:
+        code = _LANGUAGE_FOR_COUNTRY[up]
+        raise BadArgument(
+            ERRORS["language_is_country"], word=preview(word), country_code=up,
+            country=CountryName(up), code=code, language=LanguageName(code), codes=codes,
+        )  # fmt: skip
+    guess = _closest(low, [*LANGUAGES, *_LANGUAGE_BY_NAME])
+    if guess:
+        code = _LANGUAGE_BY_NAME.get(guess, guess)
+        raise BadArgument(
+            ERRORS["language_guess"], word=preview(word), code=code,
+            language=LanguageName(code), codes=codes,
+        )  # fmt: skip
+    raise BadArgument(ERRORS["language"], word=preview(word), codes=codes)
 
 
 def parse_language_list(text: str) -> LanguageList:
     """Read ``de,fr`` or ``de fr``; duplicates collapse, order is kept."""
     items = [part for part in re.split(r"[,\s;]+", text.strip()) if part]
     if not items:
-        raise BadArgument("Give at least one language code, e.g. `de,fr`.")
+        raise BadArgument(ERRORS["languages_none"])
     return LanguageList(dict.fromkeys(parse_language(item) for item in items))
 
 
@@ -147,14 +223,9 @@ def parse_url(text: str) -> Url:
     """Read one http(s) address, e.g. ``https://example.org/leaflet.odt``."""
     word = text.strip().strip("<>")
     if len(word) > MAX_URL:
-        raise BadArgument("That link is {n} characters long; {max} at most.", n=len(word),
-                          max=MAX_URL)  # fmt: skip
+        raise BadArgument(ERRORS["url_long"], n=len(word), max=MAX_URL)
     if not URL.fullmatch(word):
-        raise BadArgument(
-            "`{text}` is not a web address. Give a link starting with https://, e.g. "
-            "`https://example.org/leaflet.odt`.",
-            text=word[:80],
-        )
+        raise BadArgument(ERRORS["url"], text=word[:80])
     return Url(word)
 
 
@@ -175,19 +246,21 @@ def parse_country(text: str) -> Country:
         return Country(up)
     if word.lower() in _COUNTRY_BY_NAME:
         return Country(_COUNTRY_BY_NAME[word.lower()])
-    hint = ""
-    if word.lower() in LANGUAGES:
-        hint = f" (`{word.lower()}` is the language {LANGUAGES[word.lower()]})"
-    else:
-        guess = _closest(word.lower(), [c.lower() for c in COUNTRIES] + list(_COUNTRY_BY_NAME))
-        if guess:
-            code = _COUNTRY_BY_NAME.get(guess, guess.upper())
-            hint = f" — did you mean `{code}` ({COUNTRIES[code]})?"
-    raise BadArgument(
-        "`{word}` is not an EU member state" + hint + ". Use a code: {codes}.",
-        word=preview(word),
-        codes=" ".join(COUNTRIES),
-    )
+    low = word.lower()
+    codes = " ".join(COUNTRIES)
+    if low in LANGUAGES:
+        raise BadArgument(
+            ERRORS["country_is_language"], word=preview(word), code=low,
+            language=LanguageName(low), codes=codes,
+        )  # fmt: skip
+    guess = _closest(low, [c.lower() for c in COUNTRIES] + list(_COUNTRY_BY_NAME))
+    if guess:
+        code = _COUNTRY_BY_NAME.get(guess, guess.upper())
+        raise BadArgument(
+            ERRORS["country_guess"], word=preview(word), code=code, country=CountryName(code),
+            codes=codes,
+        )  # fmt: skip
+    raise BadArgument(ERRORS["country"], word=preview(word), codes=codes)
 
 
 # --- time -------------------------------------------------------------------------------
@@ -218,16 +291,11 @@ def parse_duration(text: str) -> Duration:
         seconds += int(match.group(1)) * _DURATION_UNITS[match.group(2)[0].lower()]
         pos = match.end()
     if pos == 0 or body[pos:].strip(" ,"):
-        raise BadArgument(
-            "`{text}` is not a duration. Try `90s`, `15m`, `2h30m`, `3d` or `1w`.",
-            text=preview(raw),
-        )
+        raise BadArgument(ERRORS["duration"], text=preview(raw))
     if seconds <= 0:
-        raise BadArgument(
-            "`{text}` is no time at all; give a duration above zero.", text=preview(raw)
-        )
+        raise BadArgument(ERRORS["duration_zero"], text=preview(raw))
     if seconds > MAX_DURATION.total_seconds():
-        raise BadArgument("`{text}` is too far ahead; the limit is two years.", text=preview(raw))
+        raise BadArgument(ERRORS["duration_long"], text=preview(raw))
     return Duration(seconds=seconds)
 
 
@@ -235,11 +303,7 @@ def parse_timezone(text: str) -> TimeZone:
     """Read an IANA zone name such as ``Europe/Warsaw`` (case-insensitive)."""
     name = text.strip()
     if len(name) > MAX_ZONE_NAME:
-        raise BadArgument(
-            "That is {length} characters long, and no time zone is. Use an Area/City name like "
-            "`Europe/Brussels`.",
-            length=len(name),
-        )
+        raise BadArgument(ERRORS["zone_long"], length=len(name))
     try:
         ZoneInfo(name)
         if "/" in name or name == "UTC":
@@ -250,11 +314,9 @@ def parse_timezone(text: str) -> TimeZone:
     if name.lower() in zones:
         return TimeZone(zones[name.lower()])
     guess = _closest(name.lower(), list(zones))
-    hint = f" — did you mean `{zones[guess]}`?" if guess else "."
-    raise BadArgument(
-        "`{name}` is not a time zone" + hint + " Use an Area/City name like `Europe/Brussels`.",
-        name=preview(name),
-    )
+    if guess:
+        raise BadArgument(ERRORS["zone_guess"], name=preview(name), guess=zones[guess])
+    raise BadArgument(ERRORS["zone"], name=preview(name))
 
 
 _ZONES: dict[str, str] = {}
@@ -271,11 +333,7 @@ def local_to_utc(day: date, at: time, zone: ZoneInfo, original: str) -> datetime
     local = datetime.combine(day, at, tzinfo=zone)
     back = local.astimezone(ZoneInfo("UTC")).astimezone(zone)
     if back.replace(tzinfo=None) != local.replace(tzinfo=None):
-        raise BadArgument(
-            "`{text}` does not exist in {zone}: the clocks skip that hour. Pick another time.",
-            text=preview(original),
-            zone=str(zone),
-        )
+        raise BadArgument(ERRORS["skipped_hour"], text=preview(original), zone=str(zone))
     return local.astimezone(ZoneInfo("UTC"))
 
 
@@ -303,11 +361,9 @@ def parse_when(
         offset = -1.0 if year and int(year.group(1)) < env.now.year else 1.0
         offset *= MAX_BACK.total_seconds() * 2
     if offset > MAX_AHEAD.total_seconds():
-        raise BadArgument(
-            "`{text}` is too far ahead: the limit is two years from now.", text=preview(raw)
-        )
+        raise BadArgument(ERRORS["too_far_ahead"], text=preview(raw))
     if -offset > MAX_BACK.total_seconds():
-        raise BadArgument("`{text}` is too far in the past to be meant.", text=preview(raw))
+        raise BadArgument(ERRORS["too_far_back"], text=preview(raw))
     return moment
 
 
@@ -332,11 +388,7 @@ def _parse_when(raw: str, env: ParseEnv, zone: str | None, date_only_at: time) -
     try:
         parsed = datetime.fromisoformat(raw.replace(" ", "T", 1) if " " in raw else raw)
     except ValueError:
-        raise BadArgument(
-            "`{text}` is not a date or time I can read. Try `2026-12-01`, "
-            "`2026-12-01 14:30`, `14:30`, `tomorrow` or `in 3d`.",
-            text=preview(raw),
-        ) from None
+        raise BadArgument(ERRORS["when"], text=preview(raw)) from None
     if parsed.tzinfo is not None:
         return _as_when(parsed.astimezone(ZoneInfo("UTC")))
     if len(raw) <= 10:  # a bare date
@@ -347,7 +399,7 @@ def _parse_when(raw: str, env: ParseEnv, zone: str | None, date_only_at: time) -
 def _make_time(match: re.Match[str], raw: str) -> time:
     hour, minute, second = int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
     if hour > 23 or minute > 59 or second > 59:
-        raise BadArgument("`{text}` is not a time of day; use 24-hour `HH:MM`.", text=preview(raw))
+        raise BadArgument(ERRORS["time_of_day"], text=preview(raw))
     return time(hour, minute, second)
 
 
@@ -383,12 +435,12 @@ def _parse_int(text: str, env: ParseEnv) -> int:
         return int(cleaned)
     if re.fullmatch(r"[+-]?\d+", cleaned):
         raise too_large(text)
-    raise BadArgument("`{text}` is not a whole number.", text=preview(text))
+    raise BadArgument(ERRORS["integer"], text=preview(text))
 
 
 def too_large(text: str) -> BadArgument:
     """The error for a number larger than any database column holds."""
-    return BadArgument("`{text}` is far too large a number.", text=preview(text, 24))
+    return BadArgument(ERRORS["too_large"], text=preview(text, 24))
 
 
 _TRUE = {"yes", "y", "true", "1", "on"}
@@ -399,7 +451,7 @@ def _parse_bool(text: str, env: ParseEnv) -> bool:
     low = text.strip().lower()
     if low in _TRUE | _FALSE:
         return low in _TRUE
-    raise BadArgument("`{text}` is not yes or no.", text=preview(text))
+    raise BadArgument(ERRORS["boolean"], text=preview(text))
 
 
 def _parse_user(text: str, env: ParseEnv) -> UserRef:
@@ -407,21 +459,20 @@ def _parse_user(text: str, env: ParseEnv) -> UserRef:
     if env.platform == "console":
         name = name.lstrip("@")
     if not name:
-        raise BadArgument("Name a person, e.g. `alice`.")
+        raise BadArgument(ERRORS["user"])
     return UserRef(env.platform, name)
 
 
 def _parse_file(text: str, env: ParseEnv) -> Attachment:
     # Text platforms carry no file with a command; Discord hands one over as an Attachment.
-    raise BadArgument(
-        "A file cannot come with a text command. Attach it to the slash command on Discord, "
-        "or run `volunteer-bot tasks import FILE.csv` where the bot runs."
-    )
+    raise BadArgument(ERRORS["file"])
 
 
 def enum_kind(enum: type[Enum]) -> Kind:
     """A kind whose values are the members of ``enum``."""
     values = tuple(str(member.value) for member in enum)
+    name = enum.__name__.lower().replace("task", "")
+    what: str = CHOICE_NAMES.get(name, name)
 
     def parse(text: str, env: ParseEnv) -> Enum:
         word = text.strip().lower().replace("_", "-")
@@ -433,15 +484,13 @@ def enum_kind(enum: type[Enum]) -> Kind:
         if len(starts) == 1:
             return starts[0]
         guess = _closest(word, list(values))
-        hint = f" — did you mean `{guess}`?" if guess else "."
-        raise BadArgument(
-            "`{text}` is not a valid {what}" + hint + " Choose one of: {choices}.",
-            text=preview(text.strip()),
-            what=enum.__name__.lower().replace("task", ""),
-            choices=", ".join(values),
-        )
+        shown = preview(text.strip())
+        if guess:
+            raise BadArgument(ERRORS["choice_guess"], text=shown, what=what, guess=guess,
+                              choices=", ".join(values))  # fmt: skip
+        raise BadArgument(ERRORS["choice"], text=shown, what=what, choices=", ".join(values))
 
-    return Kind(enum.__name__.lower().replace("task", ""), "string", parse, values)
+    return Kind(name, "string", parse, values)
 
 
 KINDS: dict[type, Kind] = {

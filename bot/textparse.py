@@ -7,7 +7,9 @@ token at the start of a word, so ``don't`` needs no escaping. Smart quotes count
 from dataclasses import dataclass
 
 from bot.commands import CommandSpec
-from bot.domain import BadArgument
+from bot.domain import BadArgument, Markup
+from bot.domain.i18n import _, described
+from bot.domain.markup import cmd, usage
 from bot.domain.text import preview
 
 _SMART = str.maketrans({"“": '"', "”": '"', "„": '"', "«": '"', "»": '"',
@@ -48,9 +50,12 @@ def tokenize(line: str) -> list[Token]:
                 chars.append(line[i])
                 i += 1
             if i >= n:
+                # Translators: {fragment} is the start of the quoted text; {q} the quote mark.
                 raise BadArgument(
-                    "The quote that opens `{fragment}` is never closed. Close it with `{q}`, "
-                    "or leave the quotes out.",
+                    _(
+                        "The quote that opens `{fragment}` is never closed. Close it with `{q}`, "
+                        "or leave the quotes out."
+                    ),
                     fragment=preview(line[start : start + 21], 20),
                     q=quote,
                 )
@@ -79,13 +84,9 @@ def bind(spec: CommandSpec, line: str, tokens: list[Token]) -> dict[str, str | b
             name, eq, inline = tok.text.partition("=")
             arg = options.get(name.lower().replace("_", "-"))
             if arg is None:
-                raise BadArgument(
-                    "`{option}` is not an option of `{command}`. " + _options_hint(spec),
-                    option=preview(name),
-                    command=spec.qualified_name,
-                )
+                raise _unknown_option(spec, preview(name))
             if arg.name in values:
-                raise BadArgument("`{option}` is given twice.", option=preview(name))
+                raise BadArgument(_("`{option}` is given twice."), option=preview(name))
             if eq:
                 values[arg.name] = inline
             elif arg.kind.wire == "boolean":
@@ -98,9 +99,9 @@ def bind(spec: CommandSpec, line: str, tokens: list[Token]) -> dict[str, str | b
             else:
                 if i + 1 >= len(tokens):
                     raise BadArgument(
-                        "`{option}` needs a value: `{usage}`.",
+                        _("`{option}` needs a value: {usage}."),
                         option=preview(name),
-                        usage=spec.usage(),
+                        usage=usage(spec.qualified_name),
                     )
                 values[arg.name] = tokens[i + 1].text
                 i += 1
@@ -117,19 +118,21 @@ def bind(spec: CommandSpec, line: str, tokens: list[Token]) -> dict[str, str | b
             values[arg.name] = loose.pop(0).text
     if loose:
         raise BadArgument(
-            "I did not expect `{extra}`. Usage: `{usage}`.",
+            _("I did not expect `{extra}`. Usage: {usage}."),
             extra=preview(" ".join(t.text for t in loose[:20])),
-            usage=spec.usage(),
+            usage=usage(spec.qualified_name),
         )
     for arg in spec.args:
         if arg.required and arg.name not in values:
             shown = f"<{arg.name}>" if arg.positional else arg.option
+            # Translators: {shown} is the missing part, e.g. <title> or --language; {what} its
+            # description.
             raise BadArgument(
-                "`{command}` needs {shown} ({what}). Usage: `{usage}`.",
-                command=spec.qualified_name,
+                _("{command} needs {shown} ({what}). Usage: {usage}."),
+                command=cmd(spec.qualified_name),
                 shown=shown,
-                what=arg.description,
-                usage=spec.usage(),
+                what=described(arg.description),
+                usage=usage(spec.qualified_name),
             )
     return values
 
@@ -154,8 +157,17 @@ def _adjacent(line: str, a: Token, b: Token) -> bool:
     return not line[a.end : b.start].strip()
 
 
-def _options_hint(spec: CommandSpec) -> str:
+def _unknown_option(spec: CommandSpec, option: str) -> BadArgument:
+    """The error for an option the command does not have, naming those it has."""
     opts = [arg.option for arg in spec.args if not arg.positional]
     if not opts:
-        return f"It takes no options: `{spec.usage()}`."
-    return "Its options: " + ", ".join(f"`{o}`" for o in opts) + "."
+        return BadArgument(
+            _("`{option}` is not an option of {command}. It takes no options: {usage}."),
+            option=option, command=cmd(spec.qualified_name), usage=usage(spec.qualified_name),
+        )  # fmt: skip
+    return BadArgument(
+        _("`{option}` is not an option of {command}. Its options: {options}."),
+        option=option,
+        command=cmd(spec.qualified_name),
+        options=Markup.trusted(", ").join(Markup.format("`{o}`", o=o) for o in opts),
+    )

@@ -202,7 +202,7 @@ def test_a_link_is_found_in_a_note(text, found):
     [
         ("ftp://example.org/x", "`ftp://example.org/x` is not a web address"),
         ("example.org", "`example.org` is not a web address"),
-        ("https://" + "a" * 2000 + ".eu", "characters long; 2000 at most"),
+        ("https://" + "a" * 2000 + ".eu", "2,011 characters long; 2,000 at most"),
     ],
 )
 def test_a_bad_source_link_is_refused_with_words(text, error):

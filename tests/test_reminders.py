@@ -285,3 +285,12 @@ async def test_hints_name_commands_the_way_each_platform_types_them(harness: Har
         "Example: `!reminder add Call for translators --in 2h`" in said["matrix:!room:example.org"]
     )
     assert 'Example: `/reminder add message:"Call for translators" in:2h`' in said["discord:1"]
+
+
+async def test_a_usage_line_in_an_error_is_spelt_for_the_platform(harness: Harness):
+    said = (await harness.run("coco", "reminder delete", target="matrix:!room:x")).body.plain()
+    assert "`!reminder delete` needs <id> (Reminder number). Usage: `!reminder delete <id>" in said
+    said = (
+        await harness.run("coco", "reminder list --colour red", target="console:")
+    ).body.plain()
+    assert "`--colour` is not an option of `reminder list`. Its options: `--anywhere`." in said

@@ -10,6 +10,7 @@ import re
 import unicodedata
 
 from bot.domain.errors import BadArgument
+from bot.domain.i18n import _
 
 PREVIEW = 40
 MAX_NAME = 100
@@ -82,11 +83,12 @@ def clean(text: str, *, what: str, multiline: bool = False) -> str:
         text = "\n".join(_balance_bidi(line) for line in text.split("\n"))
     text = text.strip()
     if not visible(text):
+        # Translators: {name} is the parameter's name, e.g. title.
         raise BadArgument(
-            "`{name}` has nothing visible in it: only spaces or invisible characters. "
-            "Type some words.",
+            _("`{name}` has nothing visible in it: only spaces or invisible characters. "
+              "Type some words."),
             name=what,
-        )
+        )  # fmt: skip
     return text
 
 
