@@ -19,6 +19,7 @@ from bot.commands import Cog
 from bot.context import Ctx
 from bot.core import Registry
 from bot.domain import Markup, UserRef
+from bot.domain.i18n import Msg, _, ngettext
 from bot.outbox import Renderers, UnknownKind
 from bot.uploads import MediaErasure, Uploads
 from storage.acting import unguarded
@@ -32,11 +33,35 @@ from storage.volunteers import VolunteerRepo
 
 log = logging.getLogger(__name__)
 
+# What erasure writes where a stored post named the person (stored, so in English).
 FORMER_VOLUNTEER = "a former volunteer"
 MESSAGES = "messages_for_you"
 POSTS = "posts_naming_you"
 DIRECT_CHATS = "direct_chats_with_you"
 FILES = "files_sent_to_you"
+# How the core's own sections of an export read, counted.
+CORE_PHRASES: dict[str, Msg] = {
+    MESSAGES: ngettext(
+        "{n:,} bot message addressed to you", "{n:,} bot messages addressed to you"
+    ),
+    POSTS: ngettext("{n:,} bot message that names you", "{n:,} bot messages that name you"),
+    DIRECT_CHATS: ngettext(
+        "{n:,} direct chat the bot opened with you", "{n:,} direct chats the bot opened with you"
+    ),
+    FILES: ngettext("{n:,} file the bot sent only to you", "{n:,} files the bot sent only to you"),
+}
+# How a cog's section of an export reads. Translators: {label} and {section} are the names a
+# part of the bot stores data under, in English ("volunteer", "task"); {fields} lists the
+# names of what the record holds ("roles, languages").
+RECORD = _("your {label} record")
+RECORD_FIELDS = _("your {label} record ({fields})")
+RECORD_ENTRIES = ngettext(
+    "your {label} record ({n:,} entry)", "your {label} record ({n:,} entries)"
+)
+PART = _("{section}: {label}")
+PART_FIELDS = _("{section}: {label} ({fields})")
+# Translators: {n} counts the entries stored under the name {label}.
+PART_ENTRIES = _("{section}: {n:,} {label}")
 
 
 # Rounds of erasure steps before giving up (one is enough unless something kept writing).
@@ -194,41 +219,35 @@ def has_data(value: object) -> bool:
     return value is not None and value != ""
 
 
-def describe(stored: Mapping[str, Any]) -> list[str]:
+def describe(stored: Mapping[str, Any]) -> list[Markup]:
     """Plain words for what an export holds, one phrase per kind of thing.
 
     ``{"volunteer": {"volunteer": {"roles": [...]}}}`` reads "your volunteer record (roles)";
-    a list reads as a count: ``{"task": {"claimed": [1, 2]}}`` is "task: 2 claimed".
+    a list reads as a count: ``{"task": {"claimed": [1, 2]}}`` is "task: 2 claimed". The
+    sections and keys are the names the cogs store their data under, shown as they are.
     """
-    phrases: list[str] = []
+    phrases: list[Markup] = []
     for section, data in stored.items():
-        if section in (MESSAGES, POSTS):
-            what = "addressed to you" if section == MESSAGES else "that name you"
-            phrases.append(f"{_count(data, 'bot message')} {what}")
-            continue
-        if section == DIRECT_CHATS:
-            phrases.append(f"{_count(data, 'direct chat')} the bot opened with you")
-            continue
-        if section == FILES:
-            phrases.append(f"{_count(data, 'file')} the bot sent only to you")
+        if section in CORE_PHRASES:
+            phrases.append(Markup.format(CORE_PHRASES[section], n=len(data)))
             continue
         for key, value in data.items():
             if not has_data(value):
                 continue
             label = key.replace("_", " ")
-            if key == section:
-                label = f"your {label} record"
             if isinstance(value, Mapping):
                 fields = ", ".join(k.replace("_", " ") for k, v in value.items() if has_data(v))
-                label = f"{label} ({fields})"
+                template = RECORD_FIELDS if key == section else PART_FIELDS
+                phrases.append(Markup.format(template, section=section, label=label,
+                                             fields=fields))  # fmt: skip
             elif isinstance(value, Sequence) and not isinstance(value, str):
-                label = f"{len(value)} {label}"
-            phrases.append(label if key == section else f"{section}: {label}")
+                template = RECORD_ENTRIES if key == section else PART_ENTRIES
+                phrases.append(Markup.format(template, section=section, label=label,
+                                             n=len(value)))  # fmt: skip
+            else:
+                template = RECORD if key == section else PART
+                phrases.append(Markup.format(template, section=section, label=label))
     return phrases
-
-
-def _count(items: Sequence[object], noun: str) -> str:
-    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
 
 
 def to_json(document: Mapping[str, Any]) -> bytes:

@@ -6,11 +6,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.domain import UserRef
+from bot.domain.i18n import _
 from storage.uploads import Upload, UploadRepo
 
 log = logging.getLogger(__name__)
 
-NOT_CONNECTED = "the bot is not connected to that platform right now"
+# Why files stay, as the answer to an erasure says it ("… could not be deleted: {why}").
+NOT_CONNECTED = _("the bot is not connected to that platform right now")
+UNREACHABLE = _("the homeserver could not be reached")
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +22,7 @@ class MediaErasure:
 
     deleted: int
     kept: int
-    why: str = ""
+    why: str = ""  # a marked message, or words of the platform's own
 
 
 # Deletes the files (and the messages that carried them) where the platform allows it.
@@ -61,6 +64,6 @@ class Uploads:
                 outcome = await eraser(uploads)
             except Exception as exc:
                 log.warning("deleting uploaded files failed (%s)", type(exc).__name__)
-                outcome = MediaErasure(0, len(uploads), "the homeserver could not be reached")
+                outcome = MediaErasure(0, len(uploads), UNREACHABLE)
         await self.repo.forget(user)
         return outcome

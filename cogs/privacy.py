@@ -8,8 +8,10 @@ from bot.background import Periodic
 from bot.commands import Cog, command
 from bot.context import Attachment, Button, Ctx, Reply
 from bot.domain import Markup
+from bot.domain.i18n import _, ngettext
+from bot.domain.markup import cmd
 from bot.params import Param
-from bot.privacy import FORMER_VOLUNTEER, PersonalData, describe, to_json
+from bot.privacy import PersonalData, describe, to_json
 from bot.services import Services
 from bot.uploads import MediaErasure
 
@@ -18,8 +20,12 @@ log = logging.getLogger(__name__)
 PURGE_EVERY = timedelta(days=1)
 RETRY_AFTER = timedelta(hours=1)
 EXPORT_FILE = "mydata.json"
-CONFIRM_LABEL = "Yes, erase my data"
+CONFIRM_LABEL = _("Yes, erase my data")
 CONFIRM_COMMAND = "privacy forget --confirm"
+# How erased people are named in tasks and history, as the reader's language says it.
+FORMER = _("a former volunteer")
+LIST = Markup.trusted("; ")
+SPACE = Markup.trusted(" ")
 
 
 class Privacy(Cog):
@@ -63,20 +69,36 @@ class Privacy(Cog):
         attachment = Attachment(EXPORT_FILE, to_json(document), "application/json")
         if not stored:
             body = Markup.format(
-                "I store nothing about you. If you join as a volunteer, `privacy mydata` will "
-                "show what I keep; the attached `{file}` is the (empty) export.",
+                # Translators: {command} is the command that shows it, {file} a file name.
+                _(
+                    "I store nothing about you. If you join as a volunteer, {command} will "
+                    "show what I keep; the attached `{file}` is the (empty) export."
+                ),
+                command=cmd("privacy mydata"),
                 file=EXPORT_FILE,
             )
         else:
             body = Markup.format(
-                "**What I store about you:** {what}. I keep it so coordinators can match "
-                "volunteers to tasks by role, language and country and reach you about your "
-                "tasks, and for nothing else. It stays until you erase it, and is erased "
-                "automatically after {days} days without a command from you. Every value is "
-                "in the attached `{file}`. To erase it all now, run `privacy forget`.",
-                what="; ".join(describe(stored)),
+                # Translators: {what} lists the kinds of data, separated by semicolons; {file}
+                # is a file name, {command} the command that erases it all.
+                ngettext(
+                    "**What I store about you:** {what}. I keep it so coordinators can match "
+                    "volunteers to tasks by role, language and country and reach you about "
+                    "your tasks, and for nothing else. It stays until you erase it, and is "
+                    "erased automatically after {days:,} day without a command from you. Every "
+                    "value is in the attached `{file}`. To erase it all now, run {command}.",
+                    "**What I store about you:** {what}. I keep it so coordinators can match "
+                    "volunteers to tasks by role, language and country and reach you about "
+                    "your tasks, and for nothing else. It stays until you erase it, and is "
+                    "erased automatically after {days:,} days without a command from you. "
+                    "Every value is in the attached `{file}`. To erase it all now, run "
+                    "{command}.",
+                    count="days",
+                ),
+                what=LIST.join(describe(stored)),
                 days=self.retention.days,
                 file=EXPORT_FILE,
+                command=cmd("privacy forget"),
             )
         return Reply(body, confidential=True, attachments=[attachment])
 
@@ -89,19 +111,23 @@ class Privacy(Cog):
     ) -> Reply:
         """Erase everything the bot stores about you."""
         stored = await self.personal.collect(ctx.user)
-        what = "; ".join(describe(stored))
+        what = LIST.join(describe(stored))
         if not confirm:
             if not stored:
-                return Reply.text("I store nothing about you, so there is nothing to erase.")
+                return Reply.text(_("I store nothing about you, so there is nothing to erase."))
             return Reply(
                 Markup.format(
-                    "This permanently erases what I store about you: {what}. Tasks you claimed "
-                    "go back to the queue, and where shared history or tasks you created "
-                    "mention you, it will say “{former}”. It cannot be undone. To go ahead, "
-                    "run `{confirm}` or press the button.",
+                    # Translators: {what} lists the kinds of data, separated by semicolons;
+                    # {former} is how erased people are named; {command} erases it.
+                    _(
+                        "This permanently erases what I store about you: {what}. Tasks you "
+                        "claimed go back to the queue, and where shared history or tasks you "
+                        "created mention you, it will say “{former}”. It cannot be undone. To "
+                        "go ahead, run {command} or press the button."
+                    ),
                     what=what,
-                    former=FORMER_VOLUNTEER,
-                    confirm=CONFIRM_COMMAND,
+                    former=FORMER,
+                    command=cmd("privacy forget", confirm=True),
                 ),
                 private=True,
                 buttons=[Button(CONFIRM_LABEL, CONFIRM_COMMAND)],
@@ -111,27 +137,40 @@ class Privacy(Cog):
         if not stored:
             if unfinished:
                 return Reply.text(
-                    "Done. I finished erasing your data, which an earlier `privacy forget` "
-                    "had begun. If you use the bot again, it starts from nothing."
+                    _(
+                        "Done. I finished erasing your data, which an earlier {command} had "
+                        "begun. If you use the bot again, it starts from nothing."
+                    ),
+                    command=cmd("privacy forget"),
                 )
-            return Reply.text("I stored nothing about you; there was nothing to erase.")
-        return Reply(
-            Markup.format(
-                "Done. I erased {what}. Tasks you had claimed are open again, and shared "
-                "history now says “{former}” where it named you{redacted}.{files} If you use "
-                "the bot again, it starts from nothing.",
-                what=what,
-                files=_files_note(erasure.media),
-                former=FORMER_VOLUNTEER,
-                redacted=(
-                    f" (also in {erasure.redacted_posts} bot post"
-                    f"{'' if erasure.redacted_posts == 1 else 's'})"
-                    if erasure.redacted_posts
-                    else ""
+            return Reply.text(_("I stored nothing about you; there was nothing to erase."))
+        if erasure.redacted_posts:
+            history = Markup.format(
+                # Translators: {former} is how erased people are named; {n} counts bot posts.
+                ngettext(
+                    "Tasks you had claimed are open again, and shared history now says "
+                    "“{former}” where it named you (also in {n:,} bot post).",
+                    "Tasks you had claimed are open again, and shared history now says "
+                    "“{former}” where it named you (also in {n:,} bot posts).",
                 ),
-            ),
-            private=True,
-        )
+                former=FORMER, n=erasure.redacted_posts,
+            )  # fmt: skip
+        else:
+            history = Markup.format(
+                # Translators: {former} is how erased people are named.
+                _(
+                    "Tasks you had claimed are open again, and shared history now says "
+                    "“{former}” where it named you."
+                ),
+                former=FORMER,
+            )
+        sentences = [
+            Markup.format(_("Done. I erased {what}."), what=what),
+            history,
+            *_files_note(erasure.media),
+            Markup.format(_("If you use the bot again, it starts from nothing.")),
+        ]
+        return Reply(SPACE.join(sentences), private=True)
 
     async def purge_inactive(self, now: datetime) -> int:
         """Erase every volunteer inactive for longer than the retention period.
@@ -172,20 +211,24 @@ class Privacy(Cog):
         await self.purge_inactive(self.clock.now())
 
 
-def _files_note(media: MediaErasure | None) -> str:
+def _files_note(media: MediaErasure | None) -> list[Markup]:
     """What became of the files the bot had sent the person, in plain words."""
     if media is None:
-        return ""
-    note = ""
+        return []
+    note: list[Markup] = []
     if media.deleted:
-        note += f" I deleted the {_files(media.deleted)} I had sent only to you."
+        note.append(Markup.format(
+            ngettext("I deleted the {n:,} file I had sent only to you.",
+                     "I deleted the {n:,} files I had sent only to you."),
+            n=media.deleted,
+        ))  # fmt: skip
     if media.kept:
-        note += (
-            f" {_files(media.kept).capitalize()} I had sent only to you could not be deleted "
-            f"from the server: {media.why}."
-        )
+        note.append(Markup.format(
+            # Translators: {why} says why the server kept them ("the homeserver refused").
+            ngettext(
+                "{n:,} file I had sent only to you could not be deleted from the server: {why}.",
+                "{n:,} files I had sent only to you could not be deleted from the server: {why}.",
+            ),
+            n=media.kept, why=media.why,
+        ))  # fmt: skip
     return note
-
-
-def _files(count: int) -> str:
-    return f"{count} file{'' if count == 1 else 's'}"

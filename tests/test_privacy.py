@@ -86,6 +86,31 @@ async def test_mydata_lists_bot_messages_addressed_to_or_naming_the_caller(harne
     assert [p["text"] for p in stored["posts_naming_you"]] == ["Alice claimed task 3"]
 
 
+async def test_forget_says_what_became_of_the_posts_and_files_that_named_the_caller(
+    harness: Harness,
+):
+    await harness.ok("alice", "volunteer join translator")
+    await notify(harness, "n:1", None, Markup.format("{n} claimed task 3", n="Alice"),
+                 naming="alice")  # fmt: skip
+    await notify(harness, "n:2", "alice", Markup.format("Reminder for {n}", n="Alice"))
+    alice = harness.ctx("alice").user
+    for n in (1, 2):  # the test platform has no adapter to delete them with
+        await harness.app.services.uploads.uploaded(alice, f"mxc://example.org/f{n}",
+                                                    "!dm:example.org", harness.clock.now())  # fmt: skip
+    asked = (await harness.run("alice", "privacy forget")).body.plain()
+    assert (
+        "last active at); 1 bot message addressed to you; 1 bot message that names you; "
+        "2 files the bot sent only to you. Tasks you claimed go back"
+    ) in asked
+    done = (await harness.run("alice", "privacy forget --confirm")).body.plain()
+    assert done.startswith("Done. I erased your volunteer record (")
+    assert (
+        "shared history now says “a former volunteer” where it named you (also in 1 bot post). "
+        "2 files I had sent only to you could not be deleted from the server: the bot is not "
+        "connected to that platform right now. If you use the bot again, it starts from nothing."
+    ) in done
+
+
 async def test_forget_without_confirm_explains_offers_a_button_and_erases_nothing(
     harness: Harness,
 ):
@@ -94,10 +119,15 @@ async def test_forget_without_confirm_explains_offers_a_button_and_erases_nothin
     assert reply.private and not reply.is_error
     text = reply.body.plain()
     assert "permanently erases" in text and "your volunteer record" in text
-    assert "`privacy forget --confirm`" in text
     assert [(b.label, b.command) for b in reply.buttons] == [
         ("Yes, erase my data", "privacy forget --confirm")
     ]
+    # The command to go ahead, as each platform types it.
+    for target, typed in (("console:alice", "`privacy forget --confirm`"),
+                          ("matrix:!room:example.org", "`!privacy forget --confirm`"),
+                          ("discord:123", "`/privacy forget confirm:True`")):  # fmt: skip
+        shown = (await harness.run("alice", "privacy forget", target=target)).body.plain()
+        assert f"To go ahead, run {typed} or press the button." in shown, shown
     assert await harness.app.services.volunteers.profile(harness.ctx("alice").user) is not None
 
 
