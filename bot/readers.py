@@ -193,7 +193,7 @@ class Readers:
             timezone=timezone,
             platform=platform,
             commands=partial(syntax, language=language)
-            if (syntax := self.syntaxes.get(platform))
+            if (syntax := self.syntaxes.get(platform) or self.syntaxes.get("console"))
             else None,
             timestamps=platform == "discord",
         )

@@ -132,7 +132,7 @@ async def test_invisible_free_text_is_refused_and_nothing_is_stored(
     harness: Harness, line, expected
 ):
     assert expected in await harness.err("coco", line)
-    assert "no tasks (open)" in (await harness.ok("alice", "task list")).lower()
+    assert "no open tasks" in (await harness.ok("alice", "task list")).lower()
     assert "no reminders" in (await harness.ok("coco", "reminder list")).lower()
 
 

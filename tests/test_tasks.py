@@ -314,7 +314,7 @@ async def test_open_claim_limit_is_enforced(tmp_path):
         ("coco", "task post other Flyers --language xx", "`xx` is not an official EU language"),
         ("coco", "task post translation X --language pl --source-language pl", "both `pl`"),
         ("coco", "task post other " + "x" * 201, "201 characters long; the limit is 200"),
-        ("coco", "task post other X --description " + "d" * 2001, "the limit is 2000"),
+        ("coco", "task post other X --description " + "d" * 2001, "the limit is 2,000"),
         ("coco", "task post other", "needs <title>"),
         ("alice", "task list --status lost", "`lost` is not a valid status"),
         ("alice", "task list --page 0", "too small"),
