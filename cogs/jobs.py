@@ -5,7 +5,7 @@ from typing import Annotated
 from bot.commands import Cog, command
 from bot.context import Ctx, Reply
 from bot.domain import LANGUAGES, Markup, NotFound, TaskStatus, UserRef
-from bot.domain.i18n import Msg, _, ngettext, npgettext
+from bot.domain.i18n import LanguageName, Msg, _, ngettext, npgettext
 from bot.domain.markup import cmd
 from bot.params import Param
 from bot.services import Services
@@ -129,8 +129,8 @@ class Jobs(Cog):
         claimer, reviewer = _holders(task)
         text = Markup.format(
             ROWS[(task.status, claimer is not None, reviewer is not None)],
-            code=code, language=LANGUAGES.get(code, ""), id=task.id, claimer=claimer,
-            reviewer=reviewer,
+            code=code, language=LanguageName(code) if code in LANGUAGES else "", id=task.id,
+            claimer=claimer, reviewer=reviewer,
         )  # fmt: skip
         if task.result_link:
             text = Markup.format(WITH_LINK, row=text, url=task.result_link)

@@ -12,7 +12,6 @@ from bot.commands import Cog, command, requires
 from bot.context import Attachment, Button, Ctx, Reply
 from bot.domain import (
     KIND_ROLE,
-    LANGUAGES,
     BadArgument,
     Conflict,
     Markup,
@@ -24,7 +23,7 @@ from bot.domain import (
     UserError,
     UserRef,
 )
-from bot.domain.i18n import Msg, _, ngettext, pgettext
+from bot.domain.i18n import LanguageName, Msg, _, ngettext, pgettext
 from bot.domain.markup import cmd
 from bot.domain.tasks import Change, Expiry, Notice, Outcome, TaskNotice, Verdict
 from bot.importing import ImportRefused, read_csv, summary
@@ -135,24 +134,32 @@ REFUSALS: dict[Outcome | tuple[Outcome, str], tuple[type[UserError], Msg]] = {
     ),
     (Outcome.NO_ROLE, "next"): (
         NotFound,
-        _("There are open tasks, but none of a kind your roles take (your roles: {roles}). "
-          "See them with {list}; add a role with {join}."),
+        _(
+            "There are open tasks, but none of a kind your roles take (your roles: {roles}). "
+            "See them with {list}; add a role with {join}."
+        ),
     ),
     (Outcome.NO_ROLE, "next-kind"): (
         NotPermitted,
-        _("{kind} tasks are for a {role}, and you are not one. Take on the role with "
-          "{join_role}."),
+        _(
+            "{kind} tasks are for a {role}, and you are not one. Take on the role with "
+            "{join_role}."
+        ),
     ),
     Outcome.NO_LANGUAGE: (
         NotFound,
-        _("There are open tasks for your roles, but none in your languages ({languages}). "
-          "Add languages with {join_languages}."),
+        _(
+            "There are open tasks for your roles, but none in your languages ({languages}). "
+            "Add languages with {join_languages}."
+        ),
     ),
     Outcome.NOT_YOUR_LANGUAGE: (
         BadArgument,
         # Translators: {language} is a language code someone typed, e.g. pl.
-        _("`{language}` is not one of your languages ({languages}). Add it with "
-          "{join_language} or leave the language out."),
+        _(
+            "`{language}` is not one of your languages ({languages}). Add it with "
+            "{join_language} or leave the language out."
+        ),
     ),
     Outcome.EMPTY: (NotFound, _("The queue is empty: no open tasks right now.")),
     (Outcome.EMPTY, "next-kind"): (
@@ -161,8 +168,10 @@ REFUSALS: dict[Outcome | tuple[Outcome, str], tuple[type[UserError], Msg]] = {
     ),
     Outcome.LIMIT: (
         Conflict,
-        _("You already hold {count:,} tasks, the most anyone can at once. Finish one with "
-          "{done_any} or give one back with {unclaim_any} first."),
+        _(
+            "You already hold {count:,} tasks, the most anyone can at once. Finish one with "
+            "{done_any} or give one back with {unclaim_any} first."
+        ),
     ),
     (Outcome.LIMIT, "assign"): (
         Conflict,
@@ -177,19 +186,22 @@ REFUSALS: dict[Outcome | tuple[Outcome, str], tuple[type[UserError], Msg]] = {
     ),
     Outcome.NOT_YOURS: (
         NotPermitted,
-        _("Task #{id} is held by {holder}, not by you; only they can finish it or give it "
-          "back."),
+        _("Task #{id} is held by {holder}, not by you; only they can finish it or give it back."),
     ),
     (Outcome.ALREADY_YOURS, "assign"): (Conflict, _("{holder} already holds task #{id}.")),
     Outcome.NOT_IN_REVIEW: (
         Conflict,
-        _("Task #{id} is not in review: it is {status}. Work is reviewed once its holder "
-          "hands it in with {done}."),
+        _(
+            "Task #{id} is not in review: it is {status}. Work is reviewed once its holder "
+            "hands it in with {done}."
+        ),
     ),
     Outcome.IN_REVIEW: (
         Conflict,
-        _("Task #{id} is handed in and waits for review; it changes hands only through "
-          "{approve} or {changes}."),
+        _(
+            "Task #{id} is handed in and waits for review; it changes hands only through "
+            "{approve} or {changes}."
+        ),
     ),
     Outcome.OWN_WORK: (
         NotPermitted,
@@ -197,19 +209,25 @@ REFUSALS: dict[Outcome | tuple[Outcome, str], tuple[type[UserError], Msg]] = {
     ),
     Outcome.WRONG_LANGUAGE: (
         NotPermitted,
-        _("Task #{id} is a translation into {language}, which is not among your languages "
-          "({languages}); its reviewer must work in it."),
+        _(
+            "Task #{id} is a translation into {language}, which is not among your languages "
+            "({languages}); its reviewer must work in it."
+        ),
     ),
     Outcome.REVIEW_TAKEN: (Conflict, _("{holder} is already reviewing task #{id}.")),
     (Outcome.NO_ROLE, "review"): (
         NotPermitted,
-        _("Task #{id} is a {kind} job: its reviewer must be a {role}. Take on the role with "
-          "{join_role}."),
+        _(
+            "Task #{id} is a {kind} job: its reviewer must be a {role}. Take on the role with "
+            "{join_role}."
+        ),
     ),
     (Outcome.NO_ROLE, "next-review"): (
         NotFound,
-        _("None of your roles ({roles}) reviews work. Reviewers are translators, "
-          "video-editors and the other roles with kinds of their own."),
+        _(
+            "None of your roles ({roles}) reviews work. Reviewers are translators, "
+            "video-editors and the other roles with kinds of their own."
+        ),
     ),
     (Outcome.EMPTY, "next-review"): (
         NotFound,
@@ -217,8 +235,10 @@ REFUSALS: dict[Outcome | tuple[Outcome, str], tuple[type[UserError], Msg]] = {
     ),
     (Outcome.LIMIT, "next-review"): (
         Conflict,
-        _("You already hold {count:,} reviews, the most anyone can at once. Give your verdict "
-          "on one with {approve_any} first."),
+        _(
+            "You already hold {count:,} reviews, the most anyone can at once. Give your verdict "
+            "on one with {approve_any} first."
+        ),
     ),
 }
 
@@ -303,8 +323,10 @@ class Tasks(Cog):
             targets = tuple(code for code in language if code != source_language)
         elif source_language is not None and source_language in targets:
             raise BadArgument(
-                _("The source and target language are both `{code}`. Translate from another "
-                  "language, or leave the source language out."),
+                _(
+                    "The source and target language are both `{code}`. Translate from another "
+                    "language, or leave the source language out."
+                ),
                 code=source_language,
             )
         new = NewJob(
@@ -355,10 +377,14 @@ class Tasks(Cog):
         )
         more = len(tasks) > size
         # The filters, as the values typed for them: open, Polish (pl), translation.
-        filters = COMMA.join(Markup.untrusted(v) for v in filter(None, [
-            None if shown is Status.ALL else shown.value,
-            _language_name(language) if language else None, kind.value if kind else None,
-        ]))  # fmt: skip
+        given: list[Markup] = [
+            Markup.untrusted(v) for v in (None if shown is Status.ALL else shown.value,) if v
+        ]
+        if language:
+            given.append(_language_name(language))
+        if kind:
+            given.append(Markup.untrusted(kind.value))
+        filters = COMMA.join(given)
         if not tasks:
             if number > 1:
                 return Reply.text(_("There is no page {n:,} of these tasks."), n=number)
@@ -652,7 +678,7 @@ class Tasks(Cog):
         if unspoken:
             lines.append(Markup.format(
                 _("**No volunteer speaks**: {languages}"),
-                languages=", ".join(_language_name(c) for c in unspoken),
+                languages=COMMA.join(_language_name(c) for c in unspoken),
             ))  # fmt: skip
         else:
             lines.append(Markup.format(_("**No volunteer speaks**: none")))
@@ -825,7 +851,7 @@ class Tasks(Cog):
         id: int | None = None,
         holder: str | None = None,
         kind: TaskKind | None = None,
-        language: str | None = None,
+        language: str | Markup | None = None,
     ) -> None:
         """Raise the friendly error for a change that did not happen."""
         if result.ok:
@@ -951,8 +977,8 @@ def _name(user: UserRef | None) -> str:
     return user.label if user is not None else FORMER
 
 
-def _language_name(code: str) -> str:
-    return f"{LANGUAGES.get(code, code)} ({code})"
+def _language_name(code: str) -> Markup:
+    return Markup.format("{name} ({code})", name=LanguageName(code), code=code)
 
 
 def _languages(task: TaskView) -> Markup | None:

@@ -50,9 +50,24 @@ SESSION = [
     ("ada", "volunteer timezone Europe/Warsaw"),
     ("ada", "volunteer timezone Mars/Base"),
 ]
-# What people typed, and the names they go by: the same in every language.
+
+
+def command_words() -> set[str]:
+    """The command language, English everywhere: names, options, choices, usage kinds."""
+    from bot.catalogs import cog_classes
+
+    words: set[str] = set()
+    for cog in cog_classes():
+        for spec in cog.specs:
+            texts = [spec.qualified_name, spec.usage()]
+            texts += [t for arg in spec.args for t in (arg.name, arg.kind.name, *arg.choices)]
+            words |= {w.lower() for t in texts for w in re.findall(r"[A-Za-z]+", t)}
+    return words
+
+
+# What people typed, the names they go by and the command language: the same everywhere.
 TYPED = {word.lower() for _who, line in SESSION for word in re.findall(r"[A-Za-z]+", line)}
-TYPED |= {"ada", "bob", "coco", "https", "example", "org"}
+TYPED |= {"ada", "bob", "coco", "https", "example", "org"} | command_words()
 PLACEHOLDER = re.compile(r"\{[a-z_]+(?::[^}]*)?\}")
 WINDOW = 4
 

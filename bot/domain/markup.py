@@ -101,6 +101,9 @@ class Markup:
         """
         if isinstance(template, Msg):
             return cls((Text(template, tuple(values.items())),))
+        if any(_for_reader(v) for v in values.values()):
+            # Not ours to translate, but its values are written for the reader: kept too.
+            return cls((Text(Msg(template, context=_UNTRANSLATED), tuple(values.items())),))
         return cls(tuple(_fill(template, values, ENGLISH)))
 
     @property
@@ -222,6 +225,17 @@ class Markup:
 
     def __str__(self) -> str:
         return self.plain()
+
+
+# The context of templates that are not translated (no catalog has it): "{name} ({code})".
+_UNTRANSLATED = "untranslated"
+
+
+def _for_reader(value: object) -> bool:
+    """Whether a value is written differently for each reader (a name, a moment)."""
+    return isinstance(value, (LanguageName, CountryName, datetime, date)) or (
+        isinstance(value, Markup) and not value.is_resolved
+    )
 
 
 def _fill(template: str, values: Mapping[str, object], reader: Reader) -> list[Part]:

@@ -223,7 +223,7 @@ async def test_a_bad_command_is_answered_with_a_friendly_notice(
     async with running_bot(tmp_path, synapse, bot, rooms=[room]):
         typo = await alice.ask(room, "!volunteer jion translator", bot.user_id)
         garbage = await alice.ask(room, '!volunteer join "\x00<script>', bot.user_id)
-    assert "did you mean `volunteer join`?" in body(typo)
+    assert "did you mean `!volunteer join`?" in body(typo)
     assert typo["content"]["msgtype"] == "m.notice"
     for reply in (typo, garbage):
         assert "Traceback" not in body(reply) and "Error" not in body(reply)
