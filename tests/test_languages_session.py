@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 
 from bot.catalogs import load
+from bot.config import CampaignSection
 from bot.domain.i18n import EU_LANGUAGES, SOURCE_LANGUAGE
 from cogs.reminders import Reminders
 from tests.harness import Harness, make_app
@@ -68,6 +69,7 @@ def command_words() -> set[str]:
 # What people typed, the names they go by and the command language: the same everywhere.
 TYPED = {word.lower() for _who, line in SESSION for word in re.findall(r"[A-Za-z]+", line)}
 TYPED |= {"ada", "bob", "coco", "https", "example", "org"} | command_words()
+TYPED |= {w.lower() for w in re.findall(r"[A-Za-z]+", CampaignSection().name)}
 PLACEHOLDER = re.compile(r"\{[a-z_]+(?::[^}]*)?\}")
 WINDOW = 4
 
