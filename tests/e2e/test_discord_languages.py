@@ -62,7 +62,7 @@ async def test_the_sync_carries_localised_names_and_descriptions(fake, runner):
     assert task["name_localizations"]["de"] == german[(i18n.NAME, "task")]
     assert i18n.valid_name(claim["name_localizations"]["de"])
     option = claim["options"][0]
-    assert option["description_localizations"]["pl"] != option["description"]
+    assert option["description_localizations"]["fr"] != option["description"]
     everywhere = {key for c in put.json for key in c.get("description_localizations", {})}
     assert {"de", "fr", "pl", "pt-BR", "es-ES", "sv-SE", "bg", "el"} <= everywhere
     assert not everywhere & {"et", "ga", "lv", "mt", "sk", "sl", "ja"}, "no locale Discord lacks"
@@ -81,10 +81,10 @@ async def test_a_german_client_gets_german_answers_without_choosing(fake, runner
     assert german.content != english.content
     hint = "/" + " ".join(i18n.localized_name(n, "de") for n in ("volunteer", "join"))
     assert hint in german.content, "the hint names the command as the German client shows it"
-    polish = await (await fake.slash(alice, "volunteer language", code="pl", locale="de")).answer()
+    polish = await (await fake.slash(alice, "volunteer language", code="fr", locale="de")).answer()
     later = await (await fake.slash(alice, "task claim", id=99, locale="de")).answer()
     assert later.content not in (german.content, english.content), "her own choice wins"
-    assert "polski" in polish.content
+    assert "français" in polish.content
 
 
 async def test_a_resync_happens_only_when_a_translation_changed(fake, runner, catalogs):
