@@ -49,8 +49,8 @@ CHOICE_CONTEXT = CHOICE
 TEMPLATE = LOCALE_DIR / f"{DOMAIN}.pot"
 # The languages whose catalogs translate every message (tests hold them to it).
 COMPLETE: frozenset[str] = frozenset(
-    {"bg", "cs", "da", "de", "el", "es", "et", "fi", "fr", "ga", "hr", "hu", "it", "lt", "lv", "mt",
-     "nl", "pl", "pt", "ro", "sk", "sl", "sv"}
+    {"bg", "cs", "da", "de", "el", "es", "et", "fi", "fr", "ga", "hr", "hu",
+     "it", "lt", "lv", "mt", "nl", "pl", "pt", "ro", "sk", "sl", "sv"}
 )  # fmt: skip
 WIDTH = 99
 # Fixed, so that extracting twice gives the same file.

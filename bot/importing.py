@@ -323,9 +323,13 @@ def summary(rows: list[Row], posted: list[Posted] | None = None) -> Markup:
     elif jobs:
         body += Markup.format(
             _("; {n:,} jobs of several languages (jobs {first}–{last})"),
-            n=len(jobs), first=jobs[0], last=jobs[-1],
+            n=len(jobs),
+            first=jobs[0],
+            last=jobs[-1],
         )
     elif several:
-        body += Markup.format(ngettext("; {n:,} job of several languages",
-                                       "; {n:,} jobs of several languages"), n=several)
+        body += Markup.format(
+            ngettext("; {n:,} job of several languages", "; {n:,} jobs of several languages"),
+            n=several,
+        )
     return body

@@ -387,7 +387,9 @@ async def test_list_filters_pages_and_statuses(harness: Harness):
     assert f"#{pl} " not in await h.ok("x", "task list")
     assert "held by Alice" in await h.ok("x", "task list --status claimed")
     assert "No done tasks." in await h.ok("x", "task list --status done")
-    assert "No tasks (done, Polish (pl))." in await h.ok("x", "task list --status done --language pl")
+    assert "No tasks (done, Polish (pl))." in await h.ok(
+        "x", "task list --status done --language pl"
+    )
     assert f"#{pl} " in await h.ok("x", "task list --status all")
 
 
