@@ -180,7 +180,7 @@ class Volunteers(Cog):
                 )
             )  # fmt: skip
         if code.strip().lower() in AUTO:
-            await self.preferences.choose(ctx.user, ctx.now, clear=True)
+            await self.preferences.choose(ctx.user, ctx.now, "language", None)
             ctx.reader = await self.readers.for_ctx(ctx)
             return Reply(
                 Markup.format(
@@ -190,7 +190,7 @@ class Volunteers(Cog):
                 )
             )  # fmt: skip
         chosen_code = str(parse_language(code))
-        await self.preferences.choose(ctx.user, ctx.now, language=chosen_code)
+        await self.preferences.choose(ctx.user, ctx.now, "language", chosen_code)
         ctx.reader = replace(ctx.reader, language=chosen_code)
         return Reply(
             Markup.format(
@@ -220,7 +220,7 @@ class Volunteers(Cog):
                 )
             )  # fmt: skip
         if zone.strip().lower() in AUTO:
-            await self.preferences.choose(ctx.user, ctx.now, timezone=None, clear=True)
+            await self.preferences.choose(ctx.user, ctx.now, "timezone", None)
             ctx.reader = replace(ctx.reader, timezone=self.readers.timezone)
             return Reply(
                 Markup.format(
@@ -229,7 +229,7 @@ class Volunteers(Cog):
                 )
             )
         name: TimeZone = parse_timezone(zone)
-        await self.preferences.choose(ctx.user, ctx.now, timezone=str(name))
+        await self.preferences.choose(ctx.user, ctx.now, "timezone", str(name))
         ctx.reader = replace(ctx.reader, timezone=ZoneInfo(str(name)))
         return Reply(
             Markup.format(

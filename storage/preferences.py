@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -46,22 +47,20 @@ class PreferenceRepo:
         return await self.db.read_connection(tx)
 
     async def choose(
-        self, user: UserRef, now: datetime, *, language: str | None = None,
-        timezone: str | None = None, clear: bool = False,
+        self, user: UserRef, now: datetime, what: Literal["language", "timezone"],
+        value: str | None,
     ) -> Preferences:  # fmt: skip
-        """Set the language or the time zone (``clear``: drop that choice); returns all."""
-        field = "language" if language is not None or (clear and timezone is None) else "timezone"
-        value = None if clear else (language if field == "language" else timezone)
+        """Set the person's language or time zone (None drops that choice); returns both."""
 
         def tx(conn: Connection) -> Preferences:
             guard(conn, [user])
             insert = dialect_insert(conn, _TABLE).values(
                 platform=user.platform, external_id=user.external_id, updated_at=now,
-                **{field: value},
+                **{what: value},
             )  # fmt: skip
             conn.execute(insert.on_conflict_do_update(
                 index_elements=[_TABLE.c.platform, _TABLE.c.external_id],
-                set_={field: value, "updated_at": now},
+                set_={what: value, "updated_at": now},
             ))  # fmt: skip
             row = conn.execute(_GET, {"platform": user.platform, "ext": user.external_id}).first()
             return Preferences(row[0], row[1]) if row else NONE

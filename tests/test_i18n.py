@@ -181,6 +181,11 @@ async def test_a_persons_time_zone_is_used_for_their_times_and_for_what_they_typ
         assert "Europe/Warsaw" in answer
         reader = await _reader_for(app, UserRef("test", "ada"), "test:room")
         assert getattr(reader.timezone, "key", None) == "Europe/Warsaw"
+        await h.ok("ada", "volunteer language de")
+        await h.ok("ada", "volunteer timezone auto")
+        reader = await _reader_for(app, UserRef("test", "ada"), "test:room")
+        assert getattr(reader.timezone, "key", None) == "Europe/Brussels", "the campaign's"
+        assert reader.language == "de", "dropping the zone keeps the language"
         bad = await h.err("ada", "volunteer timezone Mars/Olympus")
         assert "Mars/Olympus" in bad and "Europe/" in bad
         bad = await h.err("ada", "volunteer language klingon")
