@@ -1,10 +1,13 @@
 """Languages: locale formats, whose language a text is in, and hints in each platform's syntax."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from bot.app import App
 from bot.context import Actor, Ctx, Place
 from bot.domain import Markup, UserRef
 from bot.domain.i18n import (
@@ -18,6 +21,16 @@ from bot.domain.i18n import (
 from bot.domain.markup import cmd, usage
 from bot.readers import language_of_locale
 from tests.harness import Harness, make_app
+
+
+@asynccontextmanager
+async def running(app: App) -> AsyncIterator[Harness]:
+    """A harness on ``app``, stopped afterwards."""
+    try:
+        yield Harness(app)
+    finally:
+        await app.stop()
+
 
 MOMENT = datetime(2026, 12, 3, 17, 5, tzinfo=UTC)
 
@@ -69,10 +82,13 @@ def test_language_and_country_names_are_in_the_readers_language():
 
 
 def test_plural_forms_follow_the_languages_rule():
-    # Polish has three forms: 1 zadanie, 2 zadania, 5 zadań (the catalog holds them).
-    msg = ngettext("{n:,} open task", "{n:,} open tasks")
+    msg = ngettext("**{n:,} volunteer**", "**{n:,} volunteers**")
     english = [Markup.format(msg, n=n).plain() for n in (1, 2, 5)]
-    assert english == ["1 open task", "2 open tasks", "5 open tasks"]
+    assert english == ["1 volunteer", "2 volunteers", "5 volunteers"]
+    # Polish has three forms (1, 2-4, 5+): each count picks its own from the catalog.
+    polish = [Markup.format(msg, n=n).plain(Reader("pl")) for n in (1, 2, 5, 22)]
+    assert len(set(polish[:3])) == 3, polish
+    assert polish[3].replace("22", "2") == polish[1], "22 takes the 2-4 form"
 
 
 def test_a_translation_whose_placeholders_do_not_match_falls_back_to_the_source():
@@ -118,13 +134,14 @@ async def _reader_for(app, user: UserRef, target: str, client: str | None = None
 
 
 async def test_a_persons_language_is_their_choice_then_client_then_room_then_bot(tmp_path):
-    app = make_app(
-        tmp_path,
-        bot={"language": "fr", "room_languages": {"test:room": "it"}},
-    )
-    h = Harness(app)
-    ada = UserRef("test", "ada", "Ada")
-    try:
+    async with running(
+        make_app(
+            tmp_path,
+            bot={"language": "fr", "room_languages": {"test:room": "it"}},
+        )
+    ) as h:
+        app = h.app
+        ada = UserRef("test", "ada", "Ada")
         assert (await _reader_for(app, ada, "test:elsewhere")).language == "fr", "the bot's"
         assert (await _reader_for(app, ada, "test:room")).language == "it", "the room's"
         assert (await _reader_for(app, ada, "test:room", "de")).language == "de", "the client's"
@@ -132,51 +149,39 @@ async def test_a_persons_language_is_their_choice_then_client_then_room_then_bot
         assert (await _reader_for(app, ada, "test:room", "de")).language == "pl", "her own"
         await h.ok("ada", "volunteer language auto")
         assert (await _reader_for(app, ada, "test:room", "de")).language == "de"
-    finally:
-        await app.stop()
 
 
 async def test_a_discord_server_language_applies_to_all_its_channels(tmp_path):
-    app = make_app(tmp_path, bot={"room_languages": {"discord:42": "nl"}})
-    try:
+    async with running(make_app(tmp_path, bot={"room_languages": {"discord:42": "nl"}})) as h:
+        app = h.app
         readers = app.services.readers
         assert readers.for_room("discord:7", server="42").language == "nl"
         assert readers.for_room("discord:7").language == "en"
-    finally:
-        await app.stop()
 
 
 async def test_after_volunteer_language_every_answer_is_in_that_language(tmp_path):
-    app = make_app(tmp_path)
-    h = Harness(app)
-    try:
+    async with running(make_app(tmp_path)) as h:
         chosen = await h.ok("ada", "volunteer language de")
         assert "Deutsch" in chosen, chosen
         later = await h.err("ada", "task claim 99999")
         assert later != (await h.err("bob", "task claim 99999")), "Ada's answer is not English"
         bob = await h.err("bob", "volunteer frobnicate")
         assert "is not a command" in bob, "someone else still gets English"
-    finally:
-        await app.stop()
 
 
 async def test_a_post_to_a_room_is_in_the_rooms_language_not_the_posters(tmp_path):
-    app = make_app(tmp_path, bot={"room_languages": {"test:room": "fr"}})
-    h = Harness(app)
-    try:
+    async with running(make_app(tmp_path, bot={"room_languages": {"test:room": "fr"}})) as h:
+        app = h.app
         await h.ok("coco", "volunteer language de")
         reader = await app.services.readers.for_post("test", "test:room", None)
         assert reader.language == "fr"
         reader = await app.services.readers.for_post("test", "test:room", "coco")
         assert reader.language == "de", "a post meant for one person is in theirs"
-    finally:
-        await app.stop()
 
 
 async def test_a_persons_time_zone_is_used_for_their_times_and_for_what_they_type(tmp_path):
-    app = make_app(tmp_path)
-    h = Harness(app)
-    try:
+    async with running(make_app(tmp_path)) as h:
+        app = h.app
         answer = await h.ok("ada", "volunteer timezone Europe/Warsaw")
         assert "Europe/Warsaw" in answer
         reader = await _reader_for(app, UserRef("test", "ada"), "test:room")
@@ -190,8 +195,6 @@ async def test_a_persons_time_zone_is_used_for_their_times_and_for_what_they_typ
         assert "Mars/Olympus" in bad and "Europe/" in bad
         bad = await h.err("ada", "volunteer language klingon")
         assert "klingon" in bad
-    finally:
-        await app.stop()
 
 
 # --- hints in each platform's syntax --------------------------------------------------------
@@ -209,22 +212,18 @@ HINTS = [
 async def test_hints_are_typed_as_each_platform_needs_them(
     tmp_path, platform, claim, join, usage_line
 ):
-    app = make_app(tmp_path)
-    try:
+    async with running(make_app(tmp_path)) as h:
+        app = h.app
         reader = app.services.readers.for_room(f"{platform}:room")
         text = Markup.format(
             _("{a} {b} {c}"), a=cmd("task claim", id=7),
             b=cmd("volunteer join", role="translator", languages="pl"), c=usage("task claim"),
         )  # fmt: skip
         assert text.plain(reader) == f"{claim} {join} {usage_line}"
-    finally:
-        await app.stop()
 
 
 async def test_the_matrix_hint_uses_the_configured_prefix(tmp_path):
-    app = make_app(tmp_path, matrix={"command_prefix": "?"})
-    try:
+    async with running(make_app(tmp_path, matrix={"command_prefix": "?"})) as h:
+        app = h.app
         reader = app.services.readers.for_room("matrix:!r:x")
         assert Markup.format(_("{c}"), c=cmd("help")).plain(reader) == "`?help`"
-    finally:
-        await app.stop()
