@@ -4,12 +4,34 @@ from pathlib import Path
 
 import pytest
 
+from tests.discord_fake import FakeDiscord
+from tests.e2e.discord_support import BotRunner
 from tests.e2e.matrix_kit import Person
 from tests.synapse import Account, Synapse, own_synapse, synapse
 
 __all__ = ["own_synapse", "synapse"]
 
 _names = itertools.count(1)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    """The wire-level Discord fake, on 127.0.0.1 for one test."""
+    server = await FakeDiscord().start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def runner(fake: FakeDiscord, tmp_path: Path) -> AsyncIterator[BotRunner]:
+    """A bot against ``fake``, started by the test (``runner.start()``), stopped after it."""
+    bot = BotRunner(fake, tmp_path)
+    try:
+        yield bot
+    finally:
+        await bot.stop()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -3,8 +3,7 @@
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -40,24 +39,6 @@ def endpoints_restored() -> Iterator[None]:
     yield
     assert Route.BASE == DISCORD_API
     assert DiscordWebSocket.DEFAULT_GATEWAY == DISCORD_GATEWAY
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    server = await FakeDiscord().start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-@pytest.fixture
-async def runner(fake: FakeDiscord, tmp_path: Path) -> AsyncIterator[BotRunner]:
-    bot = BotRunner(fake, tmp_path)
-    try:
-        yield bot
-    finally:
-        await bot.stop()
 
 
 @pytest.fixture

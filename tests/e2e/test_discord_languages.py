@@ -1,36 +1,16 @@
 """Discord in the user's language: localised slash commands, and answers without choosing."""
 
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bot.domain import i18n
-from tests.discord_fake import FakeDiscord
-from tests.e2e.discord_support import BotRunner
 
 pytestmark = pytest.mark.e2e
 
 COMMANDS_PUT = r"^/applications/\d+/guilds/\d+/commands$"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    server = await FakeDiscord().start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-@pytest.fixture
-async def runner(fake: FakeDiscord, tmp_path: Path) -> AsyncIterator[BotRunner]:
-    bot = BotRunner(fake, tmp_path)
-    try:
-        yield bot
-    finally:
-        await bot.stop()
 
 
 @pytest.fixture

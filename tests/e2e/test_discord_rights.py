@@ -1,6 +1,5 @@
 """Coordinator rights on Discord: the campaign's server decides, no other server does."""
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,15 +14,6 @@ pytestmark = pytest.mark.e2e
 
 ADMIN_ROLE = 4400
 FOREIGN_GUILD = 9900
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    server = await FakeDiscord().start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def outcomes(fake, runner, who, target, **where) -> dict[str, str]:

@@ -20,15 +20,6 @@ CSV = (
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    server = await FakeDiscord().start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-@pytest.fixture
 async def bot(fake: FakeDiscord, tmp_path: Path) -> AsyncIterator[BotRunner]:
     runner = BotRunner(fake, tmp_path)
     try:
