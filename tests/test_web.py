@@ -629,7 +629,9 @@ async def test_a_client_over_its_rate_gets_429_with_retry_after(tmp_path: Path):
                 statuses.append(response.status)
                 retry = response.headers.get("Retry-After")
         assert statuses == [200, 200, 200, 429]
-        assert retry == "100"
+        # One token takes 100 s at this rate; the header rounds up what is left of it, and the
+        # few milliseconds between the requests refill almost nothing.
+        assert retry is not None and 99 <= int(retry) <= 100
 
 
 def test_buckets_refill_at_their_rate_and_forget_the_least_recent_client():

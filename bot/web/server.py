@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import logging
+import math
 import secrets
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -265,7 +266,7 @@ class WebServer:
         )
         wait = self.buckets.take(client)
         if wait > 0:
-            raise web.HTTPTooManyRequests(headers={"Retry-After": str(max(1, round(wait)))})
+            raise web.HTTPTooManyRequests(headers={"Retry-After": str(max(1, math.ceil(wait)))})
         if _route_name(request) in PUBLIC and not await self.pace.admit():
             raise web.HTTPServiceUnavailable(headers={"Retry-After": str(int(MAX_WAIT))})
         return await handler(request)
