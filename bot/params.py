@@ -19,8 +19,8 @@ from bot.domain.i18n import CountryName, LanguageName, Msg, _, pgettext
 from bot.domain.text import preview
 
 # What each parser says about input it cannot read: one whole sentence per case.
-# Translators: the {codes} and {choices} lists are codes and words typed as they are.
 ERRORS: dict[str, Msg] = {
+    # Translators: {codes} lists codes, typed as they are.
     "language": _("`{word}` is not an official EU language. Use a two-letter code: {codes}."),
     # Translators: {country_code} is a country code typed instead of a language code.
     "language_is_country": _(
@@ -37,6 +37,7 @@ ERRORS: dict[str, Msg] = {
         "`{text}` is not a web address. Give a link starting with https://, e.g. "
         "`https://example.org/leaflet.odt`."
     ),
+    # Translators: {codes} lists codes, typed as they are.
     "country": _("`{word}` is not an EU member state. Use a code: {codes}."),
     "country_is_language": _(
         "`{word}` is not an EU member state (`{code}` is the language {language}). Use a code: "

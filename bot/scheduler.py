@@ -84,8 +84,8 @@ _ITEM = re.compile(r"^(\*|[a-z0-9]+)(?:-([a-z0-9]+))?(?:/(\d+))?$")
 def _value(text: str, spec: _Field) -> int:
     number = spec.names.get(text) if not text.isdigit() else int(text)
     if number is None or not spec.low <= number <= spec.high:
-        # Translators: {field} is a cron field's name ("hour"); {low}–{high} its range.
         raise CronError(
+            # Translators: {field} is a cron field's name ("hour"); {low}–{high} its range.
             _("`{item}` is not a valid {field} ({low}–{high})"),
             item=text, field=spec.name, low=spec.low, high=spec.high,
         )  # fmt: skip

@@ -50,8 +50,8 @@ def tokenize(line: str) -> list[Token]:
                 chars.append(line[i])
                 i += 1
             if i >= n:
-                # Translators: {fragment} is the start of the quoted text; {q} the quote mark.
                 raise BadArgument(
+                    # Translators: {fragment} is the start of the quoted text; {q} the quote mark.
                     _(
                         "The quote that opens `{fragment}` is never closed. Close it with `{q}`, "
                         "or leave the quotes out."
@@ -125,9 +125,9 @@ def bind(spec: CommandSpec, line: str, tokens: list[Token]) -> dict[str, str | b
     for arg in spec.args:
         if arg.required and arg.name not in values:
             shown = f"<{arg.name}>" if arg.positional else arg.option
-            # Translators: {shown} is the missing part, e.g. <title> or --language; {what} its
-            # description.
             raise BadArgument(
+                # Translators: {shown} is the missing part, e.g. <title> or --language; {what} its
+                # description.
                 _("{command} needs {shown} ({what}). Usage: {usage}."),
                 command=cmd(spec.qualified_name),
                 shown=shown,

@@ -111,14 +111,14 @@ class Reminders(Cog):
         if len(given) != 1:
             example = cmd("reminder add", message="Call for translators", **{"in": "2h"})
             if given:
-                # Translators: at, in and cron are option names; {given} lists those given.
                 raise BadArgument(
+                    # Translators: at, in and cron are option names; {given} lists those given.
                     _("Say when with only one of the options at, in or cron (you gave "
                       "{given}). Usage: {usage}. Example: {command}."),
                     given=", ".join(given), usage=usage("reminder add"), command=example,
                 )  # fmt: skip
-            # Translators: at, in and cron are option names.
             raise BadArgument(
+                # Translators: at, in and cron are option names.
                 _("Say when with exactly one of the options at, in or cron. Usage: {usage}. "
                   "Example: {command}."),
                 usage=usage("reminder add"), command=example,
@@ -129,8 +129,8 @@ class Reminders(Cog):
             try:
                 next_run = Schedule("cron", zone, cron).next_after(now)
             except CronError as exc:
-                # Translators: {why} says which part of the schedule is wrong.
                 raise BadArgument(
+                    # Translators: {why} says which part of the schedule is wrong.
                     _("`{cron}` is not a cron schedule I can use: {why}. Five fields: minute "
                       "hour day-of-month month day-of-week, e.g. `0 9 * * 1` for Mondays "
                       "09:00."),
@@ -167,9 +167,9 @@ class Reminders(Cog):
             now=now,
         )
         self._schedule(view.id, next_run)
-        # Translators: {message} is the reminder's text; {cron} a cron schedule, {zone} a
-        # time zone name.
         said = (
+            # Translators: {message} is the reminder's text; {cron} a cron schedule, {zone} a
+            # time zone name.
             _("Reminder **#{id}** will post here {when} and then on `{cron}`, {zone} time: "
               "{message}")
             if expr

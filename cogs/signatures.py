@@ -171,10 +171,11 @@ class Signatures(Cog):
         reached = [Milestone.from_data(m) for m in data["reached"]]
         needed = self.campaign.countries_needed
         over = len(countries_over(progress.countries, self.minimums))
-        # Translators: {name} is the campaign's name.
         head = (
+            # Translators: {name} is the campaign's name.
             _("🎉 **{name}: a milestone!**")
             if len(reached) == 1
+            # Translators: {name} is the campaign's name.
             else _("🎉 **{name}: milestones!**")
         )
         lines = [Markup.format(head, name=self.campaign.name)]

@@ -5,7 +5,7 @@ import re
 import pytest
 from babel.messages.plurals import get_plural
 
-from bot.catalogs import COMPLETE, extract, load, problems, sync
+from bot.catalogs import COMPLETE, ROOT, SOURCES, extract, load, problems, sync
 from bot.domain.i18n import (
     COMMAND,
     EU_LANGUAGES,
@@ -150,3 +150,16 @@ def test_no_message_is_split_across_concatenated_pieces():
     """A message ends a sentence or is a whole line: no fragments glued with + or join."""
     bad = [m.id for m in extract() if isinstance(m.id, str) and re.match(r"^\s|.*[^\s]\s$", m.id)]
     assert not bad, f"fragments: {bad[:5]}"
+
+
+def test_every_note_for_translators_reaches_the_template():
+    """Babel keeps a ``# Translators:`` comment only on the line just above the message."""
+    kept = " ".join(" ".join(m.auto_comments) for m in extract())
+    kept = " ".join(kept.split())
+    lost = []
+    for path in sorted(p for directory in SOURCES for p in (ROOT / directory).rglob("*.py")):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            note = re.search(r"#\s*Translators:\s*(.+)", line)
+            if note and " ".join(note.group(1).split()) not in kept:
+                lost.append(f"{path.relative_to(ROOT)}:{number}")
+    assert not lost, f"notes Babel drops (move each just above its message): {lost}"

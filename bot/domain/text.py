@@ -83,8 +83,8 @@ def clean(text: str, *, what: str, multiline: bool = False) -> str:
         text = "\n".join(_balance_bidi(line) for line in text.split("\n"))
     text = text.strip()
     if not visible(text):
-        # Translators: {name} is the parameter's name, e.g. title.
         raise BadArgument(
+            # Translators: {name} is the parameter's name, e.g. title.
             _("`{name}` has nothing visible in it: only spaces or invisible characters. "
               "Type some words."),
             name=what,
