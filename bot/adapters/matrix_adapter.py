@@ -157,12 +157,16 @@ _RETRIED_ERRCODES = frozenset({"M_LIMIT_EXCEEDED", "M_UNKNOWN_TOKEN", "M_MISSING
 _SHARED_HISTORY = frozenset({"shared", "world_readable"})
 # Why a file the bot uploaded stays in the media store, by the admin API's refusal.
 _MEDIA_KEPT = {
-    "M_FORBIDDEN": "the bot's account is not an admin of the homeserver, which only admins "
-    "let delete files; the messages that carried them were removed, and the server's admin "
-    "can delete the files",
-    "M_UNRECOGNIZED": "the homeserver offers no way to delete files; the messages that carried "
-    "them were removed",
+    "M_FORBIDDEN": _(
+        "the bot's account is not an admin of the homeserver, which only admins let delete "
+        "files; the messages that carried them were removed, and the server's admin can delete "
+        "the files"
+    ),
+    "M_UNRECOGNIZED": _(
+        "the homeserver offers no way to delete files; the messages that carried them were removed"
+    ),
 }
+_MEDIA_REFUSED = _("the homeserver refused; the messages that carried them were removed")
 
 # Room versions in which the creator is an ordinary power-level holder; in later ones
 # (12 on) creators outrank every power level and are not listed in m.room.power_levels.
@@ -1644,7 +1648,7 @@ class MatrixAdapter:
         server admin); without it the messages are still redacted, and the answer says the
         files themselves stay.
         """
-        deleted, kept, why = 0, 0, ""
+        deleted, kept, why, refusal = 0, 0, "", ""
         for upload in uploads:
             server, _, media_id = upload.uri.removeprefix("mxc://").partition("/")
             status, answer = await self._api(
@@ -1655,9 +1659,8 @@ class MatrixAdapter:
                 deleted += 1  # (not found: deleted already, by an admin or an earlier try)
             else:
                 kept += 1
-                why = why or _MEDIA_KEPT.get(
-                    str(answer.get("errcode")), f"the homeserver refused (HTTP {status})"
-                )
+                refusal = refusal or f"{answer.get('errcode') or 'no error code'}, HTTP {status}"
+                why = why or _MEDIA_KEPT.get(str(answer.get("errcode")), _MEDIA_REFUSED)
             if upload.event_id:
                 redacted = await self._client.room_redact(
                     upload.room_id, upload.event_id, reason="erased on request",
@@ -1667,7 +1670,7 @@ class MatrixAdapter:
                     log.warning("matrix: a message carrying an erased file could not be "
                                 "redacted (%s)", redacted.status_code)  # fmt: skip
         if kept:
-            log.warning("matrix: %d uploaded file(s) could not be deleted (%s)", kept, why)
+            log.warning("matrix: %d uploaded file(s) could not be deleted (%s)", kept, refusal)
         return MediaErasure(deleted, kept, why)
 
     # -- the outbox --------------------------------------------------------------------------
