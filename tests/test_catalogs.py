@@ -11,6 +11,8 @@ from bot.domain.i18n import (
     EU_LANGUAGES,
     NAME,
     SOURCE_LANGUAGE,
+    ngettext,
+    translation,
 )
 from bot.readers import DISCORD_LOCALES
 
@@ -163,3 +165,40 @@ def test_every_note_for_translators_reaches_the_template():
             if note and " ".join(note.group(1).split()) not in kept:
                 lost.append(f"{path.relative_to(ROOT)}:{number}")
     assert not lost, f"notes Babel drops (move each just above its message): {lost}"
+
+
+# "{n:,} task" for 1, 2, 5, 10, 21 and 1,000,000 tasks, as each language says it: the forms
+# must not only be as many as the language has, but in the order its plural rule numbers them.
+TASKS = {
+    "bg": "задача задачи задачи задачи задачи задачи",
+    "cs": "úkol úkoly úkolů úkolů úkolů úkolů",
+    "da": "opgave opgaver opgaver opgaver opgaver opgaver",
+    "de": "Aufgabe Aufgaben Aufgaben Aufgaben Aufgaben Aufgaben",
+    "el": "εργασία εργασίες εργασίες εργασίες εργασίες εργασίες",
+    "es": "tarea tareas tareas tareas tareas de_tareas",
+    "et": "ülesanne ülesannet ülesannet ülesannet ülesannet ülesannet",
+    "fi": "tehtävä tehtävää tehtävää tehtävää tehtävää tehtävää",
+    "fr": "tâche tâches tâches tâches tâches de_tâches",
+    "ga": "tasc thasc thasc dtasc tasc tasc",
+    "hr": "zadatak zadatka zadataka zadataka zadatak zadataka",
+    "hu": "feladat feladat feladat feladat feladat feladat",
+    "it": "attività attività attività attività attività di_attività",
+    "lt": "užduotis užduotys užduotys užduočių užduotis užduočių",
+    "lv": "uzdevums uzdevumi uzdevumi uzdevumu uzdevums uzdevumu",
+    "mt": "kompitu kompiti kompiti kompiti kompitu kompitu",
+    "nl": "taak taken taken taken taken taken",
+    "pl": "zadanie zadania zadań zadań zadań zadań",
+    "pt": "tarefa tarefas tarefas tarefas tarefas de_tarefas",
+    "ro": "sarcină sarcini sarcini sarcini de_sarcini de_sarcini",
+    "sk": "úloha úlohy úloh úloh úloh úloh",
+    "sl": "naloga nalogi nalog nalog nalog nalog",
+    "sv": "uppgift uppgifter uppgifter uppgifter uppgifter uppgifter",
+}
+
+
+@pytest.mark.parametrize("language", TRANSLATED)
+def test_plural_forms_are_in_the_order_of_the_languages_rule(language):
+    task = ngettext("{n:,} task", "{n:,} tasks")
+    said = [translation(language).text(task, n).removeprefix("{n:,} ").replace(" ", "_")
+            for n in (1, 2, 5, 10, 21, 1_000_000)]  # fmt: skip
+    assert said == TASKS[language].split()
