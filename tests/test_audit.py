@@ -3,6 +3,7 @@
 import pytest
 
 from bot.commands import CommandSpec
+from bot.domain import UserRef
 from tests.harness import Harness
 from tests.rights_matrix import REFUSAL, coordinator_specs, sample_line
 
@@ -103,3 +104,16 @@ async def test_a_reminder_is_managed_only_from_its_own_room_unless_asked_anywher
         assert "Deleted reminder #1" in anywhere.body.plain()
         listed = await harness.run("coco", "reminder list", target=ROOM_A)
         assert "No reminders post here" in listed.body.plain()
+
+
+async def test_a_refused_command_naming_someone_with_a_broken_name_is_still_audited(harness):
+    """Discord hands over people already typed; a refused command's are not cleaned by parsing."""
+    spec = harness.app.services.registry.get("task", "assign")
+    assert spec is not None
+    hostile = UserRef("discord", "1001", "Bad\ud800\x07 name")
+    reply = await harness.app.core.invoke(harness.ctx("vera"), spec, {"id": 1, "user": hostile})
+    assert reply.is_error and REFUSAL in reply.body.plain()
+    [entry] = await harness.app.services.audit.recent(10)
+    assert (entry.command, entry.outcome) == ("task assign", "refused")
+    assert "\ud800" not in entry.detail and "\x07" not in entry.detail
+    assert entry.subject is not None and entry.subject.external_id == "1001"
