@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -64,7 +64,7 @@ Deliverer = Callable[[Delivery], Awaitable[None]]
 # The reader of a post: (platform, target, recipient id or None) -> Reader.
 ReaderOf = Callable[[str, str, str | None], Awaitable[Reader]]
 Words = Callable[[Any], Markup]
-Picture = Callable[[Any], Attachment]
+Picture = Callable[[Any, Reader], Attachment]
 Offers = Callable[[Any], Actions]
 
 
@@ -87,7 +87,7 @@ class Renderers:
         self._words: dict[str, Words] = {MARKUP: _written}
         self._pictures: dict[str, Picture] = {}
         self._actions: dict[str, Offers] = {}
-        self._drawn: OrderedDict[tuple[str, str], asyncio.Future[Attachment]] = OrderedDict()
+        self._drawn: OrderedDict[tuple[str, str, str], asyncio.Future[Attachment]] = OrderedDict()
 
     def register(
         self,
@@ -115,28 +115,31 @@ class Renderers:
             raise UnknownKind(kind)
         return render(data)
 
-    async def picture(self, kind: str, data: Any, body: str) -> Attachment | None:
-        """A post's picture, if its kind has one.
+    async def picture(
+        self, kind: str, data: Any, body: str, reader: Reader = ENGLISH
+    ) -> Attachment | None:
+        """A post's picture for ``reader``, if its kind has one.
 
         Drawn in a worker thread, off the event loop and the database's thread, and once for
-        every row with the same facts (``body``): one announcement to several places.
+        every row with the same facts (``body``) and language: one announcement to several
+        places.
         """
         draw = self._pictures.get(kind)
         if draw is None:
             return None
-        key = (kind, body)
+        key = (kind, body, reader.language)
         drawn = self._drawn.get(key)
         if drawn is None or (drawn.done() and (drawn.cancelled() or drawn.exception())):
-            drawn = asyncio.ensure_future(asyncio.to_thread(draw, data))
+            drawn = asyncio.ensure_future(asyncio.to_thread(draw, data, reader))
             self._drawn[key] = drawn
             while len(self._drawn) > PICTURES_KEPT:
                 self._drawn.popitem(last=False)
         self._drawn.move_to_end(key)
         return await asyncio.shield(drawn)
 
-    async def render(self, row: Leased) -> Delivery:
-        """A leased row in words (and picture) for its target."""
-        picture = await self.picture(row.kind, row.data, row.body)
+    async def render(self, row: Leased, reader: Reader = ENGLISH) -> Delivery:
+        """A leased row in words (and picture) for its target, read by ``reader``."""
+        picture = await self.picture(row.kind, row.data, row.body, reader)
         if picture is None and row.file is not None:
             picture = Attachment(row.file[0], row.file[1], "image/png")
         actions = self.actions(row.kind, row.data)
@@ -152,6 +155,7 @@ class Renderers:
             due_at=row.due_at,
             buttons=actions.buttons,
             subject=actions.subject,
+            reader=reader,
         )
 
 
@@ -246,10 +250,10 @@ class Outbox:
     async def _deliver(self, row: Leased) -> int:
         deliverer = self._deliverers[row.platform]
         try:
-            delivery = await self.renderers.render(row)
+            reader = ENGLISH
             if self.reader_of is not None:
                 reader = await self.reader_of(row.platform, row.target, row.recipient_id)
-                delivery = replace(delivery, reader=reader)
+            delivery = await self.renderers.render(row, reader)
             await deliverer(delivery)
         except asyncio.CancelledError:
             raise

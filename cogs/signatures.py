@@ -34,7 +34,7 @@ from bot.domain.eci import (
     parse_feed,
     thresholds_for,
 )
-from bot.domain.i18n import CountryName, Msg, _, ngettext, pgettext
+from bot.domain.i18n import CountryName, Msg, Reader, _, ngettext, pgettext
 from bot.domain.markup import cmd
 from bot.logs import describe_error
 from bot.params import Country, Param
@@ -114,7 +114,7 @@ class Signatures(Cog):
                 _("No signature count is recorded yet. Coordinators: {command}."),
                 command=cmd("signatures set", count="<count>"),
             )
-        chart = await asyncio.to_thread(self._chart, progress)
+        chart = await asyncio.to_thread(self._chart, progress, ctx.reader)
         return Reply(self._summary(progress, ctx.now), attachments=[chart])
 
     @command("set")
@@ -189,9 +189,9 @@ class Signatures(Cog):
         summary = self._summary(Progress.from_data(data["progress"]), at)
         return Markup.trusted("\n").join([Markup.format(_("📊 **Weekly progress**")), summary])
 
-    def _picture(self, data: dict[str, Any]) -> Attachment:
-        """The chart of the progress a row carries (drawn in a worker thread)."""
-        return self._chart(Progress.from_data(data["progress"]))
+    def _picture(self, data: dict[str, Any], reader: Reader) -> Attachment:
+        """The chart of the progress a row carries, for its room (drawn in a worker thread)."""
+        return self._chart(Progress.from_data(data["progress"]), reader)
 
     def _status_line(self, progress: Progress, over: int, needed: int) -> Markup:
         total = progress.total or 0
@@ -210,7 +210,7 @@ class Signatures(Cog):
             needed=needed,
         )
 
-    def _chart(self, progress: Progress) -> Attachment:
+    def _chart(self, progress: Progress, reader: Reader) -> Attachment:
         return progress_attachment(
             ChartData(
                 title=self.campaign.name,
@@ -219,7 +219,8 @@ class Signatures(Cog):
                 counts=progress.countries,
                 minimums=self.minimums,
                 needed=self.campaign.countries_needed,
-            )
+            ),
+            reader,
         )
 
     def _summary(self, progress: Progress, now: datetime) -> Markup:

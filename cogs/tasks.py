@@ -683,9 +683,8 @@ class Tasks(Cog):
         else:
             lines.append(Markup.format(_("**No volunteer speaks**: none")))
         chart = coverage_attachment(CoverageData(
-            "Tasks by language and status",
             {label: {c: counts[c] for c in REPORT_COLUMNS} for label, counts in rows.items()},
-        ))  # fmt: skip
+        ), ctx.reader)  # fmt: skip
         return Reply(NEWLINE.join(lines), attachments=[chart])
 
     # --- expiry -----------------------------------------------------------------------

@@ -18,6 +18,7 @@ from PIL import Image
 
 from bot.clock import ManualClock
 from bot.domain.eci import ANNOUNCEMENT
+from bot.domain.i18n import Reader
 from cogs.signatures import Signatures
 from tests.harness import START, Harness, make_app
 
@@ -88,9 +89,9 @@ async def test_an_announcement_is_stored_as_facts_and_worded_and_drawn_at_delive
     cog = signatures(h)
     drawn: list[str] = []
 
-    def picture(data: dict[str, Any]) -> Any:
+    def picture(data: dict[str, Any], reader: Reader) -> Any:
         drawn.append(threading.current_thread().name)
-        return cog._picture(data)
+        return cog._picture(data, reader)
 
     renderers.register(ANNOUNCEMENT, cog._announcement, picture)
     await h.ok("coco", "signatures set 120000")

@@ -23,6 +23,7 @@ from bot.context import UserRef
 from bot.web.limits import ClientBuckets, Pace
 from bot.web.tokens import Basis, Grant, Signer
 from tests.harness import Harness
+from tests.test_charts import has_system_font
 from tests.web_site import (
     COCO,
     as_person,
@@ -145,6 +146,24 @@ async def test_the_chart_is_a_png_drawn_once_per_count_and_revalidated_by_etag(s
         async with http.get(url(site, "/progress.png"), headers={"If-None-Match": etag}) as new:
             assert new.status == 200 and new.headers["ETag"] != etag
             assert await new.read() != first
+
+
+async def test_the_chart_follows_the_pages_language(site: Harness):
+    await record_counts(site)
+    async with client() as http:
+        async with http.get(url(site, "/progress?lang=de")) as page:
+            assert 'src="/progress.png?lang=de"' in await page.text()
+        async with http.get(url(site, "/progress.png")) as english:
+            plain, plain_tag = await english.read(), english.headers["ETag"]
+        async with http.get(url(site, "/progress.png?lang=de")) as german:
+            assert german.status == 200 and german.headers["ETag"] != plain_tag
+            drawn, tag = await german.read(), german.headers["ETag"]
+        assert drawn.startswith(b"\x89PNG") and (drawn != plain or not has_system_font())
+        headers = {"If-None-Match": tag}
+        async with http.get(url(site, "/progress.png?lang=de"), headers=headers) as again:
+            assert again.status == 304
+        async with http.get(url(site, "/progress.png?lang=fr"), headers=headers) as french:
+            assert french.status == 200, "another language is another picture"
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from bot.charts import ChartData, progress_png
 from bot.config import CampaignSection
 from bot.domain import COUNTRIES
 from bot.domain.eci import countries_over, days_left, thresholds_for
+from bot.domain.i18n import ENGLISH, Reader
 from storage.signatures import Progress
 
 OFFICIAL_SOURCES = frozenset({"eci_register", "eci_cocs"})
@@ -151,7 +152,8 @@ class ProgressFeed:
         self._figures: Figures | None = None
         self._loaded_at = 0.0
         self._loading: asyncio.Future[Figures] | None = None
-        self._charts: dict[str, asyncio.Future[bytes]] = {}
+        self._charts: dict[str, asyncio.Future[bytes]] = {}  # by language
+        self._charts_version = ""
 
     async def get(self) -> Figures:
         """Fresh enough figures; concurrent callers share one read."""
@@ -173,16 +175,18 @@ class ProgressFeed:
         """Read again on the next request (a count was just recorded)."""
         self._loaded_at = 0.0
 
-    async def chart(self, current: Figures) -> bytes:
-        """The PNG for these figures, drawn in a thread once per version."""
-        drawing = self._charts.get(current.version)
+    async def chart(self, current: Figures, reader: Reader = ENGLISH) -> bytes:
+        """The PNG for these figures in ``reader``'s language, drawn once (in a thread) each."""
+        if self._charts_version != current.version:
+            self._charts, self._charts_version = {}, current.version  # only the latest is kept
+        drawing = self._charts.get(reader.language)
         if drawing is None:
             data = current.chart()
-            drawing = asyncio.ensure_future(asyncio.to_thread(progress_png, data))
-            self._charts = {current.version: drawing}  # only the latest is kept
+            drawing = asyncio.ensure_future(asyncio.to_thread(progress_png, data, reader))
+            self._charts[reader.language] = drawing
         try:
             return await asyncio.shield(drawing)
         except Exception:
-            if self._charts.get(current.version) is drawing:
-                del self._charts[current.version]  # the next request draws it again
+            if self._charts.get(reader.language) is drawing:
+                del self._charts[reader.language]  # the next request draws it again
             raise

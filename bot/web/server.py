@@ -393,12 +393,15 @@ class WebServer:
         return response
 
     async def progress_png(self, request: web.Request) -> web.Response:
-        """The chart the announcements carry."""
+        """The chart the announcements carry, in the page's language."""
         current = await self.feed.get()
-        etag = f'"{current.version}"'
+        lang = page_language(request.query.get("lang"), self.language)
+        etag = f'"{current.version}-{lang}"'
         if request.headers.get("If-None-Match") == etag:
             return self._public(request, b"", "image/png", etag)
-        response = self._public(request, await self.feed.chart(current), "image/png", etag)
+        reader = Reader(lang, timezone=self.zone, platform="web")
+        chart = await self.feed.chart(current, reader)
+        response = self._public(request, chart, "image/png", etag)
         response.headers["Access-Control-Allow-Origin"] = "*"
         return response
 
