@@ -376,10 +376,11 @@ class Tasks(Cog):
             limit=size + 1,
         )
         more = len(tasks) > size
-        # The filters, as the values typed for them: open, Polish (pl), translation.
-        given: list[Markup] = [
-            Markup.untrusted(v) for v in (None if shown is Status.ALL else shown.value,) if v
-        ]
+        # The filters: the status and language in the reader's words (open, Polish (pl)), the
+        # kind as typed (translation).
+        given: list[Markup] = []
+        if shown.task_status is not None:
+            given.append(Markup.format(STATUS_WORDS[shown.task_status]))
         if language:
             given.append(_language_name(language))
         if kind:

@@ -227,3 +227,15 @@ async def test_the_matrix_hint_uses_the_configured_prefix(tmp_path):
         app = h.app
         reader = app.services.readers.for_room("matrix:!r:x")
         assert Markup.format(_("{c}"), c=cmd("help")).plain(reader) == "`?help`"
+
+
+async def test_a_list_names_its_filters_in_the_readers_words_and_the_kind_as_typed(tmp_path):
+    async with running(make_app(tmp_path)) as h:
+        await h.ok("coco", "task post translation Leaflet --language de")
+        await h.ok("ada", "volunteer language pl")
+        head = (await h.ok("ada", "task list --language de --kind translation")).splitlines()[0]
+        assert head.startswith("Zadania (otwarte, niemiecki (de), translation)"), head
+        await h.ok("ada", "volunteer join translator --languages de")
+        await h.ok("ada", "task claim 1")
+        head = (await h.ok("ada", "task list --status claimed")).splitlines()[0]
+        assert "(przyjęte)" in head and "claimed" not in head, head
