@@ -48,8 +48,11 @@ def test_a_complete_catalog_translates_every_message(language):
         msgid for context, msgid, _plural, strings in messages(language)
         if (context, msgid) in template and not all(strings)
     ]  # fmt: skip
+    # A fuzzy translation is one gettext will not use: the bot answers in English there.
+    fuzzy = [m.id for m in load(language) if m.id and m.fuzzy]
     if language in COMPLETE:
         assert not missing, f"{language}: {len(missing)} untranslated, e.g. {missing[:3]}"
+        assert not fuzzy, f"{language}: {len(fuzzy)} marked fuzzy, e.g. {fuzzy[:3]}"
 
 
 @pytest.mark.parametrize("language", TRANSLATED)
