@@ -55,6 +55,20 @@ def zone(name: str | None, fallback: tzinfo) -> tzinfo:
         return fallback
 
 
+# The languages whose command names a Discord client can show.
+DISCORD_NAMED = frozenset(DISCORD_LOCALES.values())
+
+
+def discord_names(language: str, client_language: str | None) -> str:
+    """The language of the command names a Discord reader sees in their client.
+
+    Their client's, when it is known (an interaction's locale), else the reader's; English
+    for a language Discord has no locale for, since such a client shows the English names.
+    """
+    shown = language_of_locale(client_language) if client_language else language
+    return shown if shown in DISCORD_NAMED else SOURCE_LANGUAGE
+
+
 class CommandSyntax:
     """Spells command references the way one platform types them."""
 
@@ -172,8 +186,9 @@ class Readers:
             or self.default
         )
         return self._reader(
-            language, zone(chosen.timezone, self.timezone), target.partition(":")[0]
-        )
+            language, zone(chosen.timezone, self.timezone), target.partition(":")[0],
+            client_language=client_language,
+        )  # fmt: skip
 
     async def for_ctx(self, ctx: Ctx) -> Reader:
         """How the answer to a command is written."""
@@ -187,13 +202,16 @@ class Readers:
             return self.for_room(target)
         return await self.for_person(UserRef(platform, recipient, ""), target)
 
-    def _reader(self, language: str, timezone: tzinfo, platform: str) -> Reader:
+    def _reader(
+        self, language: str, timezone: tzinfo, platform: str, client_language: str | None = None
+    ) -> Reader:
+        language = language if language in EU_LANGUAGES else SOURCE_LANGUAGE
+        names = discord_names(language, client_language) if platform == "discord" else language
+        syntax = self.syntaxes.get(platform) or self.syntaxes.get("console")
         return Reader(
-            language=language if language in EU_LANGUAGES else "en",
+            language=language,
             timezone=timezone,
             platform=platform,
-            commands=partial(syntax, language=language)
-            if (syntax := self.syntaxes.get(platform) or self.syntaxes.get("console"))
-            else None,
+            commands=partial(syntax, language=names) if syntax else None,
             timestamps=platform == "discord",
         )

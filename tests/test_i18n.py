@@ -15,6 +15,7 @@ from bot.domain.i18n import (
     LanguageName,
     Reader,
     _,
+    localized_name,
     ngettext,
     valid_name,
 )
@@ -239,3 +240,27 @@ async def test_a_list_names_its_filters_in_the_readers_words_and_the_kind_as_typ
         await h.ok("ada", "task claim 1")
         head = (await h.ok("ada", "task list --status claimed")).splitlines()[0]
         assert "(przyjęte)" in head and "claimed" not in head, head
+
+
+async def test_a_discord_hint_uses_the_command_names_the_readers_client_shows(tmp_path):
+    def claim(language: str) -> str:
+        names = (localized_name(n, language) for n in ("task", "claim", "id"))
+        return "`/{} {} {}:7`".format(*names)
+
+    assert claim("de") != claim("en") and claim("pl") != claim("en"), "names are localised"
+    rooms = {"discord:pl-room": "pl", "discord:sk-room": "sk"}
+    async with running(make_app(tmp_path, bot={"room_languages": rooms})) as h:
+        readers = h.app.services.readers
+        hint = Markup.format(_("{c}"), c=cmd("task claim", id=7))
+        assert hint.plain(readers.for_room("discord:pl-room")) == claim("pl")
+        # Discord has no Slovak locale: a Slovak room's clients show the English names.
+        assert hint.plain(readers.for_room("discord:sk-room")) == claim("en")
+        ada = UserRef("discord", "1", "Ada")
+        await h.app.services.preferences.choose(ada, MOMENT, "language", "pl")
+        # Her answers are in Polish, but her client is German and shows the German names.
+        reader = await _reader_for(h.app, ada, "discord:room", "de")
+        assert reader.language == "pl" and hint.plain(reader) == claim("de")
+        reader = await _reader_for(h.app, ada, "discord:room", "ja")
+        assert reader.language == "pl" and hint.plain(reader) == claim("en")
+        reader = await _reader_for(h.app, ada, "discord:room", "pt-BR")
+        assert hint.plain(reader) == claim("pt")
