@@ -92,6 +92,27 @@ CHOICE_NAMES: dict[str, Msg] = {
     "priority": pgettext("parameter", "priority"),
     "status": pgettext("parameter", "status"),
 }
+# How each kind of value a parameter takes reads in a sentence (help) or a Discord usage
+# line, by the kind's name (an enum's kind is named after it).
+KIND_WORDS: dict[str, Msg] = {
+    "number": pgettext("parameter kind", "number"),
+    "text": pgettext("parameter kind", "text"),
+    "yes/no": pgettext("parameter kind", "yes/no"),
+    "language": pgettext("parameter kind", "language"),
+    "languages": pgettext("parameter kind", "languages"),
+    "link": pgettext("parameter kind", "link"),
+    "country": pgettext("parameter kind", "country"),
+    "time zone": pgettext("parameter kind", "time zone"),
+    "duration": pgettext("parameter kind", "duration"),
+    "when": pgettext("parameter kind", "date and time"),
+    "user": pgettext("parameter kind", "person"),
+    "file": pgettext("parameter kind", "file"),
+    "kind": pgettext("parameter kind", "task kind"),
+    "priority": pgettext("parameter kind", "priority"),
+    "role": pgettext("parameter kind", "role"),
+    "status": pgettext("parameter kind", "status"),
+    "verdict": pgettext("parameter kind", "verdict"),
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,9 @@ from bot.config import Settings
 from bot.context import Ctx
 from bot.core import Registry
 from bot.domain import NotFound, UserRef
-from bot.domain.i18n import EU_LANGUAGES, SOURCE_LANGUAGE, Reader, localized_name
+from bot.domain.i18n import EU_LANGUAGES, SOURCE_LANGUAGE, Reader, localized_name, translation
 from bot.domain.markup import USAGE
+from bot.params import KIND_WORDS
 from storage.db import DatabaseUnavailable
 from storage.preferences import NONE, PreferenceRepo, Preferences
 
@@ -78,11 +79,13 @@ class CommandSyntax:
         self.prefix = prefix
 
     def __call__(
-        self, path: str, args: tuple[tuple[str, object], ...], language: str = SOURCE_LANGUAGE
-    ) -> str:
+        self, path: str, args: tuple[tuple[str, object], ...], language: str = SOURCE_LANGUAGE,
+        reader_language: str | None = None,
+    ) -> str:  # fmt: skip
         """``task claim 7`` on the console, ``!task claim 7`` on Matrix, ``/task claim id:7``.
 
-        On Discord, names are the ones the reader's client shows in their language.
+        On Discord, names are in ``language``, the one the reader's client shows them in; the
+        kinds of value in a usage line (``id:<number>``) in ``reader_language``.
         """
         values = dict(args)
         try:
@@ -91,7 +94,7 @@ class CommandSyntax:
             log.warning("a reply refers to an unknown command %r", path)
             return " ".join([self.prefix + path, *(_text(v) for v in values.values())])
         if args == USAGE:
-            return self.usage(spec, language)
+            return self.usage(spec, language, reader_language)
         known = {arg.name for arg in spec.args}
         if unknown := set(values) - known:
             log.warning("a reply refers to %r with unknown options %s", path, sorted(unknown))
@@ -117,16 +120,27 @@ class CommandSyntax:
                 words += [arg.option, _text(value)]
         return " ".join(words)
 
-    def usage(self, spec: CommandSpec, language: str = SOURCE_LANGUAGE) -> str:
+    def usage(
+        self,
+        spec: CommandSpec,
+        language: str = SOURCE_LANGUAGE,
+        reader_language: str | None = None,
+    ) -> str:
         """The usage line: ``task claim <id>``, ``!task claim <id>``, ``/task claim id:<id>``."""
         if self.platform != "discord":
             return self.prefix + spec.usage()
-        words = ["/" + _slash_name(spec, language)]
+        catalog = translation(reader_language or language)
+        parts = ["/" + _slash_name(spec, language)]
         for arg in spec.args:
-            value = "|".join(arg.choices) if 0 < len(arg.choices) <= 5 else arg.kind.name
+            kind = KIND_WORDS.get(arg.kind.name)
+            value = (
+                "|".join(arg.choices) if 0 < len(arg.choices) <= 5
+                else catalog.text(kind) if kind is not None
+                else arg.kind.name
+            )  # fmt: skip
             shown = f"{localized_name(arg.name, language)}:<{value}>"
-            words.append(shown if arg.required else f"[{shown}]")
-        return " ".join(words)
+            parts.append(shown if arg.required else f"[{shown}]")
+        return " ".join(parts)
 
 
 def _slash_name(spec: CommandSpec, language: str) -> str:
@@ -212,6 +226,6 @@ class Readers:
             language=language,
             timezone=timezone,
             platform=platform,
-            commands=partial(syntax, language=names) if syntax else None,
+            commands=partial(syntax, language=names, reader_language=language) if syntax else None,
             timestamps=platform == "discord",
         )

@@ -12,9 +12,9 @@ from bot.commands import ArgSpec, Cog, CommandSpec, command
 from bot.context import Ctx, Reply
 from bot.core import Registry
 from bot.domain import Markup, NotFound
-from bot.domain.i18n import Msg, _, described, pgettext
+from bot.domain.i18n import _, described
 from bot.domain.markup import cmd, usage
-from bot.params import Param
+from bot.params import KIND_WORDS, Param
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -22,27 +22,6 @@ log = logging.getLogger(__name__)
 NEWLINE = Markup.trusted("\n")
 SPACE = Markup.trusted(" ")
 COMMA = Markup.trusted(", ")
-# How each kind of value a parameter takes reads in a sentence, by the kind's name (see
-# bot.params; an enum's kind is named after it).
-KIND_WORDS: dict[str, Msg] = {
-    "number": pgettext("parameter kind", "number"),
-    "text": pgettext("parameter kind", "text"),
-    "yes/no": pgettext("parameter kind", "yes/no"),
-    "language": pgettext("parameter kind", "language"),
-    "languages": pgettext("parameter kind", "languages"),
-    "link": pgettext("parameter kind", "link"),
-    "country": pgettext("parameter kind", "country"),
-    "time zone": pgettext("parameter kind", "time zone"),
-    "duration": pgettext("parameter kind", "duration"),
-    "when": pgettext("parameter kind", "date and time"),
-    "user": pgettext("parameter kind", "person"),
-    "file": pgettext("parameter kind", "file"),
-    "kind": pgettext("parameter kind", "task kind"),
-    "priority": pgettext("parameter kind", "priority"),
-    "role": pgettext("parameter kind", "role"),
-    "status": pgettext("parameter kind", "status"),
-    "verdict": pgettext("parameter kind", "verdict"),
-}
 # Translators: {name} is a parameter's name as code, {kind} the kind of value it takes
 # ("number", "language"), {description} what it is for.
 REQUIRED = _("• {name} (required, {kind}): {description}.")

@@ -11,6 +11,7 @@ from bot.catalogs import extract
 from bot.domain import Markup
 from bot.domain.i18n import Msg
 from bot.domain.markup import Text
+from bot.params import KIND_WORDS
 from tests.harness import Harness, make_app
 
 PREFIX = "%"  # a Matrix prefix of its own, so the configured one is seen to be used
@@ -65,7 +66,7 @@ async def test_a_commands_detail_shows_its_usage_line_and_each_parameter(harness
 async def test_optional_parameters_and_their_values_are_whole_sentences(harness):
     lines = (await _help(harness, "discord", "help task list")).splitlines()
     assert lines[0] == (
-        "`/task list [kind:<kind>] [language:<language>] [status:<status>] [page:<number>]`"
+        "`/task list [kind:<task kind>] [language:<language>] [status:<status>] [page:<number>]`"
     )
     assert "• `page` (optional, number): Page number." in lines
     assert (
@@ -91,7 +92,7 @@ async def test_no_help_reply_shows_another_platforms_syntax(harness, platform):
 
 async def test_every_parameter_kind_has_a_word_for_help(harness):
     kinds = {arg.kind.name for spec in harness.app.services.registry.specs for arg in spec.args}
-    assert kinds <= set(cogs.help.KIND_WORDS)
+    assert kinds <= set(KIND_WORDS)
 
 
 def _messages(markup: Markup) -> Iterator[Msg]:

@@ -264,3 +264,15 @@ async def test_a_discord_hint_uses_the_command_names_the_readers_client_shows(tm
         assert reader.language == "pl" and hint.plain(reader) == claim("en")
         reader = await _reader_for(h.app, ada, "discord:room", "pt-BR")
         assert hint.plain(reader) == claim("pt")
+
+
+async def test_a_discord_usage_line_says_the_kinds_of_value_in_the_readers_language(tmp_path):
+    rooms = {"discord:sk": "sk", "discord:de": "de"}
+    async with running(make_app(tmp_path, bot={"room_languages": rooms})) as h:
+        readers = h.app.services.readers
+        line = Markup.format(_("{u}"), u=usage("task claim"))
+        # No Slovak locale on Discord: English names, Slovak words for what to type.
+        assert line.plain(readers.for_room("discord:sk")) == "`/task claim id:<číslo>`"
+        names = " ".join(localized_name(n, "de") for n in ("task", "claim"))
+        assert line.plain(readers.for_room("discord:de")) == f"`/{names} id:<Zahl>`"
+        assert line.plain(readers.for_room("discord:en")) == "`/task claim id:<number>`"
