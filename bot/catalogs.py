@@ -138,7 +138,9 @@ def load(language: str) -> Catalog:
 def updated(language: str, template: Catalog) -> Catalog:
     """A language's catalog brought up to date with the template (new messages empty)."""
     catalog = load(language)
-    # No fuzzy guesses: a message is either translated here or empty (shown in English).
+    # No fuzzy guesses: a message is either translated here or empty (shown in English). Only
+    # a message that became or stopped being a plural keeps its translation, marked fuzzy for
+    # review; gettext skips it, and the tests refuse it in a complete catalog.
     catalog.update(template, no_fuzzy_matching=True, update_header_comment=False)
     catalog.obsolete.clear()
     catalog.revision_date = EPOCH
