@@ -98,8 +98,12 @@ class CommandSpec:
         """``task claim``, or ``help`` for a top-level command."""
         return f"{self.group} {self.name}" if self.group else self.name
 
-    def usage(self) -> str:
-        """A usage line generated from the parameters, e.g. ``task claim <id>``."""
+    def usage(self, kind_word: Callable[[str], str] | None = None) -> str:
+        """A usage line generated from the parameters, e.g. ``task claim <id>``.
+
+        An option's value is shown by its kind (``--limit <number>``), written by ``kind_word``
+        when given (in the reader's language), else by the kind's name.
+        """
         parts = [self.qualified_name]
         for arg in self.args:
             shown = arg.name.replace("_", "-") + ("…" if arg.rest else "")
@@ -108,7 +112,11 @@ class CommandSpec:
             elif arg.kind.wire == "boolean":
                 parts.append(f"[{arg.option}]")
             else:
-                value = "|".join(arg.choices) if 0 < len(arg.choices) <= 5 else arg.kind.name
+                value = (
+                    "|".join(arg.choices) if 0 < len(arg.choices) <= 5
+                    else kind_word(arg.kind.name) if kind_word is not None
+                    else arg.kind.name
+                )  # fmt: skip
                 parts.append(
                     f"{arg.option} <{value}>" if arg.required else f"[{arg.option} <{value}>]"
                 )

@@ -127,17 +127,19 @@ class CommandSyntax:
         reader_language: str | None = None,
     ) -> str:
         """The usage line: ``task claim <id>``, ``!task claim <id>``, ``/task claim id:<id>``."""
-        if self.platform != "discord":
-            return self.prefix + spec.usage()
         catalog = translation(reader_language or language)
+
+        def kind_word(kind: str) -> str:
+            word = KIND_WORDS.get(kind)
+            return catalog.text(word) if word is not None else kind
+
+        if self.platform != "discord":
+            return self.prefix + spec.usage(kind_word)
         parts = ["/" + _slash_name(spec, language)]
         for arg in spec.args:
-            kind = KIND_WORDS.get(arg.kind.name)
             value = (
-                "|".join(arg.choices) if 0 < len(arg.choices) <= 5
-                else catalog.text(kind) if kind is not None
-                else arg.kind.name
-            )  # fmt: skip
+                "|".join(arg.choices) if 0 < len(arg.choices) <= 5 else kind_word(arg.kind.name)
+            )
             shown = f"{localized_name(arg.name, language)}:<{value}>"
             parts.append(shown if arg.required else f"[{shown}]")
         return " ".join(parts)

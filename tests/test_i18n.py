@@ -266,8 +266,8 @@ async def test_a_discord_hint_uses_the_command_names_the_readers_client_shows(tm
         assert hint.plain(reader) == claim("pt")
 
 
-async def test_a_discord_usage_line_says_the_kinds_of_value_in_the_readers_language(tmp_path):
-    rooms = {"discord:sk": "sk", "discord:de": "de"}
+async def test_a_usage_line_says_the_kinds_of_value_in_the_readers_language(tmp_path):
+    rooms = {"discord:sk": "sk", "discord:de": "de", "console:de": "de", "matrix:!pl:x": "pl"}
     async with running(make_app(tmp_path, bot={"room_languages": rooms})) as h:
         readers = h.app.services.readers
         line = Markup.format(_("{u}"), u=usage("task claim"))
@@ -276,3 +276,8 @@ async def test_a_discord_usage_line_says_the_kinds_of_value_in_the_readers_langu
         names = " ".join(localized_name(n, "de") for n in ("task", "claim"))
         assert line.plain(readers.for_room("discord:de")) == f"`/{names} id:<Zahl>`"
         assert line.plain(readers.for_room("discord:en")) == "`/task claim id:<number>`"
+        # On text platforms the names stay English; what an option takes is in the reader's.
+        audit = Markup.format(_("{u}"), u=usage("audit"))
+        assert audit.plain(readers.for_room("console:de")) == "`audit [--limit <Zahl>]`"
+        assert audit.plain(readers.for_room("matrix:!pl:x")) == "`!audit [--limit <liczba>]`"
+        assert audit.plain(readers.for_room("console:en")) == "`audit [--limit <number>]`"
