@@ -50,9 +50,10 @@ CORE_PHRASES: dict[str, Msg] = {
     ),
     FILES: ngettext("{n:,} file the bot sent only to you", "{n:,} files the bot sent only to you"),
 }
+COMMA = Markup.trusted(", ")
 # How a cog's section of an export reads. Translators: {label} and {section} are the names a
-# part of the bot stores data under, in English ("volunteer", "task"); {fields} lists the
-# names of what the record holds ("roles, languages").
+# part of the bot stores data under, as code and in English (`volunteer`, `task`); {fields}
+# lists the names of what the record holds (`roles`, `languages`).
 RECORD = _("your {label} record")
 RECORD_FIELDS = _("your {label} record ({fields})")
 RECORD_ENTRIES = ngettext(
@@ -222,9 +223,10 @@ def has_data(value: object) -> bool:
 def describe(stored: Mapping[str, Any]) -> list[Markup]:
     """Plain words for what an export holds, one phrase per kind of thing.
 
-    ``{"volunteer": {"volunteer": {"roles": [...]}}}`` reads "your volunteer record (roles)";
-    a list reads as a count: ``{"task": {"claimed": [1, 2]}}`` is "task: 2 claimed". The
-    sections and keys are the names the cogs store their data under, shown as they are.
+    ``{"volunteer": {"volunteer": {"roles": [...]}}}`` reads "your `volunteer` record
+    (`roles`)"; a list reads as a count: ``{"task": {"claimed": [1, 2]}}`` is "`task`: 2
+    `claimed`". The sections and keys are the names the cogs store their data under, as code
+    and as they are in the export file, whatever the reader's language.
     """
     phrases: list[Markup] = []
     for section, data in stored.items():
@@ -234,20 +236,25 @@ def describe(stored: Mapping[str, Any]) -> list[Markup]:
         for key, value in data.items():
             if not has_data(value):
                 continue
-            label = key.replace("_", " ")
+            label, part = _name(key), _name(section)
             if isinstance(value, Mapping):
-                fields = ", ".join(k.replace("_", " ") for k, v in value.items() if has_data(v))
+                fields = COMMA.join(_name(k) for k, v in value.items() if has_data(v))
                 template = RECORD_FIELDS if key == section else PART_FIELDS
-                phrases.append(Markup.format(template, section=section, label=label,
+                phrases.append(Markup.format(template, section=part, label=label,
                                              fields=fields))  # fmt: skip
             elif isinstance(value, Sequence) and not isinstance(value, str):
                 template = RECORD_ENTRIES if key == section else PART_ENTRIES
-                phrases.append(Markup.format(template, section=section, label=label,
+                phrases.append(Markup.format(template, section=part, label=label,
                                              n=len(value)))  # fmt: skip
             else:
                 template = RECORD if key == section else PART
-                phrases.append(Markup.format(template, section=section, label=label))
+                phrases.append(Markup.format(template, section=part, label=label))
     return phrases
+
+
+def _name(key: str) -> Markup:
+    """A name as it stands in the export file, as code: the same in every language."""
+    return Markup.format("`{key}`", key=key)
 
 
 def to_json(document: Mapping[str, Any]) -> bytes:

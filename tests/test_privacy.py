@@ -58,7 +58,9 @@ async def test_mydata_is_a_private_reply_with_the_callers_record_as_json(harness
 async def test_mydata_summary_says_what_why_how_long_and_how_to_erase(harness: Harness):
     await harness.ok("alice", "volunteer join translator --languages pl")
     text = await harness.ok("alice", "privacy mydata")
-    assert "your volunteer record (platform, id, display name, roles, languages" in text
+    assert (
+        "your `volunteer` record (`platform`, `id`, `display_name`, `roles`, `languages`" in text
+    )
     assert "match volunteers to tasks" in text
     assert "after 365 days without a command" in text
     assert "`privacy forget`" in text and "mydata.json" in text
@@ -99,11 +101,11 @@ async def test_forget_says_what_became_of_the_posts_and_files_that_named_the_cal
                                                     "!dm:example.org", harness.clock.now())  # fmt: skip
     asked = (await harness.run("alice", "privacy forget")).body.plain()
     assert (
-        "last active at); 1 bot message addressed to you; 1 bot message that names you; "
+        "`last_active_at`); 1 bot message addressed to you; 1 bot message that names you; "
         "2 files the bot sent only to you. Tasks you claimed go back"
     ) in asked
     done = (await harness.run("alice", "privacy forget --confirm")).body.plain()
-    assert done.startswith("Done. I erased your volunteer record (")
+    assert done.startswith("Done. I erased your `volunteer` record (")
     assert (
         "shared history now says “a former volunteer” where it named you (also in 1 bot post). "
         "2 files I had sent only to you could not be deleted from the server: the bot is not "
@@ -118,7 +120,7 @@ async def test_forget_without_confirm_explains_offers_a_button_and_erases_nothin
     reply = await harness.run("alice", "privacy forget")
     assert reply.private and not reply.is_error
     text = reply.body.plain()
-    assert "permanently erases" in text and "your volunteer record" in text
+    assert "permanently erases" in text and "your `volunteer` record" in text
     assert [(b.label, b.command) for b in reply.buttons] == [
         ("Yes, erase my data", "privacy forget --confirm")
     ]
@@ -138,7 +140,7 @@ async def test_forget_confirm_erases_the_record_and_messages_and_says_so(harness
     await notify(harness, "n:2", "bob", Markup.format("Hi {n}", n="Bob"))
     reply = await harness.run("alice", "privacy forget --confirm")
     assert reply.private and not reply.is_error
-    assert "Done. I erased your volunteer record" in reply.body.plain()
+    assert "Done. I erased your `volunteer` record" in reply.body.plain()
     assert "1 bot message addressed to you" in reply.body.plain()
     assert "I know no volunteer `alice`" in await harness.err("bob", "volunteer profile alice")
     assert export_of(await harness.run("alice", "privacy mydata"))["stored"] == {}
@@ -268,7 +270,7 @@ async def test_every_cog_exports_and_erases_and_volunteers_go_last(harness: Harn
     await harness.ok("alice", "volunteer join translator")
     stored = export_of(await harness.run("alice", "privacy mydata"))["stored"]
     assert stored["_notes"] == {"notes": ["speaks at the Lyon meeting"]}
-    assert "_notes: 1 notes" in await harness.ok("alice", "privacy forget")
+    assert "`_notes`: 1 `notes`" in await harness.ok("alice", "privacy forget")
     await harness.ok("alice", "privacy forget --confirm")
     assert notes.notes == {}
     assert notes.volunteer_present_at_erase is True, "the volunteer record is erased last"

@@ -56,7 +56,7 @@ def test_alice_sees_her_data_then_erases_it_from_the_database_file(tmp_path: Pat
     assert b"alice" in stored_bytes(tmp_path), "the scan sees her before she is erased"
 
     second = console(tmp_path, ["privacy forget --confirm", "volunteer profile alice"])
-    assert "Done. I erased your volunteer record" in second.stdout
+    assert "Done. I erased your `volunteer` record" in second.stdout
     assert "I know no volunteer `alice`" in second.stdout
     assert b"alice" not in stored_bytes(tmp_path)
 
