@@ -230,4 +230,5 @@ class Readers:
             platform=platform,
             commands=partial(syntax, language=names, reader_language=language) if syntax else None,
             timestamps=platform == "discord",
+            names=names,
         )

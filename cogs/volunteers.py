@@ -9,6 +9,7 @@ from bot.context import Ctx, Reply
 from bot.domain import LANGUAGES, Markup, NotFound, Role, UserRef
 from bot.domain.i18n import (
     EU_LANGUAGES,
+    ChoiceName,
     CountryName,
     LanguageName,
     _,
@@ -32,6 +33,7 @@ from storage.volunteers import Profile
 AUTO = ("auto", "default", "reset", "none")
 
 LIST_LIMIT = 25
+COMMA = Markup.trusted(", ")
 
 
 class Volunteers(Cog):
@@ -67,7 +69,8 @@ class Volunteers(Cog):
             if added
             else _("You already had the role **{role}**, {name}; your details are updated.")
         )
-        lines = [Markup.format(lead, name=ctx.user.label, role=role.value), _summary(profile)]
+        lines = [Markup.format(lead, name=ctx.user.label, role=ChoiceName(role.value)),
+                 _summary(profile)]  # fmt: skip
         if not profile.languages:
             lines.append(
                 Markup.format(
@@ -84,12 +87,12 @@ class Volunteers(Cog):
         if profile is None:
             raise NotFound(
                 _("You do not have the role `{role}`. See your roles with {command}."),
-                role=role.value,
+                role=ChoiceName(role.value),
                 command=cmd("volunteer profile"),
             )
         return Reply(
             Markup.trusted("\n").join(
-                [Markup.format(_("You are no longer a **{role}**."), role=role.value),
+                [Markup.format(_("You are no longer a **{role}**."), role=ChoiceName(role.value)),
                  _summary(profile)]
             )
         )  # fmt: skip
@@ -258,17 +261,23 @@ def _zone_name(ctx: Ctx) -> str:
 def _which(role: Role | None, language: Language | None) -> list[Markup]:
     """The line that says which volunteers a list shows, if it is filtered."""
     if role and language:
-        return [Markup.format(_("Role {role}, working in {language}."), role=role.value,
+        return [Markup.format(_("Role {role}, working in {language}."),
+                              role=ChoiceName(role.value),
                               language=LanguageName(language))]  # fmt: skip
     if role:
-        return [Markup.format(_("Role {role}."), role=role.value)]
+        return [Markup.format(_("Role {role}."), role=ChoiceName(role.value))]
     if language:
         return [Markup.format(_("Working in {language}."), language=LanguageName(language))]
     return []
 
 
+def _roles(profile: Profile) -> Markup:
+    """A person's roles, each as their platform shows it."""
+    return COMMA.join(Markup.format("{role}", role=ChoiceName(r)) for r in profile.roles)
+
+
 def _person(profile: Profile) -> Markup:
-    roles = ", ".join(profile.roles)
+    roles = _roles(profile) if profile.roles else ""
     if profile.languages:
         return Markup.format(
             _("• {name} — {roles} ({languages})") if roles else _("• {name} ({languages})"),
@@ -286,7 +295,7 @@ def _summary(profile: Profile) -> Markup:
         if code in LANGUAGES
     ]
     lines = [
-        Markup.format(_("Roles: {roles}"), roles=", ".join(profile.roles))
+        Markup.format(_("Roles: {roles}"), roles=_roles(profile))
         if profile.roles
         else Markup.format(_("Roles: none")),
         Markup.format(_("Languages: {languages}"), languages=Markup.trusted(", ").join(names))

@@ -11,12 +11,16 @@ from bot.app import App
 from bot.context import Actor, Ctx, Place
 from bot.domain import Markup, UserRef
 from bot.domain.i18n import (
+    CHOICE,
+    ChoiceName,
     CountryName,
     LanguageName,
+    Msg,
     Reader,
     _,
     localized_name,
     ngettext,
+    translation,
     valid_name,
 )
 from bot.domain.markup import cmd, usage
@@ -281,3 +285,16 @@ async def test_a_usage_line_says_the_kinds_of_value_in_the_readers_language(tmp_
         assert audit.plain(readers.for_room("console:de")) == "`audit [--limit <Zahl>]`"
         assert audit.plain(readers.for_room("matrix:!pl:x")) == "`!audit [--limit <liczba>]`"
         assert audit.plain(readers.for_room("console:en")) == "`audit [--limit <number>]`"
+
+
+def test_a_choice_is_its_localised_name_on_discord_and_the_typed_word_elsewhere():
+    line = Markup.format(_("Role {role}."), role=ChoiceName("translator"))
+    german = translation("de").text(Msg("translator", context=CHOICE))
+    assert german != "translator"
+    assert line.plain(Reader("de", platform="console")) == "Rolle translator."
+    assert line.plain(Reader("de", platform="discord")) == f"Rolle {german}."
+    # A reply in Slovak to a client that lists the names in English.
+    assert line.plain(Reader("sk", platform="discord", names="en")).endswith(" translator.")
+    # Kept lazy in the outbox, it is still a choice when it is read back.
+    again = Markup.from_json(line.to_json())
+    assert again.plain(Reader("de", platform="discord")) == f"Rolle {german}."

@@ -170,7 +170,9 @@ class Reader:
     """Who a text is rendered for: their language, their time zone and their platform.
 
     ``commands`` renders a command reference in the platform's syntax; ``timestamps`` is set
-    where the platform shows each person a time in their own zone (Discord's ``<t:…>``).
+    where the platform shows each person a time in their own zone (Discord's ``<t:…>``);
+    ``names`` is the language the platform shows its command, option and choice names in,
+    where it localises them (Discord), if not ``language``.
     """
 
     language: str = SOURCE_LANGUAGE
@@ -178,6 +180,7 @@ class Reader:
     platform: str = "console"
     commands: "Callable[[str, tuple[tuple[str, object], ...]], str] | None" = None
     timestamps: bool = False
+    names: str | None = None
 
     @property
     def translation(self) -> Translation:
@@ -207,6 +210,23 @@ class LanguageName:
         """The name of the language for ``reader``."""
         found = reader.locale.languages.get(self.code)
         return str(found) if found else self.code
+
+
+@dataclass(frozen=True, slots=True)
+class ChoiceName:
+    """One of a command's fixed choices (a role, a status), as the reader picks it.
+
+    Discord lists choices by their localised names, so there it is that name; elsewhere it
+    is the word as it is typed (``translator``).
+    """
+
+    value: str
+
+    def name(self, reader: Reader) -> str:
+        """The choice as ``reader``'s platform shows it."""
+        if reader.platform != "discord":
+            return self.value
+        return translation(reader.names or reader.language).text(Msg(self.value, context=CHOICE))
 
 
 @dataclass(frozen=True, slots=True)

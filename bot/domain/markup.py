@@ -21,6 +21,7 @@ from typing import Any
 
 from bot.domain.i18n import (
     ENGLISH,
+    ChoiceName,
     CountryName,
     LanguageName,
     Msg,
@@ -233,7 +234,7 @@ _UNTRANSLATED = "untranslated"
 
 def _for_reader(value: object) -> bool:
     """Whether a value is written differently for each reader (a name, a moment)."""
-    return isinstance(value, (LanguageName, CountryName, datetime, date)) or (
+    return isinstance(value, (LanguageName, CountryName, ChoiceName, datetime, date)) or (
         isinstance(value, Markup) and not value.is_resolved
     )
 
@@ -253,7 +254,7 @@ def _value(value: object, spec: str, reader: Reader) -> list[Part]:
         return list(value.parts)
     if isinstance(value, Msg):  # one of our own words, e.g. a status name
         return [Text(value, ())]
-    if isinstance(value, (LanguageName, CountryName)):
+    if isinstance(value, (LanguageName, CountryName, ChoiceName)):
         return [(False, value.name(reader))]
     if isinstance(value, datetime):
         if reader.timestamps:  # the client shows it in the reader's own zone and language
@@ -332,6 +333,8 @@ def _dump_value(value: object) -> Any:
         return {"language": value.code}
     if isinstance(value, CountryName):
         return {"country": value.code}
+    if isinstance(value, ChoiceName):
+        return {"choice": value.value}
     if isinstance(value, datetime):
         return {"datetime": value.isoformat()}
     if isinstance(value, date):
@@ -353,4 +356,6 @@ def _load_value(data: Any) -> object:
             return LanguageName(str(data["language"]))
         if "country" in data:
             return CountryName(str(data["country"]))
+        if "choice" in data:
+            return ChoiceName(str(data["choice"]))
     return data

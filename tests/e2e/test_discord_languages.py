@@ -67,6 +67,23 @@ async def test_a_german_client_gets_german_answers_without_choosing(fake, runner
     assert "français" in polish.content
 
 
+async def test_a_role_is_named_as_the_clients_list_of_choices_shows_it(fake, runner):
+    await runner.start()
+    bob = fake.user("bob")
+    joined = await (
+        await fake.slash(bob, "volunteer join", role="translator", locale="de")
+    ).answer()
+    german = i18n.translation("de").text(i18n.Msg("translator", context=i18n.CHOICE))
+    assert german != "translator" and f"**{german}**" in joined.content, joined.content
+    # In Slovak (which Discord has no locale for) on a Japanese client, the list of choices
+    # shows the English names, and the answer says the role that way.
+    await (await fake.slash(bob, "volunteer language", code="sk", locale="ja")).answer()
+    left = await (
+        await fake.slash(bob, "volunteer leave", role="translator", locale="ja")
+    ).answer()
+    assert "**translator**" in left.content and "Roly" in left.content, left.content
+
+
 async def test_a_resync_happens_only_when_a_translation_changed(fake, runner, catalogs):
     await runner.start()
     assert len(fake.requests_to("PUT", COMMANDS_PUT)) == 1
