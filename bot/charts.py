@@ -14,8 +14,9 @@ from functools import cache
 from PIL import Image, ImageDraw, ImageFont
 
 from bot.context import Attachment
-from bot.domain.i18n import ENGLISH, Msg, Reader, _, ngettext, number, pgettext
+from bot.domain.i18n import ENGLISH, Msg, Reader, _, ngettext, number
 from bot.domain.markup import Markup
+from bot.domain.vocab import STATUS_WORDS, TaskStatus
 
 WIDTH = 760
 ROW = 20
@@ -92,11 +93,12 @@ def _count(reader: Reader, value: int) -> str:
     return number(value, reader, ",")
 
 
-def _reader_for(font: Font, reader: Reader, lines: Callable[[Reader], list[str]]) -> Reader:
-    """``reader``, if ``font`` can draw all of ``lines`` for them; else English."""
-    if reader is ENGLISH or all(drawable(font, line) for line in lines(reader)):
-        return reader
-    return ENGLISH
+def _lines_for(font: Font, reader: Reader, lines: Callable[[Reader], list[str]]) -> list[str]:
+    """A picture's ``lines`` for ``reader``, if ``font`` can draw them all; else in English."""
+    said = lines(reader)
+    if reader is ENGLISH or all(drawable(font, line) for line in said):
+        return said
+    return lines(ENGLISH)
 
 
 def _bar(
@@ -112,8 +114,7 @@ def _bar(
         draw.rectangle((left, top, filled, bottom), fill=colour)
 
 
-def _progress_lines(data: ChartData, over: int, reader: Reader) -> list[str]:
-    share = data.total / data.goal if data.goal else 0.0
+def _progress_lines(data: ChartData, over: int, share: float, reader: Reader) -> list[str]:
     lines = [
         _say(reader, TOTAL, total=data.total, goal=data.goal, share=share),
         _say(reader, COUNTRIES_OVER, over=over, needed=data.needed),
@@ -134,8 +135,8 @@ def progress_png(data: ChartData, reader: Reader = ENGLISH) -> bytes:
     big, small = _font(18), _font(13)
     over = sum(1 for code, need in rows if data.counts.get(code, 0) >= need)
     share = data.total / data.goal if data.goal else 0.0
-    reader = _reader_for(small, reader, lambda r: _progress_lines(data, over, r))
-    total, over_line, *numbers = _progress_lines(data, over, reader)
+    lines = _lines_for(small, reader, lambda r: _progress_lines(data, over, share, r))
+    total, over_line, *numbers = lines
     draw.text((MARGIN, MARGIN), data.title, fill=INK, font=big)
     draw.text((MARGIN, MARGIN + 26), total, fill=INK, font=small)
     _bar(draw, (MARGIN, MARGIN + 46, WIDTH - MARGIN, MARGIN + 62), share, GOAL)
@@ -168,10 +169,10 @@ COVERAGE_COLOURS: dict[str, tuple[int, int, int]] = {
 }
 # The statuses' names in the chart's legend.
 COVERAGE_LEGEND: dict[str, Msg] = {
-    "open": pgettext("status", "open"),
-    "claimed": pgettext("status", "claimed"),
-    "in review": pgettext("status", "in review"),
-    "done": pgettext("status", "done"),
+    "open": STATUS_WORDS[TaskStatus.OPEN],
+    "claimed": STATUS_WORDS[TaskStatus.CLAIMED],
+    "in review": STATUS_WORDS[TaskStatus.IN_REVIEW],
+    "done": STATUS_WORDS[TaskStatus.DONE],
 }
 
 
@@ -183,6 +184,7 @@ class CoverageData:
 
 
 def _coverage_lines(data: CoverageData, reader: Reader) -> list[str]:
+    """The title, the empty chart's line, the legend, then each row's numbers."""
     lines = [_say(reader, COVERAGE_TITLE), _say(reader, NO_TASKS)]
     lines += [_say(reader, name) for name in COVERAGE_LEGEND.values()]
     lines += [
@@ -199,8 +201,8 @@ def coverage_png(data: CoverageData, reader: Reader = ENGLISH) -> bytes:
     image = Image.new("RGB", (WIDTH, height), BACKGROUND)
     draw = ImageDraw.Draw(image)
     big, small = _font(18), _font(13)
-    reader = _reader_for(small, reader, lambda r: _coverage_lines(data, r))
-    title, no_tasks, *names = _coverage_lines(data, reader)[: 2 + len(COVERAGE_COLOURS)]
+    title, no_tasks, *rest = _lines_for(small, reader, lambda r: _coverage_lines(data, r))
+    names, numbers = rest[: len(COVERAGE_LEGEND)], rest[len(COVERAGE_LEGEND) :]
     draw.text((MARGIN, MARGIN), title, fill=INK, font=big)
     left = MARGIN
     for colour, name in zip(COVERAGE_COLOURS.values(), names, strict=True):
@@ -212,7 +214,7 @@ def coverage_png(data: CoverageData, reader: Reader = ENGLISH) -> bytes:
         draw.text((MARGIN, top + 2), no_tasks, fill=INK, font=small)
     widest = max((sum(counts.values()) for _, counts in rows), default=0) or 1
     span = WIDTH - 2 * MARGIN - LABEL - NUMBERS
-    for label, counts in rows:
+    for (label, counts), row_numbers in zip(rows, numbers, strict=True):
         draw.text((MARGIN, top + 2), label, fill=INK, font=small)
         x = MARGIN + LABEL
         draw.rectangle((x, top + 4, x + span, top + ROW - 4), fill=TRACK)
@@ -221,8 +223,7 @@ def coverage_png(data: CoverageData, reader: Reader = ENGLISH) -> bytes:
             if width > 0:
                 draw.rectangle((x, top + 4, x + width, top + ROW - 4), fill=colour)
                 x += width
-        numbers = " / ".join(_count(reader, counts.get(s, 0)) for s in COVERAGE_COLOURS)
-        draw.text((WIDTH - MARGIN - NUMBERS + 8, top + 2), numbers, fill=INK, font=small)
+        draw.text((WIDTH - MARGIN - NUMBERS + 8, top + 2), row_numbers, fill=INK, font=small)
         top += ROW
     out = io.BytesIO()
     image.save(out, format="PNG")

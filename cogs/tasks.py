@@ -26,6 +26,7 @@ from bot.domain import (
 from bot.domain.i18n import LanguageName, Msg, _, ngettext, pgettext
 from bot.domain.markup import cmd
 from bot.domain.tasks import Change, Expiry, Notice, Outcome, TaskNotice, Verdict
+from bot.domain.vocab import STATUS_WORDS
 from bot.importing import ImportRefused, read_csv, summary
 from bot.outbox import Actions
 from bot.params import Language, Param, ParseEnv, Targets, Url, When, find_url
@@ -66,14 +67,6 @@ NEWLINE = Markup.trusted("\n")
 COMMA = Markup.trusted(", ")
 # Who takes a kind of job no role is for, as a word in a sentence ("for a volunteer").
 ANY_ROLE = pgettext("role", "volunteer")
-# A task's status as a word in a sentence ("Task #7 is cancelled").
-STATUS_WORDS: dict[TaskStatus, Msg] = {
-    TaskStatus.OPEN: pgettext("status", "open"),
-    TaskStatus.CLAIMED: pgettext("status", "claimed"),
-    TaskStatus.IN_REVIEW: pgettext("status", "in review"),
-    TaskStatus.DONE: pgettext("status", "done"),
-    TaskStatus.CANCELLED: pgettext("status", "cancelled"),
-}
 
 
 class Status(StrEnum):

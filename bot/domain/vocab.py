@@ -2,6 +2,8 @@
 
 from enum import StrEnum
 
+from bot.domain.i18n import Msg, pgettext
+
 
 class Role(StrEnum):
     """What a volunteer does."""
@@ -48,6 +50,16 @@ class TaskStatus(StrEnum):
     IN_REVIEW = "in_review"  # done by its claimer, waiting for a second speaker
     DONE = "done"
     CANCELLED = "cancelled"
+
+
+# A task's status as a word in a sentence ("Task #7 is cancelled") or a chart's legend.
+STATUS_WORDS: dict[TaskStatus, Msg] = {
+    TaskStatus.OPEN: pgettext("status", "open"),
+    TaskStatus.CLAIMED: pgettext("status", "claimed"),
+    TaskStatus.IN_REVIEW: pgettext("status", "in review"),
+    TaskStatus.DONE: pgettext("status", "done"),
+    TaskStatus.CANCELLED: pgettext("status", "cancelled"),
+}
 
 
 # The role a kind needs; None means any registered volunteer may take it.
