@@ -3,13 +3,12 @@
 import enum
 import logging
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 from bot.commands import CommandSpec
 from bot.context import Ctx
 from bot.domain import UserRef
-from bot.domain.text import clean_name, preview
+from bot.domain.text import preview
 from bot.logs import describe_error
 from storage.acting import ErasurePending
 from storage.audit import AuditEntry, AuditRepo
@@ -43,8 +42,7 @@ def describe(spec: CommandSpec, values: Mapping[str, object]) -> tuple[str, User
         if value is None or value is False or value == arg.default:
             continue
         if isinstance(value, UserRef):
-            # A refused command's people are as the platform sent them: clean their names.
-            value = subject = replace(value, display_name=clean_name(value.display_name))
+            subject = value
         parts.append(f"{arg.name}={_shown(value)}")
     detail = " ".join(parts)
     return (detail if len(detail) <= DETAIL_LIMIT else detail[: DETAIL_LIMIT - 1] + "…"), subject

@@ -225,8 +225,11 @@ class BotCore:
 
     async def _invoke(self, ctx: Ctx, spec: CommandSpec, raw: Mapping[str, object]) -> Reply:
         started = time.perf_counter()
-        # Display names come from the platforms, and are stored: they are cleaned like text.
+        # Display names come from the platforms, and are stored: they are cleaned like text,
+        # the caller's and those of people the command names (an audit line of a refused
+        # command shows them as sent).
         ctx.actor = replace(ctx.actor, user=_named(ctx.actor.user))
+        raw = {k: _named(v) if isinstance(v, UserRef) else v for k, v in raw.items()}
         kwargs: dict[str, Any] = {}
         outcome = Outcome.DONE
         try:
@@ -338,8 +341,6 @@ def convert(arg: ArgSpec, value: object, env: ParseEnv) -> Any:
         if not value.strip():
             raise BadArgument(_("`{name}` cannot be empty."), name=shown)
         value = arg.kind.parse(clean(value, what=shown, multiline=arg.param.multiline), env)
-    elif isinstance(value, UserRef):
-        value = _named(value)
     elif arg.kind.wire == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
         raise BadArgument(_("`{name}` must be a whole number."), name=arg.name)
     p = arg.param
