@@ -92,8 +92,8 @@ CHOICE_NAMES: dict[str, Msg] = {
     "priority": pgettext("parameter", "priority"),
     "status": pgettext("parameter", "status"),
 }
-# How each kind of value a parameter takes reads in a sentence (help) or a Discord usage
-# line, by the kind's name (an enum's kind is named after it).
+# How each kind of value a parameter takes reads in a sentence (help) or a usage line, by
+# the kind's name (an enum's kind is named after it).
 KIND_WORDS: dict[str, Msg] = {
     "number": pgettext("parameter kind", "number"),
     "text": pgettext("parameter kind", "text"),
